@@ -1,0 +1,54 @@
+"""The planner-backend interface and its registry (simonw/llm style).
+
+A backend turns a prompt into a ``SceneGraph``; everything after that
+(normalisation, checks, geometry) is shared. Backends register under a prefix
+and are chosen by a spec string: ``rules``, ``local``, ``openai:gpt-4o-mini``,
+``hf:path/or/repo``, ``gguf:/path/model.gguf``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from ..errors import UsageError
+from ..scene import SceneGraph
+
+_REGISTRY: dict[str, Callable[..., "Planner"]] = {}
+
+
+class Planner(ABC):
+    """Prompt -> scene graph. Subclasses load their model once in ``__init__``."""
+
+    name: str = "planner"
+
+    @abstractmethod
+    def graph(self, prompt: str) -> SceneGraph:
+        """Return the scene graph for one prompt (raise a PlanAndRenderError on failure)."""
+
+    def edit_ops(self, instruction: str, context: dict):  # pragma: no cover - overridden where supported
+        """Turn a chat instruction into typed edit operations (see plan_and_render.edits)."""
+        raise NotImplementedError(f"planner {self.name!r} does not parse edit instructions")
+
+
+def register(prefix: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:
+    """Class decorator: make a backend available as ``prefix`` or ``prefix:arg``."""
+
+    def deco(factory: Callable[..., Planner]) -> Callable[..., Planner]:
+        _REGISTRY[prefix] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_planner(spec: str, **options) -> Planner:
+    """Build the backend a spec names; ``options`` go to its constructor (base_url, retries...)."""
+    prefix, _, arg = spec.partition(":")
+    if prefix not in _REGISTRY:
+        raise UsageError(f"unknown planner {spec!r}; choose one of: {', '.join(available())} (e.g. openai:MODEL)")
+    factory = _REGISTRY[prefix]
+    return factory(arg, **options) if arg else factory(**options)
