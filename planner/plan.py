@@ -30,14 +30,14 @@ def plan_from_graph(prompt: str, graph: SceneGraph, canvas: Canvas | None = None
 
     canvas = canvas or Canvas()
     graph, warnings = normalize_graph(graph, prompt)
-    if not graph.objects:
+    if not graph.objects and not (graph.background or graph.excluded):  # "a bedroom without a bed" is a plan
         raise InvalidPromptError("no objects found in the prompt: name at least one thing to draw")
     if graph.instance_count > MAX_INSTANCES:
         raise InvalidPromptError(f"the prompt asks for {graph.instance_count} instances; the limit is {MAX_INSTANCES}")
     check_graph(graph)
     objects, relations = expand(graph)
-    layout = solve(objects, relations, canvas, seed=seed)
-    placed = [PlanObject(**{**o.model_dump(), "box": layout.boxes[o.id]}) for o in objects]
+    layout = solve(objects, relations, canvas, seed=seed) if objects else None
+    placed = [PlanObject(**{**o.model_dump(), "box": layout.boxes[o.id]}) for o in objects] if layout else []
     return ScenePlan(
         prompt=prompt,
         canvas=canvas,
@@ -45,7 +45,7 @@ def plan_from_graph(prompt: str, graph: SceneGraph, canvas: Canvas | None = None
         negative_prompt=", ".join(graph.excluded) or None,
         objects=placed,
         relations=relations,
-        warnings=[*warnings, *layout.warnings],
+        warnings=[*warnings, *(layout.warnings if layout else [])],
     )
 
 

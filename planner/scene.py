@@ -78,6 +78,14 @@ class GraphRelation(BaseModel):
     object: str
     object2: str | None = None
 
+    @field_validator("predicate", mode="before")
+    @classmethod
+    def _canonical_predicate(cls, v: object) -> object:
+        """Accept phrasings a model may write ("on top of", "left-of") as their predicate."""
+        from .vocab import canonical_predicate
+
+        return canonical_predicate(v) or v if isinstance(v, str) else v
+
     @model_validator(mode="after")
     def _between_needs_object2(self) -> "GraphRelation":
         if self.predicate == "between" and not self.object2:

@@ -1,0 +1,59 @@
+"""Renderer: attention-guided Stable Diffusion that puts each plan object in its box.
+
+    from renderer import load_pipeline, render
+    result = render(plan, method="refocus+rca", seed=0)
+    result.images[0].save("out.png"); print(result.scores)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .guidance import METHODS, parse_method
+from .pipeline_sd import LayoutPipeline, RenderResult
+from .pipeline_sdxl import LayoutPipelineXL
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+__all__ = ["DEFAULT_MODEL", "METHODS", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "load_pipeline",
+           "parse_method", "pipeline_from_components", "render"]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pipeline_from_components(components: dict, name: str = "custom", device: str | None = None,
+                             dtype: str | torch.dtype | None = None) -> LayoutPipeline:
+    """Wrap already-built components (e.g. ``renderer.tiny.tiny_sd_components()``)."""
+    from .loading import _dtype
+
+    device = device or default_device()
+    cls = LayoutPipelineXL if "text_encoder_2" in components else LayoutPipeline
+    pipe = cls(**components, name=name)
+    return pipe.to(device, _dtype(dtype, device))
+
+
+def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None) -> LayoutPipeline:
+    """SD 1.x/2.x or SDXL (chosen from the weights) from a hub id, a diffusers folder or one file.
+
+    Raises ``planner.errors.ModelUnavailableError`` (one line) when the weights cannot be found.
+    """
+    from .loading import _dtype, load_components
+
+    device = device or default_device()
+    dt = _dtype(dtype, device)
+    _family, comps = load_components(str(model), device, dt)
+    return pipeline_from_components(comps, name=str(model), device=device, dtype=dt)
+
+
+_CACHE: dict[tuple, LayoutPipeline] = {}
+
+
+def render(plan, model: str = DEFAULT_MODEL, method: str = "refocus", device: str | None = None,
+           dtype: str | None = None, **kw) -> RenderResult:
+    """Render a plan, reusing a loaded pipeline per (model, device, dtype)."""
+    key = (str(model), device or default_device(), dtype)
+    if key not in _CACHE:
+        _CACHE[key] = load_pipeline(model, device, dtype)
+    return _CACHE[key](plan, method=method, **kw)

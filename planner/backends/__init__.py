@@ -3,7 +3,5 @@ each keeps its heavy imports (torch, transformers, openai) inside methods."""
 
 from .base import Planner, available, get_planner, register
 from . import rules  # noqa: F401  (registers "rules")
-from . import openai_backend  # noqa: F401  (registers "openai")
-from . import transformers_backend  # noqa: F401  (registers "hf", "gguf", "local")
 
 __all__ = ["Planner", "available", "get_planner", "register"]

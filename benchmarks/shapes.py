@@ -1,0 +1,306 @@
+"""ShapesBench: does layout guidance put each shape in its planned box?
+
+    python benchmarks/shapes.py --model models/shapes-tiny --limit 100 --steps 50 --device cuda
+
+Prompts: two to four distinct coloured shapes joined by left_of / right_of /
+above / below relations ("a red circle to the left of a blue square"), built as
+scene graphs and placed by the geometry stage (``planner.plan.plan_from_graph``;
+a rejection-sampling fallback when the geometry module is not there). Every
+method renders every prompt on the same seed (seed = prompt index). The model
+is conditioned on the position-free caption ("a red circle and a blue square")
+it was trained on, so placement can only come from guidance; ``--text prompt``
+feeds the full relation prompt instead.
+
+Scores from the exact detector (plan_and_render.shapes.detect): presence
+(right colour AND shape found anywhere), box IoU and mask IoU with the target
+(0 when absent), and relation accuracy on the detected boxes (plan-format.md
+sector rule). Prints a table, writes benchmarks/results/shapes.json and a PNG
+grid (target layout, then each method). ``--shard`` + ``--merge`` let methods
+run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from plan_and_render.shapes.data import COLOURS, SHAPES, caption, draw, phrase  # noqa: E402
+from plan_and_render.shapes.detect import box_iou, detect, find, mask_iou, relation_holds, target_mask  # noqa: E402
+
+PREDICATES = ("left_of", "right_of", "above", "below")
+WORDS = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# ---------------------------------------------------------------------------
+# prompts and plans
+# ---------------------------------------------------------------------------
+
+def make_specs(n: int, seed: int = 0) -> list[dict]:
+    """n prompt specs: 2-4 distinct (colour, shape) objects, a chain of directional relations."""
+    rng = np.random.default_rng(seed)
+    pairs = [(c, s) for s in SHAPES for c in COLOURS]
+    specs = []
+    for i in range(n):
+        k = int(rng.choice([2, 2, 3, 3, 4]))
+        objs = [pairs[j] for j in rng.choice(len(pairs), size=k, replace=False)]
+        rels = [(a, str(rng.choice(PREDICATES)), a - 1) for a in range(1, k)]
+        specs.append({"objects": objs, "relations": rels})
+    return specs
+
+
+def spec_prompt(spec: dict) -> str:
+    """'a red circle to the left of a blue square and a green star above the blue square'."""
+    objs = spec["objects"]
+    parts = []
+    for s, p, o in spec["relations"]:
+        ref = phrase(*objs[o]) if not parts else "the " + " ".join(objs[o])
+        parts.append(f"{phrase(*objs[s])} {WORDS[p]} {ref}")
+    return " and ".join(parts)
+
+
+def _fallback_boxes(spec: dict, seed: int) -> dict[int, tuple]:
+    """Boxes on a jittered grid satisfying every relation, no overlaps; used without planner.geometry."""
+    rng = np.random.default_rng(seed)
+    k = len(spec["objects"])
+    n = 3 if k <= 3 else 4
+    cell = 1.0 / n
+    parent = {s: (p, o) for s, p, o in spec["relations"]}
+    for _ in range(1000):
+        boxes: dict[int, tuple] = {}
+        used: set[tuple[int, int]] = set()
+        for i in range(k):
+            cells = [(cx, cy) for cx in range(n) for cy in range(n) if (cx, cy) not in used]
+            rng.shuffle(cells)
+            for cx, cy in cells:
+                side = cell * rng.uniform(0.78, 0.9)
+                x0 = cx * cell + rng.uniform(0, cell - side)
+                y0 = cy * cell + rng.uniform(0, cell - side)
+                box = (x0, y0, x0 + side, y0 + side)
+                if i not in parent or relation_holds(parent[i][0], box, boxes[parent[i][1]]):
+                    boxes[i] = box
+                    used.add((cx, cy))
+                    break
+            if i not in boxes:
+                break
+        if len(boxes) == k:
+            return boxes
+    raise RuntimeError(f"fallback layout failed for {spec}")
+
+
+def make_plan(spec: dict, seed: int):
+    """(ScenePlan on a 64x64 canvas, geometry source)."""
+    from planner.scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
+
+    prompt = spec_prompt(spec)
+    ids = [f"{c}_{s}" for c, s in spec["objects"]]
+    graph = SceneGraph(objects=[GraphObject(id=ids[i], name=s, attributes=[c]) for i, (c, s) in enumerate(spec["objects"])],
+                       relations=[GraphRelation(subject=ids[s], predicate=p, object=ids[o]) for s, p, o in spec["relations"]])
+    try:
+        from planner.plan import plan_from_graph
+
+        plan = plan_from_graph(prompt, graph, Canvas(width=64, height=64), seed=seed)
+        return plan, "planner.geometry"
+    except ImportError:
+        boxes = _fallback_boxes(spec, seed)
+        objs = [PlanObject(id=f"{s}-{i + 1}", name=s, phrase=phrase(c, s), attributes=[c], box=boxes[i], group=ids[i])
+                for i, (c, s) in enumerate(spec["objects"])]
+        rels = [PlanRelation(subject=objs[s].id, predicate=p, object=objs[o].id) for s, p, o in spec["relations"]]
+        return ScenePlan(prompt=prompt, canvas=Canvas(width=64, height=64), objects=objs, relations=rels), "fallback"
+
+
+def colour_shape(obj) -> tuple[str, str]:
+    colour = next(a for a in obj.attributes if a in COLOURS)
+    return colour, obj.name
+
+
+# ---------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------
+
+def score_image(image: np.ndarray, plan) -> dict:
+    """Per-object presence / box IoU / mask IoU and per-relation truth, from the exact detector."""
+    h, w = image.shape[:2]
+    dets = detect(image)
+    found, objs = {}, []
+    for o in plan.objects:
+        colour, shape = colour_shape(o)
+        d = find(dets, shape, colour)
+        found[o.id] = d
+        objs.append({"id": o.id, "present": d is not None,
+                     "colour_present": any(x.colour == colour for x in dets),
+                     "box_iou": box_iou(d.box, o.box) if d else 0.0,
+                     "mask_iou": mask_iou(d.mask, target_mask(shape, o.box, h, w)) if d else 0.0,
+                     "box": [round(v, 4) for v in d.box] if d else None})
+    rels = []
+    for r in plan.relations:
+        s, o = found.get(r.subject), found.get(r.object)
+        ok = bool(s and o and relation_holds(r.predicate, s.box, o.box))
+        rels.append({"relation": str(r), "holds": ok})
+    return {"objects": objs, "relations": rels}
+
+
+def summarise(records: list[dict]) -> dict:
+    objs = [o for r in records for o in r["objects"]]
+    rels = [x for r in records for x in r["relations"]]
+    present = [o for o in objs if o["present"]]
+    return {
+        "prompts": len(records), "objects": len(objs), "relations": len(rels),
+        "presence": float(np.mean([o["present"] for o in objs])) if objs else 0.0,
+        "colour_presence": float(np.mean([o["colour_present"] for o in objs])) if objs else 0.0,
+        "all_present": float(np.mean([all(o["present"] for o in r["objects"]) for r in records])) if records else 0.0,
+        "box_iou": float(np.mean([o["box_iou"] for o in objs])) if objs else 0.0,
+        "box_iou_found": float(np.mean([o["box_iou"] for o in present])) if present else 0.0,
+        "mask_iou": float(np.mean([o["mask_iou"] for o in objs])) if objs else 0.0,
+        "box_iou_gt_0.5": float(np.mean([o["box_iou"] > 0.5 for o in objs])) if objs else 0.0,
+        "relation_acc": float(np.mean([x["holds"] for x in rels])) if rels else 0.0,
+        "s_per_image": float(np.mean([r["seconds"] for r in records])) if records else 0.0,
+    }
+
+
+# ---------------------------------------------------------------------------
+# running
+# ---------------------------------------------------------------------------
+
+def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guidance_scale: float,
+               time_budget: float, examples: int, log) -> tuple[list[dict], list[np.ndarray]]:
+    records, images = [], []
+    t_start = time.perf_counter()
+    for it in items:
+        if time_budget and time.perf_counter() - t_start > time_budget:
+            log(f"{method}: time budget reached after {len(records)} prompts")
+            break
+        plan = it["plan"]
+        render_plan = plan.model_copy(update={"prompt": it["caption"] if text == "caption" else plan.prompt})
+        t0 = time.perf_counter()
+        res = pipe(render_plan, method=method, seed=it["seed"], steps=steps, guidance_scale=guidance_scale,
+                   progress=False)
+        img = np.asarray(res.images[0].convert("RGB"))
+        rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan),
+               "seconds": time.perf_counter() - t0}
+        records.append(rec)
+        if len(images) < examples:
+            images.append(img)
+    return records, images
+
+
+def target_image(plan, size: int = 64) -> np.ndarray:
+    """The plan drawn by the data generator: each shape filling its target box."""
+    objs = [(colour_shape(o)[1], colour_shape(o)[0], tuple(o.box)) for o in plan.objects]
+    return draw(objs, size, np.random.default_rng(0)).image
+
+
+def save_grid(path: Path, targets: list[np.ndarray], rows: dict[str, list[np.ndarray]], captions: list[str]) -> None:
+    """Columns: target, then one per method; one row per example prompt; 2x upscaled."""
+    from PIL import Image, ImageDraw
+
+    cols = ["target", *rows]
+    n = min([len(targets), *(len(v) for v in rows.values())])
+    cell, pad, head, side = 128, 4, 14, 0
+    grid = Image.new("RGB", (len(cols) * (cell + pad) + pad, head + n * (cell + pad + 12) + pad), "white")
+    d = ImageDraw.Draw(grid)
+    for j, name in enumerate(cols):
+        d.text((pad + j * (cell + pad) + 2, 2), name, fill="black")
+    for i in range(n):
+        y = head + i * (cell + pad + 12)
+        d.text((pad, y), captions[i][:120], fill="black")
+        for j, name in enumerate(cols):
+            img = targets[i] if name == "target" else rows[name][i]
+            grid.paste(Image.fromarray(img).resize((cell, cell), Image.NEAREST), (pad + j * (cell + pad) + side, y + 12))
+    grid.save(path)
+
+
+def print_table(summary: dict, log=print) -> None:
+    keys = ["presence", "colour_presence", "all_present", "box_iou", "box_iou_found", "mask_iou", "box_iou_gt_0.5",
+            "relation_acc", "s_per_image"]
+    log(f"{'method':10s} {'prompts':>7s} " + " ".join(f"{k:>15s}" for k in keys))
+    for m, s in summary.items():
+        log(f"{m:10s} {s['prompts']:7d} " + " ".join(f"{s[k]:15.3f}" for k in keys))
+
+
+def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dict:
+    """Combine shard files; methods are compared on the prompts every method finished."""
+    shards = [json.loads(Path(p).read_text()) for p in paths]
+    per = {m: recs for s in shards for m, recs in s["records"].items()}
+    common = set.intersection(*({r["index"] for r in recs} for recs in per.values()))
+    per = {m: [r for r in recs if r["index"] in common] for m, recs in per.items()}
+    summary = {m: summarise(recs) for m, recs in per.items()}
+    cfg = {**shards[0]["config"], "methods": list(per), "prompts_scored": len(common)}
+    result = {"config": cfg, "summary": summary, "records": per}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    print_table(summary, log)
+    if grid is not None:
+        ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in shards for m in s["examples"]}
+        save_grid(grid, [np.array(a, dtype=np.uint8) for a in shards[0]["targets"]], ex, shards[0]["captions"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from renderer import METHODS, load_pipeline
+
+    ap = argparse.ArgumentParser(description="ShapesBench: layout control of the shapes model per guidance method")
+    ap.add_argument("--model", default=str(ROOT / "models" / "shapes-tiny"))
+    ap.add_argument("--limit", type=int, default=100, help="number of prompts (>= 100 for the full benchmark)")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated, e.g. none,refocus,refocus+rca")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--guidance-scale", type=float, default=7.5)
+    ap.add_argument("--text", choices=["caption", "prompt"], default="caption")
+    ap.add_argument("--seed", type=int, default=0, help="prompt-set seed (render seeds are the prompt indices)")
+    ap.add_argument("--time-budget", type=float, default=0, help="seconds per method; 0 = no limit")
+    ap.add_argument("--examples", type=int, default=8)
+    ap.add_argument("--out", default=str(RESULTS / "shapes.json"))
+    ap.add_argument("--grid", default=str(RESULTS / "shapes_grid.png"))
+    ap.add_argument("--shard", default=None, help="write a shard file (for --merge) instead of the results")
+    ap.add_argument("--merge", nargs="+", default=None, help="shard files to combine")
+    a = ap.parse_args(argv)
+    if a.merge:
+        return merge(a.merge, Path(a.out), Path(a.grid) if a.grid else None)
+
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    specs = make_specs(a.limit, a.seed)
+    items, sources = [], set()
+    for i, spec in enumerate(specs):
+        plan, src = make_plan(spec, seed=i)
+        sources.add(src)
+        objs = [colour_shape(o) for o in plan.objects]
+        items.append({"index": i, "seed": i, "plan": plan, "caption": caption([(s, c) for c, s in objs])})
+    pipe = load_pipeline(a.model, device=a.device, dtype=a.dtype)
+    records, examples = {}, {}
+    for m in methods:
+        records[m], examples[m] = run_method(pipe, m, items, a.steps, a.text, a.guidance_scale, a.time_budget,
+                                             a.examples, lambda s: print(s, flush=True))
+        print(f"{m}: {len(records[m])} prompts, {summarise(records[m])['box_iou']:.3f} box IoU", flush=True)
+    config = {"model": a.model, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
+              "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
+              "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
+              "command": " ".join(["python benchmarks/shapes.py", *(argv if argv is not None else sys.argv[1:])])}
+    shard = {"config": config, "records": records, "examples": {m: [e.tolist() for e in v] for m, v in examples.items()},
+             "targets": [target_image(it["plan"]).tolist() for it in items[:a.examples]],
+             "captions": [it["plan"].prompt for it in items[:a.examples]]}
+    if a.shard:
+        Path(a.shard).write_text(json.dumps(shard))
+        return shard
+    tmp = Path(a.out).with_suffix(".shard.json")
+    tmp.write_text(json.dumps(shard))
+    try:
+        return merge([str(tmp)], Path(a.out), Path(a.grid) if a.grid else None)
+    finally:
+        tmp.unlink()
+
+
+if __name__ == "__main__":
+    main()

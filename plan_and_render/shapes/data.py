@@ -1,0 +1,202 @@
+"""Synthetic "shapes world": 1-4 coloured shapes on a plain or lightly textured background.
+
+Why a synthetic world: no Stable Diffusion weights can be downloaded here, so
+the project trains its own tiny text-to-image model on scenes whose content
+can be checked exactly. Captions name colours and shapes but never positions
+("a red circle and a blue square", objects in random order), so the model can
+only learn *what* to draw from text; *where* must come from layout guidance.
+
+Every scene is a pure function of its seed (``make_scene(seed)``), and each
+object comes with its ground-truth box (normalised, tight around the drawn
+pixels) and mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "orange": (255, 140, 0),
+    "yellow": (245, 220, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 80, 230),
+    "purple": (140, 40, 190),
+}
+TEXTURES: tuple[str, ...] = ("plain", "noise", "gradient", "stripes")
+POSITION_WORDS = frozenset(
+    "left right above below under over on top bottom behind front inside between near next beside center "
+    "centre middle corner upper lower".split()
+)
+# Data recipe defaults (recorded next to trained weights).
+RECIPE = dict(min_objects=1, max_objects=4, min_side=0.22, max_side=0.5, max_aspect=1.35, min_gap=0.03,
+              ring_inner=0.55, star_inner=0.45, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES))
+
+
+@dataclass
+class ShapeObject:
+    shape: str
+    colour: str
+    box: tuple[float, float, float, float]  # normalised [x0, y0, x1, y1], tight around the drawn pixels
+
+    @property
+    def phrase(self) -> str:
+        return phrase(self.colour, self.shape)
+
+
+@dataclass
+class Scene:
+    image: np.ndarray  # (H, W, 3) uint8
+    caption: str
+    objects: list[ShapeObject]
+    masks: np.ndarray  # (N, H, W) bool, one per object, in ``objects`` order
+    background: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# rasterising: each shape fills its box (mild stretching is allowed)
+# ---------------------------------------------------------------------------
+
+def _star_inside(u: np.ndarray, v: np.ndarray, inner: float) -> np.ndarray:
+    """5-pointed star, outer radius 1, apex up, in star coordinates."""
+    rho = np.hypot(u, v)
+    theta = np.arctan2(v, u) + math.pi / 2  # 0 at the top point (v < 0 is up)
+    step = 2 * math.pi / 5
+    a = np.mod(theta, step)
+    a = np.where(a > step / 2, step - a, a)  # fold onto the outer->inner edge
+    half = step / 2
+    r_edge = inner * math.sin(half) / (np.sin(a) + inner * np.sin(half - a))
+    return rho <= r_edge
+
+
+def shape_mask(shape: str, box_px: tuple[float, float, float, float], h: int, w: int,
+               ring_inner: float = RECIPE["ring_inner"], star_inner: float = RECIPE["star_inner"]) -> np.ndarray:
+    """Boolean (h, w) mask of ``shape`` stretched to fill ``box_px`` (pixel units, pixel centres sampled)."""
+    x0, y0, x1, y1 = box_px
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    u = (xs - (x0 + x1) / 2) / ((x1 - x0) / 2)
+    v = (ys - (y0 + y1) / 2) / ((y1 - y0) / 2)
+    if shape == "circle":
+        return u * u + v * v <= 1
+    if shape == "ring":
+        r2 = u * u + v * v
+        return (r2 <= 1) & (r2 >= ring_inner ** 2)
+    if shape == "square":
+        return (np.abs(u) <= 1) & (np.abs(v) <= 1)
+    if shape == "triangle":  # apex at the top, base at the bottom
+        return (v <= 1) & (np.abs(u) <= (v + 1) / 2)
+    if shape == "star":  # map the box onto the star's own extent
+        sx, top = math.sin(2 * math.pi / 5), -1.0
+        bottom = math.cos(math.pi / 5)
+        return _star_inside(u * sx, top + (v + 1) / 2 * (bottom - top), star_inner)
+    raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, dict]:
+    """A low-saturation (grey-ish) background, plain or lightly textured; float (h, w, 3)."""
+    dark = rng.random() < 0.25
+    level = rng.uniform(25, 70) if dark else rng.uniform(170, 245)
+    tint = rng.uniform(-10, 10, size=3)
+    img = np.broadcast_to(level + tint, (h, w, 3)).astype(np.float64).copy()
+    texture = TEXTURES[rng.integers(len(TEXTURES))]
+    if texture == "noise":
+        img += rng.normal(0, 4, size=(h, w, 1))
+    elif texture == "gradient":
+        ang = rng.uniform(0, 2 * math.pi)
+        ys, xs = np.mgrid[0:h, 0:w] / max(h, w) - 0.5
+        img += (12 * (np.cos(ang) * xs + np.sin(ang) * ys))[..., None]
+    elif texture == "stripes":
+        period = rng.uniform(6, 14) * max(h, w) / 64
+        ang = rng.choice([0.0, math.pi / 2, math.pi / 4])
+        ys, xs = np.mgrid[0:h, 0:w]
+        img += (5 * np.sign(np.sin(2 * math.pi * (np.cos(ang) * xs + np.sin(ang) * ys) / period)))[..., None]
+    return img, {"level": round(float(level), 2), "texture": str(texture), "dark": bool(dark)}
+
+
+# ---------------------------------------------------------------------------
+# layout + caption
+# ---------------------------------------------------------------------------
+
+def _overlaps(a, b, gap: float) -> bool:
+    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
+
+
+def sample_objects(rng: np.random.Generator, n: int | None = None, recipe: dict = RECIPE) -> list[tuple[str, str, tuple]]:
+    """(shape, colour, box) triples with distinct (colour, shape) pairs and non-overlapping boxes."""
+    n = int(rng.integers(recipe["min_objects"], recipe["max_objects"] + 1)) if n is None else n
+    pairs = [(s, c) for s in recipe["shapes"] for c in recipe["colours"]]
+    chosen = [pairs[i] for i in rng.choice(len(pairs), size=n, replace=False)]
+    out: list[tuple[str, str, tuple]] = []
+    for shape, colour in chosen:
+        for attempt in range(200):
+            shrink = 0.9 ** (attempt // 50)  # crowded scenes: try smaller shapes
+            side = rng.uniform(recipe["min_side"], recipe["max_side"]) * shrink
+            aspect = math.exp(rng.uniform(-1, 1) * math.log(recipe["max_aspect"]))
+            bw, bh = min(side * math.sqrt(aspect), 0.95), min(side / math.sqrt(aspect), 0.95)
+            x0, y0 = rng.uniform(0.02, 0.98 - bw), rng.uniform(0.02, 0.98 - bh)
+            box = (x0, y0, x0 + bw, y0 + bh)
+            if not any(_overlaps(box, b, recipe["min_gap"]) for _, _, b in out):
+                out.append((shape, colour, box))
+                break
+    return out
+
+
+def phrase(colour: str, shape: str) -> str:
+    """'a red circle', 'an orange star' (the same article rule as the planner's phrases)."""
+    return f"{'an' if colour[:1] in 'aeiou' else 'a'} {colour} {shape}"
+
+
+def caption(objects: list[tuple[str, str]] | list[ShapeObject]) -> str:
+    """'a red circle', 'a red circle and a blue square', 'a red circle, a blue square and a green star'."""
+    phrases = [o.phrase if isinstance(o, ShapeObject) else phrase(o[1], o[0]) for o in objects]
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Normalised box around the True pixels (pixel edges, so a full-canvas mask is [0, 0, 1, 1])."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+
+
+def draw(objects: list[tuple[str, str, tuple]], size: int, rng: np.random.Generator,
+         recipe: dict = RECIPE) -> Scene:
+    """Rasterise (shape, colour, normalised box) triples over a sampled background."""
+    img, bg = background(rng, size, size)
+    masks, objs = [], []
+    for shape, colour, box in objects:
+        m = shape_mask(shape, tuple(c * size for c in box), size, size, recipe["ring_inner"], recipe["star_inner"])
+        if not m.any():
+            continue
+        img[m] = recipe["colours"][colour]
+        masks.append(m)
+        objs.append(ShapeObject(shape, colour, tight_box(m)))
+    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    order = rng.permutation(len(objs))  # caption order carries no position information
+    cap = caption([objs[i] for i in order])
+    stack = np.stack(masks) if masks else np.zeros((0, size, size), bool)
+    return Scene(image, cap, objs, stack, bg)
+
+
+def make_scene(seed: int, size: int = 64, n_objects: int | None = None, recipe: dict = RECIPE) -> Scene:
+    """The scene for ``seed``: same seed, same image, caption, boxes and masks."""
+    rng = np.random.default_rng(seed)  # layout draws come first, so the layout does not depend on size
+    return draw(sample_objects(rng, n_objects, recipe), size, rng, recipe)
+
+
+def vocabulary(recipe: dict = RECIPE) -> list[str]:
+    """Words the tokenizer keeps whole: caption words plus the relation words benchmark prompts use."""
+    extra = "a an and the of to left right above below next near between".split()
+    return [*extra, *recipe["shapes"], *recipe["colours"]]
+
+
+def make_batch(seeds, size: int = 32, recipe: dict = RECIPE) -> tuple[np.ndarray, list[str]]:
+    """(N, size, size, 3) uint8 images and their captions; used by the trainer's worker processes."""
+    scenes = [make_scene(int(s), size, recipe=recipe) for s in seeds]
+    return np.stack([s.image for s in scenes]), [s.caption for s in scenes]

@@ -1,0 +1,127 @@
+"""The shapes model's components: a pixel-space "VAE", a small UNet, a small CLIP text encoder.
+
+Why a hand-built VAE: training one costs device time and blurs flat colours,
+yet the renderer (and every Stable Diffusion pipeline) needs an
+``AutoencoderKL`` to decode latents. ``pixel_vae()`` sets the weights of a
+two-block AutoencoderKL so that it *is* a fixed map: the encoder averages 2x2
+pixels (64x64 RGB -> 32x32 latent holding RGB in [-1, 1] plus a zero channel)
+and the decoder upsamples by repetition. Every resnet and attention layer is
+switched off by zeroing its output projection (so the residual passes
+through), and the final GroupNorm + SiLU + conv is made exact with two tricks:
+channels come in +x/-x pairs next to a large constant pair (+K/-K), which pins
+the group mean at 0 and its variance at ~K^2/4, and SiLU(x) - SiLU(-x) = x.
+The diffusion model thus works on 32x32 "pixels", cross-attention sits at
+32x32 and 16x16, and the folder loads like any SD 1.x pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+K = 100.0  # the constant channel; relative decoding error <= 3 / (2 K^2)
+
+PRESETS: dict[str, dict] = {
+    # shipped weights (trained on the GPU)
+    "gpu": dict(unet_channels=(64, 96, 128), layers_per_block=1, heads=4, text_hidden=128, text_layers=3,
+                batch=128, lr=4e-4, steps=60000, time_budget_s=300, n_scenes=120000, ema=0.999),
+    # a CPU run that finishes in a working session (2 cores): smaller model, fewer steps
+    "cpu": dict(unet_channels=(32, 64, 96), layers_per_block=1, heads=4, text_hidden=64, text_layers=2,
+                batch=32, lr=6e-4, steps=3000, time_budget_s=3600, n_scenes=20000, ema=0.995),
+    # the unit test's few steps
+    "test": dict(unet_channels=(16, 32, 32), layers_per_block=1, heads=2, text_hidden=32, text_layers=1,
+                 batch=8, lr=2e-3, steps=30, time_budget_s=120, n_scenes=32, ema=0.0),
+}
+
+
+def pixel_vae() -> AutoencoderKL:
+    """An AutoencoderKL whose encoder is 2x2 average pooling and whose decoder is 2x nearest upsampling."""
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=1, sample_size=64, scaling_factor=1.0)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.zero_()
+        for name, m in vae.named_modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.fill_(1.0)
+
+        def pairs_in(conv: torch.nn.Conv2d, n_in: int) -> None:
+            """channels 0..5 = +-input channel, 6/7 = +-K (from the bias), centre tap of a 3x3 conv."""
+            for c in range(n_in):
+                conv.weight[2 * c, c, 1, 1] = 1.0
+                conv.weight[2 * c + 1, c, 1, 1] = -1.0
+            conv.bias[6], conv.bias[7] = K, -K
+
+        def pass_through(conv: torch.nn.Conv2d, taps) -> None:
+            for c in range(8):
+                for (i, j), wgt in taps:
+                    conv.weight[c, c, i, j] = wgt
+
+        def exact_out(norm: torch.nn.GroupNorm, conv: torch.nn.Conv2d, n_out: int) -> None:
+            norm.weight.fill_(K / 2)  # undo the division by sqrt(var) ~ K / 2
+            for c in range(n_out):
+                conv.weight[c, 2 * c, 1, 1] = 1.0  # SiLU(x) - SiLU(-x) = x
+                conv.weight[c, 2 * c + 1, 1, 1] = -1.0
+
+        enc, dec = vae.encoder, vae.decoder
+        pairs_in(enc.conv_in, 3)
+        pass_through(enc.down_blocks[0].downsamplers[0].conv, [((0, 0), .25), ((0, 1), .25), ((1, 0), .25), ((1, 1), .25)])
+        exact_out(enc.conv_norm_out, enc.conv_out, 3)
+        enc.conv_out.bias[4:].fill_(-20.0)  # log-variance: a (numerically) deterministic posterior
+        for c in range(8):
+            vae.quant_conv.weight[c, c, 0, 0] = 1.0
+        for c in range(4):
+            vae.post_quant_conv.weight[c, c, 0, 0] = 1.0
+        pairs_in(dec.conv_in, 3)
+        pass_through(dec.up_blocks[0].upsamplers[0].conv, [((1, 1), 1.0)])
+        exact_out(dec.conv_norm_out, dec.conv_out, 3)
+    return vae.eval()
+
+
+def unet_config(p: dict) -> dict:
+    """Cross-attention at 32x32 and 16x16 (the layout level), plain ResNets at 8x8 plus a cross-attn mid block."""
+    return dict(
+        sample_size=32, in_channels=4, out_channels=4, layers_per_block=p["layers_per_block"],
+        block_out_channels=tuple(p["unet_channels"]),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=p["text_hidden"], attention_head_dim=p["heads"],
+        norm_num_groups=min(32, p["unet_channels"][0] // 2),
+    )
+
+
+def text_config(vocab_size: int, p: dict) -> CLIPTextConfig:
+    h = p["text_hidden"]
+    return CLIPTextConfig(vocab_size=vocab_size, hidden_size=h, intermediate_size=4 * h, num_attention_heads=4,
+                          num_hidden_layers=p["text_layers"], max_position_embeddings=77, projection_dim=h,
+                          bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_act="quick_gelu")
+
+
+def scheduler() -> DDIMScheduler:
+    """Stable Diffusion 1.x's noise schedule, so the renderer's step-based schedules mean the same."""
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+
+
+def save_pipeline(out: str | Path, unet, vae, text_encoder, tokenizer, sched, meta: dict, fp16: bool = True) -> None:
+    """A standard diffusers folder (model_index.json + one subfolder per part) plus ``training.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dt = torch.float16 if fp16 else torch.float32
+    unet.to(dt).to(memory_format=torch.contiguous_format).save_pretrained(out / "unet")
+    vae.to(torch.float32).save_pretrained(out / "vae")  # 15k parameters; K^2 stays exact in fp32
+    text_encoder.to(dt).save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    sched.save_pretrained(out / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+             "feature_extractor": [None, None], "requires_safety_checker": False}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    (out / "training.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -1,0 +1,901 @@
+"""``rules``: a deterministic prompt parser - no model, no network, milliseconds.
+
+It is an explicit opt-in backend, a test oracle and a cross-check for the
+language-model planners. It knows English phrasing rules, not prompts:
+
+* noun phrases with counts ("three birds", "a dozen eggs", "a pair of shoes",
+  "twin towers", "7 cats") and adjectives (colours, materials, size words);
+* predicates phrased many ways ("on top of", "beneath", "further left than"),
+  pronoun and reversed constructions ("a vase with a cat to its left" ->
+  cat left_of vase, "a bench with a cat on top"), absolute sides ("a bottle
+  on the left and a dog on the right"), orders ("from left to right: a, b and
+  c"), "between X and Y", "on either side of X", "next to each other";
+* negation ("without", "no", "not any") -> excluded; places introduced by a
+  preposition ("in a field", "on a beach") -> background;
+* quantity comparisons ("the number of cats is more than that of dogs").
+
+Anything it does not understand is skipped, so any text (including
+non-English) gives a best-effort graph rather than a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import InvalidPromptError
+from ..expand import slug
+from ..normalize import normalize_name
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from ..vocab import ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, VAGUE_COUNTS, is_plural, parse_count
+from .base import Planner, register
+
+# --------------------------------------------------------------------------
+# Word lists (general English, not tied to any benchmark)
+# --------------------------------------------------------------------------
+
+_DETERMINERS = frozenset(
+    "a an the this these those my your his her its their our another each every some any".split()
+)
+_FUNCTION = frozenset(
+    """in on at of to from by with without into onto over under above below behind beside besides between among
+    amongst near across along through around against toward towards inside outside upon within beneath underneath
+    alongside atop and or but nor so yet while whereas than as like such not no all other same more less most
+    least lot lots number it its they them their he she him her his we us our you your i me my this that these
+    those which who whom whose what where when there here is are was were be been being am has have had do does
+    did will would can could should may might must very really just also too quite rather up down out off away
+    back together each next then now only even still either both neither if because about for during before
+    after left right top bottom front middle center centre side one forth""".split()
+)
+_VERBS = frozenset(
+    """sit sits sat stand stands stood lie lies lay lays laid rest rests hang hangs hung fly flies flew float floats
+    run runs ran walk walks look looks hold holds held eat eats ate sleep sleeps slept play plays show shows shine
+    shines shone contain contains wait waits drive drives drove ride rides rode swim swims swam jump jumps graze
+    grazes perch perches climb climbs fall falls fell roll rolls pose poses peek peeks hide hides stare stares
+    gaze gazes travel travels move moves lean leans pass passes fill fills keep keeps kept get gets got go goes
+    went come comes came make makes made take takes took see sees saw seem seems appear appears belong belongs
+    wear wears wore carry carries pull pulls push pushes chase chases reach reaches sniff sniffs watch watches
+    drink drinks eats depict depicts feature features include includes surround surrounds overlook overlooks
+    hover hovers glide glides soar soars sail sails lay lies stay stays remain remains dangle dangles
+    loom looms peer peers crouch crouches kneel kneels squat squats hop hops leap leaps stuck curl curls nap naps
+    reflect reflects read reads cook cooks""".split()
+) - {"watch", "drink", "look", "play", "lie"}
+_ING_NOUNS = frozenset(
+    """building painting ceiling ring king wing string swing wedding clothing railing pudding dumpling earring
+    bedding icing frosting stuffing topping awning sibling duckling seedling lightning morning evening spring
+    sling thing something nothing everything anything viking sapling offspring dressing filling landing
+    crossing herring stocking ping ding darling""".split()
+)
+_LY_NOUNS = frozenset(
+    "butterfly dragonfly firefly family lily jelly belly bully holly rally ally assembly supply doily gully tally".split()
+)
+_PRONOUNS = frozenset("it them itself themselves him her".split())
+_FRAME_NOUNS = frozenset(
+    "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot".split()
+)
+# Places: introduced by a preposition, or hosting a "with" list, they become the background.
+_SCENE_NOUNS = frozenset(
+    """room kitchen bedroom bathroom living field beach park street road sky forest desert city town ocean sea lake
+    river mountain hill grass lawn snow garden yard backyard meadow jungle office classroom restaurant station
+    airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
+    valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
+    shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley bridge air
+    sand universe area world tarmac platform dirt mud field""".split()
+)
+# Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
+_PART_HEADS = frozenset(
+    """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
+    leg head tail side edge corner surface lid bumper paw face ear nose mouth neck hump saddle sill deck hull
+    mast dashboard armrest headboard cushion peel rind""".split()
+)
+_PARTICLES = frozenset("up down out off".split())
+# Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
+_CONTAINERS = frozenset(
+    """cup glass bowl plate bottle box bag basket slice piece jar pot vase bouquet loaf stack mug can carton
+    tray bucket pitcher jug sack crate bunch cone bar""".split()
+)
+
+_SIDE_WORDS = {
+    "left": ("h", 0), "right": ("h", 2), "top": ("v", 0), "bottom": ("v", 2), "middle": (None, 1),
+    "center": (None, 1), "centre": (None, 1), "upper": ("v", 0), "lower": ("v", 2),
+    "left-hand": ("h", 0), "right-hand": ("h", 2), "foreground": ("d", 0),
+}
+_FRAME_SUFFIX = ("of the image", "of the picture", "of the photo", "of the scene", "of the frame", "of the canvas",
+                 "of the composition", "of the view", "of the photograph", "of the painting")
+
+# Bare adverbs that relate the focus to the "with" host ("a table with a cat on top").
+_BARE_TO_HOST = {"on top": "on", "underneath": "under", "beneath": "under", "below": "below", "above": "above",
+                 "inside": "inside", "behind": "behind", "in front": "in_front_of", "nearby": "near",
+                 "beside": "next_to", "next to": "next_to", "alongside": "next_to", "on": "on", "in": "inside",
+                 "under": "under", "over": "above"}
+
+_SKIP_PHRASES = {"left", "right", "after", "before", "around", "top of", "bottom of", "back of", "front of",
+                 "in front", "in_front", "nextto", "under the", "overhead of"}
+
+
+@dataclass
+class Tok:
+    kind: str  # NP REL ABS ORDER NEG WITH AND END PRON EACH FLANK OTHER
+    text: str = ""
+    pred: str | None = None
+    axis: str | None = None
+    level: int = 0
+    pron: bool = False  # REL whose object is "it" ("to its left")
+    bare: bool = False  # ABS without "the" ("on top")
+    forward: bool = True
+    np: "NP | None" = None
+
+
+@dataclass
+class NP:
+    words: list[str]
+    count: int | None = None
+    vague: bool = False
+    definite: bool = False
+    text: str = ""
+    name: str = ""
+    attributes: list[str] = field(default_factory=list)
+    size: str | None = None
+
+
+# --------------------------------------------------------------------------
+# Phrase tables
+# --------------------------------------------------------------------------
+
+
+def _phrase_table() -> dict[tuple[str, ...], Tok]:
+    table: dict[tuple[str, ...], Tok] = {}
+
+    def put(text: str, tok: Tok) -> None:
+        table[tuple(text.split())] = tok
+
+    for phrase, pred in PREDICATE_PHRASES.items():
+        if phrase not in _SKIP_PHRASES and "_" not in phrase:
+            put(phrase, Tok("REL", phrase, pred=pred))
+    for extra, pred in {"is left of": "left_of", "is right of": "right_of", "next to the side of": "next_to",
+                        "on the far left of": "left_of", "on the far right of": "right_of", "far left of": "left_of",
+                        "far right of": "right_of", "higher up than": "above", "lower down than": "below",
+                        "sitting atop": "on", "to the left and": "left_of", "in front": "in_front_of",
+                        "on top": "on", "at the foot of": "below", "above and to the left of": "above",
+                        "in the shade of": "under", "across from": "near", "opposite": "near",
+                        "opposite to": "near", "facing": "near", "on the left of": "left_of",
+                        "on the right of": "right_of", "left of": "left_of", "right of": "right_of"}.items():
+        put(extra, Tok("REL", extra, pred=pred))
+    # pronoun forms: "to its left" = left of the antecedent
+    for pre in ("to", "on", "at"):
+        for poss in ("its", "their", "his", "her"):
+            for side, pred in (("left", "left_of"), ("right", "right_of")):
+                for tail in ("", " side", "-hand side", " hand side"):
+                    put(f"{pre} {poss} {side}{tail}", Tok("REL", f"{pre} {poss} {side}", pred=pred, pron=True))
+    # absolute positions
+    for side, (axis, level) in _SIDE_WORDS.items():
+        for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
+                    "at the very", "on the very", "in the very", "towards the", "toward the", "along the"):
+            for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side"):
+                base = f"{pre} {side}{tail}"
+                put(base, Tok("ABS", base, axis=axis, level=level))
+                for frame in _FRAME_SUFFIX if tail in ("", " side", " part", " corner") else ():
+                    put(f"{base} {frame}", Tok("ABS", base, axis=axis, level=level))
+        put(f"on {side}", Tok("ABS", f"on {side}", axis=axis, level=level, bare=True))
+    for side in ("left", "right"):
+        for v in ("top", "bottom", "upper", "lower"):
+            for pre in ("in the", "at the", "on the"):
+                for tail in (" corner", "", " side", " part"):
+                    text = f"{pre} {v} {side}{tail}"
+                    put(text, Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1]))
+    put("in the background", Tok("OTHER", "in the background"))
+    # orders
+    for a, b, axis, fwd in (("left", "right", "h", True), ("right", "left", "h", False),
+                            ("top", "bottom", "v", True), ("bottom", "top", "v", False)):
+        for pre in ("from ", ""):
+            put(f"{pre}{a} to {b}", Tok("ORDER", f"{a} to {b}", axis=axis, forward=fwd))
+            put(f"{pre}the {a} to the {b}", Tok("ORDER", f"{a} to {b}", axis=axis, forward=fwd))
+    # flanking: "two lamps on either side of a bed" -> bed between the lamps
+    for text in ("on either side of", "on both sides of", "on each side of", "at either side of", "flanking",
+                 "either side of", "at both sides of", "to either side of"):
+        put(text, Tok("FLANK", text))
+    for word, kind in (("bigger", "larger"), ("larger", "larger"), ("taller", "larger"), ("greater", "larger"),
+                       ("smaller", "smaller"), ("shorter", "smaller"), ("tinier", "smaller"), ("littler", "smaller")):
+        for pre in ("", "is ", "much ", "is much ", "a lot ", "far "):
+            put(f"{pre}{word} than", Tok("SIZE", f"{word} than", pred=kind))
+        put(f"{pre}{word} in size than", Tok("SIZE", f"{word} than", pred=kind))
+    put("the same size as", Tok("SIZE", "the same size as", pred="same"))
+    put("as big as", Tok("SIZE", "as big as", pred="same"))
+    put("as large as", Tok("SIZE", "as large as", pred="same"))
+    for text in ("each other", "one another"):
+        put(text, Tok("EACH", text))
+    # negation
+    for text in ("without", "with no", "no", "not any", "not a", "not an", "nor", "free of", "lacking",
+                 "but no", "and no", "without any", "with zero", "zero", "devoid of", "minus", "except for",
+                 "excluding", "none of", "not"):
+        put(text, Tok("NEG", text))
+    # "with"-like links: what follows belongs to / sits around the previous noun
+    for text in ("with", "along with", "together with", "accompanied by", "that has", "which has", "that have",
+                 "has", "have", "having", "holding", "containing", "carrying", "that contains", "which contains",
+                 "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
+                 "covered in", "alongside of"):
+        put(text, Tok("WITH", text))
+    for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
+        put(text, Tok("AND", text))
+    for text in (".", ";", "!", "?", "but"):
+        put(text, Tok("END", text))
+    put(",", Tok("AND", ","))
+    put(":", Tok("OTHER", ":"))
+    return table
+
+
+_TABLE = _phrase_table()
+_MAX_PHRASE = max(len(k) for k in _TABLE)
+
+_FRAME_RE = re.compile(
+    r"^\s*(?:(?:there\s+(?:is|are|'s)|here\s+(?:is|are)|this\s+is|it\s+is|show(?:ing)?|draw|generate|create|"
+    r"make|render|paint|depict)\s+(?:me\s+)?)?"
+    r"(?:(?:a|an|the|one)\s+)?(?:(?:realistic|photorealistic|high[- ]quality|detailed|professional|beautiful|"
+    r"simple|cartoon|digital|black[- ]and[- ]white|color|colour|close[- ]up|closeup|wide|aerial|nice|cute|"
+    r"realistic-looking|hd|4k|stock)\s+)*"
+    r"(?:photo(?:graph)?|image|picture|painting|drawing|illustration|render(?:ing)?|view|shot|sketch|snapshot|"
+    r"close[- ]?up|scene|depiction|rendition|artwork|cartoon|pic)s?\s+"
+    r"(?:of|showing|with|depicting|featuring|containing|where|in\s+which|that\s+shows)\s+",
+    re.I,
+)
+_THERE_RE = re.compile(r"^\s*(?:there(?:\s+(?:is|are)|'s)|here(?:\s+(?:is|are)|'s)|i\s+see|we\s+see|you\s+see)\s+", re.I)
+_IN_FRAME_RE = re.compile(
+    r"\b(?:is|are)?\s*(?:in|on|within)\s+(?:the|this|an?)\s+(?:image|picture|photo|photograph|scene|frame|shot|"
+    r"view|painting|illustration)\b",
+    re.I,
+)
+_NUMBER_OF_RE = re.compile(
+    r"(?:,\s*)?(?:and\s+)?(?:the\s+)?(?:number|amount|count)\s+of\s+(?:the\s+)?([a-z][a-z ]*?)\s+(?:is|are|was)\s+"
+    r"(more|greater|larger|higher|bigger|less|fewer|smaller|lower|equal|the same)\s*"
+    r"(?:than|to|as)?\s*(?:that|those|the\s+number)?\s*(?:of)?\s*(?:the\s+)?([a-z][a-z ]*?)\s*(?=[,.;!?]|$)",
+    re.I,
+)
+_EQUAL_RE = re.compile(r"\b(?:an?|the)?\s*(?:equal|same|identical)\s+(?:number|amount|count)\s+of\s+", re.I)
+_MORE_THAN_RE = re.compile(r"\b(more|fewer|less)\s+([a-z][a-z ]*?)\s+than\s+(?:there\s+are\s+)?([a-z][a-z ]*?)(?=[,.;!?]|$)", re.I)
+
+
+# --------------------------------------------------------------------------
+# Lexing
+# --------------------------------------------------------------------------
+
+
+def _is_verbish(word: str, first: bool) -> bool:
+    if word in _VERBS:
+        return True
+    if word.endswith("ing") and len(word) > 4 and word not in _ING_NOUNS:
+        return not first
+    if word.endswith("ed") and len(word) > 4 and not word.endswith(("eed", "bed", "sled")):
+        return not first
+    if word.endswith("ly") and len(word) > 4 and word not in _LY_NOUNS:
+        return not first
+    return False
+
+
+def _is_content(word: str) -> bool:
+    return bool(re.match(r"^[\w'-]+$", word)) and word not in _FUNCTION and word not in _DETERMINERS
+
+
+def _match(words: list[str], i: int) -> tuple[Tok | None, int]:
+    for n in range(min(_MAX_PHRASE, len(words) - i), 0, -1):
+        tok = _TABLE.get(tuple(words[i:i + n]))
+        if tok is not None:
+            return tok, n
+    return None, 0
+
+
+def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
+    """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
+    j = i
+    count: int | None = None
+    vague = definite = False
+    # determiners and quantities
+    while j < len(words):
+        took = 0
+        for n in (3, 2, 1):
+            head = " ".join(words[j:j + n])
+            if len(words[j:j + n]) < n:
+                continue
+            if head in VAGUE_COUNTS:
+                if count is None:
+                    count, vague = VAGUE_COUNTS[head], True
+                took = n
+                break
+            value = parse_count(head)
+            if value is not None and head not in ("a", "an"):
+                if count is None or vague:
+                    count, vague = value, False
+                took = n
+                break
+        if took:
+            j += took
+            continue
+        w = words[j]
+        if w in _DETERMINERS:
+            definite = definite or w in ("the", "this", "that", "these", "those", "its", "their", "his", "her", "my", "your", "our")
+            if w in ("a", "an", "another") and count is None:
+                count = 1
+            j += 1
+            continue
+        if w == "of" and j > i:  # "a group of", "one of"
+            j += 1
+            continue
+        break
+    # content words
+    content: list[str] = []
+    k = j
+    while k < len(words) and len(content) < 5:
+        w = words[k]
+        if content:
+            tok, _n = _match(words, k)
+            if tok is not None and tok.kind not in ("AND",):
+                break
+        if w in ("and", ",") and content and all(c in ADJECTIVES for c in content) and k + 1 < len(words) and words[k + 1] in ADJECTIVES:
+            k += 1  # "a grey and white cat"
+            continue
+        if not _is_content(w):
+            break
+        if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
+            nxt = words[k + 1] if k + 1 < len(words) else ""
+            modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
+                and not _is_verbish(nxt, first=False)
+            modifier = modifier and parse_count(nxt) is None
+            if _is_verbish(w, first=False) and not modifier and " ".join([*content, w]) not in COMPOUND_NOUNS:
+                break
+        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
+            break  # "an umbrella set up", "a cat curled up"
+        if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
+                and _is_content(words[k + 1]):
+            k += 1  # "a colorfully painted bus": drop the adverb
+            continue
+        content.append(w)
+        k += 1
+        if w.endswith("'s") and k < len(words) and words[k] in _PART_HEADS:
+            content.append(words[k])  # "a cow's back"
+            k += 1
+            break
+        # "a cup of coffee": keep "of Y" after a container head
+        if (
+            k + 1 < len(words) and words[k] == "of" and w in _CONTAINERS
+            and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
+        ):
+            content += ["of", words[k + 1]]
+            k += 2
+            break
+    if not content:
+        return None, i
+    np = NP(words=content, count=count, vague=vague, definite=definite)
+    np.text = " ".join(content)
+    return np, k
+
+
+def lex(text: str) -> list[Tok]:
+    """Words -> tokens; unknown words become OTHER and are ignored by the parser."""
+    words = re.findall(r"[\w'-]+|[,.;:!?&]", text.lower())
+    words = [w.strip("'") or w for w in words]
+    toks: list[Tok] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        tok, n = _match(words, i)
+        if tok is not None:
+            if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
+                # "not only X but also Y" negates nothing
+                i += 1
+                continue
+            toks.append(tok)
+            i += n
+            continue
+        if w in _PRONOUNS:
+            toks.append(Tok("PRON", w))
+            i += 1
+            continue
+        np, j = _read_np(words, i)
+        if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
+            whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
+            if whole is not None:
+                np, j = whole, k
+        if np is not None:
+            toks.append(Tok("NP", np.text, np=np))
+            i = j
+            continue
+        toks.append(Tok("OTHER", w))
+        i += 1
+    return toks
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Obj:
+    id: str
+    name: str
+    count: int | None
+    vague: bool
+    attributes: list[str]
+    size: str | None
+    definite: bool
+
+
+class _Builder:
+    """Collects objects, relations, positions while the parser walks the tokens."""
+
+    def __init__(self) -> None:
+        self.objects: list[_Obj] = []
+        self.relations: list[tuple[str, str, str, str | None]] = []
+        self.background: list[str] = []
+        self.excluded: list[str] = []
+        self.positions: dict[str, dict[str, int]] = {}
+
+    def add(self, np: NP) -> str:
+        parts = normalize_name(_whole_for_part(np.words))
+        name = parts.name
+        if np.definite or np.count is None:
+            for o in self.objects:
+                if o.name == name:
+                    if np.count is not None and not np.vague and (o.count is None or o.vague):
+                        o.count, o.vague = np.count, False
+                    return o.id
+        base = slug(name)
+        oid, k = base, 2
+        while any(o.id == oid for o in self.objects):
+            oid, k = f"{base}_{k}", k + 1
+        count, vague = np.count, np.vague
+        if count is None and parts.count is not None:
+            count = parts.count
+        if count is None and np.words and is_plural(np.words[-1]) and not np.definite:
+            count, vague = 2, True
+        elif count is None and np.words and is_plural(np.words[-1]):
+            count, vague = 2, True
+        self.objects.append(_Obj(oid, name, count, vague, parts.attributes, parts.size, np.definite))
+        return oid
+
+    def relate(self, subjects: list[str], pred: str, objects: list[str], object2: str | None = None) -> None:
+        if pred == "between" and object2 is None:  # "between them": the group flanks the subject
+            objects = [o for o in objects if (self.get(o).count or 1) >= 2]
+            for o in objects:
+                self.relate(subjects, pred, [o], o)
+            return
+        if pred == "between" and objects == [object2] and (self.get(object2).count or 1) < 2:
+            return  # "between a tree" (one tree): nothing to be between
+        for s in subjects:
+            for o in objects:
+                rel = (s, pred, o, object2)
+                if (s != o or pred in ("next_to", "near")) and rel not in self.relations:
+                    self.relations.append(rel)
+
+    def get(self, oid: str) -> _Obj:
+        return next(o for o in self.objects if o.id == oid)
+
+
+def _whole_for_part(words: list[str]) -> str:
+    """"a car hood" -> "car", "a cow's back" -> "cow", "a dog's bowl" -> "bowl"."""
+    for idx, w in enumerate(words[:-1]):
+        if w.endswith("'s") or w.endswith("s'"):
+            owner, rest = [*words[:idx], w[:-2] if w.endswith("'s") else w[:-1]], words[idx + 1:]
+            return " ".join(owner if rest and rest[-1] in _PART_HEADS else rest)
+    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words) not in COMPOUND_NOUNS:
+        return " ".join(words[:-1])
+    return " ".join(words)
+
+
+def _is_scene(np: NP) -> bool:
+    name = normalize_name(np.text).name
+    return name.split()[-1] in _SCENE_NOUNS if name else False
+
+
+def _is_frame(np: NP) -> bool:
+    return normalize_name(np.text).name in _FRAME_NOUNS
+
+
+def parse(prompt: str) -> SceneGraph:
+    """Prompt -> SceneGraph by the phrasing rules above (see module docstring)."""
+    text = " ".join(prompt.split())
+    comparisons: list[tuple[str, str, str]] = []
+
+    def _cmp(m: re.Match) -> str:
+        kind = m.group(2).lower()
+        kind = "more" if kind in ("more", "greater", "larger", "higher", "bigger") else (
+            "equal" if kind in ("equal", "the same") else "less")
+        comparisons.append((m.group(1), kind, m.group(3)))
+        return " . "
+
+    text = _NUMBER_OF_RE.sub(_cmp, text)
+    equal_targets: list[str] = []
+
+    def _eq(m: re.Match) -> str:
+        equal_targets.append(text[m.end():].split(",")[0])
+        return " "
+
+    text = _EQUAL_RE.sub(_eq, text)
+    for m in _MORE_THAN_RE.finditer(text):
+        if not m.group(2).lower().startswith(("to the", "left", "right", "up", "down")):
+            comparisons.append((m.group(2), "more" if m.group(1).lower() == "more" else "less", m.group(3)))
+    for _ in range(3):
+        m = _FRAME_RE.match(text) or _THERE_RE.match(text)
+        if not m:
+            break
+        text = text[m.end():]
+    text = _IN_FRAME_RE.sub(" ", text)
+
+    toks = lex(text)
+    b = _Builder()
+    _walk(toks, b)
+
+    # comparisons: "two cats with a few dogs, the number of cats is more than that of dogs"
+    for x_text, kind, y_text in comparisons:
+        _apply_comparison(b, x_text, kind, y_text)
+    for y_text in equal_targets:
+        y_name = normalize_name(y_text.strip()).name
+        ys = [o for o in b.objects if y_name and (o.name == y_name or y_name.startswith(o.name))]
+        others = [o for o in b.objects if o not in ys and o.count and not o.vague]
+        if ys and others:
+            ys[0].count, ys[0].vague = others[0].count, False
+
+    _positions_to_relations(b)
+
+    objects = []
+    for o in b.objects:
+        count = o.count if o.count is not None else 1
+        if count > MAX_INSTANCES:
+            raise InvalidPromptError(f"the prompt asks for {count} {o.name}; the limit is {MAX_INSTANCES} instances")
+        if count < 1:
+            b.excluded.append(o.name)
+            continue
+        objects.append(GraphObject(id=o.id, name=o.name, count=count, attributes=o.attributes, size=o.size))
+    kept = {o.id for o in objects}
+    relations = [
+        GraphRelation(subject=s, predicate=p, object=o, object2=o2)
+        for s, p, o, o2 in b.relations
+        if s in kept and o in kept and (o2 is None or o2 in kept)
+    ]
+    background = ", ".join(dict.fromkeys(b.background)) or None
+    if not objects and not background and b.excluded:  # "a photo of a scene without backpacks"
+        background = re.split(r"\b(?:without|with no|no|not|free of)\b", " ".join(prompt.split()), maxsplit=1)[0]
+        background = background.strip(" ,.") or None
+    if not objects and not background and not b.excluded:
+        words = [w for w in re.findall(r"[\w'-]+", prompt) if w]
+        if words:  # best effort for text the rules cannot read (e.g. another language)
+            name = " ".join(words[:4]).lower()
+            objects = [GraphObject(id=slug(name) or "object", name=name)]
+    excluded = [e for e in dict.fromkeys(b.excluded) if e not in {o.name for o in objects}]
+    return SceneGraph(objects=objects, relations=relations, background=background, excluded=excluded)
+
+
+def _apply_comparison(b: _Builder, x_text: str, kind: str, y_text: str) -> None:
+    def find(text: str) -> _Obj | None:
+        name = normalize_name(text).name
+        return next((o for o in b.objects if o.name == name), None) or next(
+            (o for o in b.objects if name.endswith(o.name) or o.name.endswith(name)), None
+        )
+
+    x, y = find(x_text), find(y_text)
+    if x is None or y is None or x is y:
+        return
+    if kind == "less":
+        x, y, kind = y, x, "more"
+    # now: x has more than y (or equal)
+    if kind == "equal":
+        if y.vague and x.count and not x.vague:
+            y.count, y.vague = x.count, False
+        elif x.vague and y.count and not y.vague:
+            x.count, x.vague = y.count, False
+        return
+    if y.vague and x.count and not x.vague:
+        y.count, y.vague = max(1, x.count - 1), False
+    elif x.vague and y.count and not y.vague:
+        x.count, x.vague = y.count + 1, False
+    elif x.vague and y.vague:
+        x.count, y.count = 3, 2
+
+
+def _positions_to_relations(b: _Builder) -> None:
+    """Absolute sides -> relations between objects on different sides."""
+    pred = {"h": "left_of", "v": "above"}
+    for axis in ("h", "v"):
+        levels: dict[int, list[str]] = {}
+        for oid, pos in b.positions.items():
+            if axis in pos:
+                levels.setdefault(pos[axis], []).append(oid)
+        if not levels:
+            continue
+        order = sorted(levels)
+        if len(order) >= 2:
+            for lo, hi in zip(order, order[1:]):
+                b.relate(levels[lo], pred[axis], levels[hi])
+            continue
+        (level,) = order
+        if level == 1:
+            continue
+        marked = set(levels[level])
+        related = {(s, o) for s, _p, o, _o2 in b.relations} | {(o, s) for s, _p, o, _o2 in b.relations}
+        others = [o.id for o in b.objects if o.id not in marked and not any((m, o.id) in related for m in marked)]
+        if level == 0:
+            b.relate(sorted(marked, key=_order_key(b)), pred[axis], others)
+        else:
+            b.relate(others, pred[axis], sorted(marked, key=_order_key(b)))
+
+
+def _order_key(b: _Builder):
+    index = {o.id: i for i, o in enumerate(b.objects)}
+    return lambda oid: index[oid]
+
+
+def _walk(toks: list[Tok], b: _Builder) -> None:
+    """The clause-level state machine (see module docstring for the rules)."""
+    subjects: list[str] = []  # clause subjects
+    focus: list[str] = []  # what the next relation applies to
+    host: list[str] = []  # the noun before "with" ("a vase with a cat ...")
+    last: list[str] = []  # the latest noun phrase(s)
+    pending: Tok | None = None  # relation waiting for its object
+    rel_objects: list[str] = []  # objects of the pending relation so far
+    rel_subjects: list[str] = []
+    inverted: list[tuple[str, list[str]]] = []  # "next to the dog sits a cat"
+    pending_abs: list[Tok] = []
+    order: Tok | None = None
+    order_nps: list[str] = []
+    clause_nps: list[str] = []
+    mode = "subject"  # subject | with | neg | object | loose
+    after_and = False
+    was_object = False
+
+    def finish_relation() -> None:
+        nonlocal pending, rel_objects, rel_subjects
+        if pending is None:
+            return
+        subs = rel_subjects or focus
+        if pending.kind == "SIZE":
+            _size_hints(b, subs, pending.pred or "", rel_objects)
+        elif pending.kind == "FLANK":
+            if rel_objects:
+                groups = subs
+                if len(groups) >= 2:
+                    b.relate(rel_objects, "between", [groups[0]], groups[1])
+                elif len(groups) == 1:
+                    b.relate(rel_objects, "between", [groups[0]], groups[0])
+        elif pending.pred == "between":
+            if len(rel_objects) >= 2:
+                b.relate(subs, "between", [rel_objects[0]], rel_objects[1])
+            elif len(rel_objects) == 1:
+                b.relate(subs, "between", [rel_objects[0]], rel_objects[0])
+        elif rel_objects:
+            if subs:
+                b.relate(subs, pending.pred, rel_objects)
+            else:
+                inverted.append((pending.pred, list(rel_objects)))
+        elif host and subs and host != subs:  # "a table with a cat underneath"
+            bare = _BARE_TO_HOST.get(pending.text)
+            if bare:
+                b.relate(subs, bare, host)
+        pending, rel_objects, rel_subjects = None, [], []
+
+    def end_clause(hard: bool) -> None:
+        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted
+        finish_relation()
+        if order is not None:
+            chain = order_nps if len(order_nps) >= 2 else clause_nps
+            pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
+            seq = chain if order.forward else list(reversed(chain))
+            for a, c in zip(seq, seq[1:]):
+                b.relate([a], pred, [c])
+            order, order_nps = None, []
+        subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
+        if hard:
+            pending_abs, inverted = [], []
+
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.kind == "END":
+            end_clause(hard=True)
+        elif t.kind == "AND":
+            if pending is not None and (pending.pred == "between") and len(rel_objects) == 1:
+                pass  # "between X and Y"
+            elif pending is not None and pending.kind == "SIZE" and nxt is not None and nxt.kind == "NP":
+                i += 1
+                continue  # "bigger than a dog and a cat"
+            elif mode == "neg":
+                if t.text == "and" and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                        and nxt.np.count is not None and not nxt.np.vague:
+                    end_clause(hard=False)  # "no cats and a dog": the negation ends here
+                    i += 1
+                    continue
+                # otherwise "without cats or dogs": the list stays negated
+            elif pending is not None and rel_objects and nxt is not None and nxt.kind == "NP":
+                finish_relation()
+                was_object = True
+            elif pending is not None and not rel_objects:
+                pass
+            between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
+            restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
+            if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
+                    and mode not in ("with", "neg") and order is None:
+                end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
+            after_and = True
+            i += 1
+            continue
+        elif t.kind == "NP":
+            np = t.np
+            assert np is not None
+            if _is_frame(np):
+                i += 1
+                continue
+            if mode == "neg":
+                b.excluded.append(normalize_name(np.text).name)
+                i += 1
+                continue
+            scene = _is_scene(np)
+            if pending is not None:
+                if scene and pending.pred in ("inside", "on", "near", "above", "below", "under", "behind", "next_to", "in_front_of", "between") and not (
+                    pending.pred == "between" and rel_objects
+                ):
+                    b.background.append(np.text if not np.definite else np.text)
+                    if pending.pred != "between":
+                        pending, rel_objects, rel_subjects = None, [], []
+                    i += 1
+                    continue
+                oid = b.add(np)
+                rel_objects.append(oid)
+                last, was_object = [oid], True
+                clause_nps.append(oid)
+                if pending.kind == "SIZE":  # "bigger than a dog and a cat": keep collecting
+                    i += 1
+                    after_and = False
+                    continue
+                # the relation is complete unless it is "between X and ..." or followed by "and" + NP in a list
+                if not (pending.pred == "between" and len(rel_objects) == 1 and nxt is not None and nxt.kind == "AND") and pending.kind != "FLANK":
+                    finish_relation()
+                elif pending.kind == "FLANK":
+                    finish_relation()
+                i += 1
+                after_and = False
+                continue
+            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG")) and not pending_abs:
+                b.background.append(np.text)
+                host = []
+                i += 1
+                continue
+            if scene and mode in ("loose", "with"):
+                b.background.append(np.text)
+                i += 1
+                continue
+            oid = b.add(np)
+            clause_nps.append(oid)
+            if order is not None:
+                order_nps.append(oid)
+            if pending_abs:
+                for a in pending_abs:
+                    _mark(b, [oid], a)
+                pending_abs = []
+            if inverted:
+                for pred, objs in inverted:
+                    b.relate([oid], pred, objs)
+                inverted = []
+            if mode == "subject":
+                if oid not in subjects:
+                    subjects.append(oid)
+                focus = list(subjects)
+            elif mode == "with":
+                if after_and and focus and focus != host and not was_object:
+                    focus = [*focus, oid]
+                else:
+                    focus = [oid]
+                was_object = False
+            else:  # loose: object of a verb ("a cat chasing a mouse")
+                pass
+            last = [*last, oid] if after_and and last else [oid]
+            after_and = False
+            was_object = False
+        elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
+            finish_relation()
+            pending = t
+            rel_subjects = list(focus) if focus else []
+            if t.pron:  # "to its left": the object is the host / antecedent
+                target = host or _antecedent(clause_nps, focus)
+                if target and rel_subjects:
+                    b.relate(rel_subjects, t.pred or "near", target)
+                pending = None
+            elif nxt is not None and nxt.kind == "PRON":
+                target = host or _antecedent(clause_nps, focus)
+                if target and rel_subjects:
+                    if t.kind == "FLANK":
+                        b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
+                    else:
+                        b.relate(rel_subjects, t.pred or "near", target)
+                pending = None
+                i += 1
+            elif nxt is not None and nxt.kind == "EACH":
+                if len(rel_subjects) >= 2:
+                    b.relate(rel_subjects[:1], t.pred or "near", rel_subjects[1:2])
+                elif rel_subjects and t.pred in ("next_to", "near"):
+                    o = b.get(rel_subjects[0])
+                    if (o.count or 1) >= 2:
+                        b.relate(rel_subjects, t.pred, rel_subjects)
+                pending = None
+                i += 1
+            if mode in ("subject", "with"):
+                mode = "object" if mode == "subject" else mode
+        elif t.kind == "ABS":
+            if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
+                b.relate(focus, "on", host)
+            elif t.bare and t.text == "on top" and focus:
+                pass
+            elif focus and (last or focus) and not (mode == "subject" and not subjects):
+                _mark(b, last if last and not was_object else focus, t)
+                last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
+            else:
+                pending_abs.append(t)
+        elif t.kind == "ORDER":
+            order = t
+            order_nps = []
+            if len(clause_nps) >= 2:  # "a, b and c from left to right"
+                end_clause(hard=False)
+        elif t.kind == "NEG":
+            finish_relation()
+            mode = "neg"
+        elif t.kind == "WITH":
+            finish_relation()
+            host = list(last or focus)
+            mode = "with"
+            after_and = False
+            was_object = False
+        elif t.kind == "PRON":
+            pass
+        elif t.kind == "OTHER":
+            if mode == "neg" and t.text not in (":",):
+                mode = "loose"
+            elif mode == "subject" and subjects and _is_verb_token(t.text):
+                mode = "loose"
+        i += 1
+    end_clause(hard=True)
+
+
+def _size_hints(b: _Builder, subjects: list[str], kind: str, objects: list[str]) -> None:
+    """"a car bigger than a dog": size hints (the graph has no size relation)."""
+    flip = {"large": "small", "small": "large"}
+    mine = {"larger": "large", "smaller": "small"}.get(kind)
+    for s in subjects:
+        o = b.get(s)
+        if mine is None:
+            continue
+        o.size = mine if o.size in (None, mine) else "medium"  # bigger than X and smaller than Y
+    for oid in objects:
+        o = b.get(oid)
+        if mine is not None and o.size is None and oid not in subjects:
+            o.size = flip[mine]
+
+
+def _is_verb_token(word: str) -> bool:
+    return _is_verbish(word, first=False)
+
+
+def _antecedent(clause_nps: list[str], focus: list[str]) -> list[str]:
+    earlier = [n for n in clause_nps if n not in focus]
+    return earlier[-1:] if earlier else []
+
+
+def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
+    for oid in oids:
+        pos = b.positions.setdefault(oid, {})
+        if tok.axis == "hv":
+            pos["v"], pos["h"] = tok.level // 3, tok.level % 3
+        elif tok.axis in ("h", "v"):
+            pos[tok.axis] = tok.level
+        elif tok.axis is None:  # middle / centre
+            pos.setdefault("h", 1)
+
+
+@register("rules")
+class RulesPlanner(Planner):
+    """Deterministic phrasing rules; no model. Cheap to build and side-effect free."""
+
+    name = "rules"
+
+    def __init__(self, *_args, **_options) -> None:
+        pass
+
+    def graph(self, prompt: str) -> SceneGraph:
+        return parse(prompt)

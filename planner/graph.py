@@ -1,0 +1,124 @@
+"""A networkx view of the scene graph, and the checks that need one.
+
+A plan whose relations cannot all hold must be an error rather than a bad
+picture. Each ordering predicate is an edge in a per-axis order graph
+(left/right, above/below, front/back, containment); a cycle in any of them is
+a contradiction, reported with the relations that form it.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .errors import ConflictError, InvalidPromptError
+from .expand import instance_ids
+from .scene import GraphRelation, SceneGraph, relation_text
+
+# predicate -> (axis, reversed?): an edge u -> v means "u comes first" on that axis
+# (further left, higher up, further front, contained in).
+ORDER_EDGES: dict[str, tuple[str, bool]] = {
+    "left_of": ("horizontal", False),
+    "right_of": ("horizontal", True),
+    "above": ("vertical", False),
+    "on": ("vertical", False),
+    "below": ("vertical", True),
+    "under": ("vertical", True),
+    "in_front_of": ("depth", False),
+    "behind": ("depth", True),
+    "inside": ("containment", False),
+}
+SYMMETRIC = frozenset({"next_to", "near"})
+
+
+def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
+    """Objects as nodes (name, count, attributes), relations as edges keyed by
+    predicate. ``between`` gives two edges (role ``object`` and ``object2``)."""
+    g = nx.MultiDiGraph()
+    for o in graph.objects:
+        g.add_node(o.id, name=o.name, count=o.count, attributes=list(o.attributes), size=o.size)
+    for i, r in enumerate(graph.relations):
+        g.add_edge(r.subject, r.object, key=f"{r.predicate}#{i}", predicate=r.predicate, index=i, role="object")
+        if r.object2 is not None:
+            g.add_edge(r.subject, r.object2, key=f"{r.predicate}#{i}b", predicate=r.predicate, index=i, role="object2")
+    return g
+
+
+def _check_references(graph: SceneGraph) -> None:
+    counts = {o.id: o.count for o in graph.objects}
+    known = ", ".join(counts) or "none"
+    for r in graph.relations:
+        for ref in (r.subject, r.object, r.object2):
+            if ref is not None and ref not in counts:
+                raise InvalidPromptError(
+                    f"relation '{relation_text(r)}' refers to unknown object {ref!r} (known: {known})"
+                )
+        if r.predicate == "between":
+            if r.subject in (r.object, r.object2):
+                raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
+            if r.object == r.object2 and counts[r.object] < 2:
+                raise InvalidPromptError(f"relation '{relation_text(r)}' needs two different references")
+        elif r.subject == r.object and not (r.predicate in SYMMETRIC and counts[r.subject] >= 2):
+            # "two cats next to each other" is a group relation; "a cat left of itself" is not
+            raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
+
+
+def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:
+    axes: dict[str, nx.DiGraph] = {}
+    for r in graph.relations:
+        if r.predicate not in ORDER_EDGES:
+            continue
+        axis, flip = ORDER_EDGES[r.predicate]
+        u, v = (r.object, r.subject) if flip else (r.subject, r.object)
+        g = axes.setdefault(axis, nx.DiGraph())
+        if g.has_edge(u, v):
+            g[u][v]["relations"].append(r)
+        else:
+            g.add_edge(u, v, relations=[r])
+    return axes
+
+
+def find_conflicts(graph: SceneGraph) -> list[list[GraphRelation]]:
+    """Every contradiction found: one list of relations per cycle (first cycle per
+    axis), listed in the graph's own order so messages read like the prompt."""
+    conflicts = []
+    for axis, g in _order_graphs(graph).items():
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            continue
+        rels = [g[u][v]["relations"][0] for u, v in cycle]
+        order = {id(r): i for i, r in enumerate(graph.relations)}
+        conflicts.append(sorted(rels, key=lambda r: order[id(r)]))  # in the prompt's order
+    return conflicts
+
+
+def instance_label(graph: SceneGraph) -> dict[str, str]:
+    """Group id -> how plans name it: ``cat-1``, or ``bird-1..bird-3`` for a group,
+    so conflict messages use the ids of plan-format.md."""
+    labels = {}
+    for gid, ids in instance_ids(graph).items():
+        labels[gid] = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
+    return labels
+
+
+def conflict_message(graph: SceneGraph, relations: list[GraphRelation]) -> str:
+    label = instance_label(graph)
+    parts = []
+    for r in relations:
+        tail = f" and {label.get(r.object2, r.object2)}" if r.object2 else ""
+        parts.append(f"{label.get(r.subject, r.subject)} {r.predicate} {label.get(r.object, r.object)}{tail}")
+    return "conflicting relations: " + ", ".join(parts)
+
+
+def check_graph(graph: SceneGraph) -> nx.MultiDiGraph:
+    """Validate references and consistency; return the networkx view.
+
+    Raises ``InvalidPromptError`` for unknown ids or a relation from an object
+    to itself, and ``ConflictError`` naming the relations of a cycle, with the
+    instance ids of the plan: "cat-1 left_of dog-1, dog-1 left_of cat-1".
+    """
+    _check_references(graph)
+    conflicts = find_conflicts(graph)
+    if conflicts:
+        raise ConflictError(conflict_message(graph, conflicts[0]))
+    return to_networkx(graph)

@@ -1,0 +1,209 @@
+"""Attention processors that capture maps or mask scores, on chosen layers only.
+
+Layers are chosen by *level*: how many times the UNet has downsampled the
+latent where the layer sits. The "layout level" is the coarsest level of the
+down/up blocks that has cross-attention: 16x16 in SD 1.5 at 512 px, 32x32 in
+SDXL at 1024 px, 16x16 in the tiny test model at 64 px. Layers not asked for
+keep diffusers' scaled-dot-product processor, and a capture keeps only
+reductions of the current pass (a running sum or a short list), never maps of
+past steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str  # module path of the Attention module, e.g. "up_blocks.1.attentions.0.transformer_blocks.0.attn2"
+    place: str  # "down" | "mid" | "up"
+    level: int  # number of downsamplings from the latent
+    cross: bool  # attn2 (text keys) or attn1 (self)
+
+
+def unet_layers(unet) -> list[LayerInfo]:
+    """Every transformer attention layer of a diffusers UNet2DConditionModel with its level."""
+    n_up = len(unet.up_blocks)
+    out = []
+    for name, _ in unet.attn_processors.items():
+        mod = name.removesuffix(".processor")
+        parts = mod.split(".")
+        if parts[0] == "down_blocks":
+            place, level = "down", int(parts[1])
+        elif parts[0] == "up_blocks":
+            place, level = "up", n_up - 1 - int(parts[1])
+        elif parts[0] == "mid_block":
+            place, level = "mid", len(unet.down_blocks) - 1
+        else:  # pragma: no cover - other block kinds
+            continue
+        out.append(LayerInfo(mod, place, level, parts[-1] == "attn2"))
+    return out
+
+
+def layout_level(layers: list[LayerInfo]) -> int:
+    """The coarsest down/up level with cross-attention (16x16 in SD 1.5 at 512 px)."""
+    return max(li.level for li in layers if li.cross and li.place != "mid")
+
+
+def select_layers(layers: list[LayerInfo], which: str) -> list[str]:
+    """Named layer sets the methods need (see the module docstring for levels)."""
+    lvl = layout_level(layers)
+    pick = {
+        "cross_layout": lambda li: li.cross and li.place != "mid" and li.level == lvl,
+        "self_layout": lambda li: (not li.cross) and li.place != "mid" and li.level == lvl,
+        "cross_zest": lambda li: li.cross and li.place != "mid" and li.level in (lvl, lvl - 1),
+        "cross_backward": lambda li: li.cross and (li.place == "mid" or (li.place == "up" and li.level == lvl)),
+        "cross_all": lambda li: li.cross,
+    }[which]
+    return [li.name for li in layers if pick(li)]
+
+
+@dataclass
+class Capture:
+    """One reduction over layers of the current pass.
+
+    ``reduce(x, h, w)`` turns a layer's (batch, heads, N, T) probabilities (or raw
+    scores when ``logits``) of the conditional rows into what is kept; with
+    ``mode="mean"`` the results are averaged over layers on the fly.
+    """
+
+    layers: set[str]
+    reduce: Callable[[torch.Tensor, int, int], torch.Tensor] = lambda x, h, w: x.mean(1)
+    mode: str = "mean"  # "mean" or "list"
+    logits: bool = False
+    total: torch.Tensor | None = None
+    count: int = 0
+    items: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, x: torch.Tensor, h: int, w: int) -> None:
+        r = self.reduce(x, h, w)
+        if self.mode == "list":
+            self.items.append(r)
+        else:
+            self.total = r if self.total is None else self.total + r
+            self.count += 1
+
+    def value(self):
+        if self.mode == "list":
+            return self.items
+        return None if self.total is None else self.total / self.count
+
+    def clear(self) -> None:
+        self.total, self.count, self.items = None, 0, []
+
+
+class StopForward(Exception):
+    """Raised once every captured layer has reported, so a guidance pass skips the rest of the UNet."""
+
+
+class AttentionState:
+    """What the processors read: active captures, RCA masks, latent shape, cond rows."""
+
+    def __init__(self) -> None:
+        self.captures: dict[str, Capture] = {}
+        self.capturing = False
+        self.latent_hw: tuple[int, int] = (64, 64)
+        self.cond_rows: slice = slice(None)  # batch rows that hold the conditional pass
+        self.rca_masks: dict[tuple[int, int], torch.Tensor] | None = None  # (h, w) -> (N, T) bool "forbidden"
+        self.rca_on = False
+        self.stop_after: int | None = None  # number of captures after which a guidance pass stops
+        self.seen = 0
+
+    def grid(self, n: int) -> tuple[int, int]:
+        """(h, w) of a layer with n query pixels, from the latent aspect ratio."""
+        H, W = self.latent_hw
+        f = math.sqrt(H * W / n)
+        h, w = round(H / f), round(W / f)
+        if h * w != n:  # odd sizes: diffusers pads with ceil at each downsample
+            for d in range(0, 8):
+                h, w = math.ceil(H / 2**d), math.ceil(W / 2**d)
+                if h * w == n:
+                    break
+        return h, w
+
+    def clear(self) -> None:
+        self.seen = 0
+        for c in self.captures.values():
+            c.clear()
+
+
+class LayoutAttnProcessor:
+    """Scaled-dot-product attention unless this layer must capture or mask.
+
+    Capturing computes scores explicitly (fp32 softmax) so the maps keep their
+    gradient to the latent; masking (RCA) passes an additive -inf bias to SDPA.
+    """
+
+    def __init__(self, state: AttentionState, name: str, cross: bool, capture: bool, rca: bool) -> None:
+        self.state, self.name, self.cross = state, name, cross
+        self.capture, self.rca = capture, rca
+        self.fast = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+        st = self.state
+        want_cap = self.capture and st.capturing and any(self.name in c.layers for c in st.captures.values())
+        want_rca = self.rca and st.rca_on and st.rca_masks is not None
+        if not (want_cap or want_rca) or hidden_states.ndim != 3:
+            return self.fast(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        b, n, _ = hidden_states.shape
+        ctx = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        q, k, v = attn.to_q(hidden_states), attn.to_k(ctx), attn.to_v(ctx)
+        hd = q.shape[-1] // attn.heads
+        q, k, v = (t.view(b, -1, attn.heads, hd).transpose(1, 2) for t in (q, k, v))
+        h, w = st.grid(n)
+        bias = None
+        if want_rca:
+            forbid = st.rca_masks.get((h, w))
+            if forbid is not None and forbid.device != q.device:
+                forbid = st.rca_masks[(h, w)] = forbid.to(q.device)
+            if forbid is not None:
+                bias = torch.zeros(b, 1, n, k.shape[2], device=q.device, dtype=q.dtype)
+                rows = torch.arange(b, device=q.device)[st.cond_rows]
+                bias[rows] = bias[rows].masked_fill(forbid[None], float("-inf"))
+        if want_cap:
+            scores = (q.float() @ k.float().transpose(-1, -2)) * attn.scale
+            if bias is not None:
+                scores = scores + bias.float()
+            probs = scores.softmax(-1)
+            for cap in st.captures.values():
+                if self.name in cap.layers:
+                    src = scores if cap.logits else probs
+                    cap.add(src[st.cond_rows], h, w)
+            st.seen += 1
+            if st.stop_after is not None and st.seen >= st.stop_after:
+                raise StopForward
+            # the layer output goes through SDPA: autograd then keeps only the fp32 probabilities
+            # the captured maps need, not a second low-precision copy of them
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        out = out.transpose(1, 2).reshape(b, n, -1)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def install(unet, state: AttentionState, capture_layers: set[str], rca_layers: set[str]) -> int:
+    """Put our processor on the layers that capture or mask; SDPA everywhere else.
+
+    Returns the number of layers that got a custom processor.
+    """
+    procs, n = {}, 0
+    for key in unet.attn_processors:
+        mod = key.removesuffix(".processor")
+        cap, rca = mod in capture_layers, mod in rca_layers
+        if cap or rca:
+            procs[key] = LayoutAttnProcessor(state, mod, mod.endswith("attn2"), cap, rca)
+            n += 1
+        else:
+            procs[key] = AttnProcessor2_0()
+    unet.set_attn_processor(procs)
+    return n

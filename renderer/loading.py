@@ -1,0 +1,199 @@
+"""Find and load weights: hub id (HF cache only, no network), diffusers folder, or one file.
+
+Loading never waits on a network that is not there: hub ids are looked up in
+the local Hugging Face cache first; the network is tried only when
+``HF_HUB_OFFLINE`` is unset and huggingface.co answers within a few seconds.
+Any failure to find weights becomes one ``ModelUnavailableError`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from planner.errors import ModelUnavailableError
+
+HOW = ("provide a local diffusers folder (--model PATH), a single .safetensors/.ckpt file, "
+       "or download it once into the Hugging Face cache (huggingface-cli download ID) and set HF_HUB_OFFLINE=1")
+META_KEY = "plan_and_render"
+TEXT_PARTS = ("text_encoder", "text_encoder_2")
+
+
+def _dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+                "fp32": torch.float32, "float32": torch.float32}[dtype]
+    except KeyError:
+        from planner.errors import UsageError
+
+        raise UsageError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32") from None
+
+
+def _online() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_hub(model: str) -> Path:
+    """A hub id -> its local snapshot folder (cache first, then the network if reachable)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.txt", "tokenizer*/*", "*.safetensors"]
+    try:
+        return Path(snapshot_download(model, local_files_only=True, allow_patterns=patterns))
+    except Exception:
+        pass
+    if not _online():
+        raise ModelUnavailableError(f"model {model!r} is not in the local Hugging Face cache and the hub cannot be "
+                                    f"reached; {HOW}")
+    try:
+        return Path(snapshot_download(model, allow_patterns=patterns))
+    except Exception as e:  # noqa: BLE001 - one line for the user
+        raise ModelUnavailableError(f"could not download model {model!r} ({type(e).__name__}); {HOW}") from None
+
+
+def load_components(model: str, device: str, dtype: torch.dtype) -> tuple[str, dict]:
+    """('sd' | 'sdxl', components) from a folder, a single file or a hub id."""
+    p = Path(model).expanduser()
+    if p.is_file():
+        return load_single_file(p, dtype)
+    if p.is_dir():
+        return load_folder(p, dtype)
+    if model.endswith((".safetensors", ".ckpt")) or os.sep in model and not model.count("/") == 1:
+        raise ModelUnavailableError(f"model file or folder {model!r} does not exist; {HOW}")
+    return load_folder(resolve_hub(model), dtype)
+
+
+def load_folder(folder: Path, dtype: torch.dtype) -> tuple[str, dict]:
+    import diffusers
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizerFast
+
+    index_file = folder / "model_index.json"
+    if not index_file.exists():
+        raise ModelUnavailableError(f"{folder} is not a diffusers pipeline folder (no model_index.json); {HOW}")
+    index = json.loads(index_file.read_text())
+    family = "sdxl" if index.get("text_encoder_2") else "sd"
+    try:
+        comps: dict = {
+            "unet": diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype),
+            "vae": diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype),
+            "text_encoder": CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype),
+            "tokenizer": CLIPTokenizerFast.from_pretrained(folder, subfolder="tokenizer"),
+        }
+        sched_cls = getattr(diffusers, index.get("scheduler", [None, "DDIMScheduler"])[1], diffusers.DDIMScheduler)
+        comps["scheduler"] = sched_cls.from_pretrained(folder, subfolder="scheduler")
+        if family == "sdxl":
+            comps["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(folder, subfolder="text_encoder_2",
+                                                                                  dtype=dtype)
+            comps["tokenizer_2"] = CLIPTokenizerFast.from_pretrained(folder, subfolder="tokenizer_2")
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise ModelUnavailableError(f"incomplete pipeline folder {folder}: {str(e).splitlines()[0]}; {HOW}") from None
+    return family, comps
+
+
+def save_folder(pipe, path) -> None:
+    """A standard diffusers folder (model_index.json + one subfolder per component)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    index = {"_class_name": "StableDiffusionXLPipeline" if pipe.family == "sdxl" else "StableDiffusionPipeline"}
+    for name, comp in pipe.components().items():
+        comp.save_pretrained(str(path / name))
+        lib = "transformers" if name.startswith(("text_encoder", "tokenizer")) else "diffusers"
+        index[name] = [lib, type(comp).__name__]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+# ---------------------------------------------------------------------------
+# single file
+# ---------------------------------------------------------------------------
+
+def _jsonable(cfg) -> dict:
+    return json.loads(json.dumps({k: v for k, v in dict(cfg).items()}, default=list))
+
+
+def save_single_file(pipe, path) -> None:
+    """All weights in one .safetensors; configs and tokenizers ride in its metadata."""
+    from safetensors.torch import save_file
+
+    tensors, meta = {}, {"family": pipe.family, "configs": {}, "tokenizers": {}}
+    for name, m in pipe.modules().items():
+        for k, v in m.state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().contiguous().clone().cpu()
+        cfg = m.config.to_dict() if hasattr(m.config, "to_dict") else _jsonable(m.config)
+        meta["configs"][name] = json.loads(json.dumps(cfg, default=str))
+    for name, tok in pipe.components().items():
+        if name.startswith("tokenizer"):
+            model = json.loads(tok.backend_tokenizer.to_str())["model"]
+            meta["tokenizers"][name] = {"vocab": model["vocab"], "merges": model["merges"],
+                                        "max_length": tok.model_max_length}
+    meta["scheduler"] = {"class": type(pipe.scheduler).__name__, "config": _jsonable(pipe.scheduler.config)}
+    save_file(tensors, str(path), metadata={META_KEY: json.dumps(meta)})
+
+
+def load_single_file(path: Path, dtype: torch.dtype) -> tuple[str, dict]:
+    from safetensors import safe_open
+
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), "pt") as f:
+            meta = (f.metadata() or {}).get(META_KEY)
+        if meta:
+            return _load_own_file(path, json.loads(meta), dtype)
+    return _load_original_file(path, dtype)
+
+
+def _load_own_file(path: Path, meta: dict, dtype: torch.dtype) -> tuple[str, dict]:
+    import diffusers
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizerFast
+
+    state = load_file(str(path))
+    comps: dict = {}
+    for name, cfg in meta["configs"].items():
+        if name == "unet":
+            m = diffusers.UNet2DConditionModel.from_config(cfg)
+        elif name == "vae":
+            m = diffusers.AutoencoderKL.from_config(cfg)
+        else:
+            cls = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+            m = cls(CLIPTextConfig.from_dict(cfg))
+        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        m.load_state_dict(sub)
+        comps[name] = m.to(dtype).eval()
+    for name, t in meta["tokenizers"].items():
+        merges = [tuple(x.split(" ")) if isinstance(x, str) else tuple(x) for x in t["merges"]]
+        comps[name] = CLIPTokenizerFast(vocab=t["vocab"], merges=merges, model_max_length=t["max_length"])
+    sched = meta["scheduler"]
+    comps["scheduler"] = getattr(diffusers, sched["class"]).from_config(sched["config"])
+    return meta["family"], comps
+
+
+def _load_original_file(path: Path, dtype: torch.dtype) -> tuple[str, dict]:
+    """An original-format SD checkpoint; diffusers needs the matching configs from the local cache."""
+    import diffusers
+
+    try:
+        from safetensors import safe_open
+
+        xl = False
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), "pt") as f:
+                xl = any(k.startswith("conditioner.embedders.1") for k in f.keys())
+        cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+        pipe = cls.from_single_file(str(path), torch_dtype=dtype, local_files_only=not _online())
+    except Exception as e:  # noqa: BLE001
+        raise ModelUnavailableError(f"could not load checkpoint {path} ({str(e).splitlines()[0][:160]}); {HOW}") from None
+    names = ("unet", "vae", "text_encoder", "tokenizer", "scheduler") + (("text_encoder_2", "tokenizer_2") if xl else ())
+    return ("sdxl" if xl else "sd"), {n: getattr(pipe, n) for n in names}

@@ -1,0 +1,190 @@
+"""Layout-guided Stable Diffusion 1.x/2.x: a scene plan in, images and attention scores out.
+
+``LayoutPipeline.__call__`` reads as the algorithm: encode text, map each
+object's phrase to its tokens and its box to masks, then for every step
+(1) optionally move the latent by gradient steps on an attention loss,
+(2) predict noise with classifier-free guidance (RCA masks the conditional
+half), (3) take the scheduler step (ZestGuide adds its correction), and
+finally decode. The guidance itself lives in ``renderer.guidance`` and is
+shared with the SDXL pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from planner.errors import UsageError
+from planner.scene import ScenePlan
+
+from . import guidance
+
+
+@dataclass
+class RenderResult:
+    """Images plus a cheap self-check: each object's attention-in-box share."""
+
+    images: list[Image.Image]
+    scores: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+def resolve_size(plan: ScenePlan, height: int | None, width: int | None, multiple: int = 8) -> tuple[int, int]:
+    """Explicit size, else the plan's canvas rounded to the nearest multiple of 8."""
+    h = height if height is not None else max(multiple, round(plan.canvas.height / multiple) * multiple)
+    w = width if width is not None else max(multiple, round(plan.canvas.width / multiple) * multiple)
+    if h % multiple or w % multiple or h <= 0 or w <= 0:
+        raise UsageError(f"image size {w}x{h} must be positive with both sides divisible by {multiple}")
+    return int(h), int(w)
+
+
+class LayoutPipeline:
+    """SD 1.x/2.x components + layout guidance. Build with ``renderer.load_pipeline``."""
+
+    family = "sd"
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, name: str = "custom") -> None:
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        self.scheduler, self.name = scheduler, name
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        for m in self.modules().values():
+            m.requires_grad_(False)
+
+    # -- plumbing ---------------------------------------------------------
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+
+    def components(self) -> dict:
+        return {**self.modules(), "tokenizer": self.tokenizer, "scheduler": self.scheduler}
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def to(self, device=None, dtype=None) -> "LayoutPipeline":
+        for name, m in self.modules().items():
+            # the VAE decodes in fp32 when the rest is fp16 (SD's VAE overflows in fp16)
+            want = torch.float32 if name == "vae" and dtype == torch.float16 else dtype
+            m.to(device=device, dtype=None if want is None or want == m.dtype else want)
+        return self
+
+    def save_pretrained(self, path) -> None:
+        from .loading import save_folder
+
+        save_folder(self, path)
+
+    def save_single_file(self, path) -> None:
+        from .loading import save_single_file
+
+        save_single_file(self, path)
+
+    # -- text --------------------------------------------------------------
+    def _tokens(self, tokenizer, text: str) -> torch.Tensor:
+        ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids
+        return ids.to(self.device)
+
+    def encode_text(self, text: str, negative: str) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+        """(cond, uncond) hidden states and extra UNet kwargs for each (none for SD 1.x)."""
+        cond = self.text_encoder(self._tokens(self.tokenizer, text))[0]
+        uncond = self.text_encoder(self._tokens(self.tokenizer, negative))[0]
+        return cond.to(self.dtype), uncond.to(self.dtype), {}, {}
+
+    def unet_kwargs(self, extra: dict, batch: int) -> dict:
+        return {}
+
+    # -- the algorithm ----------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, plan: ScenePlan, method: str = "refocus", seed: int = 0, steps: int = 50,
+                 guidance_scale: float = 7.5, num_images: int = 1, height: int | None = None,
+                 width: int | None = None, callback=None, progress: bool = True,
+                 method_options: dict | None = None) -> RenderResult:
+        """Render ``plan``; ``method_options`` overrides hyperparameters, e.g. {"refocus": {"loss_scale": 20}}."""
+        if steps < 1 or num_images < 1:
+            raise UsageError("steps and num_images must be at least 1")
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        height, width = resolve_size(plan, height, width, 8)
+        lat_h, lat_w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        methods = guidance.parse_method(method)
+
+        # 1. text: prompt (+ background), negative prompt, object tokens and masks
+        text, negative = guidance.compose_prompt(plan)
+        cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
+        layout, warnings = guidance.build_layout(plan, self.tokenizer, text, self.tokenizer.model_max_length)
+        timings["encode_s"] = time.perf_counter() - t_start
+
+        # 2. processors on the layers the methods need, a guider that owns the schedule
+        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, method_options)
+        warnings += guider.warnings
+
+        # 3. initial noise from the seed
+        self.scheduler.set_timesteps(steps, device=self.device)
+        gen = torch.Generator("cpu").manual_seed(seed)
+        shape = (num_images, self.unet.config.in_channels, lat_h, lat_w)
+        latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+        cond_b, uncond_b = cond.expand(num_images, -1, -1), uncond.expand(num_images, -1, -1)
+        kw_c, kw_u = self.unet_kwargs(extra_c, num_images), self.unet_kwargs(extra_u, num_images)
+
+        def cond_unet(x: torch.Tensor, t) -> torch.Tensor:
+            return self.unet(self.scheduler.scale_model_input(x, t), t, encoder_hidden_states=cond_b,
+                             added_cond_kwargs=kw_c or None).sample
+
+        # 4. sampling loop
+        t_loop = time.perf_counter()
+        try:
+            for i, t in enumerate(tqdm(self.scheduler.timesteps, disable=not progress, desc="render")):
+                # 4a. gradient steps on the latent (refocus, excite, backward)
+                latents = guider.refine(i, t, latents, cond_unet, self.scheduler)
+
+                # 4b. classifier-free guidance; RCA masks, ZestGuide keeps the graph of the cond half
+                with guider.cfg_pass(i, latents) as zest_latent:
+                    x = zest_latent.to(latents.dtype) if zest_latent is not None else latents
+                    x_in = self.scheduler.scale_model_input(x, t)
+                    if zest_latent is not None:  # two passes: gradient flows only through the cond one
+                        eps_c = self.unet(x_in, t, encoder_hidden_states=cond_b, added_cond_kwargs=kw_c or None).sample
+                        with torch.no_grad(), guider.paused():
+                            eps_u = self.unet(x_in.detach(), t, encoder_hidden_states=uncond_b,
+                                              added_cond_kwargs=kw_u or None).sample
+                    else:
+                        both = self.unet(torch.cat([x_in, x_in]), t, encoder_hidden_states=torch.cat([uncond_b, cond_b]),
+                                         added_cond_kwargs=guidance.cat_kwargs(kw_u, kw_c) or None).sample
+                        eps_u, eps_c = both.chunk(2)
+                    zest_grad = guider.zest_grad(i, zest_latent)
+                eps = eps_u.detach() + guidance_scale * (eps_c.detach() - eps_u.detach())
+
+                # 4c. scheduler step (+ ZestGuide's normalised gradient correction)
+                latents = self.scheduler.step(eps, t, latents.detach()).prev_sample
+                latents = guider.after_step(i, t, latents, zest_grad, self.scheduler)
+                if callback is not None:
+                    callback(i, t, latents)
+        finally:
+            guider.close()
+        timings["loop_s"] = time.perf_counter() - t_loop
+
+        # 5. decode
+        t_dec = time.perf_counter()
+        images = self.decode(latents)
+        timings["decode_s"] = time.perf_counter() - t_dec
+        timings["total_s"] = time.perf_counter() - t_start
+        config = {"model": self.name, "family": self.family, "method": "+".join(methods), "seed": seed,
+                  "steps": steps, "guidance_scale": guidance_scale, "height": height, "width": width,
+                  "prompt": text, "negative_prompt": negative, "methods": guider.config()}
+        return RenderResult(images, guider.scores(), timings, warnings, config)
+
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        img = self.vae.decode(lat).sample
+        img = ((img.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in img]

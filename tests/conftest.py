@@ -1,0 +1,34 @@
+"""Shared renderer fixtures: tiny random SD 1.x / SDXL pipelines and a two-object plan."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from planner.scene import ScenePlan
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    from renderer import pipeline_from_components
+    from renderer.tiny import tiny_sd_components
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pipeline_from_components(tiny_sd_components(), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_xl_pipe():
+    from renderer import pipeline_from_components
+    from renderer.tiny import tiny_sdxl_components
+
+    return pipeline_from_components(tiny_sdxl_components(), device="cpu")
+
+
+@pytest.fixture
+def two_plan() -> ScenePlan:
+    return ScenePlan(prompt="a red ball to the left of a blue box", canvas={"width": 64, "height": 64},
+                     objects=[dict(id="ball-1", name="ball", phrase="a red ball", box=(0.05, 0.3, 0.45, 0.8)),
+                              dict(id="box-1", name="box", phrase="a blue box", box=(0.55, 0.2, 0.95, 0.8))])

@@ -1,0 +1,127 @@
+"""Shapes world: generator, exact detector, pixel VAE, training step, shipped model through the renderer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plan_and_render.shapes.data import COLOURS, POSITION_WORDS, SHAPES, caption, make_scene, shape_mask
+from plan_and_render.shapes.detect import box_iou, classify, describe, detect, find, mask_iou, relation_holds
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "shapes-tiny"
+
+
+def test_generator_is_deterministic_per_seed():
+    a, b, c = make_scene(7), make_scene(7), make_scene(8)
+    assert np.array_equal(a.image, b.image) and a.caption == b.caption and np.array_equal(a.masks, b.masks)
+    assert [o.box for o in a.objects] == [o.box for o in b.objects]
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_generator_covers_recipe_and_captions_have_no_position_words():
+    shapes, colours, counts = set(), set(), set()
+    for seed in range(200):
+        s = make_scene(seed)
+        words = set(re.findall(r"[a-z]+", s.caption))
+        assert not words & POSITION_WORDS, s.caption
+        assert words <= {"a", "an", "and", *SHAPES, *COLOURS}, s.caption
+        assert len(s.objects) == len(s.masks) == s.caption.count(" and ") + s.caption.count(",") + 1
+        for o in s.objects:
+            assert f"{o.colour} {o.shape}" in s.caption
+        shapes |= {o.shape for o in s.objects}
+        colours |= {o.colour for o in s.objects}
+        counts.add(len(s.objects))
+    assert shapes == set(SHAPES) and colours == set(COLOURS) and counts == {1, 2, 3, 4}
+    assert len(SHAPES) >= 5 and len(COLOURS) >= 6
+
+
+def test_caption_grammar():
+    assert caption([("circle", "red")]) == "a red circle"
+    assert caption([("circle", "red"), ("star", "orange")]) == "a red circle and an orange star"
+    assert caption([("ring", "blue"), ("square", "green"), ("star", "red")]) == "a blue ring, a green square and a red star"
+
+
+def test_detector_is_exact_on_generated_scenes():
+    n = 0
+    for seed in range(60):
+        s = make_scene(seed, 64)
+        dets = detect(s.image)
+        for o, m in zip(s.objects, s.masks):
+            d = find(dets, o.shape, o.colour)
+            assert d is not None, (seed, o)
+            assert box_iou(d.box, o.box) == pytest.approx(1.0)
+            assert mask_iou(d.mask, m) == pytest.approx(1.0)
+            n += 1
+    assert n > 100
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_classifier_on_ideal_stretched_shapes(shape):
+    for box in [(4, 4, 44, 44), (10, 2, 60, 40), (3, 20, 30, 62)]:
+        assert classify(describe(shape_mask(shape, box, 64, 64))) == shape
+
+
+def test_descriptors_hand_checked():
+    sq = np.zeros((10, 10), bool)
+    sq[2:8, 2:8] = True
+    assert describe(sq) == {"hole": 0.0, "solidity": 1.0, "fill": 1.0}
+    ring = sq.copy()
+    ring[4:6, 4:6] = False  # 4 of 36 pixels removed
+    assert describe(ring)["hole"] == pytest.approx(4 / 36)
+
+
+def test_iou_and_relations_hand_checked():
+    assert box_iou((0, 0, 0.5, 0.5), (0.25, 0.25, 0.75, 0.75)) == pytest.approx(0.0625 / (0.25 + 0.25 - 0.0625))
+    left, right = (0.0, 0.4, 0.3, 0.6), (0.6, 0.3, 0.9, 0.7)
+    assert relation_holds("left_of", left, right) and relation_holds("right_of", right, left)
+    assert not relation_holds("above", left, right)
+    top, low = (0.4, 0.0, 0.6, 0.2), (0.45, 0.7, 0.65, 0.9)
+    assert relation_holds("above", top, low) and relation_holds("below", low, top)
+    assert relation_holds("on", top, low) is None
+
+
+def test_pixel_vae_is_average_pool_and_nearest_upsample():
+    from plan_and_render.shapes.model import pixel_vae
+
+    vae = pixel_vae()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        post = vae.encode(x).latent_dist
+        y = vae.decode(post.mean).sample
+    pooled = torch.nn.functional.avg_pool2d(x, 2)
+    assert torch.allclose(post.mean[:, :3], pooled, atol=1e-4) and post.mean[:, 3].abs().max() < 1e-6
+    assert post.std.max() < 1e-4
+    assert torch.allclose(y, torch.nn.functional.interpolate(pooled, scale_factor=2), atol=1e-4)
+
+
+def test_tiny_training_run_reduces_loss(tmp_path):
+    from plan_and_render.shapes.train import train
+
+    rec = train("test", tmp_path / "m", seed=0, steps=30, device="cpu", workers=1, log=lambda m: None)
+    assert rec["steps"] == 30
+    assert rec["eval_loss_end"] < 0.95 * rec["eval_loss_start"]
+    assert (tmp_path / "m" / "model_index.json").exists() and (tmp_path / "m" / "training.json").exists()
+
+
+@pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="shipped model not present")
+def test_shipped_model_renders_through_the_renderer():
+    import renderer
+    from planner.scene import Canvas, PlanObject, ScenePlan
+
+    pipe = renderer.load_pipeline(str(MODEL), device="cpu", dtype="fp32")
+    plan = ScenePlan(prompt="a red circle and a blue square", canvas=Canvas(width=64, height=64), objects=[
+        PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.1, 0.45, 0.5)),
+        PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.5, 0.95, 0.9)),
+    ])
+    res = pipe(plan, method="none", seed=0, steps=4, progress=False)
+    again = pipe(plan, method="none", seed=0, steps=4, progress=False)
+    assert res.images[0].size == (64, 64)
+    assert np.array_equal(np.asarray(res.images[0]), np.asarray(again.images[0]))
+    assert set(res.scores) == {"circle-1", "square-1"}
+    size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
+    assert size <= 20 * 2**20
