@@ -1,7 +1,7 @@
 """Planner backends. Importing this package registers every built-in backend;
 each keeps its heavy imports (torch, transformers, openai) inside methods."""
 
-from .base import Planner, available, get_planner, register
+from .base import LLMPlanner, Planner, available, get_planner, register
 from . import rules  # noqa: F401  (registers "rules")
 
-__all__ = ["Planner", "available", "get_planner", "register"]
+__all__ = ["LLMPlanner", "Planner", "available", "get_planner", "register"]

@@ -9,10 +9,14 @@ and are chosen by a spec string: ``rules``, ``local``, ``openai:gpt-4o-mini``,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Callable, TypeVar
+
+from pydantic import BaseModel
 
 from ..errors import UsageError
 from ..scene import SceneGraph
+
+M = TypeVar("M", bound=BaseModel)
 
 _REGISTRY: dict[str, Callable[..., "Planner"]] = {}
 
@@ -29,6 +33,24 @@ class Planner(ABC):
     def edit_ops(self, instruction: str, context: dict):  # pragma: no cover - overridden where supported
         """Turn a chat instruction into typed edit operations (see plan_and_render.edits)."""
         raise NotImplementedError(f"planner {self.name!r} does not parse edit instructions")
+
+
+class LLMPlanner(Planner):
+    """A backend on a language model that can fill any pydantic schema.
+
+    Subclasses implement ``structured`` (hosted: instructor; local: constrained
+    decoding); prompts come from ``planner.prompting`` so every model sees the
+    same instructions and few-shot examples.
+    """
+
+    @abstractmethod
+    def structured(self, messages: list[dict], schema: type[M]) -> M:
+        """Answer the chat ``messages`` with an instance of ``schema`` (raise LLMError on failure)."""
+
+    def graph(self, prompt: str) -> SceneGraph:
+        from ..prompting import graph_messages
+
+        return self.structured(graph_messages(prompt), SceneGraph)
 
 
 def register(prefix: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:
