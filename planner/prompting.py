@@ -52,3 +52,75 @@ def graph_completion(prompt: str, k: int | None = None) -> str:
         parts += [frame(ex["prompt"]), f"Scene graph: {answer(ex['graph'])}", ""]
     parts += [frame(prompt), "Scene graph: "]
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Chat edits: scene summary + instruction -> EditScript (planner.edit_ops)
+# --------------------------------------------------------------------------
+
+
+def scene_summary(context: dict) -> str:
+    """The current scene as the model sees it: ids, phrases, boxes, relations, background, focus."""
+    plan = context.get("plan") or {}
+    lines = ["Scene (boxes are [x0, y0, x1, y1], 0..1, y grows downwards):"]
+    for o in plan.get("objects", []):
+        box = ", ".join(f"{v:.2f}" for v in o.get("box", ()))
+        lines.append(f"- {o['id']}: {o.get('phrase') or o.get('name', '')} [{box}]")
+    if not plan.get("objects"):
+        lines.append("- (no objects)")
+    rels = []
+    for r in plan.get("relations", []):
+        tail = f" and {r['object2']}" if r.get("object2") else ""
+        rels.append(f"{r['subject']} {r['predicate']} {r['object']}{tail}")
+    lines.append("Relations: " + ("; ".join(rels) if rels else "none"))
+    lines.append(f"Background: {plan.get('background') or 'none'}")
+    lines.append("Previous edit touched: " + (", ".join(context.get("last_targets") or []) or "nothing"))
+    return "\n".join(lines)
+
+
+def edit_frame(instruction: str, context: dict) -> str:
+    return f"{scene_summary(context)}\nInstruction: {instruction}"
+
+
+def edit_messages(instruction: str, context: dict, k: int | None = None) -> list[dict]:
+    """Chat messages for ``LLMPlanner.edit_ops``: rules, ``k`` worked examples (all by default), the edit."""
+    shots = examples("fewshot_edit.jsonl")
+    shots = shots[:k] if k is not None else shots
+    msgs = [{"role": "system", "content": template("system_edit.md")}]
+    for ex in shots:
+        msgs += [{"role": "user", "content": edit_frame(ex["instruction"], ex["context"])},
+                 {"role": "assistant", "content": answer({"ops": ex["ops"]})}]
+    return msgs + [{"role": "user", "content": edit_frame(instruction, context)}]
+
+
+def edit_completion(instruction: str, context: dict, k: int | None = None) -> str:
+    """The same as plain text for base models; ends where the JSON starts."""
+    shots = examples("fewshot_edit.jsonl")
+    shots = shots[:k] if k is not None else shots
+    parts = [template("system_edit.md"), ""]
+    for ex in shots:
+        parts += [edit_frame(ex["instruction"], ex["context"]), f"Edit: {answer({'ops': ex['ops']})}", ""]
+    parts += [edit_frame(instruction, context), "Edit: "]
+    return "\n".join(parts)
+
+
+def compact_answer(graph: dict) -> str:
+    """A few-shot answer in the compact form small local models write (see planner.compact)."""
+    from .compact import from_graph
+
+    return answer(from_graph(graph))
+
+
+def compact_completion(prompt: str, k: int | None = None) -> tuple[str, str]:
+    """Few-shot completion text for the compact answer, split as ``(prefix, tail)``.
+
+    The prefix (instructions and examples) is the same for every prompt, so a
+    local backend can cache the model's state after it; the tail holds the
+    description and ends with ``Scene graph:`` - the answer starts with a space,
+    as in the examples, so the JSON's first token matches theirs.
+    """
+    shots = examples()[:k] if k is not None else examples()
+    parts = [template("system_graph_local.md"), ""]
+    for ex in shots:
+        parts += [frame(ex["prompt"]), f"Scene graph: {compact_answer(ex['graph'])}", ""]
+    return "\n".join(parts) + "\n", f"{frame(prompt)}\nScene graph:"

@@ -115,18 +115,31 @@ class AttentionState:
         self.rca_on = False
         self.stop_after: int | None = None  # number of captures after which a guidance pass stops
         self.seen = 0
+        self._bias: dict[tuple, torch.Tensor | None] = {}
 
     def grid(self, n: int) -> tuple[int, int]:
-        """(h, w) of a layer with n query pixels, from the latent aspect ratio."""
-        H, W = self.latent_hw
-        f = math.sqrt(H * W / n)
-        h, w = round(H / f), round(W / f)
-        if h * w != n:  # odd sizes: diffusers pads with ceil at each downsample
-            for d in range(0, 8):
-                h, w = math.ceil(H / 2**d), math.ceil(W / 2**d)
-                if h * w == n:
-                    break
-        return h, w
+        """(h, w) of a layer with n query pixels: the latent halved (rounding up) until it fits."""
+        h, w = self.latent_hw
+        for _ in range(16):
+            if h * w == n:
+                return h, w
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        raise ValueError(f"no downsampling of the {self.latent_hw} latent has {n} pixels")
+
+    def rca_bias(self, h: int, w: int, batch: int, dtype: torch.dtype, device) -> torch.Tensor | None:
+        """Additive SDPA mask (batch, 1, N, T): -inf where a row of the conditional pass may not
+        look at an object token. Built once per resolution, batch layout and dtype, then reused
+        by every layer and step (it only depends on the boxes)."""
+        rows = range(batch)[self.cond_rows]
+        key = (h, w, batch, rows.start, rows.stop, dtype, str(device))
+        if key not in self._bias:
+            forbid = self.rca_masks.get((h, w)) if self.rca_masks else None
+            bias = None
+            if forbid is not None:
+                bias = torch.zeros(batch, 1, *forbid.shape, dtype=dtype, device=device)
+                bias[rows.start:rows.stop] = bias[rows.start:rows.stop].masked_fill(forbid.to(device), float("-inf"))
+            self._bias[key] = bias
+        return self._bias[key]
 
     def clear(self) -> None:
         self.seen = 0
@@ -150,7 +163,7 @@ class LayoutAttnProcessor:
         st = self.state
         want_cap = self.capture and st.capturing and any(self.name in c.layers for c in st.captures.values())
         want_rca = self.rca and st.rca_on and st.rca_masks is not None
-        if not (want_cap or want_rca) or hidden_states.ndim != 3:
+        if not (want_cap or want_rca) or hidden_states.ndim != 3 or attention_mask is not None:
             return self.fast(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         b, n, _ = hidden_states.shape
         ctx = hidden_states if encoder_hidden_states is None else encoder_hidden_states
@@ -158,32 +171,25 @@ class LayoutAttnProcessor:
         hd = q.shape[-1] // attn.heads
         q, k, v = (t.view(b, -1, attn.heads, hd).transpose(1, 2) for t in (q, k, v))
         h, w = st.grid(n)
-        bias = None
-        if want_rca:
-            forbid = st.rca_masks.get((h, w))
-            if forbid is not None and forbid.device != q.device:
-                forbid = st.rca_masks[(h, w)] = forbid.to(q.device)
-            if forbid is not None:
-                bias = torch.zeros(b, 1, n, k.shape[2], device=q.device, dtype=q.dtype)
-                rows = torch.arange(b, device=q.device)[st.cond_rows]
-                bias[rows] = bias[rows].masked_fill(forbid[None], float("-inf"))
+        bias = st.rca_bias(h, w, b, q.dtype, q.device) if want_rca else None
         if want_cap:
+            # unmasked fp32 maps: losses and scores see where the image puts each word, even
+            # where RCA masks the layer's output (masked maps would read 1.0 in every box)
             scores = (q.float() @ k.float().transpose(-1, -2)) * attn.scale
-            if bias is not None:
-                scores = scores + bias.float()
-            probs = scores.softmax(-1)
+            probs = None
             for cap in st.captures.values():
                 if self.name in cap.layers:
-                    src = scores if cap.logits else probs
-                    cap.add(src[st.cond_rows], h, w)
+                    if cap.logits:
+                        cap.add(scores[st.cond_rows], h, w)
+                    else:
+                        probs = scores.softmax(-1) if probs is None else probs
+                        cap.add(probs[st.cond_rows], h, w)
             st.seen += 1
             if st.stop_after is not None and st.seen >= st.stop_after:
                 raise StopForward
-            # the layer output goes through SDPA: autograd then keeps only the fp32 probabilities
-            # the captured maps need, not a second low-precision copy of them
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # the layer output always goes through SDPA: autograd then keeps only the fp32 maps the
+        # captures need, not a second low-precision copy of them
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(b, n, -1)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:

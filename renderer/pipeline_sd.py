@@ -33,6 +33,7 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)  # last loss per method; cn_iou (see Guider.losses)
 
 
 def resolve_size(plan: ScenePlan, height: int | None, width: int | None, multiple: int = 8) -> tuple[int, int]:
@@ -75,7 +76,12 @@ class LayoutPipeline:
         for name, m in self.modules().items():
             # the VAE decodes in fp32 when the rest is fp16 (SD's VAE overflows in fp16)
             want = torch.float32 if name == "vae" and dtype == torch.float16 else dtype
-            m.to(device=device, dtype=None if want is None or want == m.dtype else want)
+            if device is not None:
+                m.to(device)
+            if want is not None and want != m.dtype:
+                # diffusers' ``to`` warns about fp32-only modules even when a model has none
+                keep = getattr(m, "_keep_in_fp32_modules", None)
+                (m.to if keep else torch.nn.Module.to.__get__(m))(want)
         return self
 
     def save_pretrained(self, path) -> None:
@@ -118,14 +124,17 @@ class LayoutPipeline:
         lat_h, lat_w = height // self.vae_scale_factor, width // self.vae_scale_factor
         methods = guidance.parse_method(method)
 
-        # 1. text: prompt (+ background), negative prompt, object tokens and masks
+        # 1. text: prompt (+ background) and negative prompt; each object's token positions
+        #    (the mapping may append a phrase the prompt lacks or move one cut by truncation)
         text, negative = guidance.compose_prompt(plan)
-        cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
         layout, warnings = guidance.build_layout(plan, self.tokenizer, text, self.tokenizer.model_max_length)
+        text = layout.text
+        cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 
-        # 2. processors on the layers the methods need, a guider that owns the schedule
-        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, method_options)
+        # 2. processors on the layers the methods need, a guider that owns the schedule and masks
+        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, method_options,
+                                 n_ctx=cond.shape[1])
         warnings += guider.warnings
 
         # 3. initial noise from the seed
@@ -181,7 +190,7 @@ class LayoutPipeline:
         config = {"model": self.name, "family": self.family, "method": "+".join(methods), "seed": seed,
                   "steps": steps, "guidance_scale": guidance_scale, "height": height, "width": width,
                   "prompt": text, "negative_prompt": negative, "methods": guider.config()}
-        return RenderResult(images, guider.scores(), timings, warnings, config)
+        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses())
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor

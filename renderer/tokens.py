@@ -10,14 +10,11 @@ span becomes the positions of the tokens whose character offsets overlap it.
 Positions count the start token as 0, so they index the encoder's sequence (and
 the last axis of cross-attention maps) directly.
 
-Two entry points:
-
-* ``locate_objects`` + ``token_indices`` (-> ``TokenMap``): the text may change -
-  groups the prompt does not mention get ", <phrase>" appended, and groups cut
-  off by truncation are moved to the front of the text (``fallback="front"``).
-  Encode ``TokenMap.text``, not the plan's prompt.
-* ``object_token_positions``: the text is fixed (already encoded by the caller);
-  groups not found or truncated get no tokens and a warning (not guided).
+Entry point ``plan_tokens`` (= ``locate_objects`` + ``token_indices`` -> ``TokenMap``):
+the text may change - groups the prompt does not mention get ", <phrase>"
+appended, and groups cut off by truncation are moved to the front of the text
+(``fallback="front"``; ``"none"`` leaves them unguided). Each change comes with a
+warning. Encode ``TokenMap.text``, not the plan's prompt.
 """
 
 from __future__ import annotations
@@ -236,28 +233,23 @@ def token_indices(tokenizer, text: str, spans: Mapping[str, Span], max_length: i
 
 def plan_tokens(tokenizer, plan: ScenePlan, text: str | None = None, max_length: int | None = None,
                 fallback: str = "front") -> TokenMap:
-    """``locate_objects`` then ``token_indices``: everything a pipeline needs for one plan."""
-    text, spans = locate_objects(plan, text)
-    labels = {g: _label(objs) for g, objs in plan_groups(plan.objects).items()}
-    return token_indices(tokenizer, text, spans, max_length, fallback, labels=labels)
+    """``locate_objects`` then ``token_indices``: everything a pipeline needs for one plan.
+
+    Groups whose name the text lacks get their phrase appended, with a warning; groups cut
+    by truncation get the ``fallback`` (see ``token_indices``), with a warning.
+    """
+    original = plan.prompt.strip() if text is None else text
+    groups = plan_groups(plan.objects)
+    labels = {g: _label(objs) for g, objs in groups.items()}
+    found = locate_groups(original, groups)
+    text, spans = locate_objects(plan, original)
+    tm = token_indices(tokenizer, text, spans, max_length, fallback, labels=labels)
+    appended = [f"{labels[g]}: '{groups[g][0].name}' is not in the prompt; appended "
+                f"'{(groups[g][0].phrase or groups[g][0].name).strip()}' to the encoded text"
+                for g in groups if g not in found]
+    tm.warnings = appended + tm.warnings
+    return tm
 
 
 def _label(objs: Sequence[PlanObject]) -> str:
     return "object " + ", ".join(repr(o.id) for o in objs)
-
-
-def object_token_positions(tokenizer, text: str, objects: Sequence[PlanObject],
-                           max_length: int = 77) -> tuple[list[list[int]], list[str]]:
-    """Per object (in order): token positions of its group's name in the fixed ``text``.
-
-    For callers that have already encoded ``text``: nothing is appended or moved. Objects whose
-    name is not in the text, or whose tokens are cut by truncation, get ``[]`` and one warning
-    per group naming its object ids. Instances of one group get the same list.
-    """
-    groups = plan_groups(objects)
-    spans = locate_groups(text, groups)
-    labels = {g: _label(objs) for g, objs in groups.items()}
-    tm = token_indices(tokenizer, text, spans, max_length, fallback="none", labels=labels)
-    warnings = [f"{labels[g]}: '{groups[g][0].name}' not found in the prompt text; not guided"
-                for g in groups if g not in spans] + tm.warnings
-    return [list(tm.groups.get(group_key(o), [])) for o in objects], warnings

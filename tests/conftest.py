@@ -1,12 +1,25 @@
-"""Shared renderer fixtures: tiny random SD 1.x / SDXL pipelines and a two-object plan."""
+"""Shared fixtures. Renderer: tiny random SD 1.x / SDXL pipelines, a two-object plan, one torch thread."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 
 from planner.scene import ScenePlan
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a test module on one torch thread, then restore the setting.
+
+    The tiny models are far too small to gain from intra-op threads, and on a shared
+    2-core machine a second spinning thread made renders up to 8x slower.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
@@ -14,9 +27,7 @@ def tiny_pipe():
     from renderer import pipeline_from_components
     from renderer.tiny import tiny_sd_components
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pipeline_from_components(tiny_sd_components(), device="cpu")
+    return pipeline_from_components(tiny_sd_components(), device="cpu")
 
 
 @pytest.fixture(scope="session")

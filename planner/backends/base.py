@@ -31,7 +31,10 @@ class Planner(ABC):
         """Return the scene graph for one prompt (raise a PlanAndRenderError on failure)."""
 
     def edit_ops(self, instruction: str, context: dict):  # pragma: no cover - overridden where supported
-        """Turn a chat instruction into typed edit operations (see plan_and_render.edits)."""
+        """Turn a chat instruction into a ``planner.edit_ops.EditScript``.
+
+        ``context`` is ``planner.edit_ops.edit_context(plan, ...)``: the current plan as JSON plus the ids
+        the previous edit touched (what "it" refers to)."""
         raise NotImplementedError(f"planner {self.name!r} does not parse edit instructions")
 
 
@@ -51,6 +54,13 @@ class LLMPlanner(Planner):
         from ..prompting import graph_messages
 
         return self.structured(graph_messages(prompt), SceneGraph)
+
+    def edit_ops(self, instruction: str, context: dict):
+        """The model fills ``EditScript`` (typed operations) from the scene summary and the instruction."""
+        from ..edit_ops import EditScript
+        from ..prompting import edit_messages
+
+        return self.structured(edit_messages(instruction, context), EditScript)
 
 
 def register(prefix: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:

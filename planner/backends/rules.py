@@ -899,3 +899,9 @@ class RulesPlanner(Planner):
 
     def graph(self, prompt: str) -> SceneGraph:
         return parse(prompt)
+
+    def edit_ops(self, instruction: str, context: dict):
+        """Chat instruction -> ``EditScript`` by phrasing rules (see ``rules_edits``)."""
+        from .rules_edits import edit_ops
+
+        return edit_ops(instruction, context)

@@ -1,0 +1,478 @@
+"""The Python API: plan, render, generate - one call per stage, or all three.
+
+    import plan_and_render as par
+    plan = par.plan("a gray cat to the left of a blue vase", planner="rules")
+    result = par.render(plan, model="models/shapes-tiny", width=64, height=64, steps=10)
+    result = par.generate("a red circle above a blue square", planner="rules",
+                          model="models/shapes-tiny", out_dir="outputs/demo")
+    result.images[0]; result.scores; result.save("elsewhere/")
+
+Planners and diffusion pipelines are loaded once and kept (keyed by their spec
+and options), so calling these in a loop or a notebook does not reload models.
+Every failure is a ``planner.errors.PlanAndRenderError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from planner.errors import ModelUnavailableError, PlanAndRenderError, UsageError
+from planner.scene import Canvas, ScenePlan
+
+from . import output
+
+if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for them
+    from PIL.Image import Image
+
+    from planner.backends import Planner
+    from renderer import LayoutPipeline, RenderResult
+
+DEFAULT_PLANNER = "local"
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # == renderer.DEFAULT_MODEL (tested)
+DEFAULT_METHOD = "refocus"
+DEFAULT_SIZE = 512
+DEMO_MODEL_HINT = ("or try the offline demo model shipped in the project checkout: "
+                   "--model models/shapes-tiny --width 64 --height 64")
+
+Event = Callable[[str, dict], None]
+
+# --------------------------------------------------------------------------
+# Caches: one planner per (spec, options), one pipeline per (model, device, dtype)
+# --------------------------------------------------------------------------
+
+_PLANNERS: dict[tuple, "Planner"] = {}
+_PIPELINES: dict[tuple, "LayoutPipeline"] = {}
+
+
+def _options_key(options: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in options.items() if v is not None))
+
+
+def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
+    """The planner backend a spec names (``rules``, ``local``, ``openai:MODEL``...), built once and reused."""
+    from planner.backends import get_planner as build
+
+    options = {k: v for k, v in options.items() if v is not None}
+    key = (spec, _options_key(options))
+    if key not in _PLANNERS:
+        _PLANNERS[key] = build(spec, **options)
+    return _PLANNERS[key]
+
+
+def _model_key(model: str | Path) -> str:
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else str(model)
+
+
+def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
+                 dtype: str | None = None) -> "LayoutPipeline":
+    """A loaded diffusion pipeline (hub id, diffusers folder or one file), loaded once and reused.
+
+    Raises ``ModelUnavailableError`` when the weights cannot be found.
+    """
+    import renderer
+
+    device = device or renderer.default_device()
+    key = (_model_key(model), device, dtype)
+    if key not in _PIPELINES:
+        local = Path(model).expanduser()
+        try:
+            _PIPELINES[key] = renderer.load_pipeline(str(local) if local.exists() else str(model), device, dtype)
+        except ModelUnavailableError as e:
+            if "shapes-tiny" in str(model):
+                raise
+            raise ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}") from None
+    return _PIPELINES[key]
+
+
+def clear_cache() -> None:
+    """Forget loaded planners and pipelines (frees their memory once nothing else holds them)."""
+    _PLANNERS.clear()
+    _PIPELINES.clear()
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+
+
+def make_canvas(width: int | None = None, height: int | None = None, canvas: Canvas | dict | None = None,
+                default: int = DEFAULT_SIZE) -> Canvas:
+    """A Canvas from explicit sides (else ``canvas``, else ``default`` square); UsageError when out of range."""
+    base = Canvas.model_validate(canvas) if canvas is not None else None
+    w = width if width is not None else (base.width if base else default)
+    h = height if height is not None else (base.height if base else default)
+    meta = Canvas.model_fields["width"].metadata
+    lo = next(m.ge for m in meta if hasattr(m, "ge"))
+    hi = next(m.le for m in meta if hasattr(m, "le"))
+    for name, v in (("width", w), ("height", h)):
+        if not isinstance(v, int) or not lo <= v <= hi:
+            raise UsageError(f"{name} {v} is out of range: use {lo} to {hi} pixels")
+    return Canvas(width=w, height=h)
+
+
+def check_render_size(width: int | None, height: int | None, multiple: int = 8) -> None:
+    """Sides the diffusion model can take: positive multiples of 8 (the VAE's downsampling)."""
+    for name, v in (("width", width), ("height", height)):
+        if v is None:
+            continue
+        if v <= 0:
+            raise UsageError(f"{name} {v} must be a positive number of pixels")
+        if v % multiple:
+            lo, hi = v - v % multiple, v - v % multiple + multiple
+            alt = f"{lo} or {hi}" if lo > 0 else f"{hi}"
+            raise UsageError(f"{name} {v} is not divisible by {multiple}; the model needs multiples of {multiple} "
+                             f"(try {alt})")
+
+
+def native_size(model: str | Path) -> int | None:
+    """The square side a local diffusers folder was trained at (UNet sample size x VAE factor), else None.
+
+    Reads two small config files, never weights; hub ids and single files give None.
+    """
+    folder = Path(model).expanduser()
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_plan(data: str | bytes | dict, source: str = "plan") -> ScenePlan:
+    """A ScenePlan from JSON text or a dict, with one-line errors for every way it can be wrong."""
+    from pydantic import ValidationError
+
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"{source} is not valid JSON ({e.msg if hasattr(e, 'msg') else e} at line "
+                             f"{getattr(e, 'lineno', '?')}); expected a scene plan as in plan-format.md") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{source} must be a JSON object (a scene plan), not {type(data).__name__}")
+    if "error" in data and "objects" not in data:
+        err = data.get("error") or {}
+        raise UsageError(f"{source} is an error record, not a plan: {err.get('message', err)}")
+    try:
+        plan = ScenePlan.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "plan"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise UsageError(f"{source} is not a valid scene plan: {where}: {first['msg']}{more}") from None
+    ids = [o.id for o in plan.objects]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise UsageError(f"{source} is not a valid scene plan: duplicate object ids {', '.join(dupes)}")
+    known = set(ids)
+    for r in plan.relations:
+        for ref in (r.subject, r.object, r.object2):
+            if ref is not None and ref not in known:
+                raise UsageError(f"{source} is not a valid scene plan: relation '{r}' names unknown object {ref!r}")
+    if not plan.prompt.strip():
+        raise UsageError(f"{source} is not a valid scene plan: 'prompt' is empty")
+    return plan
+
+
+def load_plan(path: str | Path) -> ScenePlan:
+    """Read and validate a plan JSON file (e.g. one written by ``plan --json`` and edited by hand)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"plan file {str(path)!r} does not exist") from None
+    except OSError as e:
+        raise UsageError(f"cannot read plan file {str(path)!r}: {e.strerror or e}") from None
+    return parse_plan(text, source=f"plan file {str(path)!r}")
+
+
+def check(plan: ScenePlan) -> list[str]:
+    """The relations a plan violates, as readable lines (empty when all hold).
+
+    Uses the geometry stage's checker, the same one tests and benchmarks use.
+    """
+    try:
+        from planner.geometry import check_plan
+    except ImportError:  # geometry not installed: nothing to check against
+        return []
+    return [f"relation '{v.relation}' does not hold: {v.reason}" for v in check_plan(plan)]
+
+
+# --------------------------------------------------------------------------
+# Stage 1: plan
+# --------------------------------------------------------------------------
+
+
+def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Canvas | dict | None = None,
+         width: int | None = None, height: int | None = None, seed: int = 0, **planner_options: Any) -> ScenePlan:
+    """Prompt -> ScenePlan (objects with boxes satisfying the prompt's relations).
+
+    ``planner`` is a spec (``"local"``, ``"rules"``, ``"openai:gpt-4o-mini"``, ``"hf:PATH"``, ``"gguf:FILE"``)
+    or a built backend; ``planner_options`` go to its constructor (``retries``, ``timeout``, ``base_url``,
+    ``device``). ``seed`` varies the layout; the relations hold for every seed.
+    """
+    from planner.plan import make_plan
+
+    backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
+    return make_plan(prompt, backend, canvas=make_canvas(width, height, canvas), seed=seed)
+
+
+plan_prompt = plan  # ``generate`` takes a ``plan`` argument; this name reaches the function from inside it
+
+
+def save_preview(plan: ScenePlan, path: str | Path) -> Path:
+    """Write the layout preview PNG (labelled boxes) atomically."""
+    from planner.geometry import save_preview as draw
+
+    path = Path(path)
+    with output.atomic_path(path) as tmp:
+        draw(plan, tmp)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Stage 2: render
+# --------------------------------------------------------------------------
+
+
+def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, method: str = DEFAULT_METHOD, *, seed: int = 0,
+           steps: int = 50, guidance_scale: float = 7.5, num_images: int = 1, width: int | None = None,
+           height: int | None = None, device: str | None = None, dtype: str | None = None,
+           progress: bool = True, callback: Callable | None = None,
+           method_options: dict | None = None) -> "RenderResult":
+    """Render a plan with attention guidance; returns ``RenderResult(images, scores, timings, warnings, config)``.
+
+    ``method`` is one of refocus, zest, excite, rca, backward, none, or a ``+`` combination. ``width``/``height``
+    default to the plan's canvas; both must be multiples of 8. ``scores`` are each object's share of attention
+    inside its box over the last guided steps. The pipeline is loaded on first use and then reused.
+    """
+    from renderer import parse_method
+
+    parse_method(method)  # a bad method fails before any loading
+    check_render_size(width, height)
+    if steps < 1 or num_images < 1:
+        raise UsageError("steps and num_images must be at least 1")
+    t0 = time.perf_counter()
+    pipe = get_pipeline(model, device, dtype)
+    load_s = time.perf_counter() - t0
+    result = pipe(plan, method=method, seed=seed, steps=steps, guidance_scale=guidance_scale, num_images=num_images,
+                  height=height, width=width, callback=callback, progress=progress, method_options=method_options)
+    result.timings = {"load_s": load_s, **result.timings}
+    return result
+
+
+# --------------------------------------------------------------------------
+# Stage 3: everything, with a run folder
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """What ``generate`` produced. ``images`` is empty for a dry run; ``out_dir`` is None until saved."""
+
+    plan: ScenePlan
+    images: list["Image"] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    out_dir: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def image(self) -> "Image | None":
+        """The first image (None for a dry run)."""
+        return self.images[0] if self.images else None
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write plan.json, layout.png, the images and metadata.json into ``out_dir``; return it."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        output.atomic_write(out / "plan.json", self.plan.to_json() + "\n")
+        files: dict[str, Any] = {"plan": "plan.json", "layout": None, "images": []}
+        try:
+            save_preview(self.plan, out / "layout.png")
+            files["layout"] = "layout.png"
+        except ImportError:
+            pass
+        names = output.image_names(len(self.images)) if self.images else []
+        for img, name in zip(self.images, names):
+            output.atomic_save_image(img, out / name)
+        files["images"] = names
+        self.metadata = {**self.metadata, "files": files}
+        output.atomic_write_json(out / "metadata.json", self.metadata)
+        self.out_dir = out
+        return out
+
+    def _repr_png_(self) -> bytes | None:  # notebooks show the first image
+        if not self.images:
+            return None
+        import io
+
+        buf = io.BytesIO()
+        self.images[0].save(buf, format="PNG")
+        return buf.getvalue()
+
+
+class _RunFolder:
+    """Writes one run's files as soon as each exists, and keeps metadata.json current."""
+
+    def __init__(self, out_dir: Path | None, metadata: dict[str, Any]):
+        self.dir = out_dir
+        self.metadata = metadata
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def update(self, **fields: Any) -> None:
+        self.metadata.update(fields)
+        self.metadata["timings"] = {k: round(v, 4) for k, v in self.metadata["timings"].items()}
+        if self.dir is not None:
+            output.atomic_write_json(self.dir / "metadata.json", self.metadata)
+
+    def write_plan(self, plan: ScenePlan) -> None:
+        if self.dir is None:
+            return
+        output.atomic_write(self.dir / "plan.json", plan.to_json() + "\n")
+        self.metadata["files"]["plan"] = "plan.json"
+        try:
+            save_preview(plan, self.dir / "layout.png")
+            self.metadata["files"]["layout"] = "layout.png"
+        except ImportError:
+            self.metadata["warnings"].append("layout preview skipped: the geometry stage is not installed")
+
+    def write_images(self, images: list) -> None:
+        if self.dir is None:
+            return
+        names = output.image_names(len(images))
+        for img, name in zip(images, names):
+            output.atomic_save_image(img, self.dir / name)
+        self.metadata["files"]["images"] = names
+
+
+def _emit(on_event: Event | None, name: str, **data: Any) -> None:
+    if on_event is not None:
+        on_event(name, data)
+
+
+def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None = None,
+             planner: "str | Planner" = DEFAULT_PLANNER, model: str | Path = DEFAULT_MODEL,
+             method: str = DEFAULT_METHOD, seed: int = 0, steps: int = 50, guidance_scale: float = 7.5,
+             num_images: int = 1, width: int | None = None, height: int | None = None, device: str | None = None,
+             dtype: str | None = None, out_dir: str | Path | None = None, dry_run: bool = False,
+             progress: bool = True, method_options: dict | None = None, on_event: Event | None = None,
+             **planner_options: Any) -> Result:
+    """Prompt -> plan -> layout preview -> image(s), optionally written to ``out_dir`` as they are made.
+
+    Give ``plan`` (a ScenePlan or a JSON file) instead of ``prompt`` to render a given, e.g. hand-edited, plan;
+    the relations it violates become warnings. Size: ``width``/``height`` when given; otherwise a new plan's
+    canvas is the model's native size for a local diffusers folder (64 for models/shapes-tiny), else 512, and a
+    given plan renders at its own canvas. ``dry_run`` stops after the plan and preview. With ``out_dir``,
+    plan.json and layout.png are written before rendering starts, so they survive a missing model
+    (``ModelUnavailableError`` is raised once ``metadata.json`` records it) and Ctrl-C.
+    ``on_event(name, data)`` is called at each stage (planned, rendering, rendered) for progress displays.
+    """
+    t_start = time.perf_counter()
+    if (prompt is None) == (plan is None):
+        raise UsageError("give either a prompt or a plan to render, not both" if prompt is not None
+                         else "give a prompt (or a plan file) to render")
+    if not dry_run:
+        from renderer.guidance import parse_method  # imports torch: only when rendering
+
+        parse_method(method)
+        check_render_size(width, height)
+        if steps < 1 or num_images < 1:
+            raise UsageError("steps and num_images must be at least 1")
+
+    spec = planner if isinstance(planner, str) else getattr(planner, "name", type(planner).__name__)
+    metadata: dict[str, Any] = {
+        "prompt": prompt, "status": "planning", "created": output.utc_now(),
+        "planner": spec if plan is None else None,
+        "planner_options": output.public_options(planner_options) if plan is None else {},
+        "plan_source": (str(plan) if isinstance(plan, (str, Path)) else "given") if plan is not None else None,
+        "model": str(model), "method": method, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
+        "num_images": num_images, "width": width, "height": height, "device": device, "dtype": dtype,
+        "dry_run": dry_run, "scores": {}, "timings": {}, "warnings": [], "violations": [], "error": None,
+        "files": {"plan": None, "layout": None, "images": []}, "versions": output.package_versions(),
+    }
+    run = _RunFolder(Path(out_dir) if out_dir is not None else None, metadata)
+    timings: dict[str, float] = {}
+    try:
+        # 1. the plan: made here, or given and checked
+        t0 = time.perf_counter()
+        if plan is None:
+            side = native_size(model) or DEFAULT_SIZE
+            the_plan = plan_prompt(prompt, planner, canvas=make_canvas(width, height, default=side), seed=seed,
+                                   **planner_options)
+        else:
+            the_plan = load_plan(plan) if isinstance(plan, (str, Path)) else parse_plan(plan.model_dump())
+            if width is not None or height is not None:
+                the_plan.canvas = make_canvas(width, height, the_plan.canvas)
+            metadata["violations"] = check(the_plan)
+        timings["plan_s"] = time.perf_counter() - t0
+        metadata["prompt"] = the_plan.prompt
+        metadata["warnings"] = [*the_plan.warnings, *metadata["violations"]]
+        metadata["width"], metadata["height"] = the_plan.canvas.width, the_plan.canvas.height
+
+        t0 = time.perf_counter()
+        run.write_plan(the_plan)
+        timings["preview_s"] = time.perf_counter() - t0
+        run.update(status="dry_run" if dry_run else "planned", timings=dict(timings))
+        _emit(on_event, "planned", plan=the_plan, out_dir=run.dir, warnings=list(metadata["warnings"]),
+              files=dict(metadata["files"]))
+        result = Result(plan=the_plan, out_dir=run.dir, metadata=metadata, timings=timings,
+                        warnings=list(metadata["warnings"]))
+        if dry_run:
+            timings["total_s"] = time.perf_counter() - t_start
+            run.update(timings=dict(timings))
+            return result
+
+        # 2. the image(s)
+        _emit(on_event, "rendering", model=str(model), method=method, steps=steps)
+        run.update(status="rendering")
+        rendered = render(the_plan, model, method, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                          num_images=num_images, width=width, height=height, device=device, dtype=dtype,
+                          progress=progress, method_options=method_options)
+        timings.update({k: float(v) for k, v in rendered.timings.items() if k != "total_s"})
+        timings["render_s"] = float(rendered.timings.get("total_s", 0.0))
+        _emit(on_event, "rendered", scores=dict(rendered.scores))
+
+        t0 = time.perf_counter()
+        run.write_images(rendered.images)
+        timings["save_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t_start
+        cfg = rendered.config
+        metadata["warnings"] += rendered.warnings
+        run.update(status="ok", scores={k: round(float(v), 4) for k, v in rendered.scores.items()},
+                   timings=dict(timings), width=cfg.get("width"), height=cfg.get("height"),
+                   device=device or _default_device(), render_config=_jsonable(cfg))
+        result.images, result.scores, result.timings = list(rendered.images), dict(rendered.scores), timings
+        result.warnings = list(metadata["warnings"])
+        return result
+    except PlanAndRenderError as e:
+        timings["total_s"] = time.perf_counter() - t_start
+        run.update(status="error", error=e.record()["error"], timings=dict(timings))
+        raise
+    except KeyboardInterrupt:
+        timings["total_s"] = time.perf_counter() - t_start
+        run.update(status="interrupted", timings=dict(timings))
+        raise
+    except Exception as e:
+        timings["total_s"] = time.perf_counter() - t_start
+        run.update(status="error", error={"type": "unexpected", "message": f"{type(e).__name__}: {e}"},
+                   timings=dict(timings))
+        raise
+
+
+def _default_device() -> str:
+    import renderer
+
+    return renderer.default_device()
+
+
+def _jsonable(obj: Any) -> Any:
+    """Render configs hold dataclasses and tuples; keep what JSON can say."""
+    return json.loads(json.dumps(obj, default=lambda o: getattr(o, "__dict__", str(o))))

@@ -1,0 +1,143 @@
+"""Run folders and crash-safe files.
+
+Every file a run writes goes through ``atomic_write``: the bytes go to a temp
+file in the same folder, are flushed to disk, then ``os.replace`` puts them in
+place. A crash or Ctrl-C therefore leaves either the old file or the new one,
+never half of one - which is what lets ``plan.json`` and ``layout.png`` survive
+a render that is interrupted or cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import unicodedata
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_OUTPUTS = Path("outputs")
+
+# Names that must never reach metadata.json, whatever a caller passes in options.
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
+
+
+# --------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path`` (same suffix); on success it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:  # the writer may not have synced
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` so that readers never see a partial file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_save_image(image, path: str | Path) -> Path:
+    """Save a PIL image atomically; the format comes from the suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+    return path
+
+
+# --------------------------------------------------------------------------
+# Run folders
+# --------------------------------------------------------------------------
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """``"A gray cat, left of a vase!"`` -> ``"a-gray-cat-left-of-a-vase"`` (ASCII, never empty)."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    slug = slug[:max_len].rstrip("-")
+    return slug or "run"
+
+
+def new_run_dir(prompt: str, root: str | Path = DEFAULT_OUTPUTS, now: datetime | None = None) -> Path:
+    """Create and return ``root/<YYYYmmdd-HHMMSS>-<slug>/``; a clash gets ``-2``, ``-3``..."""
+    now = now or datetime.now()
+    base = Path(root) / f"{now:%Y%m%d-%H%M%S}-{slugify(prompt)}"
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+
+
+def image_names(n: int) -> list[str]:
+    """``image.png`` for one image, ``image-1.png`` ... ``image-N.png`` for several."""
+    return ["image.png"] if n == 1 else [f"image-{i}.png" for i in range(1, n + 1)]
+
+
+# --------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------
+
+_PACKAGES = ("plan-and-render", "torch", "diffusers", "transformers", "pydantic", "numpy", "pillow", "typer")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that decide what an image looks like."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _is_secret(name: str) -> bool:
+    return any(w in name.lower() for w in _SECRET_WORDS)
+
+
+def _strip_userinfo(url: str) -> str:
+    """``https://user:pw@host/v1`` -> ``https://host/v1``; other strings unchanged."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1", url, flags=re.IGNORECASE)
+
+
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Planner options fit to record: no secrets, no credentials inside URLs, no unset values."""
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if v is None or _is_secret(k):
+            continue
+        out[k] = _strip_userinfo(v) if isinstance(v, str) else v
+    return out
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,374 @@
+"""Chat-style layout editing with history, undo/redo and optional persistence.
+
+    from plan_and_render import Session
+    s = Session("a gray cat to the left of a blue vase", planner="rules", store="sessions.db")
+    s.edit("add a dog behind the vase")      # EditResult: ops applied, new plan, or a question
+    s.edit("make it bigger")                 # "it" = the dog
+    s.undo(); s.redo()
+    s.render(model="models/shapes-tiny", steps=10)   # same seed every time
+    Session.resume(s.id, store="sessions.db").plan == s.plan
+
+Every state the user can return to is a turn: turn 0 is the first plan, each
+edit / undo / redo adds one (a clarifying question is a turn too, so history
+reads like the conversation). A turn stores its resulting plan and ``state``,
+the turn whose plan is current afterwards; replaying the turn log rebuilds the
+undo and redo stacks exactly, which is how ``resume`` works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
+from planner.errors import PlanAndRenderError, UsageError
+from planner.scene import Canvas, ScenePlan
+
+from .store import StaleSession, Store, TurnRecord, default_path, write_atomic
+
+
+@dataclass
+class EditResult:
+    """What one instruction did. Exactly one of: applied (``ops``), ``question``, ``error``."""
+
+    instruction: str
+    plan: ScenePlan
+    ops: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    question: str | None = None
+    error: str | None = None
+    turn: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.question is None
+
+    def __str__(self) -> str:
+        if self.error:
+            return f"error: {self.error}"
+        if self.question:
+            return self.question
+        return "; ".join(self.notes) or "done"
+
+
+def _store(store: Store | str | Path | bool | None) -> Store | None:
+    """None/False: memory only; True or "default": the default database; a path; or a Store."""
+    if store is None or store is False:
+        return None
+    if isinstance(store, Store):
+        return store
+    if store is True or store == "default":
+        return Store(default_path())
+    return Store(store)
+
+
+def _empty_plan(canvas: Canvas) -> ScenePlan:
+    return ScenePlan(prompt="", canvas=canvas)
+
+
+class Session:
+    """A layout being edited by instructions. Not thread-safe; one Session per thread."""
+
+    def __init__(self, prompt: str | None = None, planner: str | Any | None = None, store: Store | str | Path | bool |
+                 None = None, session_id: str | None = None, canvas: Canvas | dict | None = None, seed: int = 0,
+                 model: str | None = None, method: str = "refocus", plan: ScenePlan | None = None,
+                 render_options: dict | None = None, pipeline: Any = None, **planner_options: Any):
+        self.store = _store(store)
+        self.pipeline = pipeline  # an already-loaded renderer pipeline, used instead of ``model``
+        self._backend = planner if planner is not None and not isinstance(planner, str) else None
+        self.planner = planner if isinstance(planner, str) else getattr(planner, "name", None)
+        self.planner_options = planner_options
+        self._turns: list[TurnRecord] = []
+        self._plans: dict[int, ScenePlan] = {}
+        self._undo: list[int] = []
+        self._redo: list[int] = []
+        self._current = 0
+        self.last_render = None
+        if session_id is not None:
+            if self.store is None:
+                raise UsageError("resuming a session needs a store (a database path)")
+            rec = self.store.get_session(session_id)
+            self.id, self.seed, self.model, self.method = rec.id, rec.seed, rec.model, rec.method or method
+            self.canvas = Canvas.model_validate(rec.canvas)
+            self.prompt = rec.prompt
+            self.render_options = {**rec.meta.get("render_options", {}), **(render_options or {})}
+            self.planner = self.planner or rec.planner
+            self._sync()
+            if not self._turns:
+                raise UsageError(f"session {rec.id} has no turns (it was never completed)")
+            return
+        import uuid
+
+        from .api import DEFAULT_PLANNER
+
+        self.planner = self.planner or DEFAULT_PLANNER
+        self.canvas = Canvas.model_validate(canvas) if canvas is not None else Canvas()
+        self.seed, self.model, self.method = int(seed), model, method
+        self.render_options = dict(render_options or {})
+        self.prompt = prompt.strip() if prompt else None
+        if plan is not None:
+            first, action = plan.model_copy(deep=True), "plan"
+            self.canvas = first.canvas
+        elif self.prompt:
+            from planner.plan import make_plan
+
+            first, action = make_plan(self.prompt, self.backend, self.canvas, self.seed), "plan"
+        else:
+            first, action = _empty_plan(self.canvas), "start"
+        if self.store is not None:
+            self.id = self.store.create_session(
+                prompt=self.prompt, planner=self.planner, model=self.model, method=self.method, seed=self.seed,
+                canvas=self.canvas.model_dump(), meta={"render_options": self.render_options})
+        else:
+            self.id = uuid.uuid4().hex[:12]
+        self._commit(action, self.prompt, [], first, {"notes": list(first.warnings)})
+
+    # -- construction helpers ---------------------------------------------
+
+    @classmethod
+    def resume(cls, session_id: str, store: Store | str | Path | bool | None = True, planner: str | None = None,
+               **options: Any) -> "Session":
+        """Reopen a stored session (id or unique prefix); the planner defaults to the one it was made with."""
+        return cls(store=store, session_id=session_id, planner=planner, **options)
+
+    @classmethod
+    def list(cls, store: Store | str | Path | bool | None = True):
+        """Stored sessions, newest first (``SessionRecord`` objects)."""
+        st = _store(store)
+        return [] if st is None else st.list_sessions()
+
+    @property
+    def backend(self):
+        """The planner backend, built on first use and shared across sessions (models load once)."""
+        if self._backend is None:
+            from .api import get_planner
+
+            self._backend = get_planner(self.planner, **self.planner_options)
+        return self._backend
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def plan(self) -> ScenePlan:
+        """The current plan (a copy: edit it through ``edit``)."""
+        return self._plans[self._current].model_copy(deep=True)
+
+    @property
+    def turn(self) -> int:
+        """The newest turn number."""
+        return self._turns[-1].turn
+
+    @property
+    def history(self) -> list[TurnRecord]:
+        return list(self._turns)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _advance(self, rec: TurnRecord) -> None:
+        """Replay one turn on the undo/redo stacks (used live and on resume)."""
+        self._turns.append(rec)
+        self._plans[rec.turn] = ScenePlan.model_validate(rec.plan)
+        kinds = [o.get("op") for o in rec.ops]
+        if rec.action in ("plan", "start") and not self._undo and rec.turn == 0:
+            self._current = rec.turn
+            return
+        for op in rec.ops:
+            for _ in range(int(op.get("steps", 1))):
+                if op.get("op") == "undo" and self._undo:
+                    self._redo.append(self._current)
+                    self._current = self._undo.pop()
+                elif op.get("op") == "redo" and self._redo:
+                    self._undo.append(self._current)
+                    self._current = self._redo.pop()
+        if any(k in PLAN_OPS for k in kinds) or rec.action == "plan":
+            self._undo.append(self._current)
+            self._redo.clear()
+            self._current = rec.turn
+        if self._current != rec.state:  # the log is the truth; should never differ
+            self._current = rec.state
+
+    def _sync(self) -> None:
+        """Pick up turns another process committed."""
+        if self.store is None:
+            return
+        after = self._turns[-1].turn if self._turns else -1
+        for rec in self.store.turns(self.id, after=after):
+            self._advance(rec)
+
+    def _commit(self, action: str, instruction: str | None, ops: list[dict], plan: ScenePlan, meta: dict,
+                state: int | None = None) -> int:
+        expected = self._turns[-1].turn + 1 if self._turns else 0
+        body = plan.model_dump(mode="json")
+        if self.store is not None:
+            turn = self.store.append_turn(self.id, action=action, instruction=instruction, ops=ops, plan=body,
+                                          state=state, meta=meta, expected=expected)
+        else:
+            turn = expected
+        import time
+
+        self._advance(TurnRecord(self.id, turn, time.time(), action, instruction, ops, body,
+                                 turn if state is None else state, [], meta))
+        return turn
+
+    # -- editing -----------------------------------------------------------
+
+    def _last_targets(self) -> list[str]:
+        for rec in reversed(self._turns):
+            if rec.action == "edit":
+                return list(rec.meta.get("targets", []))
+            if rec.action in ("plan", "start"):
+                break
+        return []
+
+    def parse(self, instruction: str) -> EditScript:
+        """The operations an instruction means for the current plan (nothing is applied)."""
+        context = edit_context(self.plan, self._last_targets(), self.can_undo, self.can_redo)
+        try:
+            script = self.backend.edit_ops(instruction, context)
+        except NotImplementedError:  # a backend without edit support: the rules parser
+            from planner.backends.rules_edits import edit_ops
+
+            script = edit_ops(instruction, context)
+        if isinstance(script, dict):
+            script = EditScript.model_validate(script)
+        return script
+
+    def edit(self, instruction: str, ops: EditScript | list | None = None) -> EditResult:
+        """Apply one instruction (or given ``ops``); returns what happened, never raises for bad edits."""
+        instruction = " ".join((instruction or "").split())
+        if not instruction and ops is None:
+            return EditResult(instruction, self.plan, error="the instruction is empty: say what to change")
+        for _attempt in range(8):
+            self._sync()
+            try:
+                script = self._script(instruction, ops)
+                return self._run(instruction, script)
+            except StaleSession:
+                continue  # another process edited this session meanwhile: redo on top of its turn
+            except PlanAndRenderError as exc:
+                return EditResult(instruction, self.plan, error=exc.message)
+        return EditResult(instruction, self.plan, error="the session is being edited elsewhere; try again")
+
+    def _script(self, instruction: str, ops: EditScript | list | None) -> EditScript:
+        if ops is None:
+            return self.parse(instruction)
+        if isinstance(ops, EditScript):
+            return ops
+        try:
+            return EditScript.model_validate({"ops": list(ops)})
+        except Exception as exc:  # pydantic ValidationError: say which op is wrong, in one line
+            first = str(exc).splitlines()
+            raise EditError(f"invalid edit operations: {' '.join(first[:3])}") from None
+
+    def _run(self, instruction: str, script: EditScript) -> EditResult:
+        dumped = [o.model_dump(mode="json") for o in script.ops]
+        question = script.clarification
+        if question is None and not script.ops:
+            question = "I did not understand that. Say what to change, e.g. 'move the cat a bit left'."
+        if question is not None:
+            turn = self._commit("clarify", instruction, [ClarifyOp(question=question).model_dump()], self.plan,
+                                {"question": question}, state=self._current)
+            return EditResult(instruction, self.plan, question=question, turn=turn)
+        history = [o for o in script.ops if o.op in ("undo", "redo")]
+        changes = [o for o in script.ops if o.op in PLAN_OPS]
+        notes: list[str] = []
+        # undo / redo first, on a scratch copy of the stacks
+        undo, redo, current = list(self._undo), list(self._redo), self._current
+        for o in history:
+            for _ in range(o.steps):
+                src, dst = (undo, redo) if o.op == "undo" else (redo, undo)
+                if not src:
+                    raise EditError(f"nothing to {o.op}" + (" (already at the first plan)" if o.op == "undo" else ""))
+                dst.append(current)
+                current = src.pop()
+                step = dst[-1] if o.op == "undo" else current
+                notes.append(f"{o.op}: turn {step} ({self._label(step)})")
+        base = self._plans[current]
+        applied = apply(base, changes, seed=self.seed) if changes else Applied(base.model_copy(deep=True))
+        notes += applied.notes
+        action = "edit" if changes else history[-1].op
+        state = None if changes else current
+        turn = self._commit(action, instruction, dumped, applied.plan, {"notes": notes, "targets": applied.touched},
+                            state=state)
+        return EditResult(instruction, self.plan, ops=dumped, notes=notes, turn=turn)
+
+    def _label(self, turn: int) -> str:
+        rec = next((t for t in self._turns if t.turn == turn), None)
+        return repr(rec.instruction) if rec and rec.instruction else "the start"
+
+    def undo(self, steps: int = 1) -> EditResult:
+        return self.edit(f"/undo {steps}" if steps > 1 else "/undo", ops=[{"op": "undo", "steps": steps}])
+
+    def redo(self, steps: int = 1) -> EditResult:
+        return self.edit(f"/redo {steps}" if steps > 1 else "/redo", ops=[{"op": "redo", "steps": steps}])
+
+    # -- rendering and export ----------------------------------------------
+
+    def render(self, out_dir: str | Path | None = None, **kw: Any):
+        """Render the current plan with the session seed (unchanged regions stay similar across edits).
+
+        Keyword arguments go to ``plan_and_render.api.render`` (steps, width, height, num_images, ...); the
+        session's model (or ``pipeline``), method and render options are the defaults. Images are written atomically to the
+        store's image folder (and recorded on the newest turn) or to ``out_dir``.
+        """
+        from . import api
+
+        opts = {**self.render_options, **kw}
+        opts.setdefault("seed", self.seed)
+        opts.setdefault("progress", False)
+        model = opts.pop("model", None) or self.model or api.DEFAULT_MODEL
+        method = opts.pop("method", None) or self.method or api.DEFAULT_METHOD
+        plan = self.plan
+        if not plan.objects:
+            raise UsageError("the scene is empty: add an object before rendering")
+        if self.pipeline is not None:
+            for key in ("device", "dtype"):
+                opts.pop(key, None)
+            result = self.pipeline(plan, method=method, **opts)
+        else:
+            result = api.render(plan, model=model, method=method, **opts)
+        paths: list[str] = []
+        self._sync()
+        turn = self.turn
+        for i, image in enumerate(result.images):
+            if out_dir is not None:
+                import io
+
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                paths.append(str(write_atomic(Path(out_dir) / f"turn{turn:04d}-{i}.png", buf.getvalue())))
+            elif self.store is not None:
+                paths.append(str(self.store.save_image(self.id, turn, i, image, seed=opts["seed"])))
+        if paths:
+            if self.store is not None:
+                self.store.add_images(self.id, turn, paths)
+            self._turns[-1].images.extend(paths)
+        result.config = {**getattr(result, "config", {}), "paths": paths}
+        self.last_render = result
+        return result
+
+    def to_dict(self) -> dict:
+        """The whole session as JSON-able data (what ``export`` writes)."""
+        return {
+            "id": self.id, "prompt": self.prompt, "planner": self.planner, "model": self.model,
+            "method": self.method, "seed": self.seed, "canvas": self.canvas.model_dump(),
+            "current_turn": self._current, "plan": self.plan.model_dump(mode="json"),
+            "turns": [t.to_dict() for t in self._turns],
+        }
+
+    def export(self, path: str | Path) -> Path:
+        """Write the session (every turn and the current plan) as JSON, atomically."""
+        self._sync()
+        data = json.dumps(self.to_dict(), indent=2).encode()
+        try:
+            return write_atomic(Path(path), data)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

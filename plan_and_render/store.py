@@ -1,0 +1,311 @@
+"""Chat sessions on disk: one SQLite file (stdlib ``sqlite3``) plus an image folder.
+
+One row per turn: the instruction, the operations (JSON), the resulting plan
+(JSON), image paths, a timestamp. Why it survives crashes and sharing:
+
+* WAL journal, ``synchronous=FULL`` and a busy timeout: a killed process loses
+  at most the turn it was writing, and readers never block the writer.
+* Each turn is one ``BEGIN IMMEDIATE`` transaction that takes the write lock
+  *before* reading the next turn number, and ``(session_id, turn)`` is the
+  primary key, so two processes appending to one session serialise instead of
+  overwriting each other. A writer that expected a different turn number gets
+  ``StaleSession`` and re-reads (the Session re-applies its edit on top).
+* Image files are written to a temporary name, fsynced and ``os.replace``d into
+  place before the row that names them commits, so a committed row never
+  points at a half-written file.
+
+Location: ``--store PATH`` / ``Store(path)``, else ``$PLAN_AND_RENDER_HOME/sessions.db``,
+else ``~/.local/share/plan-and-render/sessions.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planner.errors import PlanAndRenderError, UsageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id        TEXT PRIMARY KEY,
+    created   REAL NOT NULL,
+    updated   REAL NOT NULL,
+    prompt    TEXT,
+    planner   TEXT NOT NULL,
+    model     TEXT,
+    method    TEXT,
+    seed      INTEGER NOT NULL,
+    canvas    TEXT NOT NULL,
+    meta      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    turn        INTEGER NOT NULL,
+    created     REAL NOT NULL,
+    action      TEXT NOT NULL,
+    instruction TEXT,
+    ops         TEXT NOT NULL,
+    plan        TEXT NOT NULL,
+    state       INTEGER NOT NULL,
+    images      TEXT NOT NULL DEFAULT '[]',
+    meta        TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (session_id, turn)
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
+"""
+
+
+class StoreError(PlanAndRenderError):
+    """The session store cannot be opened, read or written."""
+
+    type = "store"
+
+
+class StaleSession(Exception):
+    """Another writer appended a turn first; ``latest`` is the newest turn number now."""
+
+    def __init__(self, latest: int):
+        super().__init__(f"session advanced to turn {latest}")
+        self.latest = latest
+
+
+def default_home() -> Path:
+    env = os.environ.get("PLAN_AND_RENDER_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "plan-and-render"
+
+
+def default_path() -> Path:
+    return default_home() / "sessions.db"
+
+
+@dataclass
+class SessionRecord:
+    id: str
+    created: float
+    updated: float
+    prompt: str | None
+    planner: str
+    model: str | None
+    method: str | None
+    seed: int
+    canvas: dict
+    meta: dict = field(default_factory=dict)
+    turns: int = 0
+
+
+@dataclass
+class TurnRecord:
+    session_id: str
+    turn: int
+    created: float
+    action: str  # start | plan | edit | undo | redo | clarify
+    instruction: str | None
+    ops: list[dict]
+    plan: dict
+    state: int  # the turn whose plan is current after this one
+    images: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"turn": self.turn, "created": iso(self.created), "action": self.action,
+                "instruction": self.instruction, "ops": self.ops, "state": self.state, "images": self.images,
+                **{k: v for k, v in self.meta.items()}, "plan": self.plan}
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a fsynced temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class Store:
+    """A session database. Cheap to open; one connection per Store object (one thread)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 30.0):
+        self.path = Path(path).expanduser() if path else default_path()
+        self.timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            with self._write():
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self.db.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the session store {self.path}: {exc}") from None
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _write(self):
+        """``with self._write():`` = one BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+        store = self
+
+        class _Tx:
+            def __enter__(self_inner):
+                store.db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                store.db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def images_root(self) -> Path:
+        return self.path.parent / "images"
+
+    def images_dir(self, session_id: str) -> Path:
+        return self.images_root / session_id
+
+    # -- sessions ----------------------------------------------------------
+
+    def create_session(self, *, prompt: str | None, planner: str, model: str | None, method: str | None,
+                       seed: int, canvas: dict, meta: dict | None = None, session_id: str | None = None) -> str:
+        sid = session_id or uuid.uuid4().hex[:12]
+        now = time.time()
+        try:
+            with self._write():
+                self.db.execute(
+                    "INSERT INTO sessions (id, created, updated, prompt, planner, model, method, seed, canvas, meta) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sid, now, now, prompt, planner, model, method, int(seed), json.dumps(canvas),
+                     json.dumps(meta or {})))
+        except sqlite3.IntegrityError:
+            raise UsageError(f"a session with id {sid!r} already exists") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
+        return sid
+
+    def _session(self, row) -> SessionRecord:
+        return SessionRecord(id=row[0], created=row[1], updated=row[2], prompt=row[3], planner=row[4], model=row[5],
+                             method=row[6], seed=row[7], canvas=json.loads(row[8]), meta=json.loads(row[9]),
+                             turns=row[10])
+
+    _SELECT = ("SELECT s.id, s.created, s.updated, s.prompt, s.planner, s.model, s.method, s.seed, s.canvas, s.meta, "
+               "(SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) FROM sessions s")
+
+    def get_session(self, ref: str) -> SessionRecord:
+        """A session by id or unique id prefix (like git); UsageError if none or several match."""
+        ref = (ref or "").strip()
+        if not ref:
+            raise UsageError("give a session id (see 'plan-and-render sessions list')")
+        rows = self.db.execute(self._SELECT + " WHERE s.id = ?", (ref,)).fetchall()
+        if not rows:
+            like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self.db.execute(self._SELECT + " WHERE s.id LIKE ? ESCAPE '\\'", (like,)).fetchall()
+        if not rows:
+            raise UsageError(f"no session {ref!r} in {self.path} (see 'plan-and-render sessions list')")
+        if len(rows) > 1:
+            raise UsageError(f"session id {ref!r} is ambiguous: {', '.join(r[0] for r in rows[:5])}")
+        return self._session(rows[0])
+
+    def list_sessions(self, limit: int | None = None) -> list[SessionRecord]:
+        sql = self._SELECT + " ORDER BY s.updated DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._session(r) for r in self.db.execute(sql).fetchall()]
+
+    # -- turns -------------------------------------------------------------
+
+    def append_turn(self, session_id: str, *, action: str, instruction: str | None, ops: list[dict], plan: dict,
+                    state: int | None = None, images: list[str] | None = None, meta: dict | None = None,
+                    expected: int | None = None) -> int:
+        """Commit the next turn and return its number.
+
+        ``expected``: the turn number the caller believes comes next; if another
+        writer got there first, nothing is written and ``StaleSession`` is raised.
+        ``state`` defaults to the new turn itself.
+        """
+        payload = (json.dumps(ops), json.dumps(plan), json.dumps(images or []), json.dumps(meta or {}))
+        try:
+            with self._write():
+                (last,) = self.db.execute("SELECT COALESCE(MAX(turn), -1) FROM turns WHERE session_id = ?",
+                                          (session_id,)).fetchone()
+                turn = last + 1
+                if expected is not None and expected != turn:
+                    raise StaleSession(last)
+                now = time.time()
+                self.db.execute(
+                    "INSERT INTO turns (session_id, turn, created, action, instruction, ops, plan, state, images, "
+                    "meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (session_id, turn, now, action, instruction, payload[0], payload[1],
+                     turn if state is None else state, payload[2], payload[3]))
+                self.db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
+        return turn
+
+    def add_images(self, session_id: str, turn: int, paths: list[str]) -> None:
+        """Record image files (already written) on a turn."""
+        try:
+            with self._write():
+                row = self.db.execute("SELECT images FROM turns WHERE session_id = ? AND turn = ?",
+                                      (session_id, turn)).fetchone()
+                if row is None:
+                    raise UsageError(f"session {session_id} has no turn {turn}")
+                images = json.loads(row[0]) + [str(p) for p in paths]
+                self.db.execute("UPDATE turns SET images = ? WHERE session_id = ? AND turn = ?",
+                                (json.dumps(images), session_id, turn))
+                self.db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
+
+    def turns(self, session_id: str, after: int = -1) -> list[TurnRecord]:
+        rows = self.db.execute(
+            "SELECT session_id, turn, created, action, instruction, ops, plan, state, images, meta FROM turns "
+            "WHERE session_id = ? AND turn > ? ORDER BY turn", (session_id, after)).fetchall()
+        return [TurnRecord(session_id=r[0], turn=r[1], created=r[2], action=r[3], instruction=r[4],
+                           ops=json.loads(r[5]), plan=json.loads(r[6]), state=r[7], images=json.loads(r[8]),
+                           meta=json.loads(r[9])) for r in rows]
+
+    def save_image(self, session_id: str, turn: int, index: int, image, seed: int | None = None) -> Path:
+        """Write one PIL image atomically under the session's image folder."""
+        import io
+
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        stamp = uuid.uuid4().hex[:6]  # two renders of one turn never collide
+        name = f"turn{turn:04d}-{index}" + (f"-seed{seed}" if seed is not None else "") + f"-{stamp}.png"
+        return write_atomic(self.images_dir(session_id) / name, buf.getvalue())
+
+    # -- export ------------------------------------------------------------
+
+    def export(self, session_id: str) -> dict:
+        rec = self.get_session(session_id)
+        turns = self.turns(rec.id)
+        current = turns[-1].state if turns else None
+        plan = next((t.plan for t in turns if t.turn == current), None)
+        return {
+            "id": rec.id, "created": iso(rec.created), "updated": iso(rec.updated), "prompt": rec.prompt,
+            "planner": rec.planner, "model": rec.model, "method": rec.method, "seed": rec.seed,
+            "canvas": rec.canvas, "meta": rec.meta, "current_turn": current, "plan": plan,
+            "turns": [t.to_dict() for t in turns],
+        }
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -1,0 +1,193 @@
+"""What "a relation holds" means: plan-format.md's geometry semantics as pure functions.
+
+The solver, the tests, the benchmarks and ``check_plan`` (for plans made
+elsewhere: a hand-edited JSON, boxes an LLM proposed) all use these, so
+"satisfied" has exactly one definition. Boxes are normalised
+``(x0, y0, x1, y1)``, origin top-left, y grows downwards.
+
+Where plan-format.md leaves a number open, this module fixes it:
+
+* ``on``: ``above``, the boxes overlap horizontally, and the subject's bottom
+  edge lies between ``TOUCH`` above the object's top edge and the object's
+  vertical middle ("touching or overlapping the object's upper part").
+* ``near``: the gap between the boxes along each axis is at most the smaller
+  of the two boxes' extents on that axis (zero gap when they overlap).
+* ``between``: ties (references as far apart in x as in y) count as horizontal,
+  like the sector rule.
+* Unrelated boxes: their intersection is at most ``OVERLAP_BOUND`` (10 %) of the
+  smaller box's area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from ..scene import PlanRelation, ScenePlan, relation_text
+
+Box = Sequence[float]
+
+TOUCH = 0.02  # how far above the object's top edge an `on` subject may end and still "touch" it
+OVERLAP_BOUND = 0.10  # unrelated boxes: intersection / smaller area stays at or below this
+EPS = 1e-9  # float slack for the non-strict tests (inside, gaps)
+
+# Predicates whose boxes may overlap each other (and, through chains, their
+# references' references): a cup on a book on a table may overlap the table.
+OVERLAPPING = frozenset({"on", "under", "inside", "in_front_of", "behind"})
+
+
+def centre(b: Box) -> tuple[float, float]:
+    return ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
+
+
+def _d(s: Box, o: Box) -> tuple[float, float]:
+    (sx, sy), (ox, oy) = centre(s), centre(o)
+    return sx - ox, sy - oy
+
+
+def gaps(s: Box, o: Box) -> tuple[float, float]:
+    """Horizontal and vertical gap between two boxes (0 when they overlap on that axis)."""
+    gx = max(0.0, o[0] - s[2], s[0] - o[2])
+    gy = max(0.0, o[1] - s[3], s[1] - o[3])
+    return gx, gy
+
+
+def area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def overlap_fraction(a: Box, b: Box) -> float:
+    """Intersection area over the smaller box's area (0 = apart, 1 = one covers the other)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / max(min(area(a), area(b)), 1e-12)
+
+
+def relation_holds(predicate: str, subject_box: Box, object_box: Box, object2_box: Box | None = None) -> bool:
+    """Does ``subject predicate object [object2]`` hold for these boxes? (plan-format.md)"""
+    s, o = subject_box, object_box
+    dx, dy = _d(s, o)
+    if predicate == "left_of":
+        return abs(dx) >= abs(dy) and dx < 0
+    if predicate == "right_of":
+        return abs(dx) >= abs(dy) and dx > 0
+    if predicate == "above":
+        return abs(dy) > abs(dx) and dy < 0
+    if predicate in ("below", "under"):
+        return abs(dy) > abs(dx) and dy > 0
+    if predicate == "on":
+        touches = o[1] - TOUCH <= s[3] <= (o[1] + o[3]) / 2.0
+        return relation_holds("above", s, o) and touches and s[0] < o[2] and s[2] > o[0]
+    if predicate == "next_to":
+        side = relation_holds("left_of", s, o) or relation_holds("right_of", s, o)
+        return side and gaps(s, o)[0] <= min(s[2] - s[0], o[2] - o[0]) + EPS
+    if predicate == "near":
+        gx, gy = gaps(s, o)
+        return gx <= min(s[2] - s[0], o[2] - o[0]) + EPS and gy <= min(s[3] - s[1], o[3] - o[1]) + EPS
+    if predicate == "in_front_of":
+        return s[3] > o[3]
+    if predicate == "behind":
+        return s[3] < o[3]
+    if predicate == "inside":
+        return s[0] >= o[0] - EPS and s[1] >= o[1] - EPS and s[2] <= o[2] + EPS and s[3] <= o[3] + EPS
+    if predicate == "between":
+        if object2_box is None:
+            raise ValueError("'between' needs a second reference box")
+        (ax, ay), (bx, by), (sx, sy) = centre(o), centre(object2_box), centre(s)
+        if abs(ax - bx) >= abs(ay - by):
+            return min(ax, bx) < sx < max(ax, bx)
+        return min(ay, by) < sy < max(ay, by)
+    raise ValueError(f"unknown predicate {predicate!r}")
+
+
+def why_not(predicate: str, s: Box, o: Box, o2: Box | None = None) -> str:
+    """A short human reason for a failed relation (used in Violation.reason)."""
+    dx, dy = _d(s, o)
+    if predicate in ("left_of", "right_of", "above", "below", "under"):
+        return f"subject centre is at dx={dx:+.3f}, dy={dy:+.3f} from the object's"
+    if predicate == "on":
+        if not relation_holds("above", s, o):
+            return f"not above: dx={dx:+.3f}, dy={dy:+.3f}"
+        return f"bottom edge {s[3]:.3f} does not touch the object's upper part ({o[1]:.3f}..{(o[1] + o[3]) / 2:.3f})"
+    if predicate in ("next_to", "near"):
+        gx, gy = gaps(s, o)
+        return f"gaps x={gx:.3f}, y={gy:.3f} (dx={dx:+.3f}, dy={dy:+.3f})"
+    if predicate in ("in_front_of", "behind"):
+        return f"bottom edges: subject {s[3]:.3f}, object {o[3]:.3f}"
+    if predicate == "inside":
+        return f"box {[round(v, 3) for v in s]} is not within {[round(v, 3) for v in o]}"
+    return "subject centre is not between the two references' centres"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A relation of a plan that its boxes do not satisfy, and why."""
+
+    relation: PlanRelation
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{relation_text(self.relation)}: {self.reason}"
+
+
+def check_relations(boxes: dict[str, Box], relations: Iterable[PlanRelation]) -> list[Violation]:
+    """Violations of ``relations`` by ``boxes`` (id -> box); unknown ids are violations too."""
+    out = []
+    for r in relations:
+        missing = [i for i in (r.subject, r.object, r.object2) if i is not None and i not in boxes]
+        if missing:
+            out.append(Violation(r, f"unknown object id(s): {', '.join(missing)}"))
+            continue
+        o2 = boxes[r.object2] if r.object2 else None
+        if not relation_holds(r.predicate, boxes[r.subject], boxes[r.object], o2):
+            out.append(Violation(r, why_not(r.predicate, boxes[r.subject], boxes[r.object], o2)))
+    return out
+
+
+def check_plan(plan: ScenePlan) -> list[Violation]:
+    """Which of the plan's relations its boxes violate (empty list: all hold)."""
+    return check_relations({o.id: tuple(o.box) for o in plan.objects}, plan.relations)
+
+
+def overlap_allowed(relations: Iterable[PlanRelation]) -> set[frozenset[str]]:
+    """Pairs of ids whose boxes may overlap: directly related pairs, and pairs
+    joined by a chain of ``OVERLAPPING`` relations followed subject -> object
+    (cup on book on table). Every other pair is "unrelated"."""
+    allowed: set[frozenset[str]] = set()
+    support: dict[str, set[str]] = {}
+    for r in relations:
+        for other in (r.object, r.object2):
+            if other is not None and other != r.subject:
+                allowed.add(frozenset((r.subject, other)))
+        if r.predicate in OVERLAPPING:
+            support.setdefault(r.subject, set()).add(r.object)
+    for start in support:  # transitive closure along support edges (tiny graphs)
+        stack, seen = list(support[start]), set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if node != start:
+                allowed.add(frozenset((start, node)))
+            stack.extend(support.get(node, ()))
+    return allowed
+
+
+def overlap_violations(
+    boxes: dict[str, Box], relations: Iterable[PlanRelation], bound: float = OVERLAP_BOUND
+) -> list[tuple[str, str, float]]:
+    """Unrelated pairs whose overlap exceeds ``bound``: ``(id_a, id_b, fraction)``."""
+    allowed = overlap_allowed(relations)
+    ids = list(boxes)
+    out = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if frozenset((a, b)) in allowed:
+                continue
+            f = overlap_fraction(boxes[a], boxes[b])
+            if f > bound:
+                out.append((a, b, f))
+    return out

@@ -1,0 +1,343 @@
+"""Constructive placement: a first layout that already satisfies most relation
+sets, and the targets the LP repair stays close to when it does not.
+
+1. *Blocks*: instances of one group that take part in the same relations
+   ("three birds above a boat") move together, arranged as a row, a grid or a
+   staggered cluster.
+2. Every relation between blocks asks for a displacement between their centres
+   (left_of: one half-width-sum to the left, on: resting on the top edge...).
+   Least squares turns these wishes into block positions; for a consistent
+   tree or chain of relations the wishes hold exactly.
+3. Connected pieces of the relation graph are packed onto the canvas in
+   shelves, scaled down together if they do not fit, and spread over the free
+   space so unrelated things do not pile up in the centre.
+
+The seed shuffles the pieces, picks among equally good arrangements and
+jitters positions inside the free space.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..scene import PlanRelation
+from .orders import before, order_edges, reach
+
+GAP = 0.03  # normalised gap between neighbours
+ON_SINK = 0.05  # an `on` subject's bottom edge sits this far (share of the object's height) into it
+UNDER_RISE = 0.15  # an `under` subject overlaps this share of the object's height
+FRONT_DROP = 0.08  # in_front_of: bottom edge this share of the object's height lower
+BACK_RISE = 0.12  # behind: bottom edge this share of the object's height higher
+PACK_GAP = 0.04
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Block:
+    """Instances placed as one unit: ``cols`` per row, row-major, last row centred."""
+
+    ids: list[str]
+    w: float
+    h: float
+    cols: int = 1
+    gap: float = GAP
+    stagger: float = 0.0  # odd rows shift right by this share of a cell (cluster look)
+    fixed: bool = False
+    centre: tuple[float, float] = (0.0, 0.0)
+    offsets: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(len(self.ids) / self.cols)
+
+    @property
+    def size(self) -> tuple[float, float]:
+        cols = min(self.cols, len(self.ids))
+        shift = self.stagger * (self.w + self.gap) if self.rows > 1 else 0.0
+        return cols * self.w + (cols - 1) * self.gap + shift, self.rows * self.h + (self.rows - 1) * self.gap
+
+    def arrange(self) -> None:
+        """Instance centre offsets from the block centre."""
+        n, cols = len(self.ids), min(self.cols, len(self.ids))
+        W, H = self.size
+        self.offsets = []
+        for k in range(n):
+            row, col = divmod(k, cols)
+            in_row = min(cols, n - row * cols)
+            x = -W / 2 + self.w / 2 + (col + (cols - in_row) / 2) * (self.w + self.gap)
+            x += self.stagger * (self.w + self.gap) * (row % 2)
+            y = -H / 2 + self.h / 2 + row * (self.h + self.gap)
+            self.offsets.append((x, y))
+
+
+def _signatures(relations: list[PlanRelation], groups: dict[str, str]) -> dict[str, frozenset]:
+    """What each instance takes part in, with partners named by their group:
+    instances with equal signatures can move as one block."""
+    sig: dict[str, set] = {}
+    for r in relations:
+        parts = [(r.subject, "s"), (r.object, "o")] + ([(r.object2, "o2")] if r.object2 else [])
+        for i, role in parts:
+            others = tuple((rl, groups.get(j, j)) for j, rl in parts if j != i or rl != role)
+            sig.setdefault(i, set()).add((r.predicate, role, others))
+    return {i: frozenset(s) for i, s in sig.items()}
+
+
+def make_blocks(
+    ids: list[str],
+    groups: dict[str, str],
+    sizes: dict[str, tuple[float, float]],
+    relations: list[PlanRelation],
+    fixed: dict[str, Box],
+    aspect: float,
+    rng: random.Random,
+) -> list[Block]:
+    """Group instances into blocks and choose each block's arrangement."""
+    sig = _signatures(relations, groups)
+    keyed: dict[tuple, list[str]] = {}
+    for i in ids:
+        key = ("fixed", i) if i in fixed else (groups.get(i, i), sig.get(i, frozenset()), sizes[i])
+        keyed.setdefault(key, []).append(i)
+    blocks = []
+    for members in keyed.values():
+        w, h = sizes[members[0]]
+        b = Block(members, w, h, fixed=members[0] in fixed)
+        n = len(members)
+        if n > 1:
+            inside = set(members)
+            internal = {r.predicate for r in relations if r.subject in inside and r.object in inside}
+            rests_on = any(r.predicate == "on" and r.subject in inside and r.object not in inside for r in relations)
+            if "next_to" in internal or rests_on:  # a touching (next_to) or resting (on) row
+                b.cols, b.gap = n, (0.0 if "next_to" in internal else GAP / 2)
+            elif "near" in internal:
+                b.cols, b.gap = max(1, round(math.sqrt(n))), GAP / 3
+            else:
+                # square-ish grid in pixels; the seed may pick one column more or fewer, or a stagger
+                ideal = math.sqrt(n * aspect * h / w) if n > 3 else n
+                b.cols = max(1, min(n, round(ideal) + (rng.choice((-1, 0, 0, 1)) if n > 3 else 0)))
+                if n > 4 and rng.random() < 0.3:
+                    b.stagger = 0.5
+        blocks.append(b)
+    return blocks
+
+
+def _displacement(p: str, S: Block, O: Block, side: float) -> tuple[float, float]:
+    """Wished centre(S) - centre(O) for ``S p O``; ``side`` is -1/+1 where a predicate leaves it open."""
+    (Ws, Hs), (Wo, Ho) = S.size, O.size
+    hx, hy = (Ws + Wo) / 2 + GAP, (Hs + Ho) / 2 + GAP
+    if p == "left_of":
+        return -hx, 0.0
+    if p == "right_of":
+        return hx, 0.0
+    if p == "above":
+        return 0.0, -hy
+    if p == "below":
+        return 0.0, hy
+    if p == "on":
+        return 0.0, -(Hs + Ho) / 2 + ON_SINK * Ho
+    if p == "under":
+        return 0.0, (Hs + Ho) / 2 - UNDER_RISE * Ho
+    if p == "next_to":
+        return side * ((Ws + Wo) / 2 + GAP / 2), 0.0
+    if p == "near":
+        return side * hx, 0.0
+    if p == "in_front_of":
+        return side * 0.3 * (Ws + Wo) / 2, Ho / 2 + FRONT_DROP * Ho - Hs / 2
+    if p == "behind":
+        return side * 0.3 * (Ws + Wo) / 2, Ho / 2 - BACK_RISE * Ho - Hs / 2
+    return 0.0, 0.0  # inside: centred
+
+
+def _grow_references(blocks: list[Block], of: dict[str, Block], relations: list[PlanRelation], limit: float) -> None:
+    """Make single references big enough for what rests on or sits inside them,
+    shrinking the contents where the reference cannot grow."""
+    for _ in range(2):  # nested references settle in a couple of passes
+        for r in relations:
+            S, O = of[r.subject], of[r.object]
+            if S is O or O.fixed or len(O.ids) > 1:
+                continue
+            Ws, Hs = S.size
+            if r.predicate == "on":
+                reach_x = (Ws - S.w) / 2 + 0.02  # outermost subject centre, plus a margin
+                O.w = min(limit, max(O.w, Ws * 1.05))
+                O.h = min(limit * 0.6, max(O.h, (reach_x - S.h / 2 + 0.02) / (0.5 - ON_SINK)))
+            elif r.predicate == "inside":
+                O.w, O.h = min(limit, max(O.w, Ws * 1.3)), min(limit, max(O.h, Hs * 1.3))
+                k = min(1.0, 0.8 * O.w / Ws, 0.8 * O.h / Hs)
+                if k < 1.0 and not S.fixed:
+                    S.w, S.h, S.gap = S.w * k, S.h * k, S.gap * k
+
+
+def _hints(relations: list[PlanRelation], rng: random.Random):
+    """Side for each next_to/near/front/back pair and axis+order for each between,
+    taken from the orders the other relations imply, else from the seed."""
+    axes = order_edges(relations)
+    xr, yr = reach(axes.get("x", {})), reach(axes.get("y", {}))
+    sides: dict[frozenset, tuple[str, float]] = {}
+
+    def side(a: str, b: str) -> float:
+        """-1 when a goes left of b."""
+        key = frozenset((a, b))
+        if key not in sides:
+            s = -1.0 if before(xr, a, b) else 1.0 if before(xr, b, a) else rng.choice((-1.0, 1.0))
+            sides[key] = (a, s)
+        first, s = sides[key]
+        return s if first == a else -s
+
+    def between(a: str, b: str) -> tuple[str, float]:
+        """Axis and sign (+1: object before object2)."""
+        if (before(yr, a, b) or before(yr, b, a)) and not (before(xr, a, b) or before(xr, b, a)):
+            return "y", (1.0 if not before(yr, b, a) else -1.0)
+        return "x", (1.0 if not before(xr, b, a) else -1.0)
+
+    return side, between
+
+
+def place(
+    ids: list[str],
+    groups: dict[str, str],
+    sizes: dict[str, tuple[float, float]],
+    relations: list[PlanRelation],
+    fixed: dict[str, Box],
+    canvas: tuple[int, int],
+    margin: float,
+    rng: random.Random,
+) -> dict[str, Box]:
+    """Boxes for every instance (fixed ones unchanged), before any repair."""
+    W, H = canvas
+    limit = 1.0 - 2 * margin
+    fixed_sizes = {i: (b[2] - b[0], b[3] - b[1]) for i, b in fixed.items()}
+    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, rng)
+    of = {i: b for b in blocks for i in b.ids}
+    _grow_references(blocks, of, relations, limit)
+    side, between = _hints(relations, rng)
+
+    # least squares over block centres: rows of (coefficients, wished (dx, dy), weight)
+    index = {id(b): k for k, b in enumerate(blocks)}
+    rows: list[tuple[dict[int, float], tuple[float, float], float]] = []
+    seen: set[tuple] = set()
+    for r in relations:
+        S, O = of[r.subject], of[r.object]
+        if S is O:
+            continue
+        if r.predicate == "between":
+            B = of[r.object2]
+            key = ("between", index[id(S)], index[id(O)], index[id(B)])
+            if key in seen or B is O or S is B:
+                continue
+            seen.add(key)
+            axis, sign = between(r.object, r.object2)
+            (Wa, Ha), (Wb, Hb), (Ws, Hs) = O.size, B.size, S.size
+            sep = (Wa + Wb) / 2 + Ws + 2 * GAP if axis == "x" else (Ha + Hb) / 2 + Hs + 2 * GAP
+            d = (sign * sep, 0.0) if axis == "x" else (0.0, sign * sep)
+            rows.append(({index[id(S)]: 1.0, index[id(O)]: -0.5, index[id(B)]: -0.5}, (0.0, 0.0), 1.0))
+            rows.append(({index[id(B)]: 1.0, index[id(O)]: -1.0}, d, 1.0))
+            continue
+        key = (r.predicate, index[id(S)], index[id(O)])
+        if key in seen:
+            continue
+        seen.add(key)
+        s = side(r.subject, r.object) if r.predicate in ("next_to", "near", "in_front_of", "behind") else 0.0
+        rows.append(({index[id(S)]: 1.0, index[id(O)]: -1.0}, _displacement(r.predicate, S, O, s), 1.0))
+    for b in blocks:
+        b.arrange()
+        if b.fixed:
+            x0, y0, x1, y1 = fixed[b.ids[0]]
+            rows.append(({index[id(b)]: 1.0}, ((x0 + x1) / 2, (y0 + y1) / 2), 20.0))
+
+    if rows:
+        M = np.zeros((len(rows), len(blocks)))
+        R = np.zeros((len(rows), 2))
+        for k, (coef, d, wt) in enumerate(rows):
+            for j, c in coef.items():
+                M[k, j] = c * wt
+            R[k] = (d[0] * wt, d[1] * wt)
+        P = np.linalg.lstsq(M, R, rcond=None)[0]
+        for b, (x, y) in zip(blocks, P):
+            b.centre = (float(x), float(y))
+
+    boxes: dict[str, Box] = {}
+    for b in blocks:
+        for i, (ox, oy) in zip(b.ids, b.offsets):
+            cx, cy = b.centre[0] + ox, b.centre[1] + oy
+            boxes[i] = (cx - b.w / 2, cy - b.h / 2, cx + b.w / 2, cy + b.h / 2)
+    boxes.update(fixed)
+    _pack(boxes, _components(blocks, rows), fixed, margin, rng)
+    return boxes
+
+
+def _components(blocks: list[Block], rows) -> list[list[str]]:
+    """Instance ids of each connected piece of the block relation graph."""
+    parent = list(range(len(blocks)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for coef, _, _ in rows:
+        js = list(coef)
+        for j in js[1:]:
+            parent[find(j)] = find(js[0])
+    pieces: dict[int, list[str]] = {}
+    for k, b in enumerate(blocks):
+        pieces.setdefault(find(k), []).extend(b.ids)
+    return list(pieces.values())
+
+
+def _bbox(boxes: list[Box]) -> Box:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _pack(boxes: dict[str, Box], pieces: list[list[str]], fixed: dict[str, Box], margin: float, rng: random.Random) -> None:
+    """Scale all free pieces by one factor and spread them in shelves over the canvas (in place)."""
+    free = [p for p in pieces if not any(i in fixed for i in p)]
+    if not free:
+        return
+    rng.shuffle(free)
+    bbs = [_bbox([boxes[i] for i in p]) for p in free]
+    dims = [(b[2] - b[0], b[3] - b[1]) for b in bbs]
+    avail = 1.0 - 2 * margin
+    k = len(free)
+    best = None
+    for nrows in range(1, k + 1):
+        per = math.ceil(k / nrows)
+        shelves = [list(range(s, min(k, s + per))) for s in range(0, k, per)]
+        if len(shelves) != nrows:
+            continue
+        f = min(
+            1.0,
+            min((avail - (len(s) - 1) * PACK_GAP) / sum(dims[j][0] for j in s) for s in shelves),
+            (avail - (nrows - 1) * PACK_GAP) / sum(max(dims[j][1] for j in s) for s in shelves),
+        )
+        used_w = max(sum(dims[j][0] for j in s) for s in shelves)
+        used_h = sum(max(dims[j][1] for j in s) for s in shelves)
+        mismatch = abs(math.log(used_w / used_h)) + rng.uniform(0, 0.3)
+        score = (round(f, 2), -mismatch)
+        if best is None or score > best[0]:
+            best = (score, f, shelves)
+    _, f, shelves = best
+    heights = [f * max(dims[j][1] for j in s) for s in shelves]
+    vgap = (avail - sum(heights)) / (len(shelves) + 1)
+    y = margin + vgap
+    for s, sh in zip(shelves, heights):
+        widths = [f * dims[j][0] for j in s]
+        hgap = (avail - sum(widths)) / (len(s) + 1)
+        x = margin + hgap
+        for j, wj in zip(s, widths):
+            hj = f * dims[j][1]
+            # jitter stays within 45 % of the free space around the piece, so pieces never collide
+            jx = rng.uniform(-0.45, 0.45) * hgap
+            jy = rng.uniform(-0.45, 0.45) * vgap + rng.uniform(-0.5, 0.5) * (sh - hj)
+            cx, cy = x + wj / 2 + jx, y + sh / 2 + jy
+            bx, by = (bbs[j][0] + bbs[j][2]) / 2, (bbs[j][1] + bbs[j][3]) / 2
+            for i in free[j]:
+                b = boxes[i]
+                boxes[i] = (cx + f * (b[0] - bx), cy + f * (b[1] - by), cx + f * (b[2] - bx), cy + f * (b[3] - by))
+            x += wj + hgap
+        y += sh + vgap

@@ -1,0 +1,158 @@
+"""Random scenes whose relations are known to be satisfiable, for the property
+tests and the benchmark.
+
+A *witness* layout is drawn first (groups of instances in rows, some resting
+on, inside or in front of others); then group-level relations that hold for
+every instance pair of the witness are sampled and expanded like
+planner/expand.py does. The witness proves the set satisfiable under the
+solver's own rules (margins, minimum box size, unrelated overlap bound), so a
+solver failure on such a scene is a solver bug, not a contradiction.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..scene import PREDICATES, Canvas, PlanObject, PlanRelation
+from .check import overlap_violations, relation_holds
+from .sizes import min_size
+
+NAMES = ("cat", "dog", "apple", "table", "person", "car", "bird", "vase", "book", "tree", "bed", "cup", "kite")
+CANVASES = ((512, 512), (768, 512), (512, 768), (1024, 512), (512, 1024), (640, 480), (1024, 1024), (384, 896))
+WITNESS_MARGIN = 0.025
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Scene:
+    objects: list[PlanObject]
+    relations: list[PlanRelation]
+    canvas: Canvas
+    witness: dict[str, Box]
+
+
+def _row(region: Box, n: int, mw: float, mh: float) -> list[Box] | None:
+    """``n`` equal boxes side by side filling ``region`` (None if they would be too small)."""
+    x0, y0, x1, y1 = region
+    gap = 0.1 * (x1 - x0) / n if n > 1 else 0.0
+    w = ((x1 - x0) - gap * (n - 1)) / n
+    if w < mw * 1.05 or (y1 - y0) < mh * 1.05:
+        return None
+    return [(x0 + k * (w + gap), y0, x0 + k * (w + gap) + w, y1) for k in range(n)]
+
+
+def _free_region(rng: random.Random, n: int, taken: list[Box], lo: float, hi: float, grow: float = 1.0) -> Box | None:
+    """A region for a row of ``n`` that overlaps no region placed so far (``grow``: for references)."""
+    for _ in range(40):
+        w = min(hi - lo, grow * rng.uniform(0.12, 0.35) * (1 + 0.6 * (n - 1)))
+        h = min(hi - lo, grow * rng.uniform(0.12, 0.35))
+        x0, y0 = rng.uniform(lo, hi - w), rng.uniform(lo, hi - h)
+        box = (x0, y0, x0 + w, y0 + h)
+        if all(min(box[2], t[2]) <= max(box[0], t[0]) or min(box[3], t[3]) <= max(box[1], t[1]) for t in taken):
+            return box
+    return None
+
+
+def _attached_region(rng: random.Random, kind: str, ref: Box, lo: float, hi: float, least: float) -> Box:
+    """A region resting on, inside or in front of ``ref``, at least ``least`` wide."""
+    rx0, ry0, rx1, ry1 = ref
+    w = max(least, (rx1 - rx0) * rng.uniform(0.3, 0.8))
+    x0 = rx0 + 0.02 + rng.uniform(0, max(0.0, (rx1 - rx0) - w - 0.04))
+    if kind == "on":
+        w = max(least, min(w, 0.25 * (rx1 - rx0) + 0.1))  # narrow enough to stay above the reference's centre
+        x0 = (rx0 + rx1) / 2 - w / 2 + rng.uniform(-0.1, 0.1) * (rx1 - rx0)
+        h = rng.uniform(0.12, 0.3)
+        bottom = ry0 + rng.uniform(0.0, 0.35) * (ry1 - ry0)
+        return (x0, max(lo, bottom - h), x0 + w, bottom)
+    if kind == "inside":
+        h = (ry1 - ry0) * rng.uniform(0.4, 0.8)
+        y0 = ry0 + 0.02 + rng.uniform(0, max(0.0, (ry1 - ry0) - h - 0.04))
+        return (x0, y0, x0 + w, y0 + h)
+    y1 = min(hi, ry1 + rng.uniform(0.03, 0.15))
+    return (x0, max(lo, y1 - (ry1 - ry0) * 0.8), x0 + w, y1)
+
+
+def _robust(p: str, s: Box, o: Box, o2: Box | None, d: float = 0.012) -> bool:
+    shifts = ((0, 0), (d, 0), (-d, 0), (0, d), (0, -d))
+    return all(relation_holds(p, (s[0] + x, s[1] + y, s[2] + x, s[3] + y), o, o2) for x, y in shifts)
+
+
+def random_scene(
+    rng: random.Random, instances: int = 8, max_relations: int | None = None, canvas: tuple[int, int] | None = None
+) -> Scene | None:
+    """A random satisfiable scene of ``instances`` instances in groups of 1-3, or
+    None when this draw's witness breaks a rule (draw again)."""
+    W, H = canvas or rng.choice(CANVASES)
+    mw, mh = min_size(W, H)
+    lo, hi = WITNESS_MARGIN, 1 - WITNESS_MARGIN
+    groups: list[tuple[str, int]] = []
+    total = 0
+    while total < instances:
+        n = min(rng.choice((1, 1, 1, 2, 3)), instances - total)
+        groups.append((rng.choice(NAMES), n))
+        total += n
+    # some groups rest on, sit inside or stand in front of an earlier single-instance group
+    attached: list[tuple[str, int, int]] = []  # (predicate, group, reference group)
+    for g in range(1, len(groups)):
+        ref = rng.randrange(g)
+        if groups[ref][1] == 1 and ref not in {a for _, a, _ in attached} and rng.random() < 0.4:
+            attached.append((rng.choice(("on", "inside", "in_front_of")), g, ref))
+    refs = {ref for _, _, ref in attached}
+    regions: dict[int, Box] = {}
+    for g, (_, n) in enumerate(groups):
+        if g in {a for _, a, _ in attached}:
+            continue
+        region = _free_region(rng, n, list(regions.values()), lo, hi, grow=2.0 if g in refs else 1.0)
+        if region is None:
+            return None
+        regions[g] = region
+    for kind, g, ref in attached:
+        n = groups[g][1]
+        regions[g] = _attached_region(rng, kind, regions[ref], lo, hi, least=1.25 * mw * n)
+    ids: list[list[str]] = []
+    objects, witness, counters = [], {}, {}
+    for g, (name, n) in enumerate(groups):
+        boxes = _row(regions[g], n, mw, mh)
+        if boxes is None:
+            return None
+        members = []
+        for b in boxes:
+            counters[name] = counters.get(name, 0) + 1
+            iid = f"{name}-{counters[name]}"
+            members.append(iid)
+            witness[iid] = b
+            objects.append(PlanObject(id=iid, name=name, phrase=f"a {name}", group=f"g{g}"))
+        ids.append(members)
+
+    def holds_for_all(p: str, a: int, b: int, c: int | None = None) -> bool:
+        """Holds for every instance triple, even with the subject nudged a little
+        (the solver keeps margins, so a barely-true witness would prove nothing)."""
+        return all(_robust(p, witness[s], witness[o], witness[o2] if o2 else None)
+                   for s in ids[a] for o in ids[b] for o2 in (ids[c] if c is not None else [None]))
+
+    candidates: list[tuple] = []
+    for a in range(len(groups)):
+        for b in range(len(groups)):
+            if a == b:
+                continue
+            candidates += [(p, a, b) for p in PREDICATES if p != "between" and holds_for_all(p, a, b)]
+            for c in range(b + 1, len(groups)):
+                if c != a and holds_for_all("between", a, b, c):
+                    candidates.append(("between", a, b, c))
+    rng.shuffle(candidates)
+    limit = max_relations if max_relations is not None else rng.randint(0, 3 * len(groups))
+    forced = [(p, g, ref) for p, g, ref in attached if holds_for_all(p, g, ref)]  # overlapping by design
+    chosen = forced + [c for c in candidates if c not in forced][:max(0, limit - len(forced))]
+    relations = []
+    for p, a, b, *c in chosen:
+        for s in ids[a]:
+            for o in ids[b]:
+                if c:
+                    relations += [PlanRelation(subject=s, predicate=p, object=o, object2=o2) for o2 in ids[c[0]]]
+                else:
+                    relations.append(PlanRelation(subject=s, predicate=p, object=o))
+    if overlap_violations(witness, relations):
+        return None
+    return Scene(objects, relations, Canvas(width=W, height=H), witness)

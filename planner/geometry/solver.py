@@ -1,0 +1,347 @@
+"""``solve``: instances + relations -> boxes that satisfy every relation.
+
+    check ids and order cycles -> sizes (prior table, crowding, attention-grid minimum)
+      -> constructive placement (construct.py) -> round, check
+      -> if anything fails: LP repair (lp.py) -> round, check
+      -> if the LP is infeasible: find a smallest set of relations that cannot
+         hold together and raise ConflictError naming them.
+
+Most plans never reach the LP: a tree or chain of relations is satisfied by
+construction. The checker of check.py decides, so "satisfied" means exactly
+what plan-format.md says.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from ..errors import ConflictError, InvalidPromptError
+from ..scene import Canvas, PlanObject, PlanRelation, relation_text
+from .check import OVERLAP_BOUND, check_relations, overlap_allowed, overlap_fraction, overlap_violations
+from .construct import place
+from .lp import SEPARATION, Choice, Program, Separation
+from .orders import before, cycles, order_edges, reach
+from .sizes import enlarged_warning, initial_sizes, is_scene_sized, min_size
+
+MARGIN = 0.02  # boxes stay this far inside the canvas edges
+DIGITS = 4  # boxes are rounded to this many decimals (the solver's margins survive it)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Layout:
+    """The solver's answer: a box per instance id, and notes for the plan's warnings."""
+
+    boxes: dict[str, Box]
+    warnings: list[str] = field(default_factory=list)
+    repaired: bool = False  # True when the LP repair step was needed
+
+
+def conflict_message(relations: list[PlanRelation], note: str = "") -> str:
+    text = "conflicting relations: " + ", ".join(relation_text(r) for r in relations)
+    return f"{text} ({note})" if note else text
+
+
+def _validate(ids: list[str], relations: list[PlanRelation], fixed: dict[str, Box]) -> None:
+    known = set(ids)
+    if len(known) != len(ids):
+        raise InvalidPromptError("object ids must be unique")
+    for r in relations:
+        refs = [r.subject, r.object] + ([r.object2] if r.object2 else [])
+        unknown = [x for x in refs if x not in known]
+        if unknown:
+            raise InvalidPromptError(f"relation '{relation_text(r)}' refers to unknown object {unknown[0]!r}")
+        if len(set(refs)) != len(refs):
+            raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
+        if r.predicate == "between" and not r.object2:
+            raise InvalidPromptError(f"relation '{relation_text(r)}' needs a second reference (object2)")
+    for i, b in fixed.items():
+        if not (0.0 <= b[0] < b[2] <= 1.0 and 0.0 <= b[1] < b[3] <= 1.0):
+            raise InvalidPromptError(f"kept box of {i} {list(b)} is not a valid normalised box")
+
+
+def _spanning(objects: list[PlanObject], relations: list[PlanRelation], fixed: dict[str, Box]) -> set[str]:
+    """Scene-sized things (table, bed, road...) that something is on or under,
+    and that nothing places beside something else: they may span the canvas."""
+    refs = {r.object for r in relations if r.predicate in ("on", "under")}
+    sideways = {x for r in relations if r.predicate in ("left_of", "right_of", "next_to", "between")
+                for x in (r.subject, r.object, r.object2)}
+    return {o.id for o in objects if o.id in refs and o.id not in sideways and o.id not in fixed
+            and is_scene_sized(o.name)}
+
+
+def _round(boxes: dict[str, Box]) -> dict[str, Box]:
+    return {i: tuple(round(v, DIGITS) for v in b) for i, b in boxes.items()}
+
+
+def _fit(boxes: dict[str, Box], fixed: dict[str, Box], min_wh: tuple[float, float], margin: float,
+         W: int, H: int, warned: set[str]) -> list[str]:
+    """Enlarge boxes that packing made too small and move boxes into the canvas (in place)."""
+    warnings = []
+    lo, hi = margin, 1.0 - margin
+    for i, (x0, y0, x1, y1) in boxes.items():
+        if i in fixed:
+            continue
+        w, h = x1 - x0, y1 - y0
+        nw, nh = min(max(w, min_wh[0]), hi - lo), min(max(h, min_wh[1]), hi - lo)
+        if (nw > w + 1e-9 or nh > h + 1e-9) and i not in warned:
+            warnings.append(enlarged_warning(i, (w, h), (nw, nh), W, H))
+            warned.add(i)
+        cx = min(max((x0 + x1) / 2, lo + nw / 2), hi - nw / 2)
+        cy = min(max((y0 + y1) / 2, lo + nh / 2), hi - nh / 2)
+        boxes[i] = (cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2)
+    return warnings
+
+
+def _valid(boxes: dict[str, Box], relations: list[PlanRelation], fixed: dict[str, Box],
+           min_wh: tuple[float, float], margin: float) -> bool:
+    """Every relation holds, unrelated boxes keep apart, free boxes are inside the margin and big enough."""
+    lo, hi = margin - 1e-9, 1.0 - margin + 1e-9
+    for i, b in boxes.items():
+        if i in fixed:
+            continue
+        if not (lo <= b[0] < b[2] <= hi and lo <= b[1] < b[3] <= hi):
+            return False
+        if b[2] - b[0] < min_wh[0] - 1e-6 or b[3] - b[1] < min_wh[1] - 1e-6:
+            return False
+    return not check_relations(boxes, relations) and not overlap_violations(boxes, relations)
+
+
+# --------------------------------------------------------------------------
+# choices the LP cannot make itself
+# --------------------------------------------------------------------------
+
+
+def _centre(b: Box) -> tuple[float, float]:
+    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+
+
+def _choice(r: PlanRelation, boxes: dict[str, Box]) -> Choice:
+    """The side (next_to) or axis and order (between) that ``boxes`` show."""
+    if r.predicate == "next_to":
+        return Choice(side=-1.0 if _centre(boxes[r.subject])[0] <= _centre(boxes[r.object])[0] else 1.0)
+    if r.predicate == "between":
+        (ax, ay), (bx, by) = _centre(boxes[r.object]), _centre(boxes[r.object2])
+        axis = "x" if abs(ax - bx) >= abs(ay - by) else "y"
+        return Choice(axis=axis, sign=1.0 if (ax <= bx if axis == "x" else ay <= by) else -1.0)
+    return Choice()
+
+
+def _unrelated(ids: list[str], relations: list[PlanRelation], fixed: dict[str, Box]) -> list[tuple[str, str]]:
+    allowed = overlap_allowed(relations)
+    return [(a, b) for k, a in enumerate(ids) for b in ids[k + 1:]
+            if frozenset((a, b)) not in allowed and not (a in fixed and b in fixed)]
+
+
+def _separation(a: str, b: str, boxes: dict[str, Box], xr, yr) -> Separation:
+    """The separating axis the relations imply (a left of b left of c puts a and
+    c apart in x), else the one where less overlap is left to remove."""
+    for axis, closure in (("x", xr), ("y", yr)):
+        if before(closure, a, b) or before(closure, b, a):
+            return Separation(*((a, b) if before(closure, a, b) else (b, a)), axis)
+    A, B = boxes[a], boxes[b]
+    (ax, ay), (bx, by) = _centre(A), _centre(B)
+    px = ((A[2] - A[0] + B[2] - B[0]) / 2 - abs(ax - bx)) / min(A[2] - A[0], B[2] - B[0])
+    py = ((A[3] - A[1] + B[3] - B[1]) / 2 - abs(ay - by)) / min(A[3] - A[1], B[3] - B[1])
+    if px <= py:
+        return Separation(*((a, b) if ax <= bx else (b, a)), "x")
+    return Separation(*((a, b) if ay <= by else (b, a)), "y")
+
+
+def _held_separation(a: str, b: str, boxes: dict[str, Box]) -> Separation:
+    """A separation that ``boxes`` satisfy (they come from the MILP, so one does)."""
+    options = [Separation(a, b, "x"), Separation(b, a, "x"), Separation(a, b, "y"), Separation(b, a, "y")]
+
+    def slack(s: Separation) -> float:
+        lo, hi = (0, 2) if s.axis == "x" else (1, 3)
+        A, B = boxes[s.first], boxes[s.second]
+        return SEPARATION * min(A[hi] - A[lo], B[hi] - B[lo]) - (A[hi] - B[lo])
+
+    return max(options, key=slack)
+
+
+# --------------------------------------------------------------------------
+# the LP repair, the MILP fallback and the conflict explanation
+# --------------------------------------------------------------------------
+
+
+class _Repair:
+    """One family of programs: same ids, kept boxes, targets; varying constraints."""
+
+    def __init__(self, ids, relations, target, fixed, min_wh, margin, groups):
+        self.ids, self.relations, self.target, self.fixed, self.margin = ids, relations, target, fixed, margin
+        self.groups = groups
+        self.min_wh = {i: (min_wh[0] + 1e-3, min_wh[1] + 1e-3) for i in ids if i not in fixed}  # survives rounding
+        self.pairs = _unrelated(ids, relations, fixed)
+
+    def program(self, relations, choices=None, seps=None, open_pairs=False, tied=False) -> Program:
+        """``tied``: relations expanded from one group relation share their open choice."""
+        prog = Program(self.ids)
+        for k, r in enumerate(relations):
+            tie = (r.predicate, *(self.groups.get(x) for x in (r.subject, r.object, r.object2))) if tied else None
+            prog.relation(r, choices[k] if choices else None, tie)
+        for s in seps or []:
+            prog.separate(s)
+        if open_pairs:
+            for a, b in self.pairs:
+                prog.separate_any(a, b)
+        return prog
+
+    def solve(self, prog: Program, feasibility_only: bool = False):
+        return prog.solve(self.target, self.fixed, self.min_wh, self.margin, feasibility_only)
+
+    def closures(self):
+        axes = order_edges(self.relations)
+        return reach(axes.get("x", {})), reach(axes.get("y", {}))
+
+    def quick(self, choices: list[Choice], start: dict[str, Box]):
+        """LPs only, with fixed choices: first every pair separated along the axis
+        ``start`` suggests; failing that, separating constraints only for pairs that
+        overlap, added round by round (cutting planes)."""
+        xr, yr = self.closures()
+        seps = [_separation(a, b, start, xr, yr) for a, b in self.pairs]
+        sol = self.solve(self.program(self.relations, choices, seps))
+        if sol is not None:
+            return sol
+        active: dict[tuple[str, str], Separation] = {}
+        for _ in range(4):
+            sol = self.solve(self.program(self.relations, choices, list(active.values())))
+            if sol is None:
+                return None
+            crowded = [(a, b) for a, b in self.pairs if (a, b) not in active
+                       and overlap_fraction(sol[a], sol[b]) > OVERLAP_BOUND / 2]
+            if not crowded:
+                return sol
+            for a, b in crowded:
+                active[(a, b)] = _separation(a, b, sol, xr, yr)
+        return None
+
+    def choices_from_milp(self):
+        """Choices for next_to / between from a MILP over the relations alone,
+        first with the instances of a group relation choosing alike (few
+        binaries), then each on its own; with the layout found. None if the
+        relations cannot hold (``timed_out``: or HiGHS ran out of time)."""
+        self.timed_out = False
+        for tied in (True, False):
+            prog = self.program(self.relations, tied=tied)
+            found = self.solve(prog, feasibility_only=True)
+            if found is not None:
+                return [_choice(r, found) for r in self.relations], found
+            self.timed_out |= prog.timed_out
+        return None
+
+    def complete(self, choices: list[Choice] | None = None):
+        """MILP for feasibility: separating axes (and, without ``choices``, the
+        open choices) are binaries for HiGHS. Pairs get their "apart along some
+        axis" constraint lazily, once a solution shows them overlapping, which
+        keeps the MILP small. Then an LP keeps the MILP's choices and moves as
+        little as it can."""
+        active: list[tuple[str, str]] = []
+        for _ in range(len(self.pairs) + 1):
+            prog = self.program(self.relations, choices)
+            for a, b in active:
+                prog.separate_any(a, b)
+            found = self.solve(prog, feasibility_only=True)
+            if found is None:
+                return None
+            crowded = [(a, b) for a, b in self.pairs if (a, b) not in active
+                       and overlap_fraction(found[a], found[b]) > OVERLAP_BOUND / 2]
+            if not crowded:
+                break
+            active += crowded
+        choices = [_choice(r, found) for r in self.relations]
+        seps = [_held_separation(a, b, found) for a, b in self.pairs]
+        return self.solve(self.program(self.relations, choices, seps)) or found
+
+    def core(self, relations, open_pairs: bool, budget_s: float = 3.0) -> list[PlanRelation]:
+        """Deletion filter: drop each relation whose removal keeps the set
+        infeasible; what is left cannot hold together (minimal unless the time
+        budget ran out)."""
+        core, t0 = list(relations), time.perf_counter()
+        for r in list(core):
+            if time.perf_counter() - t0 > budget_s:
+                break
+            trial = [x for x in core if x is not r]
+            prog = self.program(trial, open_pairs=open_pairs)
+            if self.solve(prog, feasibility_only=True) is None and not prog.timed_out:
+                core = trial
+        return core
+
+
+def _repair(ids, relations, target, fixed, min_wh, margin, groups) -> dict[str, Box]:
+    """LP with the target's choices; then LP with choices a small MILP found;
+    then the full MILP. Infeasible: explain with a smallest conflicting set."""
+    rep = _Repair(ids, relations, target, fixed, min_wh, margin, groups)
+    sol = rep.quick([_choice(r, target) for r in relations], target)
+    if sol is not None:
+        return sol
+    found = rep.choices_from_milp()
+    if found is None:  # the relations themselves contradict each other (or the kept boxes)
+        note = "no layout found within the solver's time limit" if rep.timed_out else _kept_note(fixed)
+        raise ConflictError(conflict_message(rep.core(relations, False), note))
+    sol = rep.quick(*found) or rep.complete(found[0]) or rep.complete()
+    if sol is not None:
+        return sol
+    core = rep.core(relations, True)
+    note = f"too many objects for the canvas: {len(ids)} boxes of at least {min_wh[0]:.3f}x{min_wh[1]:.3f} do not fit apart"
+    raise ConflictError(conflict_message(core, note) if core else note)
+
+
+def _kept_note(fixed: dict[str, Box]) -> str:
+    return f"with the kept boxes of {', '.join(sorted(fixed))}" if fixed else ""
+
+
+# --------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------
+
+
+def solve(
+    objects: list[PlanObject],
+    relations: list[PlanRelation],
+    canvas: Canvas,
+    seed: int = 0,
+    fixed: dict[str, Box] | None = None,
+) -> Layout:
+    """Boxes for ``objects`` that satisfy every relation (plan-format.md semantics).
+
+    ``fixed`` boxes are kept exactly (chat edits re-solve only the others).
+    Deterministic for a seed; other seeds give other layouts that satisfy the
+    same relations. Raises ``ConflictError`` naming relations that cannot hold
+    together, ``InvalidPromptError`` for unknown ids or self-relations.
+    """
+    ids = [o.id for o in objects]
+    fixed = {i: tuple(float(v) for v in b) for i, b in (fixed or {}).items() if i in set(ids)}
+    relations = list(relations)
+    _validate(ids, relations, fixed)
+    cyc = cycles(relations)
+    if cyc:
+        raise ConflictError(conflict_message(cyc))
+    if not ids:
+        return Layout({})
+
+    W, H = canvas.width, canvas.height
+    rng = random.Random(seed)
+    spans = _spanning(objects, relations, fixed)
+    free = [o for o in objects if o.id not in fixed]
+    sizes, warnings = initial_sizes([(o.id, o.name, o.size, o.id in spans) for o in free], W, H, MARGIN)
+    warned = {w.split(":")[0] for w in warnings}
+    groups = {o.id: o.group or o.name for o in objects}
+    min_wh = min_size(W, H)
+
+    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, rng)
+    warnings += _fit(boxes, fixed, min_wh, MARGIN, W, H, warned)
+    boxes = _round(boxes)
+    boxes.update(fixed)
+    if _valid(boxes, relations, fixed, min_wh, MARGIN):
+        return Layout(boxes, warnings)
+
+    repaired = _round(_repair(ids, relations, boxes, fixed, min_wh, MARGIN, groups))
+    repaired.update(fixed)
+    if not _valid(repaired, relations, fixed, min_wh, MARGIN):  # rounding ate a margin: should not happen
+        bad = check_relations(repaired, relations)
+        warnings.append("geometry: " + ("; ".join(str(v) for v in bad) or "an overlap bound") + " not met exactly")
+    return Layout(repaired, warnings, repaired=True)
