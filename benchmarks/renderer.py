@@ -2,13 +2,16 @@
 
     python3 benchmarks/renderer.py --suite tiny                      # CPU, tiny random model
     python3 benchmarks/renderer.py --suite sd15 sdxl --device cuda   # full-size random UNets (GPU)
+    python3 benchmarks/renderer.py --suite sd15 --size 128 --steps 10 --methods none refocus rca
+                                                                     # SD 1.5-sized UNet on the CPU, small
 
 Full-size suites build SD 1.5 / SDXL components with random weights from the
 published configs in benchmarks/configs/*.json (timing and memory do not depend
 on weight values). The gradient methods' early-stop tests are disabled
 (``--worst-case``, default on) so every scheduled iteration runs: random weights
 would otherwise stop or continue arbitrarily, and the figure is an upper bound.
-Peak memory is torch's peak allocated (GPU) or peak RSS growth (CPU, coarse).
+Peak memory is torch's peak allocated (GPU); on the CPU it is the process's
+peak RSS, which only grows, so CPU memory ratios are not meaningful.
 """
 
 from __future__ import annotations
@@ -70,13 +73,13 @@ def peak_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_suite(suite: str, device: str, steps: int, methods: list[str]) -> dict:
+def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None) -> dict:
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     if suite == "tiny":
-        pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), 64
+        pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), size or 64
     else:
         pipe = pipeline_from_components(full_components(suite, device, dtype), device=device, dtype=dtype)
-        size = 512 if suite == "sd15" else 1024
+        size = size or (512 if suite == "sd15" else 1024)
     plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
     pipe(plan, method="refocus", steps=2, progress=False)  # warm-up (kernels, allocator)
     rows = {}
@@ -88,31 +91,70 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str]) -> dict:
             if i == steps - 1:
                 loop_peak["gib"] = peak_gib(device)
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = pipe(plan, method=m, steps=steps, progress=False, callback=cb)
-        wall = time.perf_counter() - t0
-        rows[m] = {"wall_s": wall, "loop_s": r.timings["loop_s"], "peak_gib": peak_gib(device),
-                   "loop_peak_gib": loop_peak.get("gib", float("nan")), "scores": r.scores}
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rows[m] = {"wall_s": wall, "cpu_s": cpu, "loop_s": r.timings["loop_s"], "peak_gib": peak_gib(device),
+                   "loop_peak_gib": loop_peak.get("gib", float("nan")), "scores": r.scores, "losses": r.losses}
     base = rows["none"]
+    # on a (shared) CPU the process's CPU time is the steadier measure; on a GPU, wall time
+    clock = "wall_s" if device.startswith("cuda") else "cpu_s"
     for r in rows.values():
-        r["time_x"] = r["wall_s"] / base["wall_s"]
+        r["time_x"] = r[clock] / base[clock]
         r["peak_x"] = r["peak_gib"] / base["peak_gib"]
         r["loop_peak_x"] = r["loop_peak_gib"] / base["loop_peak_gib"]
-    dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
-    return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps,
-            "worst_case": guidance.StepPlan.keep_going is _always, "methods": rows}
+    dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps, "clock": clock,
+            "worst_case": not guidance.EARLY_STOP, "measured_by": "this code (renderer after the cleanup session)",
+            "methods": rows}
 
 
-def _always(self, loss, stats, it):  # every scheduled iteration runs
-    return True
+def count_ops(suite: str, steps: int, methods: list[str], size: int | None = None) -> dict:
+    """Aten operators and host synchronisations (``.item()``-style copies) per render, on the CPU.
+
+    A device-independent proxy for the launch overhead a GPU pays: every operator is a kernel
+    launch there, and every synchronisation drains the GPU's queue.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops = self.syncs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            self.syncs += func.overloadpacket.__name__ == "_local_scalar_dense"
+            return func(*args, **(kwargs or {}))
+
+    if suite == "tiny":
+        pipe, size = pipeline_from_components(tiny_sd_components(), device="cpu"), size or 64
+    else:
+        pipe, size = pipeline_from_components(full_components(suite, "cpu", torch.float32), device="cpu"), size or 128
+    plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
+    rows = {}
+    for m in methods:
+        c = Count()
+        with c:
+            pipe(plan, method=m, steps=steps, progress=False)
+        rows[m] = {"ops": c.ops, "syncs": c.syncs}
+    for r in rows.values():
+        r["extra_ops"], r["extra_syncs"] = r["ops"] - rows["none"]["ops"], r["syncs"] - rows["none"]["syncs"]
+    print(f"\n{suite} {size}px {steps} steps: aten operators and host syncs per render")
+    print(f"{'method':<13}{'ops':>9}{'extra':>9}{'syncs':>8}{'extra':>8}")
+    for m, r in rows.items():
+        print(f"{m:<13}{r['ops']:>9}{r['extra_ops']:>9}{r['syncs']:>8}{r['extra_syncs']:>8}")
+    return {"suite": suite, "size": size, "steps": steps, "worst_case": not guidance.EARLY_STOP, "methods": rows}
 
 
 def table(res: dict) -> str:
-    lines = [f"\n{res['suite']} on {res['device']} ({res['dtype']}, {res['size']}px, {res['steps']} steps)",
-             f"{'method':<13}{'wall s':>9}{'x none':>8}{'peak GiB':>10}{'x none':>8}{'loop peak':>11}{'x none':>8}"]
+    clock = res.get("clock", "wall_s")
+    lines = [f"\n{res['suite']} on {res['device']} ({res['dtype']}, {res['size']}px, {res['steps']} steps; "
+             f"x none from {clock})",
+             f"{'method':<13}{'wall s':>9}{'cpu s':>9}{'x none':>8}{'peak GiB':>10}{'x none':>8}{'loop peak':>11}{'x none':>8}"]
     for m, r in res["methods"].items():
-        lines.append(f"{m:<13}{r['wall_s']:>9.2f}{r['time_x']:>8.2f}{r['peak_gib']:>10.2f}{r['peak_x']:>8.2f}"
-                     f"{r['loop_peak_gib']:>11.2f}{r['loop_peak_x']:>8.2f}")
+        lines.append(f"{m:<13}{r['wall_s']:>9.2f}{r.get('cpu_s', float('nan')):>9.2f}{r['time_x']:>8.2f}"
+                     f"{r['peak_gib']:>10.2f}{r['peak_x']:>8.2f}{r['loop_peak_gib']:>11.2f}{r['loop_peak_x']:>8.2f}")
     return "\n".join(lines)
 
 
@@ -122,19 +164,28 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=None, help="default: 20 for tiny, 50 otherwise")
     ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--size", type=int, default=None, help="image side (default 64 tiny, 512 sd15, 1024 sdxl)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the tiny model gains nothing "
+                    "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
+    ap.add_argument("--count-ops", action="store_true", help="count operators and host syncs instead of timing")
     ap.add_argument("--out", default=str(ROOT / "results" / "renderer.json"))
     args = ap.parse_args()
-    if not args.no_worst_case:
-        guidance.StepPlan.keep_going = _always
+    torch.set_num_threads(args.threads)
+    guidance.EARLY_STOP = args.no_worst_case
     methods = ["none"] + [m for m in args.methods if m != "none"]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     for s in args.suite:
         steps = args.steps or (20 if s == "tiny" else 50)
-        res = run_suite(s, args.device, steps, methods)
+        if args.count_ops:
+            results[f"{s}-ops"] = count_ops(s, steps, methods, args.size)
+            out.write_text(json.dumps(results, indent=2))
+            continue
+        res = run_suite(s, args.device, steps, methods, args.size)
         print(table(res), flush=True)
-        results[f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}"] = res
+        key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "")
+        results[key] = res
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")

@@ -97,7 +97,13 @@ def _fallback_boxes(spec: dict, seed: int) -> dict[int, tuple]:
 
 
 def make_plan(spec: dict, seed: int):
-    """(ScenePlan on a 64x64 canvas, geometry source)."""
+    """(ScenePlan on a 64x64 canvas, geometry source).
+
+    The geometry stage places the boxes (``planner.plan.plan_from_graph``), with one change of prior:
+    its real-world size table would make a "ring" a finger ring (a 5-pixel box) and a "star" a
+    sticker, so the layout is solved with every object named "shape" (the default, medium prior;
+    in this world all shapes are drawn at one scale) and the real names are put back.
+    """
     from planner.scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
 
     prompt = spec_prompt(spec)
@@ -105,10 +111,14 @@ def make_plan(spec: dict, seed: int):
     graph = SceneGraph(objects=[GraphObject(id=ids[i], name=s, attributes=[c]) for i, (c, s) in enumerate(spec["objects"])],
                        relations=[GraphRelation(subject=ids[s], predicate=p, object=ids[o]) for s, p, o in spec["relations"]])
     try:
+        from planner.geometry import solve
         from planner.plan import plan_from_graph
 
         plan = plan_from_graph(prompt, graph, Canvas(width=64, height=64), seed=seed)
-        return plan, "planner.geometry"
+        neutral = [o.model_copy(update={"name": "shape"}) for o in plan.objects]
+        layout = solve(neutral, plan.relations, plan.canvas, seed=seed)
+        objs = [o.model_copy(update={"box": tuple(layout.boxes[o.id])}) for o in plan.objects]
+        return plan.model_copy(update={"objects": objs, "warnings": list(layout.warnings)}), "planner.geometry"
     except ImportError:
         boxes = _fallback_boxes(spec, seed)
         objs = [PlanObject(id=f"{s}-{i + 1}", name=s, phrase=phrase(c, s), attributes=[c], box=boxes[i], group=ids[i])
@@ -126,8 +136,11 @@ def colour_shape(obj) -> tuple[str, str]:
 # scoring
 # ---------------------------------------------------------------------------
 
-def score_image(image: np.ndarray, plan) -> dict:
-    """Per-object presence / box IoU / mask IoU and per-relation truth, from the exact detector."""
+def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
+    """Per-object presence / box IoU / mask IoU and per-relation truth, from the exact detector.
+
+    ``attn``: the renderer's per-object attention-in-box share (RenderResult.scores), kept as a diagnostic.
+    """
     h, w = image.shape[:2]
     dets = detect(image)
     found, objs = {}, []
@@ -139,7 +152,8 @@ def score_image(image: np.ndarray, plan) -> dict:
                      "colour_present": any(x.colour == colour for x in dets),
                      "box_iou": box_iou(d.box, o.box) if d else 0.0,
                      "mask_iou": mask_iou(d.mask, target_mask(shape, o.box, h, w)) if d else 0.0,
-                     "box": [round(v, 4) for v in d.box] if d else None})
+                     "box": [round(v, 4) for v in d.box] if d else None,
+                     "attn_in_box": round(float((attn or {}).get(o.id, float("nan"))), 4)})
     rels = []
     for r in plan.relations:
         s, o = found.get(r.subject), found.get(r.object)
@@ -162,6 +176,7 @@ def summarise(records: list[dict]) -> dict:
         "mask_iou": float(np.mean([o["mask_iou"] for o in objs])) if objs else 0.0,
         "box_iou_gt_0.5": float(np.mean([o["box_iou"] > 0.5 for o in objs])) if objs else 0.0,
         "relation_acc": float(np.mean([x["holds"] for x in rels])) if rels else 0.0,
+        "attn_in_box": float(np.nanmean([o.get("attn_in_box", np.nan) for o in objs])) if objs else 0.0,
         "s_per_image": float(np.mean([r["seconds"] for r in records])) if records else 0.0,
     }
 
@@ -171,7 +186,7 @@ def summarise(records: list[dict]) -> dict:
 # ---------------------------------------------------------------------------
 
 def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guidance_scale: float,
-               time_budget: float, examples: int, log) -> tuple[list[dict], list[np.ndarray]]:
+               time_budget: float, examples: int, log, options: dict | None = None) -> tuple[list[dict], list[np.ndarray]]:
     records, images = [], []
     t_start = time.perf_counter()
     for it in items:
@@ -182,9 +197,9 @@ def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guid
         render_plan = plan.model_copy(update={"prompt": it["caption"] if text == "caption" else plan.prompt})
         t0 = time.perf_counter()
         res = pipe(render_plan, method=method, seed=it["seed"], steps=steps, guidance_scale=guidance_scale,
-                   progress=False)
+                   progress=False, method_options=options or None)
         img = np.asarray(res.images[0].convert("RGB"))
-        rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan),
+        rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan, res.scores),
                "seconds": time.perf_counter() - t0}
         records.append(rec)
         if len(images) < examples:
@@ -220,10 +235,10 @@ def save_grid(path: Path, targets: list[np.ndarray], rows: dict[str, list[np.nda
 
 def print_table(summary: dict, log=print) -> None:
     keys = ["presence", "colour_presence", "all_present", "box_iou", "box_iou_found", "mask_iou", "box_iou_gt_0.5",
-            "relation_acc", "s_per_image"]
+            "relation_acc", "attn_in_box", "s_per_image"]
     log(f"{'method':10s} {'prompts':>7s} " + " ".join(f"{k:>15s}" for k in keys))
     for m, s in summary.items():
-        log(f"{m:10s} {s['prompts']:7d} " + " ".join(f"{s[k]:15.3f}" for k in keys))
+        log(f"{m:10s} {s['prompts']:7d} " + " ".join(f"{s.get(k, float('nan')):15.3f}" for k in keys))
 
 
 def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dict:
@@ -263,13 +278,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--grid", default=str(RESULTS / "shapes_grid.png"))
     ap.add_argument("--shard", default=None, help="write a shard file (for --merge) instead of the results")
     ap.add_argument("--merge", nargs="+", default=None, help="shard files to combine")
+    ap.add_argument("--method-options", default=None,
+                    help='JSON of per-method hyperparameters, e.g. \'{"refocus": {"loss_scale": 20}}\' (default: none)')
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = ap.parse_args(argv)
     if a.merge:
         return merge(a.merge, Path(a.out), Path(a.grid) if a.grid else None)
 
     import torch
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    torch.set_num_threads(a.threads or max(1, min(torch.get_num_threads(), 4)))
+    options = json.loads(a.method_options) if a.method_options else {}
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     specs = make_specs(a.limit, a.seed)
     items, sources = [], set()
@@ -282,11 +301,12 @@ def main(argv: list[str] | None = None) -> dict:
     records, examples = {}, {}
     for m in methods:
         records[m], examples[m] = run_method(pipe, m, items, a.steps, a.text, a.guidance_scale, a.time_budget,
-                                             a.examples, lambda s: print(s, flush=True))
+                                             a.examples, lambda s: print(s, flush=True),
+                                             {k: v for k, v in options.items() if k in m.split("+")})
         print(f"{m}: {len(records[m])} prompts, {summarise(records[m])['box_iou']:.3f} box IoU", flush=True)
     config = {"model": a.model, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
               "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
-              "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
+              "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64], "method_options": options,
               "command": " ".join(["python benchmarks/shapes.py", *(argv if argv is not None else sys.argv[1:])])}
     shard = {"config": config, "records": records, "examples": {m: [e.tolist() for e in v] for m, v in examples.items()},
              "targets": [target_image(it["plan"]).tolist() for it in items[:a.examples]],

@@ -36,7 +36,7 @@ DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # == renderer.DEF
 DEFAULT_METHOD = "refocus"
 DEFAULT_SIZE = 512
 DEMO_MODEL_HINT = ("or try the offline demo model shipped in the project checkout: "
-                   "--model models/shapes-tiny --width 64 --height 64")
+                   "--model models/shapes-tiny")
 
 Event = Callable[[str, dict], None]
 

@@ -32,10 +32,11 @@ from planner.scene import ScenePlan
 from .session import EditResult, Session
 from .store import Store, default_path, iso
 
-COMMANDS_HELP = """commands: /undo [N], /redo [N], /show, /plan (JSON), /history, /render, /export FILE, /id, /help, /quit
-anything else is an edit, e.g.: add a dog behind the vase | move the cat a bit left | put the cat right of the dog |
-make the vase bigger | make the cat black | turn the cat into a fox | swap the cat and the dog | remove the dog |
-change the background to a beach | undo | redo"""
+COMMANDS_HELP = """commands: /undo [N], /redo [N], /show, /plan (JSON), /history, /render, /export FILE, /id, /help,
+/quit. Anything else is an edit, e.g.:
+  add a dog behind the vase | move the cat a bit left | put the cat right of the dog | make the vase bigger
+  make the cat black | turn the cat into a fox | swap the cat and the dog | remove the dog
+  change the background to a beach | undo | redo"""
 
 
 def _console() -> Console:
@@ -203,6 +204,23 @@ def _history(turns, console: Console) -> None:
     console.print(table)
 
 
+def _quiet_libraries() -> None:
+    """Weight-loading bars and library warnings are noise between chat turns (PLAN_AND_RENDER_DEBUG=1 keeps them)."""
+    import os
+    import warnings
+
+    if os.environ.get("PLAN_AND_RENDER_DEBUG", "").strip().lower() not in ("", "0", "false", "no"):
+        return
+    warnings.filterwarnings("ignore")
+    for mod in ("transformers", "diffusers"):
+        try:
+            logging = __import__(f"{mod}.utils.logging", fromlist=["set_verbosity_error"])
+            logging.set_verbosity_error()
+            logging.disable_progress_bar()
+        except Exception:  # pragma: no cover - quieting is optional
+            pass
+
+
 def _guard(fn):
     """One ``error:`` line and exit 2 (usage) / 1 (other) for any PlanAndRenderError, whatever app runs us."""
     import functools
@@ -243,6 +261,7 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
           width: Optional[int], height: Optional[int], device: Optional[str], memory: bool) -> int:
     from . import api
 
+    _quiet_libraries()
     if session_id and prompt:
         raise UsageError("give either a PROMPT (new session) or --session ID (resume), not both")
     if memory and session_id:
@@ -258,7 +277,8 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
         if width or height:
             render_kw.update(width=width or s.canvas.width, height=height or s.canvas.height)
     else:
-        canvas = api.make_canvas(width, height)
+        native = api.native_size(model) if model else None  # e.g. 64 for models/shapes-tiny
+        canvas = api.make_canvas(width, height, default=native or api.DEFAULT_SIZE)
         if render:
             api.check_render_size(canvas.width, canvas.height)
         s = Session(prompt, planner=planner or api.DEFAULT_PLANNER, store=st if st is not None else None,
@@ -287,10 +307,10 @@ def chat(
     seed: int = typer.Option(0, "--seed", help="Seed for the layout and every render of this session."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps per render (default 50).",
                                         show_default=False),
-    width: Optional[int] = typer.Option(None, "--width", help="Canvas/image width in pixels (default 512).",
-                                        show_default=False),
-    height: Optional[int] = typer.Option(None, "--height", help="Canvas/image height in pixels (default 512).",
-                                         show_default=False),
+    width: Optional[int] = typer.Option(None, "--width", help="Canvas/image width in pixels (default: the model's "
+                                        "native size for a local folder, else 512).", show_default=False),
+    height: Optional[int] = typer.Option(None, "--height", help="Canvas/image height in pixels (default: as "
+                                         "--width).", show_default=False),
     device: Optional[str] = typer.Option(None, "--device", help="Render device (default: cuda if available).",
                                          show_default=False),
 ) -> None:

@@ -114,6 +114,8 @@ def _quiet_libraries(rendering: bool = False) -> None:
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    if not sys.stderr.isatty():  # loading bars are useful on a terminal, noise in a log
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not rendering:
         return
     for mod in ("transformers", "diffusers"):
@@ -234,7 +236,7 @@ def generate_cmd(
         suffix = f" ({' and '.join(where)} written to {run_dir})" if where else ""
         error_line(f"{e.message}{suffix}")
         if not where:  # no plan was made: leave no folder behind that holds only the error
-            _discard(Path(run_dir))
+            _discard(Path(run_dir), parent_too=out is None)
         raise typer.Exit(_exit_code(e))
     except Exception as e:
         code = _unexpected(e)
@@ -254,11 +256,14 @@ def generate_cmd(
     print(run_dir)  # stdout: the folder, for scripts
 
 
-def _discard(folder: Path) -> None:
-    """Remove this run's metadata.json and the folder if that leaves it empty (other files stay)."""
+def _discard(folder: Path, parent_too: bool = False) -> None:
+    """Remove this run's metadata.json and the folder if that leaves it empty (other files stay);
+    with ``parent_too``, also an ./outputs that this leaves empty."""
     try:
         (folder / "metadata.json").unlink(missing_ok=True)
         folder.rmdir()
+        if parent_too:
+            folder.parent.rmdir()
     except OSError:
         pass
 
@@ -462,6 +467,8 @@ def run(argv: list[str] | None = None) -> int:
         error_line("aborted")
         return 1
     except CLICK_ERRORS as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group called bare: its help is already printed
+            return 0
         cmd = argv[0] if argv and argv[0] in commands() else ""
         error_line(f"{e.format_message()} (see {PROG} {cmd + ' ' if cmd else ''}--help)")
         return e.exit_code

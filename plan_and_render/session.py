@@ -18,15 +18,18 @@ undo and redo stacks exactly, which is how ``resume`` works.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from planner.errors import PlanAndRenderError, UsageError
+from planner.errors import LLMError, PlanAndRenderError, UsageError
 from planner.scene import Canvas, ScenePlan
 
 from .store import StaleSession, Store, TurnRecord, default_path, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +67,13 @@ def _store(store: Store | str | Path | bool | None) -> Store | None:
     return Store(store)
 
 
+def _not_understood(script: EditScript) -> bool:
+    from planner.backends.rules_edits import NOT_UNDERSTOOD
+
+    q = script.clarification
+    return q is not None and q.startswith(NOT_UNDERSTOOD)
+
+
 def _empty_plan(canvas: Canvas) -> ScenePlan:
     return ScenePlan(prompt="", canvas=canvas)
 
@@ -86,6 +96,7 @@ class Session:
         self._redo: list[int] = []
         self._current = 0
         self.last_render = None
+        self.last_parser: str | None = None
         if session_id is not None:
             if self.store is None:
                 raise UsageError("resuming a session needs a store (a database path)")
@@ -117,13 +128,17 @@ class Session:
             first, action = make_plan(self.prompt, self.backend, self.canvas, self.seed), "plan"
         else:
             first, action = _empty_plan(self.canvas), "start"
+        meta = {"notes": list(first.warnings)}
         if self.store is not None:
             self.id = self.store.create_session(
                 prompt=self.prompt, planner=self.planner, model=self.model, method=self.method, seed=self.seed,
-                canvas=self.canvas.model_dump(), meta={"render_options": self.render_options})
+                canvas=self.canvas.model_dump(), meta={"render_options": self.render_options},
+                first={"action": action, "instruction": self.prompt, "plan": first.model_dump(mode="json"),
+                       "meta": meta})
+            self._sync()
         else:
             self.id = uuid.uuid4().hex[:12]
-        self._commit(action, self.prompt, [], first, {"notes": list(first.warnings)})
+            self._commit(action, self.prompt, [], first, meta)
 
     # -- construction helpers ---------------------------------------------
 
@@ -195,6 +210,11 @@ class Session:
         if self._current != rec.state:  # the log is the truth; should never differ
             self._current = rec.state
 
+    def refresh(self) -> "Session":
+        """Pick up turns another process (or Session object) committed to the same store."""
+        self._sync()
+        return self
+
     def _sync(self) -> None:
         """Pick up turns another process committed."""
         if self.store is None:
@@ -228,15 +248,47 @@ class Session:
                 break
         return []
 
+    def _rules_first(self) -> bool:
+        """Ask the rules parser before the model? Decided without loading the model when possible."""
+        if self._backend is None and self.planner and self.planner.partition(":")[0] == "local":
+            from planner.backends.base import _REGISTRY
+
+            return bool(getattr(_REGISTRY.get("local"), "edit_rules_first", True))
+        backend = self.backend
+        return bool(getattr(backend, "edit_rules_first", getattr(backend, "name", "") == "local"))
+
     def parse(self, instruction: str) -> EditScript:
-        """The operations an instruction means for the current plan (nothing is applied)."""
+        """The operations an instruction means for the current plan (nothing is applied).
+
+        A backend without edit support, or a language model that fails (``LLMError``), falls back to the
+        rules parser; a backend with ``edit_rules_first`` (default: the small ``local`` model) asks the rules
+        parser first and the model only for what it did not understand. ``self.last_parser`` says who answered.
+        """
+        from planner.backends.rules_edits import edit_ops as rules_edit_ops
+
         context = edit_context(self.plan, self._last_targets(), self.can_undo, self.can_redo)
+        rules_error: PlanAndRenderError | None = None
+        if self._rules_first():
+            # a small local model: the rules parser answers what it understands, the model the rest
+            try:
+                script = rules_edit_ops(instruction, context)
+                if not _not_understood(script):
+                    self.last_parser = "rules"
+                    return script
+            except EditError as exc:  # e.g. a name the rules do not know; the model may
+                rules_error = exc
+        self.last_parser = self.planner
         try:
             script = self.backend.edit_ops(instruction, context)
-        except NotImplementedError:  # a backend without edit support: the rules parser
-            from planner.backends.rules_edits import edit_ops
-
-            script = edit_ops(instruction, context)
+        except NotImplementedError:  # a backend without edit support
+            if rules_error is not None:
+                raise rules_error from None
+            script, self.last_parser = rules_edit_ops(instruction, context), "rules"
+        except LLMError as exc:
+            if rules_error is not None:
+                raise rules_error from None
+            log.warning("planner %s could not read the edit (%s); using the rules parser", self.planner, exc)
+            script, self.last_parser = rules_edit_ops(instruction, context), f"rules (after: {exc.message})"
         if isinstance(script, dict):
             script = EditScript.model_validate(script)
         return script
@@ -258,6 +310,7 @@ class Session:
         return EditResult(instruction, self.plan, error="the session is being edited elsewhere; try again")
 
     def _script(self, instruction: str, ops: EditScript | list | None) -> EditScript:
+        self.last_parser = None
         if ops is None:
             return self.parse(instruction)
         if isinstance(ops, EditScript):
@@ -296,8 +349,10 @@ class Session:
         notes += applied.notes
         action = "edit" if changes else history[-1].op
         state = None if changes else current
-        turn = self._commit(action, instruction, dumped, applied.plan, {"notes": notes, "targets": applied.touched},
-                            state=state)
+        meta = {"notes": notes, "targets": applied.touched}
+        if self.last_parser:
+            meta["parser"] = self.last_parser
+        turn = self._commit(action, instruction, dumped, applied.plan, meta, state=state)
         return EditResult(instruction, self.plan, ops=dumped, notes=notes, turn=turn)
 
     def _label(self, turn: int) -> str:
@@ -316,8 +371,8 @@ class Session:
         """Render the current plan with the session seed (unchanged regions stay similar across edits).
 
         Keyword arguments go to ``plan_and_render.api.render`` (steps, width, height, num_images, ...); the
-        session's model (or ``pipeline``), method and render options are the defaults. Images are written atomically to the
-        store's image folder (and recorded on the newest turn) or to ``out_dir``.
+        session's model (or ``pipeline``), method and render options are the defaults. Images are written
+        atomically to the store's image folder (and recorded on the newest turn) or to ``out_dir``.
         """
         from . import api
 

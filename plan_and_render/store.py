@@ -187,7 +187,10 @@ class Store:
     # -- sessions ----------------------------------------------------------
 
     def create_session(self, *, prompt: str | None, planner: str, model: str | None, method: str | None,
-                       seed: int, canvas: dict, meta: dict | None = None, session_id: str | None = None) -> str:
+                       seed: int, canvas: dict, meta: dict | None = None, session_id: str | None = None,
+                       first: dict | None = None) -> str:
+        """A new session; ``first`` (action, instruction, ops, plan, meta) is its turn 0, in the same transaction,
+        so a crash never leaves a session without its first plan."""
         sid = session_id or uuid.uuid4().hex[:12]
         now = time.time()
         try:
@@ -197,6 +200,12 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (sid, now, now, prompt, planner, model, method, int(seed), json.dumps(canvas),
                      json.dumps(meta or {})))
+                if first is not None:
+                    self.db.execute(
+                        "INSERT INTO turns (session_id, turn, created, action, instruction, ops, plan, state, meta) "
+                        "VALUES (?, 0, ?, ?, ?, ?, ?, 0, ?)",
+                        (sid, now, first["action"], first.get("instruction"), json.dumps(first.get("ops", [])),
+                         json.dumps(first["plan"]), json.dumps(first.get("meta", {}))))
         except sqlite3.IntegrityError:
             raise UsageError(f"a session with id {sid!r} already exists") from None
         except sqlite3.Error as exc:

@@ -1,64 +1,51 @@
-"""A compact, prompt-grounded scene-graph answer for small local models.
+"""A compact, prompt-grounded answer format for small local models.
 
-The full ``SceneGraph`` makes a model write every object's id and size and
-choose predicates from an abstract list; on a 2-core CPU each chosen token
-costs ~0.1 s, and a 270M model mostly picks the first predicate it saw. The
-compact form asks for what a small model does well - copying - and derives the
-rest deterministically:
+Measured on Gemma 3 270M (a base model): asked for ``SceneGraph`` JSON it
+lists one object of two and writes ``"on"`` for nearly every relation; asked
+for short lines that read like the prompt it copies counts, names and relation
+phrases correctly far more often. So ``local`` decodes this form::
 
-* objects name a ``name`` (a phrase of the prompt, singular allowed), ``count``
-  and ``attributes`` (words of the prompt); ids come from names;
-* a relation copies its phrase from the prompt (``"to the left of"``), which
-  ``planner.vocab.canonical_predicate`` maps to the vocabulary;
-* ``between`` has its own shape with ``object2``.
+    Objects: 3 red apples; 1 table
+    Relations: apples | on | table
+    Background: a kitchen
+    Excluded: none
 
-``grounded_schema(prompt)`` is the JSON schema used for decoding: every string
-is an enum of the prompt's own words and phrases, so the model cannot write a
-word that is not in the text. ``CompactGraph`` validates the answer and
-``to_graph`` turns it into a ``SceneGraph``; few-shot answers come from the
-full examples through ``from_graph``, so there is one set of examples.
+* an object is ``count phrase``; the phrase is words of the prompt, and
+  ``planner.normalize.normalize_name`` splits it into name, attributes, size;
+* a relation copies its phrase from the prompt (or a plain predicate name),
+  and ``planner.vocab.canonical_predicate`` maps it; ``between`` takes two
+  references;
+* ``grounded_grammar(prompt)`` is the EBNF grammar used for decoding: every
+  name and phrase is a choice among the prompt's own word sequences, so the
+  model cannot write a word that is not in the text, and the answer is finite.
+
+``answer_lines`` renders the few-shot examples (the same ``prompts/``
+examples the JSON backends use) and ``parse_lines`` turns an answer into a
+``SceneGraph``.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, Field
 
 from .expand import slug
 from .scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from .vocab import PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
+from .vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
 
-Word = Annotated[str, Field(min_length=1, max_length=40)]
-MAX_OBJECTS, MAX_RELATIONS, MAX_ATTRIBUTES, MAX_EXCLUDED = 8, 8, 4, 4
+MAX_OBJECTS, MAX_RELATIONS, MAX_EXCLUDED, MAX_PHRASE_WORDS = 8, 8, 4, 4
 BASE_PHRASES = tuple(p.replace("_", " ") for p in PREDICATE_NAMES if p != "between")
+# Words a thing's name never starts or ends with (articles, prepositions, numbers, verbs of being...)
+_EDGE_WORDS = frozenset(
+    """a an the this that these those some any no not without with and or of to in on at by for from into onto
+    over under above below behind near next between is are was were be there here it its their his her one two
+    three four five six seven eight nine ten eleven twelve dozen pair couple few several many more less than
+    left right top bottom front side middle photo picture image scene view number same""".split()
+)
 
 
-class CompactObject(BaseModel):
-    name: Word
-    count: int = Field(ge=1, le=MAX_INSTANCES)
-    attributes: list[Word] = Field(max_length=MAX_ATTRIBUTES)
-
-
-class CompactRelation(BaseModel):
-    subject: Word
-    relation: Word
-    object: Word
-
-
-class CompactBetween(BaseModel):
-    subject: Word
-    relation: Literal["between"]
-    object: Word
-    object2: Word
-
-
-class CompactGraph(BaseModel):
-    objects: list[CompactObject] = Field(max_length=MAX_OBJECTS)
-    relations: list[CompactBetween | CompactRelation] = Field(max_length=MAX_RELATIONS)
-    background: Word | None
-    excluded: list[Word] = Field(max_length=MAX_EXCLUDED)
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
 # --------------------------------------------------------------------------
@@ -66,114 +53,159 @@ class CompactGraph(BaseModel):
 # --------------------------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
-
-
 def relation_phrase(prompt: str, predicate: str) -> str:
-    """The longest phrasing of ``predicate`` that occurs in ``prompt`` (else the
-    predicate with spaces) - what a model is shown to copy."""
-    text = f" {' '.join(_words(prompt))} "
-    found = [p for p, pred in PREDICATE_PHRASES.items() if pred == predicate and f" {p} " in text]
+    """The longest multi-word phrasing of ``predicate`` in ``prompt``, else the predicate with spaces."""
+    text = f" {' '.join(words(prompt))} "
+    found = [p for p, pred in PREDICATE_PHRASES.items() if pred == predicate and " " in p and f" {p} " in text]
     return max(found, key=len) if found else predicate.replace("_", " ")
 
 
-def from_graph(graph: SceneGraph | dict, prompt: str = "") -> dict:
-    """The compact answer (a plain dict, keys in schema order) for a scene graph."""
+def answer_lines(graph: SceneGraph | dict, prompt: str = "") -> str:
+    """The line-form answer for a scene graph (objects as ``count attributes name``)."""
     g = SceneGraph.model_validate(graph)
     names = {o.id: o.name for o in g.objects}
+    objs = "; ".join(f"{o.count} {' '.join([*([o.size] if o.size else []), *o.attributes, o.name])}"
+                     for o in g.objects) or "none"
     rels = []
     for r in g.relations:
-        rel = {"subject": names.get(r.subject, r.subject), "relation": relation_phrase(prompt, r.predicate),
-               "object": names.get(r.object, r.object)}
         if r.predicate == "between":
-            rel = {**rel, "relation": "between", "object2": names.get(r.object2, r.object2)}
-        rels.append(rel)
-    return {
-        "objects": [{"name": o.name, "count": o.count, "attributes": list(o.attributes)} for o in g.objects],
-        "relations": rels,
-        "background": g.background,
-        "excluded": list(g.excluded),
-    }
+            rels.append(f"{names.get(r.subject, r.subject)} | between | {names.get(r.object, r.object)} | "
+                        f"{names.get(r.object2, r.object2)}")
+        else:
+            rels.append(f"{names.get(r.subject, r.subject)} | {relation_phrase(prompt, r.predicate)} | "
+                        f"{names.get(r.object, r.object)}")
+    return (f"Objects: {objs}\nRelations: {'; '.join(rels) or 'none'}\n"
+            f"Background: {g.background or 'none'}\nExcluded: {', '.join(g.excluded) or 'none'}")
 
 
 # --------------------------------------------------------------------------
-# Decoding schema: strings limited to the prompt's words
+# Decoding grammar: names limited to the prompt's word sequences
 # --------------------------------------------------------------------------
 
 
-def prompt_phrases(prompt: str, max_words: int = 3) -> list[str]:
-    """Word n-grams of the prompt (n <= max_words) and their singular forms."""
-    words = _words(prompt)
+def prompt_phrases(prompt: str, max_words: int = MAX_PHRASE_WORDS) -> list[str]:
+    """Word sequences of the prompt that could name a thing, plus singular forms.
+
+    A name does not start or end with an article, preposition or number, and
+    does not end with an adjective the prompt uses before a noun ("white" in
+    "a white horse"), so "1 white" cannot stand for the horse."""
+    ws = words(prompt)
     out: dict[str, None] = {}
     for n in range(1, max_words + 1):
-        for i in range(len(words) - n + 1):
-            gram = " ".join(words[i : i + n])
-            out[gram] = None
-            out[" ".join([*words[i : i + n - 1], singularize(words[i + n - 1])])] = None
+        for i in range(len(ws) - n + 1):
+            gram = ws[i : i + n]
+            if gram[0] in _EDGE_WORDS or gram[-1] in _EDGE_WORDS:
+                continue
+            if gram[-1] in ADJECTIVES and i + n < len(ws) and ws[i + n] not in _EDGE_WORDS:
+                continue
+            out[" ".join(gram)] = None
+            out[" ".join([*gram[:-1], singularize(gram[-1])])] = None
     return [p for p in out if p]
 
 
-def grounded_schema(prompt: str) -> dict:
-    """``CompactGraph``'s JSON schema with every string an enum of the prompt's phrases.
+_SIDE_HINTS = {"left_of": ("left",), "right_of": ("right",)}  # "to its left" -> "left of"
 
-    Relation phrases are the vocabulary phrasings found in the prompt plus the
-    plain predicate names, so each one maps to a predicate.
-    """
-    phrases = prompt_phrases(prompt) or ["object"]
-    words = list(dict.fromkeys(_words(prompt))) or ["object"]
-    text = f" {' '.join(_words(prompt))} "
-    rel = sorted({p for p, pred in PREDICATE_PHRASES.items() if pred != "between" and f" {p} " in text}
-                 | set(BASE_PHRASES))
-    name = {"type": "string", "enum": phrases}
-    obj = {"type": "object", "properties": {
-        "name": name, "count": {"type": "integer", "minimum": 1, "maximum": MAX_INSTANCES},
-        "attributes": {"type": "array", "items": {"type": "string", "enum": words}, "maxItems": MAX_ATTRIBUTES}},
-        "required": ["name", "count", "attributes"]}
-    pair = {"type": "object", "properties": {"subject": name, "relation": {"type": "string", "enum": rel},
-                                             "object": name}, "required": ["subject", "relation", "object"]}
-    between = {"type": "object", "properties": {"subject": name, "relation": {"const": "between"}, "object": name,
-                                                "object2": name},
-               "required": ["subject", "relation", "object", "object2"]}
-    background = [p for p in phrases if len(p.split()) <= 2] + [f"a {p}" for p in words]
-    return {"type": "object", "properties": {
-        "objects": {"type": "array", "items": obj, "maxItems": MAX_OBJECTS},
-        "relations": {"type": "array", "items": {"anyOf": [pair, between]}, "maxItems": MAX_RELATIONS},
-        "background": {"anyOf": [{"type": "string", "enum": background}, {"type": "null"}]},
-        "excluded": {"type": "array", "items": name, "maxItems": MAX_EXCLUDED}},
-        "required": ["objects", "relations", "background", "excluded"]}
+
+def relation_phrases(prompt: str) -> list[str]:
+    """Relation phrasings the prompt contains, plus the plain name of each
+    predicate the prompt expresses; empty when it states no relation."""
+    ws = words(prompt)
+    text = f" {' '.join(ws)} "
+    found = {p for p, pred in PREDICATE_PHRASES.items() if pred != "between" and f" {p} " in text}
+    preds = {PREDICATE_PHRASES[p] for p in found}
+    preds |= {pred for pred, hints in _SIDE_HINTS.items() if any(h in ws for h in hints)}
+    return sorted(found | {p.replace("_", " ") for p in preds})
+
+
+def _alt(options: list[str]) -> str:
+    return " | ".join(json.dumps(o) for o in options)
+
+
+def grounded_grammar(prompt: str) -> str:
+    """EBNF (xgrammar dialect) for the line answer to ``prompt``; starts with the
+    space after ``Objects:`` and ends with a newline."""
+    names = prompt_phrases(prompt) or ["object"]
+    places = names + [f"a {p}" for p in names if len(p.split()) <= 2]
+    return "\n".join([
+        'root ::= " " objects "\\nRelations: " relations "\\nBackground: " background "\\nExcluded: " excluded "\\n"',
+        f'objects ::= "none" | object ("; " object){{0,{MAX_OBJECTS - 1}}}',
+        'object ::= count " " name',
+        'count ::= [1-9] | [1-2] [0-9] | "30"',
+        relations_rule(prompt),
+        'background ::= "none" | place',
+        f'excluded ::= "none" | name (", " name){{0,{MAX_EXCLUDED - 1}}}',
+        f"name ::= {_alt(names)}",
+        f"place ::= {_alt(places)}",
+    ] + ([f"phrase ::= {_alt(relation_phrases(prompt))}"] if relation_phrases(prompt) else []))
+
+
+def relations_rule(prompt: str) -> str:
+    """Relations the grammar allows: only "none" when the prompt states no relation."""
+    shapes = []
+    if relation_phrases(prompt):
+        shapes.append('name " | " phrase " | " name')
+    if "between" in words(prompt) or "among" in words(prompt):
+        shapes.append('name " | between | " name " | " name')
+    if not shapes:
+        return 'relations ::= "none"'
+    return (f'relations ::= "none" | relation ("; " relation){{0,{MAX_RELATIONS - 1}}}\n'
+            f"relation ::= {' | '.join(shapes)}")
 
 
 # --------------------------------------------------------------------------
 # Back to a SceneGraph
 # --------------------------------------------------------------------------
 
+_OBJECT = re.compile(r"^(\d+)\s+(.+)$")
 
-def to_graph(compact: CompactGraph) -> SceneGraph:
-    """Ids from names (``teddy bear`` -> ``teddy_bear``; a repeated name gets ``_2``);
-    relations that name an object point at its first id; a relation phrase
-    that maps to no predicate is dropped."""
+
+def parse_lines(text: str) -> SceneGraph:
+    """A line answer (as ``grounded_grammar`` produces) as a ``SceneGraph``.
+
+    Names are split by ``normalize_name``; ids come from names (a repeated name
+    gets ``_2``); a reference is matched to an object by phrase, name or
+    singular; a relation phrase that maps to no predicate is dropped.
+    """
+    from .normalize import normalize_name
+
+    fields: dict[str, str] = {}
+    for line in ("Objects:" + text).splitlines():
+        key, _, value = line.partition(":")
+        if value:
+            fields[key.strip().lower()] = value.strip()
     objects: list[GraphObject] = []
-    ids_by_name: dict[str, str] = {}
-    for o in compact.objects:
-        base = slug(o.name)
-        oid, k = base, 2
-        while any(x.id == oid for x in objects):
-            oid, k = f"{base}_{k}", k + 1
-        ids_by_name.setdefault(o.name.strip().lower(), oid)
-        objects.append(GraphObject(id=oid, name=o.name, count=o.count, attributes=o.attributes))
-
-    def ref(name: str) -> str:
-        key = name.strip().lower()
-        return ids_by_name.get(key) or ids_by_name.get(singularize(key)) or slug(key)
-
-    relations = []
-    for r in compact.relations:
-        if isinstance(r, CompactBetween):
-            relations.append(GraphRelation(subject=ref(r.subject), predicate="between", object=ref(r.object),
-                                           object2=ref(r.object2)))
+    ids: dict[str, str] = {}
+    for item in _items(fields.get("objects", ""), ";"):
+        m = _OBJECT.match(item)
+        if not m:
             continue
-        predicate = canonical_predicate(r.relation)
-        if predicate and predicate != "between":
-            relations.append(GraphRelation(subject=ref(r.subject), predicate=predicate, object=ref(r.object)))
-    return SceneGraph(objects=objects, relations=relations, background=compact.background, excluded=compact.excluded)
+        parts = normalize_name(m.group(2))
+        base = slug(parts.name)
+        oid, k = base, 2
+        while any(o.id == oid for o in objects):
+            oid, k = f"{base}_{k}", k + 1
+        for key in (m.group(2), parts.name, singularize(m.group(2))):
+            ids.setdefault(key.lower(), oid)
+        objects.append(GraphObject(id=oid, name=parts.name, count=max(1, min(MAX_INSTANCES, int(m.group(1)))),
+                                   attributes=parts.attributes, size=parts.size))
+
+    def ref(phrase: str) -> str:
+        p = phrase.strip().lower()
+        return ids.get(p) or ids.get(normalize_name(p).name) or ids.get(singularize(p)) or slug(normalize_name(p).name)
+
+    relations: list[GraphRelation] = []
+    for item in _items(fields.get("relations", ""), ";"):
+        parts = [p.strip() for p in item.split("|")]
+        if len(parts) == 4 and parts[1] == "between":
+            relations.append(GraphRelation(subject=ref(parts[0]), predicate="between", object=ref(parts[2]),
+                                           object2=ref(parts[3])))
+        elif len(parts) == 3 and (pred := canonical_predicate(parts[1])) and pred != "between":
+            relations.append(GraphRelation(subject=ref(parts[0]), predicate=pred, object=ref(parts[2])))
+    background = fields.get("background")
+    excluded = [normalize_name(x).name for x in _items(fields.get("excluded", ""), ",")]
+    return SceneGraph(objects=objects, relations=relations,
+                      background=None if background in (None, "", "none") else background, excluded=excluded)
+
+
+def _items(value: str, sep: str) -> list[str]:
+    return [] if value.strip() in ("", "none") else [x.strip() for x in value.split(sep) if x.strip()]

@@ -110,6 +110,10 @@ class AddOp(_Op):
     @model_validator(mode="after")
     def _relation_complete(self) -> "AddOp":
         _check_relation(self.predicate, self.reference, self.reference2, "add")
+        if self.predicate != "between":  # a stray second reference (models write one) means nothing
+            self.reference2 = None
+        if self.predicate is None:
+            self.reference = None
         return self
 
 
@@ -134,11 +138,18 @@ class MoveOp(_Op):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "MoveOp":
-        if (self.direction is None) == (self.predicate is None):
+        if self.direction is None and self.predicate is None:
             raise ValueError("a move needs either a direction or a predicate with a reference object")
+        if self.direction is not None and self.predicate is not None:
+            if not self.reference:
+                self.predicate = None  # a direction plus a dangling predicate: the direction is the move
+            else:
+                self.direction = None  # a relation to another object says more than a direction
         if isinstance(self.amount, float) and not 0.0 < self.amount <= 1.0:
             raise ValueError("a numeric move amount is a fraction of the canvas in (0, 1]")
         _check_relation(self.predicate, self.reference, self.reference2, "move")
+        if self.predicate != "between":
+            self.reference2 = None
         return self
 
 
@@ -187,6 +198,8 @@ class RelateOp(_Op):
     @model_validator(mode="after")
     def _between(self) -> "RelateOp":
         _check_relation(self.predicate, self.object, self.object2, "relate")
+        if self.predicate != "between":
+            self.object2 = None
         return self
 
 
@@ -242,8 +255,6 @@ def _check_relation(predicate, reference, reference2, what: str) -> None:
         raise ValueError(f"{what}: predicate {predicate!r} needs a reference object")
     if predicate == "between" and not reference2:
         raise ValueError(f"{what}: 'between' needs reference2")
-    if predicate != "between" and reference2:
-        raise ValueError(f"{what}: only 'between' takes a second reference")
 
 
 # --------------------------------------------------------------------------
@@ -446,7 +457,7 @@ def _resize(s: _State, op: ResizeOp) -> None:
         o = s.obj(i)
         o.size = _step_size(o.size, op.scale)
     word = "bigger" if op.scale > 1 else "smaller"
-    s.notes.append(f"made {', '.join(ids)} {word} (x{op.scale:g})")
+    s.notes.append(f"made {', '.join(ids)} {word} (x{round(op.scale, 2):g})")
     _recheck(s, ids)
 
 

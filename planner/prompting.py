@@ -104,23 +104,19 @@ def edit_completion(instruction: str, context: dict, k: int | None = None) -> st
     return "\n".join(parts)
 
 
-def compact_answer(graph: dict) -> str:
-    """A few-shot answer in the compact form small local models write (see planner.compact)."""
-    from .compact import from_graph
 
-    return answer(from_graph(graph))
-
-
-def compact_completion(prompt: str, k: int | None = None) -> tuple[str, str]:
-    """Few-shot completion text for the compact answer, split as ``(prefix, tail)``.
+def local_completion(prompt: str, k: int | None = None) -> tuple[str, str]:
+    """Few-shot completion in the line form small local models answer best
+    (see ``planner.compact``), split as ``(prefix, tail)``.
 
     The prefix (instructions and examples) is the same for every prompt, so a
-    local backend can cache the model's state after it; the tail holds the
-    description and ends with ``Scene graph:`` - the answer starts with a space,
-    as in the examples, so the JSON's first token matches theirs.
+    local backend can cache the model's state after it; the tail is the
+    description and ends with ``Objects:``, where the answer starts.
     """
+    from .compact import answer_lines
+
     shots = examples()[:k] if k is not None else examples()
     parts = [template("system_graph_local.md"), ""]
     for ex in shots:
-        parts += [frame(ex["prompt"]), f"Scene graph: {compact_answer(ex['graph'])}", ""]
-    return "\n".join(parts) + "\n", f"{frame(prompt)}\nScene graph:"
+        parts += [frame(ex["prompt"]), answer_lines(ex["graph"], ex["prompt"]), ""]
+    return "\n".join(parts) + "\n", f"{frame(prompt)}\nObjects:"

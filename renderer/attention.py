@@ -17,7 +17,13 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import AttnProcessor2_0
+
+
+def _sdpa_processor():
+    """diffusers' default processor, imported on first use so ``import renderer`` stays light."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return AttnProcessor2_0()
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,11 @@ class AttentionState:
             forbid = self.rca_masks.get((h, w)) if self.rca_masks else None
             bias = None
             if forbid is not None:
-                bias = torch.zeros(batch, 1, *forbid.shape, dtype=dtype, device=device)
+                n, t = forbid.shape
+                # rows padded to a multiple of 16 elements and sliced back: PyTorch's memory-efficient
+                # SDPA kernel wants aligned mask strides and would otherwise pad a copy on every call
+                full = torch.zeros(batch, 1, n, -(-t // 16) * 16, dtype=dtype, device=device)
+                bias = full[..., :t]
                 bias[rows.start:rows.stop] = bias[rows.start:rows.stop].masked_fill(forbid.to(device), float("-inf"))
             self._bias[key] = bias
         return self._bias[key]
@@ -157,7 +167,7 @@ class LayoutAttnProcessor:
     def __init__(self, state: AttentionState, name: str, cross: bool, capture: bool, rca: bool) -> None:
         self.state, self.name, self.cross = state, name, cross
         self.capture, self.rca = capture, rca
-        self.fast = AttnProcessor2_0()
+        self.fast = _sdpa_processor()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
         st = self.state
@@ -210,6 +220,6 @@ def install(unet, state: AttentionState, capture_layers: set[str], rca_layers: s
             procs[key] = LayoutAttnProcessor(state, mod, mod.endswith("attn2"), cap, rca)
             n += 1
         else:
-            procs[key] = AttnProcessor2_0()
+            procs[key] = _sdpa_processor()
     unet.set_attn_processor(procs)
     return n

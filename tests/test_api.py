@@ -319,3 +319,15 @@ def test_validate_prompt_limits():
     assert validate_prompt("  a   cat \n on a mat ") == "a cat on a mat"
     with pytest.raises(InvalidPromptError, match="5000 characters; the limit is 2000"):
         validate_prompt("x" * 5000)
+
+
+def test_no_benchmark_prompt_is_flagged():
+    """The checks must not cost the planner benchmarks a single prompt (NSR-1K val, LMD-400)."""
+    bench = pytest.importorskip("benchmarks.bench_data")
+    try:
+        prompts = [r["prompt"] for r in bench.load_nsr_spatial() + bench.load_nsr_counting() + bench.load_lmd()]
+    except FileNotFoundError:
+        pytest.skip("benchmark data not available")
+    assert len(prompts) > 1000
+    assert [p for p in prompts if looks_like_injection(p)] == []
+    assert [p for p in prompts if looks_non_english(p)] == []

@@ -220,3 +220,9 @@ def test_preview_draws_labelled_boxes_at_the_canvas_aspect(tmp_path):
     assert np.abs(inside_cat - inside_vase).sum() > 20  # distinct colours
     # background text is written along the bottom left (dark pixels there)
     assert (img[236:256, 0:150].sum(axis=2) < 450).any()
+
+
+def test_preview_of_a_plan_without_objects(tmp_path):
+    plan = ScenePlan(prompt="a bedroom without a bed", background="bedroom", canvas={"width": 512, "height": 1024})
+    img = Image.open(save_preview(plan, tmp_path / "empty.png"))
+    assert img.size == (256, 512)

@@ -130,3 +130,13 @@ def test_twelve_instances_property_spot_check():
             continue
         done += 1
         assert_valid(scene, solve(scene.objects, scene.relations, scene.canvas, seed=done).boxes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes())
+def test_the_generator_witness_is_a_valid_layout(scene):
+    """The property tests are only as good as their witnesses: each one must
+    itself satisfy every rule the solver is held to."""
+    assert_valid(scene, scene.witness, fixed={i: None for i in scene.witness})  # margins differ (0.025 > MARGIN)
+    lo, hi = 0.025 - 1e-9, 0.975 + 1e-9
+    assert all(lo <= min(b) and max(b) <= hi for b in scene.witness.values())

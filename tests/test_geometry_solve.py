@@ -137,6 +137,30 @@ def test_group_on_a_reference_is_a_resting_row():
     assert len({b[a][3] for a in apples}) == 1  # same bottom edge
 
 
+def test_many_things_on_one_support_form_a_pile():
+    """A dozen eggs do not fit in one row at the minimum box size: rows narrow
+    downwards so every egg still touches the table's upper part above its centre."""
+    from planner.geometry.construct import pile_counts
+
+    assert pile_counts(12, 6) == [6, 4, 2] and pile_counts(5, 3) == [3, 1, 1] and pile_counts(4, 6) == [4]
+    eggs = [f"egg-{k}" for k in range(1, 13)]
+    for width, height in ((512, 512), (512, 1024)):
+        layout = solved(objs(("egg", 12), "table"), rels(*(f"{e} on table-1" for e in eggs)), width, height)
+        assert not layout.repaired  # the constructive step gets it right on its own
+        rows = sorted({layout.boxes[e][3] for e in eggs})
+        assert len(rows) >= 2
+
+
+def test_one_subject_in_or_on_several_references():
+    """Group relations expand to every pair ("two pizzas in their pans" puts each pizza
+    in each pan): containers of one subject may overlap, a subject may bridge supports."""
+    pairs = [(i, j) for i in (1, 2) for j in (1, 2)]
+    b = solved(objs(("pizza", 2), ("pan", 2)), rels(*(f"pizza-{i} inside pan-{j}" for i, j in pairs))).boxes
+    assert all(relation_holds("inside", b[f"pizza-{i}"], b[f"pan-{j}"]) for i, j in pairs)
+    solved(objs("tulip", "vase", "window"), rels("tulip-1 inside vase-1", "tulip-1 inside window-1"))
+    solved(objs("sculpture", ("vase", 3)), rels(*(f"sculpture-1 on vase-{k}" for k in (1, 2, 3))))
+
+
 def test_two_cats_next_to_each_other():
     b = solved(objs(("cat", 2)), rels("cat-1 next_to cat-2", "cat-2 next_to cat-1")).boxes
     assert relation_holds("next_to", b["cat-1"], b["cat-2"])
@@ -203,6 +227,9 @@ def test_tiny_boxes_are_enlarged_with_a_warning():
     assert x1 - x0 >= mw - 1e-3 and y1 - y0 >= mh - 1e-3
     assert any(w.startswith("ant-1: box enlarged") for w in layout.warnings)
     assert not any(w.startswith("elephant-1") for w in layout.warnings)
+    # thirty tiny things: one line for the group, not thirty
+    layout = solved(objs(("bee", 30)), [])
+    assert [w.split(":")[0] for w in layout.warnings] == ["bee-1..bee-30 (30 boxes)"]
 
 
 # --------------------------------------------------------------------------
@@ -282,3 +309,39 @@ def test_bad_relations_are_invalid(relations, fragment):
 
 def test_empty_scene():
     assert solve([], [], Canvas()).boxes == {}
+
+
+def test_a_slow_milp_is_not_reported_as_a_conflict(monkeypatch):
+    """When HiGHS only runs out of time on the spacing, the relations are kept
+    and the plan says which boxes could not be kept apart."""
+    import planner.geometry.solver as solver
+
+    def timed_out(self, *args):
+        self.timed_out = True
+        return None
+
+    monkeypatch.setattr(solver, "_valid", lambda *a: False)  # force the repair path
+    monkeypatch.setattr(solver._Repair, "quick", lambda self, *a: None)
+    monkeypatch.setattr(solver._Repair, "complete", timed_out)
+    o, r = objs("cat", "dog", "bird"), rels("cat-1 left_of dog-1", "bird-1 above dog-1")
+    layout = solve(o, r, Canvas())
+    assert check_relations(layout.boxes, r) == [] and layout.repaired
+    assert any("within the time limit" in w for w in layout.warnings)
+
+
+def test_same_seed_same_layout_in_another_process():
+    """Determinism must not depend on Python's per-process string hashing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from planner.geometry import solve; from planner.scene import Canvas, PlanObject, PlanRelation as R\n"
+            "o = [PlanObject(id=i, name=i[:-2], phrase=i, group=i[:-2]) for i in "
+            "('cat-1', 'cat-2', 'dog-1', 'bird-1', 'box-1')]\n"
+            "r = [R(subject='cat-1', predicate='left_of', object='dog-1'), "
+            "R(subject='bird-1', predicate='between', object='cat-2', object2='dog-1'), "
+            "R(subject='box-1', predicate='near', object='dog-1')]\n"
+            "print(sorted(solve(o, r, Canvas(width=768, height=512), seed=4).boxes.items()))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
+    assert len(outs) == 1 and "cat-1" in outs.pop()

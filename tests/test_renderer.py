@@ -292,3 +292,15 @@ def test_sdxl_pipeline_renders_and_roundtrips(tiny_xl_pipe, two_plan, tmp_path):
         p = load_pipeline(str(src), device="cpu")
         assert p.family == "sdxl"
         assert np.array_equal(np.asarray(p(two_plan, method="none", steps=2, progress=False).images[0]), a)
+
+
+def test_refine_step_sweep_reports_each_candidate(tiny_pipe, two_plan):
+    from renderer.sweep import refine_step_sweep
+
+    seen = []
+    res = refine_step_sweep(tiny_pipe, [two_plan], candidates=[0, 24], steps=4, options={"refine_iters": 2},
+                            score_fn=lambda img, plan: seen.append(plan.prompt) or {"width": img.size[0]})
+    assert set(res["candidates"]) == {0, 24} and res["best"] in (0, 24)
+    for row in [res["baseline"], *res["candidates"].values()]:
+        assert set(row) == {"cn_iou", "in_box", "seconds", "width"} and row["width"] == 64 and row["cn_iou"] > 0
+    assert len(seen) == 3  # none + two candidates, one plan each

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from plan_and_render.session import Session
+from planner.backends.base import LLMPlanner
+from planner.errors import LLMError
 from plan_and_render.store import Store
 from planner.scene import ScenePlan
 
@@ -103,6 +104,65 @@ def test_undo_redo_walk_the_history():
     assert notes == ["undo: turn 8 ('remove the vase')"]
 
 
+class _LLM(LLMPlanner):
+    """A language-model backend stand-in: answers with a fixed script, or fails like a timed-out model."""
+
+    name = "fake-llm"
+
+    def __init__(self, answer: dict | None):
+        self.answer = answer
+
+    def structured(self, messages, schema):
+        if self.answer is None:
+            raise LLMError("the model timed out")
+        return schema.model_validate(self.answer)
+
+
+def test_language_model_scripts_are_applied():
+    s = Session(plan=_plan(), planner=_LLM({"ops": [{"op": "move", "target": "vase-1", "direction": "up",
+                                                     "amount": "small"}]}))
+    r = s.edit("lift the vase a little")
+    assert r.ok and _box(s, "vase-1")[1] == pytest.approx(0.30) and s.history[-1].meta["parser"] == "fake-llm"
+
+
+def test_failing_language_model_falls_back_to_rules():
+    s = Session(plan=_plan(), planner=_LLM(None))
+    r = s.edit("make the vase red")
+    assert r.ok and s.plan.object_by_id("vase-1").phrase == "a red vase"
+    assert s.history[-1].meta["parser"] == "rules (after: the model timed out)"
+
+
+def test_small_local_model_answers_only_what_rules_do_not_understand():
+    llm = _LLM({"ops": [{"op": "change", "target": "cat-1", "add_attributes": ["sleepy"]}]})
+    llm.name = "local"
+    s = Session(plan=_plan(), planner=llm)
+    assert s.edit("move the cat a bit up").ok and s.history[-1].meta["parser"] == "rules"
+    r = s.edit("let the kitty doze off")  # the rules parser gives up; the model's script is used
+    assert r.ok and s.history[-1].meta["parser"] == "local" and "sleepy" in s.plan.object_by_id("cat-1").attributes
+    llm.answer = None  # the model fails too: the rules parser's own error stands
+    assert s.edit("move the giraffe left").error.startswith("there is no 'giraffe'")
+
+
+@pytest.mark.parametrize("mode", ["tools", "json", "json_schema", "md_json"])
+def test_openai_backend_edits_through_instructor(monkeypatch, mode):
+    """The hosted path end to end against the fake OpenAI server: schema sent, answer validated and applied."""
+    from fake_openai import FakeOpenAI, ok
+
+    from planner.backends.openai_backend import MODES
+
+    if mode not in MODES:
+        pytest.skip(f"mode {mode} not offered by the openai backend")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAI() as fake:
+        fake.script = [ok({"ops": [{"op": "swap", "first": "cat-1", "second": "vase-1"}]})]
+        s = Session(plan=_plan(), planner="openai:fake", base_url=fake.url, mode=mode)
+        r = s.edit("let the cat and the vase trade spots")
+        assert r.ok, r.error
+        assert _box(s, "cat-1")[0] > 0.5 and s.history[-1].meta["parser"] == "openai:fake"
+        sent = json.dumps(fake.requests[0].body)
+        assert "cat-1: a gray cat" in sent and "let the cat and the vase trade spots" in sent
+
+
 def test_export_writes_every_turn(tmp_path):
     s = Session(plan=_plan(), planner="rules")
     s.edit("make the cat black")
@@ -130,7 +190,8 @@ def test_resume_reproduces_state_and_stacks(tmp_path):
     r = Session.resume(s.id[:8], store=db)
     assert r.id == s.id and r.plan == s.plan and r.seed == 7 and r.planner == "rules"
     assert [h.turn for h in r.history] == [h.turn for h in s.history]
-    assert r.redo().ok and s.redo().error is None  # both redo to the same plan
+    assert r.redo().ok
+    assert s.refresh().plan == r.plan and not s.can_redo  # s sees r's redo through the store
     r2 = Session.resume(s.id, store=db)
     assert r2.plan == r.plan
     assert r2.undo().ok and r2.undo().ok
@@ -163,32 +224,35 @@ def test_resume_errors_are_clear(tmp_path):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from renderer import pipeline_from_components
-    from renderer.tiny import tiny_sd_components
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pipeline_from_components(tiny_sd_components(), device="cpu")
+SHAPES = str(ROOT / "models" / "shapes-tiny")
 
 
-def test_render_reuses_seed_and_stores_images(tmp_path, pipe):
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, thread oversubscription makes a 1-step 64x64 render
+    take ~8 s instead of ~0.3 s."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_render_reuses_seed_and_stores_images(tmp_path, one_thread):
     db = tmp_path / "s.db"
-    s = Session(plan=_plan(), planner="rules", store=db, seed=5, pipeline=pipe, method="none",
+    s = Session(plan=_plan(), planner="rules", store=db, seed=5, model=SHAPES, method="none",
                 render_options={"steps": 1})
     first = s.render()
     path = Path(first.config["paths"][0])
     assert path.exists() and path.parent == Store(db).images_dir(s.id)
-    s.edit("move the cat right a bit")
-    moved = s.render()
-    s.undo()
+    s.edit("make the cat black")
+    s.undo()  # back to the first plan: the re-render must reproduce the first image exactly
     again = s.render()
-    a, b, c = (np.asarray(x.images[0], dtype=np.int16) for x in (first, moved, again))
-    assert np.array_equal(a, c)  # same plan + session seed -> the same image
-    assert not np.array_equal(a, b)
+    assert first.config["seed"] == again.config["seed"] == 5
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
     turns = Store(db).turns(s.id)
-    assert [len(t.images) for t in turns] == [1, 1, 1]
+    assert [len(t.images) for t in turns] == [1, 0, 1]
     assert Session.resume(s.id, store=db).history[-1].images == [str(Path(again.config["paths"][0]))]
 
 
@@ -271,10 +335,10 @@ def test_sessions_list_without_store(tmp_path, monkeypatch, capsys):
     assert code == 0 and "no sessions yet" in out and not (tmp_path / "none.db").exists()
 
 
-def test_chat_renders_with_the_shipped_tiny_model(tmp_path, monkeypatch, capsys):
+def test_chat_renders_with_the_shipped_tiny_model(tmp_path, monkeypatch, capsys, one_thread):
     db = tmp_path / "s.db"
     code, out, err = _cli(["chat", "a red circle above a blue square", "--planner", "rules", "--store", str(db),
-                           "--model", str(ROOT / "models" / "shapes-tiny"), "--method", "none", "--steps", "1",
+                           "--model", SHAPES, "--method", "none", "--steps", "1",
                            "--width", "64", "--height", "64"], "/quit\n", monkeypatch, capsys)
     assert code == 0, err
     sid = Store(db).list_sessions()[0].id

@@ -99,13 +99,93 @@ def test_pixel_vae_is_average_pool_and_nearest_upsample():
     assert torch.allclose(y, torch.nn.functional.interpolate(pooled, scale_factor=2), atol=1e-4)
 
 
-def test_tiny_training_run_reduces_loss(tmp_path):
+def test_tokenizer_keeps_every_caption_word_whole_and_finds_name_tokens():
+    from plan_and_render.shapes.data import vocabulary
+    from plan_and_render.shapes.train import build_tokenizer, name_positions
+
+    tok = build_tokenizer(vocabulary())
+    for w in vocabulary():
+        assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
+    cap = "a red circle, an orange star and a red ring"
+    # <start> a red circle , an orange star and a red ring <end>
+    #    0    1  2    3    4  5    6     7    8  9 10  11
+    assert name_positions(tok, cap, ["red ring", "orange star", "red circle"]) == [11, 7, 3, -1]
+
+
+def test_attention_loss_hand_checked():
+    from plan_and_render.shapes.train import attention_loss
+
+    masks = torch.zeros(1, 4, 16, 16)
+    masks[0, 0, :8, :8] = 1.0  # a quarter of the image
+    tokens = torch.tensor([[2, -1, -1, -1]])
+    on = torch.zeros(1, 256, 5)
+    on[0, :, 0] = 1.0  # every pixel attends to the start token ...
+    inside = masks[0, 0].flatten() > 0
+    on[0, inside, 0], on[0, inside, 2] = 0.0, 1.0  # ... except the object's pixels, which attend to its token
+    assert attention_loss([on], tokens, masks).item() == pytest.approx(0.0, abs=1e-4)
+    uniform = torch.full((1, 256, 5), 0.2)
+    # share = 1/4 -> (3/4)^2; BCE: mean of -log 0.2 (inside, 1/4 of pixels) and -log 0.8 (outside)
+    want = 0.75**2 + (0.25 * -np.log(0.2) + 0.75 * -np.log(0.8))
+    assert attention_loss([uniform], tokens, masks).item() == pytest.approx(want, rel=1e-4)
+    # the 8x8 mid-block map is scored against the 2x2-pooled mask
+    assert attention_loss([on[:, :64]], tokens, masks).item() > 0.5
+
+
+def test_layout_maps_are_16x16_and_the_32x32_level_has_no_attention():
+    from diffusers import UNet2DConditionModel
+
+    from plan_and_render.shapes.model import PRESETS, unet_config
+    from renderer.attention import layout_level, unet_layers
+
+    for name in ("cpu", "test"):
+        unet = UNet2DConditionModel(**unet_config(PRESETS[name]))
+        layers = unet_layers(unet)
+        assert layout_level(layers) == 1  # 32 / 2 = 16x16 maps
+        assert {li.level for li in layers if li.cross} == {1, 2}  # 16x16 blocks + the 8x8 mid block
+        assert not [li for li in layers if li.level == 0]
+
+
+def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
+    from plan_and_render.shapes.model import PRESETS
+    from plan_and_render.shapes.train import Trainer
+
+    tr = Trainer({**PRESETS["test"], "n_scenes": 4}, seed=0, device="cpu", workers=1, log=lambda m: None)
+    seen = {}
+    forward = tr.unet.forward
+
+    def spy(x, t, encoder_hidden_states=None, **kw):
+        seen["ctx"] = encoder_hidden_states.detach()
+        return forward(x, t, encoder_hidden_states=encoder_hidden_states, **kw)
+
+    monkeypatch.setattr(tr.unet, "forward", spy)
+    idx = torch.arange(4)
+    t, noise = torch.full((4,), 500), torch.randn(4, 4, 32, 32)
+    no, yes = torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool)
+    with torch.no_grad():
+        out = tr.losses(idx, t, noise, no, yes)
+        full, null = tr.text(tr.ids[idx])[0], tr.text(tr.empty)[0]
+    names = tr.names[idx]
+    for b in range(4):
+        keep = {0, *[int(p) for p in names[b] if p >= 0]}
+        for pos in range(77):
+            want = full[b, pos] if pos in keep else null[0, pos]
+            assert torch.allclose(seen["ctx"][b, pos], want, atol=1e-5), (b, pos)
+    assert len(keep) == 1 + sum(1 for p in names[-1] if p >= 0) and out["null"] > 0
+    with torch.no_grad():
+        tr.losses(idx, t, noise, no, no)  # not isolated: the plain encoder output
+    assert torch.allclose(seen["ctx"], full, atol=1e-5)
+
+
+def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
+    import renderer
     from plan_and_render.shapes.train import train
 
-    rec = train("test", tmp_path / "m", seed=0, steps=30, device="cpu", workers=1, log=lambda m: None)
-    assert rec["steps"] == 30
+    rec = train("test", tmp_path / "m", seed=0, steps=20, device="cpu", workers=1, log=lambda m: None)
+    assert rec["steps"] == 20
     assert rec["eval_loss_end"] < 0.95 * rec["eval_loss_start"]
     assert (tmp_path / "m" / "model_index.json").exists() and (tmp_path / "m" / "training.json").exists()
+    pipe = renderer.load_pipeline(str(tmp_path / "m"), device="cpu", dtype="fp32")
+    assert pipe.tokenizer("a red circle").input_ids == [0, *pipe.tokenizer("a red circle", add_special_tokens=False).input_ids, 1]
 
 
 @pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="shipped model not present")

@@ -39,8 +39,8 @@ PRESETS: dict[str, dict] = {
                 isolate=0.9, null_weight=1.0, attn_weight=0.05, min_snr=5.0),
     # the unit test's few steps
     "test": dict(unet_channels=(16, 32, 32), cross_levels=(1,), layers_per_block=1, heads=2, text_hidden=32,
-                 text_layers=1, batch=8, lr=2e-3, steps=30, time_budget_s=120, n_scenes=32, ema=0.0,
-                 isolate=0.9, null_weight=1.0, attn_weight=0.05, min_snr=5.0),
+                 text_layers=1, batch=8, lr=2e-3, steps=20, time_budget_s=120, n_scenes=32, ema=0.0,
+                 isolate=0.9, null_weight=1.0, attn_weight=0.05, min_snr=5.0, warmup=5),
 }
 
 

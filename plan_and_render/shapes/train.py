@@ -1,14 +1,29 @@
 """Train the shapes text-to-image model: ``python -m plan_and_render.shapes.train --preset cpu --out DIR``.
 
-Epsilon-prediction diffusion on SD 1.x's noise schedule, UNet and CLIP text
-encoder trained together from scratch, 10 % caption dropout so classifier-free
-guidance works, EMA weights saved. The whole dataset (a fixed number of seeded
-scenes) is generated up front and kept on the device, so a GPU step is a few
-kernel launches and no data loading.
+Epsilon-prediction diffusion on SD 1.x's noise schedule (min-SNR-5 loss
+weights), UNet and CLIP text encoder trained together from scratch, 10 %
+caption dropout so classifier-free guidance works, EMA weights saved.
 
-Reproducible: every random draw comes from ``--seed``; with ``--time-budget``
-the step count is fixed after a short speed probe and recorded, and rerunning
-with ``--steps N --time-budget 0`` repeats the run.
+Two additions make the model steerable by attention guidance (the renderer
+guides each object's *name* token, "circle" in "a red circle"):
+
+* **Content only through the name tokens.** A causal text encoder lets the end
+  token and every padding token summarise the whole caption, so a UNet trained
+  on plain captions reads "what to draw" from tokens no guidance method moves.
+  Here, for ``isolate`` of the samples, every hidden state except the start
+  token and the object name tokens is replaced by the empty prompt's state at
+  that position before the UNet sees it, and a "null" loss pulls those states
+  towards the empty prompt's anyway (so at sampling time, when the renderer
+  feeds the plain encoder output, they carry next to nothing). Under the causal
+  mask the name token sees its colour word, so it can carry the colour too.
+* **Grounded cross-attention** (as in TokenCompose, Wang et al. 2024): every
+  cross-attention layer's map of an object's name token is pulled onto that
+  object's mask (share of attention inside the mask, and per-pixel BCE).
+  Captions still hold no position words; the masks only say which pixels
+  belong to which named object.
+
+Constant learning rate after warm-up, so a run stopped at step N (``--time-budget``)
+is repeated exactly by ``--steps N``. Every random draw comes from ``--seed``.
 """
 
 from __future__ import annotations
@@ -28,65 +43,154 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import RECIPE, make_batch, vocabulary
+from .data import RECIPE, make_scene, vocabulary
 from .model import PRESETS, pixel_vae, save_pipeline, scheduler, text_config, unet_config
 
 CAPTION_DROPOUT = 0.1
 WARMUP = 200
+MAX_OBJECTS = RECIPE["max_objects"]
 
 
 def build_tokenizer(words: list[str], out_dir: str | Path | None = None):
-    """The project's offline CLIP tokenizer builder (renderer.tiny), words kept whole where it can."""
+    """The project's offline CLIP tokenizer builder with every word one token.
+
+    Longer words' merges must rank first ("and" would otherwise split "orange").
+    """
     from renderer.tiny import build_clip_tokenizer
 
-    return build_clip_tokenizer(words, out_dir)
+    ordered = sorted(dict.fromkeys(words), key=lambda w: (-len(w), w))
+    tok = build_clip_tokenizer(ordered, out_dir)
+    split = [w for w in ordered if len(tok(w, add_special_tokens=False).input_ids) != 1]
+    if split:
+        raise ValueError(f"tokenizer splits {split}")
+    return tok
 
 
-def generate(n: int, seed: int, size: int = 32, workers: int = 1) -> tuple[np.ndarray, list[str]]:
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+
+def make_examples(seeds, size: int = 32) -> tuple[np.ndarray, list[str], list[list[str]], np.ndarray]:
+    """Images, captions, each object's "colour shape", and (N, 4, size/2, size/2) mask shares (2x2 pooled)."""
+    scenes = [make_scene(int(s), size) for s in seeds]
+    half = size // 2
+    masks = np.zeros((len(scenes), MAX_OBJECTS, half, half), np.float32)
+    for i, s in enumerate(scenes):
+        for k, m in enumerate(s.masks):
+            masks[i, k] = m.reshape(half, 2, half, 2).mean((1, 3))
+    return (np.stack([s.image for s in scenes]), [s.caption for s in scenes],
+            [[f"{o.colour} {o.shape}" for o in s.objects] for s in scenes], masks)
+
+
+def generate(n: int, seed: int, size: int = 32, workers: int = 1):
     """Scenes ``seed * 10**7 + i`` for i < n, in order (identical for any worker count)."""
     seeds = np.arange(n, dtype=np.int64) + seed * 10**7
     chunks = np.array_split(seeds, max(1, min(n, workers * 8)))
     if workers <= 1:
-        parts = [make_batch(c, size) for c in chunks]
+        parts = [make_examples(c, size) for c in chunks]
     else:
         with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(make_batch, chunks, [size] * len(chunks)))
-    return np.concatenate([p[0] for p in parts]), [c for p in parts for c in p[1]]
+            parts = list(ex.map(make_examples, chunks, [size] * len(chunks)))
+    return (np.concatenate([p[0] for p in parts]), [c for p in parts for c in p[1]],
+            [o for p in parts for o in p[2]], np.concatenate([p[3] for p in parts]))
 
 
-def to_latents(images: np.ndarray) -> torch.Tensor:
+def name_positions(tok, caption: str, objects: list[str], max_length: int = 77) -> list[int]:
+    """Token position (start token = 0) of each object's shape word, found through its "colour shape" phrase."""
+    enc = tok(caption, return_offsets_mapping=True)
+    out = []
+    for ph in objects:
+        j = caption.index(ph) + len(ph.split()[0]) + 1  # the shape word's first character
+        pos = next(k for k, (a, b) in enumerate(enc["offset_mapping"]) if a <= j < b)
+        out.append(pos if pos < max_length - 1 else -1)
+    return out + [-1] * (MAX_OBJECTS - len(out))
+
+
+def to_latents(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, 32, 32, 3) -> the pixel VAE's latent (N, 4, 32, 32): RGB in [-1, 1] and a zero channel."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     return torch.cat([x, torch.zeros_like(x[:, :1])], 1)
 
 
-def lr_at(step: int, total: int, base: float) -> float:
-    warm = min(1.0, (step + 1) / WARMUP)
-    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total)))))
+def lr_at(step: int, base: float, warmup: int = WARMUP) -> float:
+    """Linear warm-up, then constant (so any step count is a prefix of a longer run)."""
+    return base * min(1.0, (step + 1) / warmup)
 
+
+# ---------------------------------------------------------------------------
+# attention capture (training only)
+# ---------------------------------------------------------------------------
+
+class CaptureCross:
+    """Cross-attention processor that also keeps the head-mean probabilities (B, N, T) of the layer."""
+
+    def __init__(self, store: list) -> None:
+        self.store = store
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+        b, n, _ = hidden_states.shape
+        q, k, v = attn.to_q(hidden_states), attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        hd = q.shape[-1] // attn.heads
+        q, k, v = (t.view(b, -1, attn.heads, hd).transpose(1, 2) for t in (q, k, v))
+        probs = ((q @ k.transpose(-1, -2)) * attn.scale).softmax(-1)
+        self.store.append(probs.mean(1))
+        out = (probs @ v).transpose(1, 2).reshape(b, n, -1)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def attention_loss(maps: list[torch.Tensor], tokens: torch.Tensor, masks16: torch.Tensor) -> torch.Tensor:
+    """Mean over layers and objects of (1 - in-mask share)^2 + per-pixel BCE of the name token's map vs the mask.
+
+    maps: per layer (B, N, T); tokens: (B, K) positions, -1 = no object; masks16: (B, K, 16, 16) shares.
+    """
+    valid = (tokens >= 0).float()
+    if valid.sum() == 0:
+        return maps[0].new_zeros(())
+    idx = tokens.clamp_min(0)
+    total = 0.0
+    for p in maps:
+        side = int(math.isqrt(p.shape[1]))
+        m = masks16 if side == masks16.shape[-1] else F.adaptive_avg_pool2d(masks16, side)
+        m = m.flatten(2)  # B, K, N
+        a = torch.gather(p, 2, idx[:, None, :].expand(-1, p.shape[1], -1)).transpose(1, 2)  # B, K, N
+        share = (a * m).sum(-1) / a.sum(-1).clamp_min(1e-8)
+        bce = F.binary_cross_entropy(a.clamp(1e-6, 1 - 1e-6), m, reduction="none").mean(-1)
+        total = total + (((1 - share) ** 2 + bce) * valid).sum() / valid.sum()
+    return total / len(maps)
+
+
+# ---------------------------------------------------------------------------
+# trainer
+# ---------------------------------------------------------------------------
 
 class Trainer:
     """Holds models, data and optimiser; ``step()`` is one optimisation step."""
 
     def __init__(self, preset: dict, seed: int, device: str, workers: int = 1, log=print) -> None:
-        self.p, self.seed, self.device, self.log = preset, seed, torch.device(device), log
-        self.tok = build_tokenizer(vocabulary())
-        t0 = time.perf_counter()
-        images, captions = generate(preset["n_scenes"], seed, 32, workers)  # before any CUDA call (fork)
-        self.data_s = time.perf_counter() - t0
-        torch.manual_seed(seed)
-        self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self.x = to_latents(images).to(self.device)
-        ids = self.tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-        self.ids = ids.to(self.device)
-        self.empty = self.tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(self.device)
-        self.captions = captions
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel
 
+        self.p, self.seed, self.device, self.log = preset, seed, torch.device(device), log
+        self.tok = build_tokenizer(vocabulary())
+        t0 = time.perf_counter()
+        images, captions, objects, masks = generate(preset["n_scenes"], seed, 32, workers)
+        self.data_s = time.perf_counter() - t0
+        torch.manual_seed(seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.images = torch.from_numpy(images).to(self.device)  # uint8; latents are made per batch
+        enc = self.tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+        self.ids = enc.input_ids.to(self.device)
+        self.names = torch.tensor([name_positions(self.tok, c, o) for c, o in zip(captions, objects)],
+                                  device=self.device)
+        self.masks = torch.from_numpy(masks).to(self.device)
+        self.empty = self.tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(self.device)
+        self.captions = captions
         self.unet = UNet2DConditionModel(**unet_config(preset)).to(self.device).train()
-        if self.device.type == "cuda":  # faster cuDNN convolutions in bf16
-            self.unet.to(memory_format=torch.channels_last)
+        self.maps: list[torch.Tensor] = []
+        procs = {}
+        for key, proc in self.unet.attn_processors.items():
+            procs[key] = CaptureCross(self.maps) if key.endswith("attn2.processor") else proc
+        self.unet.set_attn_processor(procs)
         self.text = CLIPTextModel(text_config(len(self.tok), preset)).to(self.device).train()
         self.sched = scheduler()
         self.abar = self.sched.alphas_cumprod.to(self.device)
@@ -94,33 +198,51 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=preset["lr"], weight_decay=0.01, betas=(0.9, 0.99))
         self.ema = [deepcopy(self.unet).eval().requires_grad_(False), deepcopy(self.text).eval().requires_grad_(False)] \
             if preset["ema"] > 0 else None
-        self.amp = self.device.type == "cuda"
         self.n_step = 0
 
-    def loss(self, idx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-        x0 = self.x[idx]
+    def losses(self, idx, t, noise, drop, iso) -> dict[str, torch.Tensor]:
+        """eps (min-SNR weighted), plain eps MSE, attention grounding and null-state losses of one batch."""
+        p = self.p
+        x0 = to_latents(self.images[idx])
         ids = torch.where(drop[:, None], self.empty.expand(len(idx), -1), self.ids[idx])
+        names = torch.where(drop[:, None], torch.full_like(self.names[idx], -1), self.names[idx])
+        keep = torch.zeros_like(ids, dtype=torch.bool)
+        keep[:, 0] = True
+        keep.scatter_(1, names.clamp_min(0), names >= 0)
+        keep[:, 0] = True
+        ctx = self.text(ids)[0]
+        null = self.text(self.empty)[0]
+        ctx_in = torch.where(keep[..., None] | ~iso[:, None, None], ctx, null)
         a = self.abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            ctx = self.text(ids)[0]
-            eps = self.unet(xt, t, encoder_hidden_states=ctx).sample
-        return F.mse_loss(eps.float(), noise)
+        self.maps.clear()
+        eps = self.unet(xt, t, encoder_hidden_states=ctx_in).sample
+        per = (eps.float() - noise).pow(2).mean((1, 2, 3))
+        snr = (a / (1 - a)).flatten()
+        w = snr.clamp_max(p["min_snr"]) / snr if p.get("min_snr") else torch.ones_like(snr)
+        off = (~keep).float()[..., None]
+        null_l = ((ctx - null.detach()).pow(2) * off).sum() / (off.sum() * ctx.shape[-1]).clamp_min(1)
+        out = {"eps": (w * per).mean(), "mse": per.mean(), "null": null_l,
+               "attn": attention_loss(self.maps, names, self.masks[idx])}
+        self.maps.clear()
+        out["total"] = out["eps"] + p["attn_weight"] * out["attn"] + p["null_weight"] * out["null"]
+        return out
 
     def draw(self, b: int) -> tuple[torch.Tensor, ...]:
         g, dev = self.gen, self.device
-        idx = torch.randint(0, len(self.x), (b,), generator=g, device=dev)
+        idx = torch.randint(0, len(self.images), (b,), generator=g, device=dev)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (b,), generator=g, device=dev)
         noise = torch.randn(b, 4, 32, 32, generator=g, device=dev)
         drop = torch.rand(b, generator=g, device=dev) < CAPTION_DROPOUT
-        return idx, t, noise, drop
+        iso = torch.rand(b, generator=g, device=dev) < self.p["isolate"]
+        return idx, t, noise, drop, iso
 
-    def step(self, total: int) -> float:
+    def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.n_step, total, self.p["lr"])
-        loss = self.loss(*self.draw(self.p["batch"]))
+            group["lr"] = lr_at(self.n_step, self.p["lr"], self.p.get("warmup", WARMUP))
+        out = self.losses(*self.draw(self.p["batch"]))
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        out["total"].backward()
         torch.nn.utils.clip_grad_norm_([q for g in self.opt.param_groups for q in g["params"]], 1.0)
         self.opt.step()
         if self.ema is not None:
@@ -129,84 +251,103 @@ class Trainer:
                 for src, dst in ((self.unet, self.ema[0]), (self.text, self.ema[1])):
                     torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
         self.n_step += 1
-        return loss.detach().item()
+        return {k: float(v.detach()) for k, v in out.items()}
 
     @torch.no_grad()
     def eval_loss(self, n: int = 16, seed: int = 123) -> float:
-        """Loss on a fixed batch (fixed scenes, timesteps, noise): comparable across steps."""
+        """Plain eps MSE on a fixed batch (fixed scenes, timesteps, noise, full captions): comparable across steps."""
         g = torch.Generator(device="cpu").manual_seed(seed)
-        idx = torch.randint(0, len(self.x), (n,), generator=g)
+        idx = torch.randint(0, len(self.images), (n,), generator=g)
         t = torch.randint(50, 950, (n,), generator=g)
         noise = torch.randn(n, 4, 32, 32, generator=g)
-        drop = torch.zeros(n, dtype=torch.bool)
+        off = torch.zeros(n, dtype=torch.bool)
         self.unet.eval(), self.text.eval()
-        out = float(self.loss(idx.to(self.device), t.to(self.device), noise.to(self.device), drop.to(self.device)))
+        out = float(self.losses(idx.to(self.device), t.to(self.device), noise.to(self.device), off.to(self.device),
+                                off.to(self.device))["mse"])
         self.unet.train(), self.text.train()
         return out
 
     def final_models(self):
-        return (self.ema[0], self.ema[1]) if self.ema is not None else (self.unet.eval(), self.text.eval())
+        """EMA (or live) UNet and text encoder, with diffusers' default attention processors."""
+        unet, text = (self.ema[0], self.ema[1]) if self.ema is not None else (self.unet, self.text)
+        unet = deepcopy(unet).eval()
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        unet.set_attn_processor(AttnProcessor2_0())
+        return unet, deepcopy(text).eval()
 
 
-def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
-          time_budget: float | None = None, device: str | None = None, workers: int | None = None,
-          overrides: dict | None = None, log=print) -> dict:
-    """Train and (if ``out``) save a diffusers folder; returns the run record (also saved as training.json)."""
-    preset = {**PRESETS[preset_name], **(overrides or {})}
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    workers = workers if workers is not None else max(1, min(16, (os.cpu_count() or 2) - 1))
-    t0 = time.perf_counter()
-    tr = Trainer(preset, seed, device, workers, log)
-    log(f"data: {len(tr.x)} scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
-        f"text {sum(p.numel() for p in tr.text.parameters())/1e6:.2f}M params; device {device}")
-    budget = preset["time_budget_s"] if time_budget is None else time_budget
-    total = steps if steps is not None else preset["steps"]
-    first_eval = tr.eval_loss()
-    curve, losses = [], []
-    if budget and steps is None and total > 100:  # probe speed, then fix the step count so the schedule is deterministic
-        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        for _ in range(10):  # warm-up (cuDNN autotuning) is not counted in the rate
-            losses.append(tr.step(total))
-        sync()
-        tp = time.perf_counter()
-        for _ in range(30):
-            losses.append(tr.step(total))
-        sync()
-        rate = 30 / (time.perf_counter() - tp)
-        total = max(40, min(total, 40 + int(rate * (budget - (time.perf_counter() - t0 - tr.data_s)))))
-        log(f"speed {rate:.1f} steps/s -> {total} steps")
-    t_train = time.perf_counter()
-    while tr.n_step < total:
-        losses.append(tr.step(total))
-        if tr.n_step % 500 == 0 or tr.n_step == total:
-            avg = float(np.mean(losses[-500:]))
-            curve.append({"step": tr.n_step, "loss": round(avg, 5), "s": round(time.perf_counter() - t_train, 1)})
-            log(f"step {tr.n_step}/{total} loss {avg:.4f} ({time.perf_counter() - t_train:.0f}s)")
-    last_eval = tr.eval_loss()
-    unet, text = tr.final_models()
-    record = {
-        "preset": preset_name, "config": preset, "seed": seed, "steps": total, "device": device,
+def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t_train: float, curve, first_eval,
+            last_eval) -> dict:
+    return {
+        "preset": preset_name, "config": preset, "seed": seed, "steps": tr.n_step, "device": str(tr.device),
+        "threads": torch.get_num_threads(),
         "train_s": round(time.perf_counter() - t_train, 1), "total_s": round(time.perf_counter() - t0, 1),
         "eval_loss_start": first_eval, "eval_loss_end": last_eval, "loss_curve": curve,
-        "objective": "epsilon MSE, uniform t in [0, 1000), SD 1.x scaled-linear betas, AdamW(0.9, 0.99, wd 0.01), "
-                     f"warmup {WARMUP} + cosine to 10 %, grad clip 1.0, bf16 autocast on GPU, "
-                     f"caption dropout {CAPTION_DROPOUT}, EMA {preset['ema']}",
+        "objective": f"epsilon MSE with min-SNR-{preset.get('min_snr')} weights, uniform t in [0, 1000), "
+                     "SD 1.x scaled-linear betas, AdamW(0.9, 0.99, wd 0.01), warmup "
+                     f"{preset.get('warmup', WARMUP)} then constant lr, grad clip 1.0, caption dropout {CAPTION_DROPOUT}, "
+                     f"EMA {preset['ema']}; isolation {preset['isolate']} (non-name hidden states -> empty "
+                     f"prompt's), null-state loss x{preset['null_weight']}, attention grounding loss "
+                     f"x{preset['attn_weight']} on every cross-attention layer",
         "data": {"generator": "plan_and_render.shapes.data.make_scene(seed, size=32)",
                  "seeds": f"{seed * 10**7} .. {seed * 10**7 + preset['n_scenes'] - 1}", "recipe": RECIPE,
-                 "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
+                 "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent",
+                 "masks": "each object's 32x32 mask, 2x2 average-pooled to 16x16 (8x8 for the mid block)"},
         "vocabulary": vocabulary(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__,
                      "transformers": __import__("transformers").__version__},
         "command": " ".join(["python -m plan_and_render.shapes.train", *sys.argv[1:]]),
     }
+
+
+def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
+          time_budget: float | None = None, device: str | None = None, workers: int | None = None,
+          overrides: dict | None = None, save_every: int = 0, log=print) -> dict:
+    """Train and (if ``out``) save a diffusers folder; returns the run record (also saved as training.json).
+
+    Stops at ``steps`` (default: the preset's) or when ``time_budget`` seconds of training have passed,
+    whichever comes first; ``save_every`` also writes the folder every that many steps.
+    """
+    preset = {**PRESETS[preset_name], **(overrides or {})}
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    workers = workers if workers is not None else max(1, min(16, (os.cpu_count() or 2)))
+    t0 = time.perf_counter()
+    tr = Trainer(preset, seed, device, workers, log)
+    log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
+        f"text {sum(p.numel() for p in tr.text.parameters())/1e6:.2f}M params; device {device}")
+    budget = preset["time_budget_s"] if time_budget is None else time_budget
+    total = steps if steps is not None else preset["steps"]
+    if steps is not None and time_budget is None:
+        budget = 0  # an exact step count is not cut short
+    first_eval = tr.eval_loss()
+    curve, hist = [], []
+    t_train = time.perf_counter()
+
+    def save() -> None:
+        unet, text = tr.final_models()
+        rec = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, None)
+        save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, rec)
+
+    every = max(1, min(250, total // 10))
+    while tr.n_step < total and not (budget and time.perf_counter() - t_train > budget):
+        hist.append(tr.step())
+        if tr.n_step % every == 0 or tr.n_step == total:
+            avg = {k: round(float(np.mean([h[k] for h in hist[-every:]])), 5) for k in hist[-1]}
+            curve.append({"step": tr.n_step, **avg, "s": round(time.perf_counter() - t_train, 1)})
+            log(f"step {tr.n_step}/{total} " + " ".join(f"{k} {v:.4f}" for k, v in avg.items())
+                + f" ({time.perf_counter() - t_train:.0f}s)")
+        if out is not None and save_every and tr.n_step % save_every == 0:
+            save()
+            log(f"saved step {tr.n_step} to {out}")
+    last_eval = tr.eval_loss()
+    record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval)
     if out is not None:
+        unet, text = tr.final_models()
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, record)
         log(f"saved {out}")
-    record["first_losses"], record["last_losses"] = losses[:5], losses[-5:]
+    record["first_losses"], record["last_losses"] = hist[:5], hist[-5:]
     return record
 
 
@@ -215,15 +356,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--out", default="models/shapes-tiny-cpu", help="diffusers folder to write")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None, help="exact step count (skips the speed probe)")
+    ap.add_argument("--steps", type=int, default=None, help="exact step count (no time budget unless given)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds of training; 0 = no limit")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--workers", type=int, default=None, help="processes generating the data")
+    ap.add_argument("--save-every", type=int, default=0, help="also write the folder every N steps")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--n-scenes", type=int, default=None)
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes}.items() if v is not None}
-    rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over,
+    rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
                 log=lambda m: print(m, flush=True))
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss_start", "eval_loss_end")}))
 

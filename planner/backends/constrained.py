@@ -38,13 +38,22 @@ from ..errors import LLMError
 SEPARATORS = (", ", ": ")  # the layout of prompting.answer(), so outputs look like the few-shot answers
 
 
+MAX_STRING, MAX_ITEMS, MAX_INT = 40, 10, 10**9
+# a bounded string with no blank ends: pydantic strips names and rejects empty ones
+BOUNDED_STRING = rf'^[^\s"\\]([^"\\\n]{{0,{MAX_STRING - 2}}}[^\s"\\])?$'
+
+
 def strict_schema(schema: dict) -> dict:
-    """A copy of a JSON schema where every object property is required.
+    """A copy of a JSON schema fit for decoding: every object property required,
+    free strings and arrays bounded.
 
     Pydantic leaves fields with defaults optional; a grammar with optional keys
     lets a small model skip fields and hides from jump-forward which key comes
     next. Requiring all keys (in declaration order) makes the key structure
-    forced; the answer still validates against the original model.
+    forced; the answer still validates against the original model. Bounds
+    (``MAX_STRING`` characters, ``MAX_ITEMS`` items, integers within
+    ``MAX_INT``, where the schema sets none) make every answer finite, even
+    from a model that babbles.
     """
 
     def walk(node: Any) -> Any:
@@ -53,12 +62,28 @@ def strict_schema(schema: dict) -> dict:
             if out.get("type") == "object" and isinstance(out.get("properties"), dict):
                 out["required"] = list(out["properties"])
                 out.setdefault("additionalProperties", False)
+            if out.get("type") == "string" and not ({"enum", "const", "pattern", "format"} & set(out)):
+                out["pattern"] = BOUNDED_STRING
+                out.pop("maxLength", None)
+                out.pop("minLength", None)
+            if out.get("type") == "array":
+                out.setdefault("maxItems", MAX_ITEMS)
+            if out.get("type") == "integer":  # digits cannot run on forever either
+                out.setdefault("minimum", -MAX_INT)
+                out.setdefault("maximum", MAX_INT)
             return out
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
 
     return walk(schema)
+
+
+def tokenizer_info(tokenizer, vocab_size: int = 0):
+    """xgrammar's token table for a Hugging Face tokenizer (the model's head may be larger)."""
+    import xgrammar as xgr
+
+    return xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=max(vocab_size, len(tokenizer)))
 
 
 @dataclass
@@ -76,13 +101,17 @@ class ConstrainedDecoder:
     prefix's key/value cache are memoised.
     """
 
-    def __init__(self, model, tokenizer, max_threads: int = 1):
+    def __init__(self, model, tokenizer, info=None, max_threads: int = 1):
+        """``tokenizer`` needs ``encode(text, add_special_tokens=False)``, ``decode(ids,
+        skip_special_tokens=True)`` and ``bos_token_id``; ``info`` is an
+        ``xgrammar.TokenizerInfo`` (built from a Hugging Face tokenizer when omitted)."""
         import torch
         import xgrammar as xgr
 
         self.model, self.tokenizer = model, tokenizer
-        vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
-        self.info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=max(vocab, len(tokenizer)))
+        if info is None:
+            info = tokenizer_info(tokenizer, int(getattr(model.config, "vocab_size", 0) or 0))
+        self.info = info
         self.compiler = xgr.GrammarCompiler(self.info, max_threads=max_threads)
         self._grammars: dict[tuple, Any] = {}
         self._prefix: tuple[tuple[int, ...], Any, Any] | None = None  # (ids, cache, hidden)
@@ -95,18 +124,26 @@ class ConstrainedDecoder:
         self._keep_rows = None
 
     # -- grammar --------------------------------------------------------------
-    def grammar(self, schema: dict, lead: str = ""):
-        """The compiled grammar for ``schema`` (all keys required), optionally after a fixed ``lead``."""
+    def grammar(self, spec: dict | str, lead: str = ""):
+        """Compile ``spec`` - a JSON schema (all keys made required) or an EBNF
+        grammar text - optionally after a fixed ``lead``. JSON-schema grammars
+        are memoised; EBNF ones are usually per prompt and compile in ~10 ms."""
         import xgrammar as xgr
 
-        key = (json.dumps(schema, sort_keys=True), lead)
-        if key not in self._grammars:
-            g = xgr.Grammar.from_json_schema(json.dumps(strict_schema(schema)), any_whitespace=False,
+        key = (json.dumps(spec, sort_keys=True), lead) if isinstance(spec, dict) else None
+        if key is not None and key in self._grammars:
+            return self._grammars[key]
+        if isinstance(spec, dict):
+            g = xgr.Grammar.from_json_schema(json.dumps(strict_schema(spec)), any_whitespace=False,
                                              separators=SEPARATORS)
-            if lead:
-                g = xgr.Grammar.concat(xgr.Grammar.from_ebnf(f"root ::= {json.dumps(lead)}"), g)
-            self._grammars[key] = self.compiler.compile_grammar(g)
-        return self._grammars[key]
+        else:
+            g = xgr.Grammar.from_ebnf(spec)
+        if lead:
+            g = xgr.Grammar.concat(xgr.Grammar.from_ebnf(f"root ::= {json.dumps(lead)}"), g)
+        compiled = self.compiler.compile_grammar(g)
+        if key is not None:
+            self._grammars[key] = compiled
+        return compiled
 
     # -- model calls ------------------------------------------------------------
     def _hidden(self, ids: list[int], cache):
@@ -167,13 +204,30 @@ class ConstrainedDecoder:
         return self._hidden(prompt_ids, cache)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    # -- the prefix cache can be saved: recomputing ~800 tokens costs seconds on a CPU
+    def prefix_state(self, prefix: str, add_bos: bool = True):
+        """Compute (if needed) and return the cached state after ``prefix``."""
+        import torch
+
+        ids = self._prefix_ids(prefix, add_bos)
+        with torch.inference_mode():
+            self._start(ids, [])
+        return self._prefix
+
+    def load_prefix_state(self, state) -> None:
+        self._prefix = state
+
+    def _prefix_ids(self, prefix: str, add_bos: bool) -> list[int]:
+        bos = [self.tokenizer.bos_token_id] if add_bos and self.tokenizer.bos_token_id is not None else []
+        return bos + (self.encode(prefix) if prefix else [])
 
     def generate(
         self,
         prefix: str,
         prompt: str,
-        schema: dict,
+        grammar: dict | str,
         *,
         lead: str = "",
         keep: Iterable[int] | None = None,
@@ -181,7 +235,8 @@ class ConstrainedDecoder:
         timeout: float | None = 60.0,
         add_bos: bool = True,
     ) -> Generation:
-        """The JSON the model writes after ``prefix + prompt``, shaped by ``schema``.
+        """The text the model writes after ``prefix + prompt`` under ``grammar``
+        (a JSON schema or EBNF text, see ``grammar()``).
 
         ``prefix`` is the fixed part (its cache is reused while it stays the
         same); ``lead`` is text the answer must start with (e.g. the space
@@ -191,10 +246,9 @@ class ConstrainedDecoder:
         import xgrammar as xgr
 
         t0 = time.monotonic()
-        bos = [self.tokenizer.bos_token_id] if add_bos and self.tokenizer.bos_token_id is not None else []
-        prefix_ids = bos + (self.encode(prefix) if prefix else [])
+        prefix_ids = self._prefix_ids(prefix, add_bos)
         prompt_ids = self.encode(prompt)
-        matcher = xgr.GrammarMatcher(self.grammar(schema, lead), terminate_without_stop_token=True)
+        matcher = xgr.GrammarMatcher(self.grammar(grammar, lead), terminate_without_stop_token=True)
         bitmask = xgr.allocate_token_bitmask(1, self.info.vocab_size)
         with torch.inference_mode():
             keep_idx = self._set_keep(keep)

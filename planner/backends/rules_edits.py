@@ -53,9 +53,10 @@ class Ambiguous(Exception):
 # --------------------------------------------------------------------------
 
 _POLITE = re.compile(
-    r"^(?:(?:please|pls|ok(?:ay)?|now|so|then|and|also|hey|hmm|well|next|can you|could you|would you|will you|"
+    r"^(?:(?:please|pls|ok(?:ay)?|now|so|then|and|also|hey|hmm+|well|next|actually|oh|ah|right|alright|hm+|"
+    r"can you|could you|would you|will you|"
     r"i want you to|i'd like you to|i would like you to|i want to|i'd like to|let's|lets|let us|try to|"
-    r"go ahead and|just)\s+)+"
+    r"go ahead and|just)[\s,]+)+"
 )
 _VERBS_START = (
     r"add|insert|include|draw|put|place|remove|delete|erase|get rid of|take out|take away|drop|eliminate|move|"
@@ -71,18 +72,25 @@ _PRONOUNS = {"it", "them", "that", "this", "that one", "this one", "the object",
 _EVERYTHING = {"everything", "all", "all objects", "all the objects", "the whole scene", "the scene", "all of them",
                "them all", "every object", "each object", "the objects", "all things", "everything else"}
 
-_SMALL = r"(?:just\s+)?(?:a\s+(?:little\s+)?bit|a\s+little|slightly|a\s+tad|a\s+touch|a\s+smidge|somewhat|marginally|a\s+hair)"
+_SMALL = (r"(?:just\s+)?(?:a\s+(?:little\s+)?bit|a\s+little|slightly|a\s+tad|a\s+touch|a\s+smidge|somewhat|"
+          r"marginally|a\s+hair)")
 _LARGE = r"(?:a\s+lot|much|way|far|a\s+great\s+deal|significantly|considerably|quite\s+a\s+bit|a\s+long\s+way|lots)"
-_MAX = r"(?:all\s+the\s+way|as\s+far\s+as\s+(?:possible|it\s+goes|it\s+can\s+go)|completely|to\s+the\s+(?:very\s+|far\s+)?(?:edge|end))"
+_MAX = (r"(?:all\s+the\s+way|as\s+far\s+as\s+(?:possible|it\s+goes|it\s+can\s+go)|completely|"
+        r"to\s+the\s+(?:very\s+|far\s+)?(?:edge|end))")
 
 _DIRS: list[tuple[str, str, str | None]] = [  # regex, direction, forced amount
     (r"to\s+the\s+(?:very\s+|far\s+)?top(?:\s+(?:edge|of\s+the\s+\w+))?", "up", "max"),
     (r"to\s+the\s+(?:very\s+|far\s+)?bottom(?:\s+(?:edge|of\s+the\s+\w+))?", "down", "max"),
-    (r"to\s+the\s+(?:very\s+|far\s+)?left\s+(?:edge|side\s+of\s+the\s+(?:image|picture|canvas|scene|frame))", "left", "max"),
-    (r"to\s+the\s+(?:very\s+|far\s+)?right\s+(?:edge|side\s+of\s+the\s+(?:image|picture|canvas|scene|frame))", "right", "max"),
-    (r"(?:to|into|in)\s+the\s+(?:middle|center|centre)(?:\s+of\s+the\s+\w+)?|(?:to\s+)?(?:the\s+)?(?:center|centre)", "center", None),
-    (r"(?:to|towards?|on|over)\s+(?:to\s+)?the\s+(?:far\s+|very\s+)?left(?:\s+(?:side|hand\s+side))?|leftwards?|left", "left", None),
-    (r"(?:to|towards?|on|over)\s+(?:to\s+)?the\s+(?:far\s+|very\s+)?right(?:\s+(?:side|hand\s+side))?|rightwards?|right", "right", None),
+    (r"to\s+the\s+(?:very\s+|far\s+)?left\s+(?:edge|side\s+of\s+the\s+(?:image|picture|canvas|scene|frame))",
+     "left", "max"),
+    (r"to\s+the\s+(?:very\s+|far\s+)?right\s+(?:edge|side\s+of\s+the\s+(?:image|picture|canvas|scene|frame))",
+     "right", "max"),
+    (r"(?:to|into|in)\s+the\s+(?:middle|center|centre)(?:\s+of\s+the\s+\w+)?|(?:to\s+)?(?:the\s+)?(?:center|centre)",
+     "center", None),
+    (r"(?:to|towards?|on|over)\s+(?:to\s+)?the\s+(?:far\s+|very\s+)?left(?:\s+(?:side|hand\s+side))?|"
+     r"leftwards?|left", "left", None),
+    (r"(?:to|towards?|on|over)\s+(?:to\s+)?the\s+(?:far\s+|very\s+)?right(?:\s+(?:side|hand\s+side))?|"
+     r"rightwards?|right", "right", None),
     (r"upwards?|up|higher(?:\s+up)?|towards?\s+the\s+top|skywards?", "up", None),
     (r"downwards?|down|lower(?:\s+down)?|towards?\s+the\s+bottom", "down", None),
 ]
@@ -114,10 +122,13 @@ def _clean(text: str) -> str:
     return t
 
 
+_POLITE_END = re.compile(r"(?:[\s,]+(?:please|pls|thanks|thank\s+you|thx|for\s+me|now))+$")
+
+
 def _strip_polite(t: str) -> str:
     prev = None
     while prev != t:
-        prev, t = t, _POLITE.sub("", t).strip(" ,")
+        prev, t = t, _POLITE_END.sub("", _POLITE.sub("", t)).strip(" ,")
     return t
 
 
@@ -176,7 +187,20 @@ class Resolver:
         return ", ".join(f"{o.id} ({o.phrase})" for o in self.plan.objects) or "nothing yet"
 
     def find(self, text: str, allow_indefinite_many: bool = False) -> list[str]:
-        """Instance ids for a noun phrase; raises Ambiguous or EditError (unknown)."""
+        """Instance ids for a noun phrase or a list of them ("the cat and the vase")."""
+        try:
+            return self._find(text, allow_indefinite_many)
+        except EditError:
+            parts = [p for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", _clean(text)) if p]
+            if len(parts) < 2:
+                raise
+            ids: list[str] = []
+            for part in parts:
+                ids += [i for i in self._find(part, allow_indefinite_many) if i not in ids]
+            return ids
+
+    def _find(self, text: str, allow_indefinite_many: bool = False) -> list[str]:
+        """Instance ids for one noun phrase; raises Ambiguous or EditError (unknown)."""
         t = _clean(text)
         t = re.sub(r"^(?:to|on|at|in|with|of|for|from)\s+", "", t)
         if not self.plan.objects:
@@ -192,7 +216,8 @@ class Resolver:
         ids = self.all_ids()
         for i in ids:  # explicit id: "cat-2", "cat 2", "cat #2"
             name, _, num = i.rpartition("-")
-            if re.fullmatch(rf"(?:the\s+)?{re.escape(i)}|(?:the\s+)?{re.escape(name.replace('_', ' '))}\s*#?\s*{num}", t):
+            spoken = re.escape(name.replace("_", " "))
+            if re.fullmatch(rf"(?:the\s+)?{re.escape(i)}|(?:the\s+)?{spoken}\s*#?\s*{num}", t):
                 return [i]
         many = False
         ordinal = None
@@ -280,7 +305,9 @@ class Resolver:
 _EXTRA_PREDS = {"right of": "right_of", "left of": "left_of", "on the left side of": "left_of",
                 "on the right side of": "right_of", "under neath": "under", "in front of": "in_front_of",
                 "to the right hand side of": "right_of", "to the left hand side of": "left_of",
-                "on top of": "on", "close to": "near", "next to": "next_to", "beside": "next_to"}
+                "on top of": "on", "close to": "near", "next to": "next_to", "beside": "next_to",
+                "closer to": "near", "nearer to": "near", "nearer": "near", "towards": "near", "toward": "near",
+                "up against": "next_to", "right next to": "next_to", "in the middle of": "inside"}
 _REL_PHRASES = sorted({**{k: v for k, v in PREDICATE_PHRASES.items() if k not in ("left", "right", "by", "after",
                                                                                  "before", "around", "top of",
                                                                                  "bottom of", "in_front", "nextto",
@@ -297,6 +324,18 @@ def _split_relation(rest: str, r: Resolver, need_left: bool = True):
     Returns (left_text, predicate, ref_ids, ref2_ids) or None. Ambiguous
     references propagate (the caller asks).
     """
+    chain = _relation_chain(rest, r, need_left)
+    if chain is None:
+        return None
+    left, rels = chain
+    return (left, *rels[0])
+
+
+def _relation_chain(rest: str, r: Resolver, need_left: bool = True):
+    """``LEFT rel1 REF1 [rel2 REF2 ...]`` -> (left_text, [(predicate, ref_ids, ref2_ids), ...]) or None.
+
+    "a cup on the table to the right of the vase" gives two relations for the cup.
+    """
     for m in _REL_RE.finditer(rest):
         left, right = rest[:m.start()].strip(), rest[m.end():].strip()
         if (need_left and not left) or not right:
@@ -310,13 +349,29 @@ def _split_relation(rest: str, r: Resolver, need_left: bool = True):
                 a, b = r.find(parts[0]), r.find(parts[1])
             except EditError:
                 continue
-            return left, pred, a, b
+            return left, [(pred, a, b)]
         try:
-            refs = r.find(right, allow_indefinite_many=True)
+            return left, [(pred, r.find(right, allow_indefinite_many=True), None)]
         except EditError:
-            continue
-        return left, pred, refs, None
+            pass
+        for m2 in _REL_RE.finditer(right):  # the reference ends where the next relation starts
+            head, tail = right[:m2.start()].strip(), right[m2.start():].strip()
+            if not head:
+                continue
+            try:
+                refs = r.find(head, allow_indefinite_many=True)
+            except EditError:
+                continue
+            more = _relation_chain(tail, r, need_left=False)
+            if more is not None and not more[0]:
+                return left, [(pred, refs, None), *more[1]]
     return None
+
+
+def _ref(r: Resolver, ids: list[str] | None) -> str | None:
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else _group_ref(r, ids)
 
 
 def _amount(t: str):
@@ -347,13 +402,25 @@ def _strip_amount(t: str) -> str:
     return " ".join(t.split())
 
 
+_CORNER = re.compile(r"\b(?:(?:to|into|in|towards?)\s+)?the\s+(?P<v>top|upper|bottom|lower)[\s-](?P<h>left|right)"
+                     r"(?:\s+(?:corner|hand\s+corner|side|edge))?(?:\s+of\s+the\s+\w+)?\b")
+
+
 def _direction_spans(t: str) -> list[tuple[int, int, str, str | None]]:
     """(start, end, direction, forced amount) of every direction phrase, left to right.
 
-    A bare side word used as an adjective ("the left dog") is not a direction.
+    A bare side word used as an adjective ("the left dog") is not a direction;
+    a corner ("to the top left corner") is two moves to the edges.
     """
     found: list[tuple[int, int, str, str | None]] = []
     masked = t
+    for m in _CORNER.finditer(t):
+        if not re.search(r"\b(?:to|into|in|towards?)\s+$", t[:m.start()] + " ") and not m.group(0).startswith(
+                ("to", "into", "in", "toward")):
+            continue  # "the top left dog" names a dog
+        v = "up" if m.group("v") in ("top", "upper") else "down"
+        found += [(m.start(), m.end(), v, "max"), (m.start(), m.end(), m.group("h"), "max")]
+        masked = masked[:m.start()] + "\0" * (m.end() - m.start()) + masked[m.end():]
     for rx, d, amt in _DIR_RE:
         for m in rx.finditer(masked):
             before = masked[:m.start()].rstrip()
@@ -369,7 +436,7 @@ def _directions(t: str) -> tuple[list[tuple[str, str | None]], str]:
     """All direction phrases in ``t`` (in order) and the text without them."""
     spans = _direction_spans(t)
     rest = t
-    for a, b, _, _ in reversed(spans):
+    for a, b in sorted({(a, b) for a, b, _, _ in spans}, reverse=True):
         rest = rest[:a] + " " + rest[b:]
     rest = " ".join(rest.split())
     rest = re.sub(r"(?:\s+(?:and|a\s+bit|to|toward|towards|,))+$", "", rest).strip()
@@ -381,7 +448,9 @@ def _directions(t: str) -> tuple[list[tuple[str, str | None]], str]:
 # --------------------------------------------------------------------------
 
 _UNDO = re.compile(r"^(?:undo|revert|go\s+back|step\s+back|take\s+(?:that|it)\s+back|back|oops|undo\s+(?:that|it|this)|"
-                   r"undo\s+the\s+last\s+(?:edit|change|step|one|turn)|revert\s+(?:that|the\s+last\s+(?:edit|change)))"
+                   r"(?:undo|revert)\s+(?:that|the|this|my)?\s*(?:last|previous)\s+(?:edit|change|step|one|turn|move)|"
+                   r"revert\s+(?:that|it|this)|put\s+it\s+back(?:\s+(?:where\s+it\s+was|how\s+it\s+was))?|"
+                   r"(?:undo|revert|cancel)\s+(?:that|it|this)\s+(?:edit|change))"
                    r"(?:\s+(?P<n>\w+)\s+(?:times|steps|edits|changes))?(?:\s+(?P<tw>twice|thrice))?$")
 _UNDO_N = re.compile(r"^(?:undo|revert)\s+(?:the\s+)?last\s+(?P<n>\w+)\s+(?:edits|changes|steps|turns)$")
 _REDO = re.compile(r"^(?:redo|redo\s+(?:that|it|this)|re-do|do\s+(?:that|it)\s+again|undo\s+the\s+undo)"
@@ -393,10 +462,12 @@ _BACKGROUND = re.compile(
     r"(?:use|give\s+(?:it|the\s+scene|the\s+picture))\s+(?:a\s+|an\s+)?(?P<c>.+?)\s+(?:background|backdrop|setting)|"
     r"(?:move|put|place|set|relocate|take)\s+(?:everything|the\s+(?:whole\s+)?scene|them\s+all|it\s+all|all\s+of\s+it|"
     r"them|the\s+picture)\s+(?:in|into|to|on|at)\s+(?P<d>.+)|"
+    r"set\s+(?:it|this|the\s+picture|the\s+image)\s+(?:in|on|at)\s+(?P<f>.+)|"
     r"(?P<e>(?:in|on|at)\s+(?:a|an|the)\s+.+?)\s+instead)$")
 _NO_BACKGROUND = re.compile(r"^(?:remove|clear|delete|drop|erase|get\s+rid\s+of)\s+(?:the\s+)?(?:background|setting|"
                             r"backdrop)$|^(?:no|plain|empty|blank)\s+(?:background|backdrop|setting)$")
-_SWAP = re.compile(r"^(?:swap|switch|exchange|interchange|trade|flip)\s+(?:the\s+)?(?:places?\s+of\s+|positions?\s+of\s+|"
+_SWAP = re.compile(r"^(?:swap|switch|exchange|interchange|trade|flip)\s+(?:the\s+)?"
+                   r"(?:places?\s+of\s+|positions?\s+of\s+|"
                    r"spots?\s+of\s+)?(?P<a>.+?)\s+(?:and|with|&)\s+(?P<b>.+?)(?:\s+(?:around|places|positions|spots|"
                    r"over|sides))?$|^(?P<c>.+?)\s+and\s+(?P<d>.+?)\s+(?:should\s+)?(?:swap|switch|exchange|trade)"
                    r"\s+(?:places|positions|spots|sides)$")
@@ -445,8 +516,8 @@ class _Clause:
 
     def __call__(self, t: str) -> list:
         for handler in (self.undo_redo, self.background, self.swap, self.unrelate, self.phrase, self.colour_of,
-                        self.remove, self.rename, self.resize_verb, self.move, self.add, self.make, self.should,
-                        self.bare):
+                        self.remove, self.negative, self.want, self.rename, self.resize_verb, self.give, self.move,
+                        self.add, self.make, self.should, self.bare):
             ops = handler(t)
             if ops:
                 return ops
@@ -470,7 +541,7 @@ class _Clause:
         if not m:
             return None
         bg = next(v for v in m.groupdict().values() if v)
-        if m.group("d") or m.group("e"):
+        if m.group("d") or m.group("e") or m.group("f"):
             bg = re.sub(r"^(?:in|on|at)\s+", "", bg)
         if bg in ("none", "nothing", "empty", "blank", "plain"):
             return [BackgroundOp(background=None)]
@@ -479,7 +550,15 @@ class _Clause:
     def swap(self, t: str):
         m = _SWAP.match(t)
         if not m:
-            return None
+            one = re.match(r"^(?:swap|switch|exchange|interchange|trade|flip)\s+(?:the\s+)?(?:places?\s+of\s+|"
+                           r"positions?\s+of\s+)?(?P<x>.+?)(?:\s+(?:around|places|positions|over))?$", t)
+            if not one:
+                return None
+            ids = self.r.find(one.group("x"), allow_indefinite_many=True)
+            if len(ids) != 2:
+                raise Ambiguous("Which two objects should change places? e.g. 'swap the cat and the vase'.")
+            self.r.last = ids
+            return [SwapOp(first=ids[0], second=ids[1])]
         a, b = (m.group("a"), m.group("b")) if m.group("a") else (m.group("c"), m.group("d"))
         ia, ib = self.r.find(a), self.r.find(b)
         if len(ia) != 1 or len(ib) != 1:
@@ -559,55 +638,86 @@ class _Clause:
 
     def resize_verb(self, t: str):
         m = _RESIZE_VERB.match(t)
-        if not m:
+        scale_word = re.match(r"^(?:scale|size|resize)\s+(?P<t>.+?)\s+(?P<d>up|down)\b(?P<rest>.*)$", t)
+        if scale_word:
+            v, target, tail = ("scale up" if scale_word.group("d") == "up" else "scale down",
+                               scale_word.group("t"), scale_word.group("rest"))
+        elif m:
+            v, target, tail = " ".join(m.group("v").split()), m.group("t"), ""
+        else:
             return None
-        v = " ".join(m.group("v").split())
-        amt = _amount(t)
-        target = _strip_amount(m.group("t"))
-        target = re.sub(r"\s+(?:size|in\s+size)$", "", target)
-        if v.startswith(("double",)):
+        up = v in ("enlarge", "grow", "expand", "scale up", "upscale", "magnify", "increase the size of",
+                   "blow up", "embiggen")
+        by = re.search(r"\bby\s+(?:(?P<p>\d+(?:\.\d+)?)\s*(?:%|percent)|(?P<f>half|a\s+half|a\s+third|a\s+quarter|"
+                       r"(?P<x>\d+(?:\.\d+)?)\s*(?:x|times)|a\s+factor\s+of\s+(?P<k>\d+(?:\.\d+)?)))",
+                       f"{target} {tail}")
+        target = re.sub(r"\s+by\s+.*$", "", target)
+        amt = _amount(f"{target} {tail}")
+        target = re.sub(r"\s+(?:size|in\s+size)$", "", _strip_amount(target))
+        if v.startswith("double"):
             scale = 2.0
         elif v.startswith("triple"):
             scale = 3.0
         elif v.startswith("halve"):
             scale = 0.5
+        elif by and (by.group("x") or by.group("k")):
+            f = float(by.group("x") or by.group("k"))
+            scale = f if up else 1 / f
+        elif by:
+            frac = float(by.group("p")) / 100 if by.group("p") else {"half": 0.5, "a half": 0.5, "a third": 1 / 3,
+                                                                    "a quarter": 0.25}[" ".join(by.group("f").split())]
+            scale = 1 + frac if up else max(1 - frac, 0.11)
         else:
-            up = v in ("enlarge", "grow", "expand", "scale up", "upscale", "magnify", "increase the size of",
-                       "blow up", "embiggen")
             scale = _scale(up, amt)
         ids = self.r.find(target)
         self.r.last = ids
-        return [ResizeOp(target=i, scale=scale) for i in ids]
+        return [ResizeOp(target=i, scale=round(scale, 4)) for i in ids]
 
     def move(self, t: str):
         m = _MOVE.match(t)
         if not m:
             return None
         verb, rest = m.group("v"), m.group("t")
-        if verb in ("set", "get", "put", "place", "take") and re.match(r"^(?:a|an|another|\d+|two|three|four|five|some)\b",
-                                                                        rest):
+        indefinite = re.match(r"^(?:a|an|another|\d+|two|three|four|five|some)\b", rest)
+        if verb in ("set", "get", "put", "place", "take") and indefinite:
             return None  # "put a dog ..." adds
-        rel = _split_relation(rest, self.r)
-        if rel:
-            left, pred, refs, refs2 = rel
-            left = _strip_amount(left)
-            subs = self.r.find(left)
+        away = re.match(r"^(?P<t>.+?)\s+(?:further\s+|farther\s+|a\s+bit\s+|more\s+)?away\s+from\s+(?P<r>.+)$", rest)
+        if away:
+            return self._away(away.group("t"), away.group("r"), _amount(rest))
+        chain = _relation_chain(rest, self.r)
+        if chain:
+            left, rels = chain
+            subs = self.r.find(_strip_amount(left))
             self.r.last = subs
-            return [MoveOp(target=s, predicate=pred, reference=refs[0] if len(refs) == 1 else _group_ref(self.r, refs),
-                           reference2=(refs2[0] if len(refs2) == 1 else _group_ref(self.r, refs2)) if refs2 else None)
-                    for s in subs]
+            (pred, refs, refs2), others = rels[0], rels[1:]
+            ops: list = [MoveOp(target=x, predicate=pred, reference=_ref(self.r, refs), reference2=_ref(self.r, refs2))
+                         for x in subs]
+            ops += [RelateOp(subject=x, predicate=p2, object=_ref(self.r, b), object2=_ref(self.r, b2))
+                    for p2, b, b2 in others for x in subs]
+            return ops
         if verb in ("raise", "lift"):
             rest += " up"
         elif verb in ("lower", "sink"):
             rest += " down"
         return self._direction_move(rest, required=verb not in ("set", "get", "take"))
 
+    def _away(self, target: str, ref: str, amount) -> list:
+        """"move the cat away from the vase": along the axis they are further apart on, away from it."""
+        ids, refs = self.r.find(target), self.r.find(ref)
+        self.r.last = ids
+        (sx, sy), (rx, ry) = _mean_centre(self.r.plan, ids), _mean_centre(self.r.plan, refs)
+        dx, dy = sx - rx, sy - ry
+        direction = ("right" if dx >= 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy >= 0 else "up")
+        amount = amount if isinstance(amount, str) else _px_to_fraction(amount, self.r.plan, direction)
+        return [MoveOp(target=_ref(self.r, ids), direction=direction, amount=amount)]
+
     def _direction_move(self, rest: str, required: bool):
         amt = _amount(rest)
         text = _strip_amount(rest)
         spans = _direction_spans(text)
         dirs, target = _directions(text)
-        target = re.sub(r"\s+(?:a\s+bit|a\s+little|slightly|some|over|around|back)$", "", target).strip()
+        target = re.sub(r"\s+(?:a\s+bit|a\s+little|slightly|some|over|around|back|there|here|elsewhere|"
+                        r"somewhere(?:\s+else)?)$", "", target).strip()
         if not dirs:
             if required and target:
                 ids = self.r.find(target)
@@ -638,15 +748,18 @@ class _Clause:
                               r"a\s+few|a\s+couple\s+of|a\s+pair\s+of|a\s+dozen|several)\b)", rest)
         if verb in ("place", "put", "paint") and not indefinite:
             return None  # "put the cat left of the dog" moves
-        rel = _split_relation(rest, self.r)
+        chain = _relation_chain(rest, self.r)
         absolute: list[tuple[str, str | None]] = []
-        if rel:
-            np_text, pred, refs, refs2 = rel
+        rels: list = []
+        if chain:
+            np_text, rels = chain
         else:
             dirs, np_text = _directions(rest) if re.search(r"\b(?:on|at|in|to)\s+the\s+(?:left|right|top|bottom|"
                                                            r"middle|center|centre)\b", rest) else ([], rest)
             absolute = dirs
-            pred, refs, refs2 = None, [], None
+            loc = _REL_RE.search(np_text)  # "a moon in the sky": a place that is not an object is left out
+            if loc and loc.start() > 0 and re.match(r"(?:the|a|an)\b", np_text[loc.end():].strip()):
+                np_text = np_text[:loc.start()]
         np_text = re.sub(r"\s+(?:too|as\s+well|also|somewhere|here|there|to\s+the\s+(?:scene|picture|image))$", "",
                          np_text.strip())
         another = re.match(r"^(?:another|one\s+more|an\s+other|a\s+second)\s+(?P<n>.+)$", np_text)
@@ -662,14 +775,17 @@ class _Clause:
             same = [o for o in self.r.plan.objects if o.name == parts.name]
             if same and not attrs:
                 attrs, size = list(same[0].attributes), same[0].size
+        pred, refs, refs2 = rels[0] if rels else (None, None, None)
         op = AddOp(name=parts.name, count=count, attributes=attrs, size=size, predicate=pred,
-                   reference=(refs[0] if len(refs) == 1 else _group_ref(self.r, refs)) if refs else None,
-                   reference2=(refs2[0] if len(refs2) == 1 else _group_ref(self.r, refs2)) if refs2 else None)
+                   reference=_ref(self.r, refs), reference2=_ref(self.r, refs2))
         new_ids = _predict_ids(self.r.plan, parts.name, count)
         self.r.last = new_ids
         ops: list = [op]
+        for p2, refs_b, refs2_b in rels[1:]:
+            ops += [RelateOp(subject=i, predicate=p2, object=_ref(self.r, refs_b), object2=_ref(self.r, refs2_b))
+                    for i in new_ids]
         for d, forced in absolute:
-            ops.append(MoveOp(target=new_ids[0] if count == 1 else op.name, direction=d, amount=forced or "max"))
+            ops += [MoveOp(target=i, direction=d, amount=forced or "max") for i in new_ids]
         return ops
 
     def make(self, t: str):
@@ -695,6 +811,51 @@ class _Clause:
         return self._attribute_phrase(rest)
 
     def _size_phrase(self, rest: str):
+        out = self._size_extra(rest)
+        if out is not None:
+            return out
+        return self._size_basic(rest)
+
+    def _size_extra(self, rest: str):
+        """ "20% bigger", "3x larger", "as big as the vase", "the same size as the vase", "too big"."""
+        m = re.match(rf"^(?P<t>.+?)\s+(?:(?P<p>\d+(?:\.\d+)?)\s*(?:%|percent)|(?P<x>\d+(?:\.\d+)?)\s*(?:x|times))\s+"
+                     rf"(?P<w>{_BIGGER}|{_SMALLER})$", rest)
+        if m:
+            up = re.fullmatch(_BIGGER, m.group("w")) is not None
+            if m.group("p"):
+                frac = float(m.group("p")) / 100
+                scale = 1 + frac if up else max(1 - frac, 0.11)
+            else:
+                f = float(m.group("x"))
+                scale = f if up else 1 / f
+            return self._resize(m.group("t"), scale)
+        m = re.match(r"^(?P<t>.+?)\s+(?:as\s+(?:big|large|tall|small|wide)\s+as|the\s+same\s+size\s+as|"
+                     r"(?:the\s+)?same\s+size\s+as)\s+(?P<r>.+)$", rest)
+        if m:
+            ids, refs = self.r.find(m.group("t")), self.r.find(m.group("r"))
+            self.r.last = ids
+
+            def area(i: str) -> float:
+                b = self.r.plan.object_by_id(i).box
+                return (b[2] - b[0]) * (b[3] - b[1])
+
+            ref_area = sum(area(i) for i in refs) / len(refs)
+            return [ResizeOp(target=i, scale=round(min(max((ref_area / area(i)) ** 0.5, 0.11), 5.0), 4))
+                    for i in ids]
+        m = re.match(r"^(?P<t>.+?)\s+(?:is\s+|are\s+|looks\s+|seems\s+)?"
+                     r"(?:way\s+|much\s+|a\s+bit\s+|a\s+little\s+)?too\s+"
+                     r"(?P<w>big|large|huge|tall|wide|small|tiny|little|short|narrow)$", rest)
+        if m:
+            up = m.group("w") in ("small", "tiny", "little", "short", "narrow")
+            return self._resize(m.group("t"), _scale(up, _amount(rest)))
+        return None
+
+    def _resize(self, target: str, scale: float) -> list:
+        ids = self.r.find(target)
+        self.r.last = ids
+        return [ResizeOp(target=i, scale=round(scale, 4)) for i in ids]
+
+    def _size_basic(self, rest: str):
         m = re.match(rf"^(?P<t>.+?)\s+(?P<mod>(?:{_SMALL}|{_LARGE}|even|a\s+bit|some|\w+\s+times)\s+)?"
                      rf"(?P<w>{_BIGGER}|{_SMALLER})(?:\s+than\s+(?:it\s+is|before|now))?$", rest)
         if m:
@@ -755,6 +916,37 @@ class _Clause:
             raise error
         return None
 
+    def want(self, t: str):
+        """ "I want the cat to be behind the vase", "I'd like the vase bigger"."""
+        m = re.match(r"^(?:i\s+(?:want|need|would\s+like|'d\s+like)|i'd\s+like|let's\s+have|have)\s+(?P<t>.+?)\s+"
+                     r"(?:to\s+be|to\s+go|to\s+sit|to\s+stand|be)\s+(?P<r>.+)$", t)
+        if not m:
+            return None
+        return self.should(f"{m.group('t')} should be {m.group('r')}")
+
+    def negative(self, t: str):
+        """ "the cat should not be left of the vase" / "the cat no longer on the table" -> drop that relation."""
+        m = re.match(r"^(?P<t>.+?)\s+(?:should\s+not|shouldn't|must\s+not|mustn't|does\s+not\s+need\s+to|"
+                     r"doesn't\s+need\s+to|need\s+not|needn't|is\s+not|isn't|no\s+longer\s+needs\s+to)\s+"
+                     r"(?:be\s+|sit\s+|stand\s+)?(?P<r>.+)$|^(?P<u>.+?)\s+(?:is\s+)?no\s+longer\s+(?P<q>.+)$", t)
+        if not m:
+            return None
+        target, rest = (m.group("t"), m.group("r")) if m.group("t") else (m.group("u"), m.group("q"))
+        try:
+            subs = self.r.find(target)
+        except EditError:
+            return None
+        rel = _split_relation(f"{target} {rest}", self.r)
+        if not rel:
+            return None
+        _, pred, refs, refs2 = rel
+        self.r.last = subs
+        wanted = set(refs) | set(refs2 or [])
+        plan_rels = [x for x in self.r.plan.relations if x.subject in subs and {x.object, x.object2} & wanted]
+        if not any(x.predicate == pred for x in plan_rels):
+            raise EditError(f"there is no relation '{' / '.join(subs)} {pred} {' / '.join(refs)}' to remove")
+        return [UnrelateOp(subject=x, object=o) for x in subs for o in refs]
+
     def should(self, t: str):
         m = _SHOULD.match(t)
         if not m:
@@ -764,14 +956,22 @@ class _Clause:
             self.r.find(target)
         except EditError:
             return None
+        too = re.match(r"^(?:way\s+|much\s+|a\s+bit\s+|a\s+little\s+)?too\s+(?:far\s+)?(?:to\s+the\s+)?"
+                       r"(?P<d>left|right|high|low|up|down)$", rest)
+        if too:
+            opposite = {"left": "right", "right": "left", "high": "down", "up": "down", "low": "up", "down": "up"}
+            return self._direction_move(f"{target} {opposite[too.group('d')]} {'a bit' if 'bit' in rest else ''}",
+                                        required=True)
+        close = re.match(r"^(?:way\s+|much\s+|a\s+bit\s+)?too\s+(?:close|near)\s+to\s+(?P<r>.+)$", rest)
+        if close:
+            return self._away(target, close.group("r"), "medium")
         rel = _split_relation(f"{target} {rest}", self.r)
         if rel:
             left, pred, refs, refs2 = rel
             subs = self.r.find(left)
             self.r.last = subs
-            return [RelateOp(subject=s, predicate=pred, object=refs[0] if len(refs) == 1 else _group_ref(self.r, refs),
-                             object2=(refs2[0] if len(refs2) == 1 else _group_ref(self.r, refs2)) if refs2 else None)
-                    for s in subs]
+            return [RelateOp(subject=x, predicate=pred, object=_ref(self.r, refs), object2=_ref(self.r, refs2))
+                    for x in subs]
         out = self._size_phrase(f"{target} {rest}")
         if out is not None:
             return out
@@ -780,8 +980,24 @@ class _Clause:
             return self._direction_move(f"{target} {rest}", required=True)
         return self._attribute_phrase(f"{target} {rest}")
 
+    def give(self, t: str):
+        """ "give the cat a red hat" -> add a red hat on the cat."""
+        m = re.match(r"^give\s+(?P<t>.+?)\s+(?P<n>(?:a|an|some|two|three|\d+)\s+.+)$", t)
+        if not m:
+            return None
+        try:
+            ids = self.r.find(m.group("t"))
+        except EditError:
+            return None
+        return self.add(f"add {m.group('n')} on {_ref(self.r, ids)}")
+
     def bare(self, t: str):
-        """Verb-less: "the cat further left", "cat a bit up", "bigger cat"? -> move / resize."""
+        """Verb-less: "the cat further left", "cat a bit up", "a lamp behind the cat" -> move / resize / add."""
+        if re.match(r"^(?:a|an|another|one\s+more|two|three|four|five|some|\d+)\s+\w", t):
+            try:
+                return self.add(f"add {t}")
+            except EditError:
+                return None
         dirs, target = _directions(_strip_amount(t))
         if dirs and target:
             return self._direction_move(t, required=True)
@@ -789,6 +1005,11 @@ class _Clause:
         if m:
             return self._size_phrase(f"{m.group('t')} {m.group('w')}")
         return self._size_phrase(t)
+
+
+def _mean_centre(plan: ScenePlan, ids: list[str]) -> tuple[float, float]:
+    cs = [_centre(plan.object_by_id(i)) for i in ids]
+    return (sum(c[0] for c in cs) / len(cs), sum(c[1] for c in cs) / len(cs))
 
 
 def _scale(up: bool, amount) -> float:
@@ -850,8 +1071,11 @@ def parse_edit(instruction: str, plan: ScenePlan, last_targets: list[str] | None
     return EditScript(ops=ops)
 
 
+NOT_UNDERSTOOD = "I did not understand"
+
+
 def _not_understood(clause: str) -> str:
-    return (f"I did not understand {clause!r}. Try e.g. 'add a dog behind the vase', 'move the cat a bit left', "
+    return (f"{NOT_UNDERSTOOD} {clause!r}. Try e.g. 'add a dog behind the vase', 'move the cat a bit left', "
             f"'make the vase bigger', 'make the cat black', 'swap the cat and the dog', 'remove the dog', "
             f"'change the background to a beach' or 'undo'.")
 

@@ -8,7 +8,9 @@ solver, the tests and the benchmarks alike; ``box_mask`` turns a box into a
 binary or soft mask at any resolution; ``save_preview`` draws a plan's boxes.
 """
 
-from .check import OVERLAP_BOUND, Violation, check_plan, check_relations, overlap_fraction, overlap_violations, relation_holds
+from .check import (
+    OVERLAP_BOUND, Violation, check_plan, check_relations, overlap_fraction, overlap_violations, relation_holds,
+)
 from .masks import box_mask
 from .preview import save_preview
 from .sizes import prior_size

@@ -152,17 +152,23 @@ def check_plan(plan: ScenePlan) -> list[Violation]:
 
 
 def overlap_allowed(relations: Iterable[PlanRelation]) -> set[frozenset[str]]:
-    """Pairs of ids whose boxes may overlap: directly related pairs, and pairs
+    """Pairs of ids whose boxes may overlap: directly related pairs, pairs
     joined by a chain of ``OVERLAPPING`` relations followed subject -> object
-    (cup on book on table). Every other pair is "unrelated"."""
+    (cup on book on table), and containers of one subject (tulips in a vase in
+    a window: vase and window both hold them). Every other pair is "unrelated"."""
     allowed: set[frozenset[str]] = set()
     support: dict[str, set[str]] = {}
+    containers: dict[str, list[str]] = {}
     for r in relations:
         for other in (r.object, r.object2):
             if other is not None and other != r.subject:
                 allowed.add(frozenset((r.subject, other)))
         if r.predicate in OVERLAPPING:
             support.setdefault(r.subject, set()).add(r.object)
+        if r.predicate == "inside":
+            containers.setdefault(r.subject, []).append(r.object)
+    for held in containers.values():
+        allowed.update(frozenset((a, b)) for a in held for b in held if a != b)
     for start in support:  # transitive closure along support edges (tiny graphs)
         stack, seen = list(support[start]), set()
         while stack:

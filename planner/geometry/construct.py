@@ -2,8 +2,8 @@
 sets, and the targets the LP repair stays close to when it does not.
 
 1. *Blocks*: instances of one group that take part in the same relations
-   ("three birds above a boat") move together, arranged as a row, a grid or a
-   staggered cluster.
+   ("three birds above a boat") move together, arranged as a row, a grid, a
+   staggered cluster, a column (beside something) or a pile (on something).
 2. Every relation between blocks asks for a displacement between their centres
    (left_of: one half-width-sum to the left, on: resting on the top edge...).
    Least squares turns these wishes into block positions; for a consistent
@@ -39,7 +39,8 @@ Box = tuple[float, float, float, float]
 
 @dataclass
 class Block:
-    """Instances placed as one unit: ``cols`` per row, row-major, last row centred."""
+    """Instances placed as one unit, row by row from the top; each row centred.
+    ``counts`` gives the instances per row; by default ``cols`` per row."""
 
     ids: list[str]
     w: float
@@ -47,32 +48,48 @@ class Block:
     cols: int = 1
     gap: float = GAP
     stagger: float = 0.0  # odd rows shift right by this share of a cell (cluster look)
+    counts: list[int] | None = None
     fixed: bool = False
     centre: tuple[float, float] = (0.0, 0.0)
     offsets: list[tuple[float, float]] = field(default_factory=list)
 
     @property
-    def rows(self) -> int:
-        return math.ceil(len(self.ids) / self.cols)
+    def row_counts(self) -> list[int]:
+        if self.counts:
+            return self.counts
+        n, cols = len(self.ids), min(self.cols, len(self.ids))
+        return [min(cols, n - k) for k in range(0, n, cols)]
 
     @property
     def size(self) -> tuple[float, float]:
-        cols = min(self.cols, len(self.ids))
-        shift = self.stagger * (self.w + self.gap) if self.rows > 1 else 0.0
-        return cols * self.w + (cols - 1) * self.gap + shift, self.rows * self.h + (self.rows - 1) * self.gap
+        counts = self.row_counts
+        shift = self.stagger * (self.w + self.gap) if len(counts) > 1 else 0.0
+        widest = max(counts)
+        return widest * self.w + (widest - 1) * self.gap + shift, len(counts) * self.h + (len(counts) - 1) * self.gap
 
     def arrange(self) -> None:
         """Instance centre offsets from the block centre."""
-        n, cols = len(self.ids), min(self.cols, len(self.ids))
         W, H = self.size
+        widest = max(self.row_counts)
         self.offsets = []
-        for k in range(n):
-            row, col = divmod(k, cols)
-            in_row = min(cols, n - row * cols)
-            x = -W / 2 + self.w / 2 + (col + (cols - in_row) / 2) * (self.w + self.gap)
-            x += self.stagger * (self.w + self.gap) * (row % 2)
-            y = -H / 2 + self.h / 2 + row * (self.h + self.gap)
-            self.offsets.append((x, y))
+        for row, count in enumerate(self.row_counts):
+            for col in range(count):
+                x = -W / 2 + self.w / 2 + (col + (widest - count) / 2) * (self.w + self.gap)
+                x += self.stagger * (self.w + self.gap) * (row % 2)
+                y = -H / 2 + self.h / 2 + row * (self.h + self.gap)
+                self.offsets.append((x, y))
+
+
+def pile_counts(n: int, per_row: int) -> list[int]:
+    """Rows for ``n`` things resting on one support, widest on top: every row's
+    bottom must touch the support's upper part and stay above its centre by more
+    than the row's half-width (the sector rule), so lower rows are narrower."""
+    rows: list[int] = []
+    width = per_row
+    while sum(rows) < n:
+        rows.append(max(1, min(width, n - sum(rows))))
+        width -= 2
+    return rows
 
 
 def _signatures(relations: list[PlanRelation], groups: dict[str, str]) -> dict[str, frozenset]:
@@ -94,6 +111,7 @@ def make_blocks(
     relations: list[PlanRelation],
     fixed: dict[str, Box],
     aspect: float,
+    min_wh: tuple[float, float],
     rng: random.Random,
 ) -> list[Block]:
     """Group instances into blocks and choose each block's arrangement."""
@@ -111,8 +129,21 @@ def make_blocks(
             inside = set(members)
             internal = {r.predicate for r in relations if r.subject in inside and r.object in inside}
             rests_on = any(r.predicate == "on" and r.subject in inside and r.object not in inside for r in relations)
-            if "next_to" in internal or rests_on:  # a touching (next_to) or resting (on) row
-                b.cols, b.gap = n, (0.0 if "next_to" in internal else GAP / 2)
+            beside = any(r.predicate in ("next_to", "near") and (r.subject in inside) != (r.object in inside)
+                         for r in relations)
+            if "next_to" in internal:  # a touching row
+                b.cols, b.gap = n, 0.0
+            elif beside and n <= 3:  # a column, so each one stays close beside the other thing
+                b.cols = 1
+            elif rests_on:  # a resting row, or a pile (at most 3 rows if shrinking allows) when one row is too wide
+                b.cols, b.gap = n, GAP / 2
+                per_row = lambda width: max(1, int((0.9 + b.gap) / (width + b.gap)))  # noqa: E731
+                k, k_min = 1.0, min(1.0, max(min_wh[0] / w, min_wh[1] / h))
+                while k > k_min and sum(pile_counts(n, per_row(k * w))[:3]) < n:
+                    k = max(k_min, 0.9 * k)
+                b.w, b.h = w * k, h * k
+                if n > per_row(b.w):
+                    b.counts = pile_counts(n, per_row(b.w))
             elif "near" in internal:
                 b.cols, b.gap = max(1, round(math.sqrt(n))), GAP / 3
             else:
@@ -128,7 +159,10 @@ def make_blocks(
 def _displacement(p: str, S: Block, O: Block, side: float) -> tuple[float, float]:
     """Wished centre(S) - centre(O) for ``S p O``; ``side`` is -1/+1 where a predicate leaves it open."""
     (Ws, Hs), (Wo, Ho) = S.size, O.size
-    hx, hy = (Ws + Wo) / 2 + GAP, (Hs + Ho) / 2 + GAP
+    # the sector rule must hold for every instance pair: the blocks' centres must be
+    # further apart than the instances' centres spread, on both axes together
+    spread = ((Ws - S.w) + (Wo - O.w) + (Hs - S.h) + (Ho - O.h)) / 2 + 0.03 if len(S.ids) + len(O.ids) > 2 else 0.0
+    hx, hy = max((Ws + Wo) / 2 + GAP, spread), max((Hs + Ho) / 2 + GAP, spread)
     if p == "left_of":
         return -hx, 0.0
     if p == "right_of":
@@ -137,22 +171,22 @@ def _displacement(p: str, S: Block, O: Block, side: float) -> tuple[float, float
         return 0.0, -hy
     if p == "below":
         return 0.0, hy
-    if p == "on":
-        return 0.0, -(Hs + Ho) / 2 + ON_SINK * Ho
+    if p == "on":  # the top row rests on the top edge; lower rows of a pile sink into the support
+        return 0.0, -Ho / 2 + ON_SINK * Ho - S.h + Hs / 2
     if p == "under":
-        return 0.0, (Hs + Ho) / 2 - UNDER_RISE * Ho
+        return 0.0, max((Hs + Ho) / 2 - UNDER_RISE * Ho, spread)
     if p == "next_to":
         return side * ((Ws + Wo) / 2 + GAP / 2), 0.0
     if p == "near":
         return side * hx, 0.0
-    if p == "in_front_of":
-        return side * 0.3 * (Ws + Wo) / 2, Ho / 2 + FRONT_DROP * Ho - Hs / 2
-    if p == "behind":
-        return side * 0.3 * (Ws + Wo) / 2, Ho / 2 - BACK_RISE * Ho - Hs / 2
+    if p == "in_front_of":  # S's highest bottom edge below O's lowest one
+        return side * 0.3 * (Ws + Wo) / 2, Ho / 2 + FRONT_DROP * O.h - S.h + Hs / 2
+    if p == "behind":  # S's lowest bottom edge above O's highest one
+        return side * 0.3 * (Ws + Wo) / 2, -Ho / 2 + O.h - BACK_RISE * O.h - Hs / 2
     return 0.0, 0.0  # inside: centred
 
 
-def _grow_references(blocks: list[Block], of: dict[str, Block], relations: list[PlanRelation], limit: float) -> None:
+def _grow_references(of: dict[str, Block], relations: list[PlanRelation], limit: float) -> None:
     """Make single references big enough for what rests on or sits inside them,
     shrinking the contents where the reference cannot grow."""
     for _ in range(2):  # nested references settle in a couple of passes
@@ -162,9 +196,14 @@ def _grow_references(blocks: list[Block], of: dict[str, Block], relations: list[
                 continue
             Ws, Hs = S.size
             if r.predicate == "on":
-                reach_x = (Ws - S.w) / 2 + 0.02  # outermost subject centre, plus a margin
-                O.w = min(limit, max(O.w, Ws * 1.05))
-                O.h = min(limit * 0.6, max(O.h, (reach_x - S.h / 2 + 0.02) / (0.5 - ON_SINK)))
+                # row k (from the top) sinks k (h + gap) into the support: its bottom must stay in the
+                # upper half, and Ho (0.5 - ON_SINK) - k (h + gap) + h / 2 > the row's half-width + margin
+                across, down, rows = S.w + S.gap, S.h + S.gap, S.row_counts
+                need = max(((c - 1) / 2 * across + 0.03 + k * down - S.h / 2) / (0.5 - ON_SINK)
+                           for k, c in enumerate(rows))
+                need = max(need, 2 * (len(rows) - 1) * down / (1 - 2 * ON_SINK) + 0.02)
+                # no cap: if the support outgrows the canvas, packing scales the whole piece down
+                O.w, O.h = max(O.w, Ws * 1.05), max(O.h, need)
             elif r.predicate == "inside":
                 O.w, O.h = min(limit, max(O.w, Ws * 1.3)), min(limit, max(O.h, Hs * 1.3))
                 k = min(1.0, 0.8 * O.w / Ws, 0.8 * O.h / Hs)
@@ -205,15 +244,16 @@ def place(
     fixed: dict[str, Box],
     canvas: tuple[int, int],
     margin: float,
+    min_wh: tuple[float, float],
     rng: random.Random,
 ) -> dict[str, Box]:
     """Boxes for every instance (fixed ones unchanged), before any repair."""
     W, H = canvas
     limit = 1.0 - 2 * margin
     fixed_sizes = {i: (b[2] - b[0], b[3] - b[1]) for i, b in fixed.items()}
-    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, rng)
+    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, min_wh, rng)
     of = {i: b for b in blocks for i in b.ids}
-    _grow_references(blocks, of, relations, limit)
+    _grow_references(of, relations, limit)
     side, between = _hints(relations, rng)
 
     # least squares over block centres: rows of (coefficients, wished (dx, dy), weight)
@@ -294,7 +334,9 @@ def _bbox(boxes: list[Box]) -> Box:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def _pack(boxes: dict[str, Box], pieces: list[list[str]], fixed: dict[str, Box], margin: float, rng: random.Random) -> None:
+def _pack(
+    boxes: dict[str, Box], pieces: list[list[str]], fixed: dict[str, Box], margin: float, rng: random.Random
+) -> None:
     """Scale all free pieces by one factor and spread them in shelves over the canvas (in place)."""
     free = [p for p in pieces if not any(i in fixed for i in p)]
     if not free:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..scene import PlanRelation
 from .check import TOUCH
@@ -26,7 +25,7 @@ from .check import TOUCH
 EPS = 0.01  # strictness margin for directional relations (normalised units)
 EPS_IN = 0.002  # margin for the non-strict ones (inside, gaps, touching)
 SEPARATION = 0.08  # unrelated pairs: overlap along the separating axis <= this share of the smaller extent
-TIME_LIMIT = 2.0  # seconds for one MILP
+ASPECT_SLACK = 1.25  # a repaired box's w/h stays within this factor of its target's (first try)
 
 X0, Y0, X1, Y1 = range(4)
 Expr = dict[int, float]
@@ -131,13 +130,18 @@ class Program:
             for who in (s, o):
                 self.le(-EPS_IN, self.v(b, lo), self.v(a, hi, -1), self.v(who, hi, -1), self.v(who, lo))
 
-    def relation(self, r: PlanRelation, ch: Choice | None, tie: object = None) -> None:
+    def relation(self, r: PlanRelation, ch: Choice | None, tie: object = None,
+                 options: Sequence[Choice] | None = None) -> None:
         """Constraints of one relation; ``ch=None`` leaves an open choice to the
-        MILP (shared with the other relations of the same ``tie`` key)."""
+        MILP among ``options`` (default: all), shared with the other relations
+        of the same ``tie`` key."""
         s, o, p = r.subject, r.object, r.predicate
         if ch is None and p in ("next_to", "between"):
-            options = NEXT_TO_CHOICES if p == "next_to" else BETWEEN_CHOICES
-            self.one_of([lambda c=c: self.relation(r, c) for c in options], tie)
+            options = options or (NEXT_TO_CHOICES if p == "next_to" else BETWEEN_CHOICES)
+            if len(options) == 1:
+                self.relation(r, options[0])
+            else:
+                self.one_of([lambda c=c: self.relation(r, c) for c in options], tie)
         elif p in ("left_of", "right_of"):
             self.sector(s, o, "x", -1.0 if p == "left_of" else 1.0)
         elif p in ("above", "below", "under"):
@@ -146,8 +150,8 @@ class Program:
             self.sector(s, o, "y", -1.0)
             self.le(TOUCH - EPS_IN, self.v(o, Y0), self.v(s, Y1, -1))  # bottom at most TOUCH above the top
             self.le(-EPS_IN, self.v(s, Y1), self.cy(o, -1))  # ... and not below the middle
-            self.le(-EPS, self.v(o, X0), self.cx(s, -1))  # centre over the object
-            self.le(-EPS, self.cx(s), self.v(o, X1, -1))
+            self.le(-EPS, self.v(o, X0), self.v(s, X1, -1))  # overlapping it horizontally
+            self.le(-EPS, self.v(s, X0), self.v(o, X1, -1))
         elif p == "next_to":
             self.sector(s, o, "x", ch.side)
             self.width_gap(s, o, "x")
@@ -187,11 +191,19 @@ class Program:
         min_wh: dict[str, tuple[float, float]],
         margin: float,
         feasibility_only: bool = False,
+        keep_aspect: bool = False,
+        time_limit: float = 2.0,
     ) -> dict[str, Box] | None:
-        """Minimise the L1 distance to ``target`` (``fixed`` boxes stay put); None if infeasible."""
+        """Minimise the L1 distance to ``target`` (``fixed`` boxes stay put); None if infeasible.
+        ``keep_aspect``: every free box keeps its target's aspect ratio within ASPECT_SLACK."""
         for i, (mw, mh) in min_wh.items():
             self.le(-mw, self.v(i, X0), self.v(i, X1, -1))
             self.le(-mh, self.v(i, Y0), self.v(i, Y1, -1))
+            if keep_aspect:  # w / h within ASPECT_SLACK of the target's: no squashed boxes
+                tw, th = target[i][2] - target[i][0], target[i][3] - target[i][1]
+                w, h = _add(self.v(i, X1), self.v(i, X0, -1)), _add(self.v(i, Y1), self.v(i, Y0, -1))
+                self.le(0.0, _scale(w, th), _scale(h, -tw * ASPECT_SLACK))
+                self.le(0.0, _scale(h, tw), _scale(w, -th * ASPECT_SLACK))
         n, nb, m = self.n, self.nbin, len(self.rows)
         nd = 0 if feasibility_only else n  # one deviation variable per edge
         A = np.zeros((m + 2 * nd, n + nb + nd))
@@ -210,12 +222,26 @@ class Program:
         hi = np.concatenate([np.full(n, 1.0 - margin), np.ones(nb), np.full(nd, np.inf)])
         for i, box in fixed.items():
             lo[self.col[i]:self.col[i] + 4] = hi[self.col[i]:self.col[i] + 4] = box
+        from scipy.optimize import Bounds, LinearConstraint, milp  # on first use: most plans never need it
+
         c = np.concatenate([np.zeros(n + nb), np.ones(nd)])
         integrality = np.concatenate([np.zeros(n), np.ones(nb), np.zeros(nd)])
         res = milp(c, constraints=LinearConstraint(A, -np.inf, ub), bounds=Bounds(lo, hi),
-                   integrality=integrality, options={"time_limit": TIME_LIMIT})
+                   integrality=integrality, options={"time_limit": max(0.05, time_limit), "presolve": False})
         if res.x is None or res.status not in (0, 1):  # 1: time limit with a feasible point
             self.timed_out = res.status == 1
             return None
         z = res.x
         return {i: tuple(float(z[k + e]) for e in range(4)) for i, k in self.col.items()}
+
+
+def _add(*parts: Expr) -> Expr:
+    out: Expr = {}
+    for p in parts:
+        for k, c in p.items():
+            out[k] = out.get(k, 0.0) + c
+    return out
+
+
+def _scale(e: Expr, c: float) -> Expr:
+    return {k: c * v for k, v in e.items()}

@@ -64,8 +64,9 @@ def find_cycle(edges: dict[str, dict[str, PlanRelation]]) -> list[PlanRelation] 
 def cycles(relations: list[PlanRelation]) -> list[PlanRelation] | None:
     """Relations forming a contradiction on some axis (listed in input order), or None."""
     order = {id(r): i for i, r in enumerate(relations)}
+    edges = order_edges(relations)
     for axis in ("x", "y", "depth", "containment"):
-        cyc = find_cycle(order_edges(relations).get(axis, {}))
+        cyc = find_cycle(edges.get(axis, {}))
         if cyc:
             return sorted(cyc, key=lambda r: order[id(r)])
     return None

@@ -65,16 +65,27 @@ def _attached_region(rng: random.Random, kind: str, ref: Box, lo: float, hi: flo
         x0 = (rx0 + rx1) / 2 - w / 2 + rng.uniform(-0.1, 0.1) * (rx1 - rx0)
         h = rng.uniform(0.12, 0.3)
         bottom = ry0 + rng.uniform(0.0, 0.35) * (ry1 - ry0)
-        return (x0, max(lo, bottom - h), x0 + w, bottom)
+        return _clamp((x0, max(lo, bottom - h), x0 + w, bottom), lo, hi)
     if kind == "inside":
         h = (ry1 - ry0) * rng.uniform(0.4, 0.8)
         y0 = ry0 + 0.02 + rng.uniform(0, max(0.0, (ry1 - ry0) - h - 0.04))
-        return (x0, y0, x0 + w, y0 + h)
+        return _clamp((x0, y0, x0 + w, y0 + h), lo, hi)
     y1 = min(hi, ry1 + rng.uniform(0.03, 0.15))
-    return (x0, max(lo, y1 - (ry1 - ry0) * 0.8), x0 + w, y1)
+    return _clamp((x0, max(lo, y1 - (ry1 - ry0) * 0.8), x0 + w, y1), lo, hi)
+
+
+def _clamp(b: Box, lo: float, hi: float) -> Box:
+    """Shift a region into [lo, hi] (shrinking it only if it is wider than that)."""
+    w, h = min(b[2] - b[0], hi - lo), min(b[3] - b[1], hi - lo)
+    x0, y0 = min(max(b[0], lo), hi - w), min(max(b[1], lo), hi - h)
+    return (x0, y0, x0 + w, y0 + h)
 
 
 def _robust(p: str, s: Box, o: Box, o2: Box | None, d: float = 0.012) -> bool:
+    if o2 is not None:  # the references must be clearly further apart on one axis
+        (ax, ay), (bx, by) = ((o[0] + o[2]) / 2, (o[1] + o[3]) / 2), ((o2[0] + o2[2]) / 2, (o2[1] + o2[3]) / 2)
+        if abs(abs(ax - bx) - abs(ay - by)) < d:
+            return False
     shifts = ((0, 0), (d, 0), (-d, 0), (0, d), (0, -d))
     return all(relation_holds(p, (s[0] + x, s[1] + y, s[2] + x, s[3] + y), o, o2) for x, y in shifts)
 

@@ -90,8 +90,8 @@ SIZE_WORD_SCALE = {"tiny": 0.5, "small": 0.75, "medium": 1.0, "large": 1.3, "hug
 
 MIN_CELLS = 2  # guidance.md: boxes under ~2x2 cells of a 16x16 attention map cannot be steered
 ATTENTION_GRID = 16  # cells along the canvas' shorter side
-TARGET_FILL = 0.30  # all non-scene boxes together cover about this share of the canvas
-MAX_GROW = 1.6  # a lone object grows at most this much to fill the canvas
+TARGET_FILL = 0.28  # all non-scene boxes together cover about this share of the canvas
+MAX_GROW = 1.35  # a lone object grows at most this much to fill the canvas
 
 
 def lookup_real_size(name: str) -> tuple[float, float]:

