@@ -44,9 +44,10 @@ def full_components(name: str, device: str, dtype: torch.dtype) -> dict:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     cfg = json.loads((ROOT / "configs" / f"{name}.json").read_text())
+    cast = torch.nn.Module.to  # diffusers' own ``to`` warns about fp32-only modules these models do not have
     with torch.device(device):
         comps = {
-            "unet": UNet2DConditionModel(**cfg["unet"]).to(dtype).eval(),
+            "unet": cast(UNet2DConditionModel(**cfg["unet"]), dtype).eval(),
             "vae": AutoencoderKL(**cfg["vae"]).eval(),
             "text_encoder": CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])).to(dtype).eval(),
         }

@@ -3,6 +3,12 @@
     from renderer import load_pipeline, render
     result = render(plan, method="refocus+rca", seed=0)
     result.images[0].save("out.png"); print(result.scores)
+
+Modules: ``pipeline_sd`` / ``pipeline_sdxl`` (the sampling loops), ``guidance`` (the Guider:
+schedules and latent updates), ``attention`` (processors that capture or mask), ``losses``
+(pure loss functions), ``config`` (one dataclass per method), ``tokens`` (phrase -> token
+positions), ``masks`` (boxes -> masks), ``loading``, ``sweep`` (excite's refinement step), ``tiny``.
+Importing the package loads torch only; diffusers and transformers load with the first pipeline.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from .pipeline_sdxl import LayoutPipelineXL
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-__all__ = ["DEFAULT_MODEL", "METHODS", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "load_pipeline",
-           "parse_method", "pipeline_from_components", "render"]
+__all__ = ["DEFAULT_MODEL", "METHODS", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "default_device",
+           "load_pipeline", "parse_method", "pipeline_from_components", "render"]
 
 
 def default_device() -> str:
+    """CUDA when available, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -117,7 +117,8 @@ class Guider:
         self.warnings: list[str] = list(self.masks.warnings)
         self.active = bool(layout.guided)
         if methods and not self.active:
-            self.warnings.append("no object phrase could be located in the prompt; guidance disabled")
+            self.warnings.append("the plan has no objects; guidance disabled" if not layout.ids else
+                                 "no object phrase could be located in the prompt; guidance disabled")
         # what each kind of pass captures
         cross_layout = set(A.select_layers(self.layers, "cross_layout"))
         self.caps_guide: dict[str, A.Capture] = {}

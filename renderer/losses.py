@@ -6,7 +6,10 @@ token positions; it returns a scalar tensor that keeps the graph to the maps.
 No host synchronisation: piecewise weights that depend on map values are
 chosen with ``torch.where`` on detached values, so a guidance iteration needs
 one device-to-host copy (the guider's stopping test), not one per token.
-Maths is fp32 whatever the maps' dtype. Formulas: shared/spec/guidance.md.
+Index lists become device tensors through a small cache (``_ix``), so a guidance
+iteration does not copy indices to the GPU either (a list index on a CUDA tensor is
+a synchronous host-to-device copy). Maths is fp32 whatever the maps' dtype.
+Formulas: shared/spec/guidance.md.
 
 Shapes used below: ``T`` tokens of the encoded prompt (start token = 0),
 ``K`` objects (instances), ``h x w`` map cells, ``N = h * w``.
@@ -15,11 +18,22 @@ Shapes used below: ``T`` tokens of the encoded prompt (start token = 0),
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 Groups = Sequence[tuple[Sequence[int], Sequence[int]]]  # per group: (token positions, object indices)
+
+
+@lru_cache(maxsize=512)
+def _on_device(values: tuple, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _ix(values: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a long tensor on ``like``'s device, made once per (values, device)."""
+    return _on_device(tuple(int(v) for v in values), torch.long, str(like.device))
 
 
 # ---------------------------------------------------------------------------
@@ -71,8 +85,8 @@ def car_loss(maps: torch.Tensor, groups: Groups, masks: torch.Tensor, early: boo
     for tokens, members in groups:
         if not tokens:
             continue
-        a = maps[list(tokens)]  # (t, h, w)
-        own = masks[list(members)]  # (b, h, w)
+        a = maps.index_select(0, _ix(tokens, maps))  # (t, h, w)
+        own = masks.index_select(0, _ix(members, masks))  # (b, h, w)
         m_in = (a[:, None] * own[None]).amax((-1, -2))  # (t, b)
         v = m_in.detach()
         w_in = torch.where(v < 0.1, 6.0, torch.where(v < 0.2, 1.0, 1.0 if early else 0.0))
@@ -80,7 +94,7 @@ def car_loss(maps: torch.Tensor, groups: Groups, masks: torch.Tensor, early: boo
         mins.append(v.amin())
         others = [k for k in range(masks.shape[0]) if k not in set(members)]
         if others:
-            away = masks[others] * (1 - own.amax(0))  # other boxes with own boxes zeroed
+            away = masks.index_select(0, _ix(others, masks)) * (1 - own.amax(0))  # own boxes zeroed
             m_out = (a[:, None] * away[None]).amax((-1, -2))  # (t, o)
             v = m_out.detach()
             w_out = torch.where(v > 0.15, 4.0, torch.where(v > 0.1, 1.0, 1.0 if early else 0.0))
@@ -110,7 +124,7 @@ def excite_loss(maps: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
     """L_CN: max over subject tokens of max(0, 1 - the token's largest map value). maps (T, h, w)."""
     if not tokens:
         return maps.new_zeros(())
-    peak = maps[list(tokens)].float().amax((-1, -2))
+    peak = maps.index_select(0, _ix(tokens, maps)).float().amax((-1, -2))
     return (1 - peak).clamp_min(0).amax()
 
 
@@ -120,7 +134,7 @@ def iou_loss(maps: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tenso
     A group's map is the mean of its tokens' maps, so the words of one phrase
     ("teddy", "bear") are not pushed apart from each other. maps (T, h, w).
     """
-    g = [maps[list(t)].float().mean(0) for t in groups if t]
+    g = [maps.index_select(0, _ix(t, maps)).float().mean(0) for t in groups if t]
     if len(g) < 2:
         return maps.new_zeros(())
     a = torch.stack(g)  # (G, h, w)
@@ -144,18 +158,17 @@ def backward_loss(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], tokens: S
     tok = [p for t in tokens for p in t]
     if not tok:
         return torch.zeros(())
+    first = layers[0][0]
+    keep = [k for k, t in enumerate(tokens) if t]
+    inv_count = _on_device(tuple(1.0 / len(tokens[k]) for k in keep), torch.float32, str(first.device))
     per_layer = []
     for probs, masks in layers:
-        p = probs.float()[:, :, tok]  # (H, N, P)
-        m = masks.float()[obj].T  # (N, P)
+        p = probs.float().index_select(2, _ix(tok, probs))  # (H, N, P)
+        m = masks.float().index_select(0, _ix(obj, masks)).T  # (N, P)
         share = (p * m[None]).sum(1) / p.sum(1).clamp_min(1e-12)  # (H, P)
         v = ((1 - share) ** 2).mean(0)  # (P,)
-        idx = torch.tensor(obj, device=v.device)
-        k = len(tokens)
-        sums = torch.zeros(k, device=v.device).index_add(0, idx, v)
-        counts = torch.zeros(k, device=v.device).index_add(0, idx, torch.ones_like(v))
-        has = counts > 0
-        per_layer.append((sums[has] / counts[has]).mean())
+        sums = torch.zeros(len(tokens), device=v.device).index_add(0, _ix(obj, v), v)
+        per_layer.append((sums.index_select(0, _ix(keep, v)) * inv_count).mean())  # per object: mean over its tokens
     return torch.stack(per_layer).mean()
 
 
@@ -175,8 +188,8 @@ def zest_loss(zmap: torch.Tensor, tokens: Sequence[Sequence[int]], masks: torch.
     if not keep:
         return zmap.new_zeros(())
     z = zmap.float()
-    pred = torch.stack([z[:, list(tokens[k])].sum(-1) for k in keep])  # (K', N)
-    target = masks.float()[keep]
+    pred = torch.stack([z.index_select(1, _ix(tokens[k], z)).sum(-1) for k in keep])  # (K', N)
+    target = masks.float().index_select(0, _ix(keep, masks))
     a = gain * pred
     an = a / (a.amax(-1, keepdim=True) + 1e-4)
 
@@ -203,6 +216,6 @@ def in_box_share(cross: torch.Tensor, tokens: Sequence[Sequence[int]], masks: to
     c = cross.float()
     for k, t in enumerate(tokens):
         if t:
-            a = c[:, list(t)]
+            a = c.index_select(1, _ix(t, c))
             out[k] = ((a * masks[k].float()[:, None]).sum(0) / a.sum(0).clamp_min(1e-12)).mean()
     return out

@@ -130,6 +130,28 @@ def test_excite_single_step_refinement(tiny_pipe, unguided, monkeypatch):
     assert res.losses["cn_iou"] < base_res.losses["cn_iou"]
 
 
+def test_schedules_follow_the_published_ones(tiny_pipe, two_plan, monkeypatch):
+    """(scale, step size, max iterations) per step for 50 steps, against guidance.md."""
+    calls = []
+    monkeypatch.setattr(guidance.Guider, "_descend", lambda self, m, lat, t, cu, scale, lr, n, keep:
+                        calls.append((m, self._step, scale, lr, n)) or lat)
+    real_refine = guidance.Guider.refine
+    monkeypatch.setattr(guidance.Guider, "refine",
+                        lambda self, i, *a: setattr(self, "_step", i) or real_refine(self, i, *a))
+    tiny_pipe(two_plan, method="refocus+excite+backward", steps=50, progress=False)
+    refocus = [(i, s, n) for m, i, s, lr, n in calls if m == "refocus"]
+    assert refocus == [(0, 40, 2), (1, 40, 2), (2, 40, 6), (3, 40, 6), (4, 40, 6)] + \
+        [(i, 30, 3) for i in range(5, 10)] + [(10, 30, 2), (15, 30, 2)] + [(i, 10, 2) for i in (20, 25, 30, 35)]
+    excite = [(i, round(s, 4), n) for m, i, s, lr, n in calls if m == "excite"]
+    alpha = [round(20 * (1 - 0.5 * i / 49) ** 0.5, 4) for i in range(25)]
+    refinements = {0: 20, 10: 20, 20: 20}  # A&E: iterate (at most 20) at steps 0, 10, 20, then the regular step
+    assert excite == [x for i in range(25) for x in ([(i, alpha[i], 20)] if i in refinements else []) + [(i, alpha[i], 1)]]
+    backward = [(i, s, n, lr) for m, i, s, lr, n in calls if m == "backward"]
+    abar = tiny_pipe.scheduler.alphas_cumprod
+    assert [(i, s, n) for i, s, n, _ in backward] == [(i, 30, 5) for i in range(10)]
+    assert all(abs(lr - (1 - float(abar[int(tiny_pipe.scheduler.timesteps[i])]))) < 1e-6 for i, _, _, lr in backward)
+
+
 def test_rca_masks_object_tokens_outside_their_boxes(tiny_pipe, unguided):
     """The layer output equals attention with the object tokens' probabilities zeroed outside
     their boxes; other tokens are untouched."""

@@ -82,7 +82,8 @@ def cached_prefix_state(folder: Path, decoder, prefix: str) -> None:
     import torch
     import transformers
 
-    key = hashlib.sha256(f"{prefix}|{transformers.__version__}|{torch.__version__}".encode()).hexdigest()[:16]
+    dtype = getattr(decoder.model, "dtype", "")
+    key = hashlib.sha256(f"{prefix}|{dtype}|{transformers.__version__}|{torch.__version__}".encode()).hexdigest()[:16]
     path = folder / f"prefix-{key}.pt"
     if path.is_file():
         try:

@@ -49,7 +49,8 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
     for s in secrets:
         if s:
             text = text.replace(s, "***")
-    return " ".join(_KEYLIKE.sub("***", text).split())
+    text = re.sub(r"\*{3,}", "***", _KEYLIKE.sub("***", text))  # adjacent masks read as one
+    return " ".join(text.split())
 
 
 class _ScrubLogs(logging.Filter):

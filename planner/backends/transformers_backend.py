@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import LLMError, ModelUnavailableError
+from ..errors import LLMError, ModelUnavailableError, UsageError
 from ..scene import SceneGraph
 from .base import LLMPlanner, Planner, register
 
@@ -78,7 +78,15 @@ def load_model(folder: Path, device: str = "cpu", dtype: str = "float32"):
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelUnavailableError(f"cannot load the model in {folder}: {first}") from None
-    return model.to(device).eval(), tokenizer
+    return to_device(model, device), tokenizer
+
+
+def to_device(model, device: str):
+    """``model`` on ``device`` in eval mode; an unusable device is a one-line error."""
+    try:
+        return model.to(device).eval()
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise UsageError(f"cannot run the planner model on device {device!r}: {str(e).splitlines()[0]}") from None
 
 
 @contextlib.contextmanager
@@ -137,7 +145,10 @@ class TransformersPlanner(LLMPlanner):
                 raise ModelUnavailableError("hf: needs a model, e.g. --planner hf:/path/to/model or hf:org/name")
             folder = resolve_model(model)
         self.spec = model or str(folder)
-        self.timeout, self.max_new_tokens, self.threads = timeout, int(max_new_tokens), threads
+        self.timeout, self.max_new_tokens, self.threads = timeout, int(max_new_tokens or 512), threads
+        device, dtype = device or "cpu", dtype or "float32"
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise UsageError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
         t0 = time.perf_counter()
         self.model, self.tokenizer, self.decoder = self._load(Path(folder), device, dtype)
         self.load_seconds = time.perf_counter() - t0
@@ -274,7 +285,7 @@ class LocalPlanner(TransformersPlanner):
         except (OSError, ValueError) as e:
             raise ModelUnavailableError(f"cannot load the converted model in {folder}: {str(e).splitlines()[0]} "
                                         f"(delete that folder to convert again)") from None
-        model = model.to(device).eval()
+        model = to_device(model, device)
         tokenizer = rust_tokenizer(folder, model.config)
         decoder = ConstrainedDecoder(model, tokenizer, info=cached_tokenizer_info(folder, model.config))
         with torch_threads(self.threads):
@@ -303,6 +314,7 @@ class LocalPlanner(TransformersPlanner):
         from .rules import parse
 
         self.stats["prompts"] += 1
+        self.last = {"prompt": prompt}
         try:
             model, notes = self.model_graph(prompt)
         except LLMError as e:
