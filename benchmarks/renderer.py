@@ -111,10 +111,12 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
 
 
 def count_ops(suite: str, steps: int, methods: list[str], size: int | None = None) -> dict:
-    """Aten operators and host synchronisations (``.item()``-style copies) per render, on the CPU.
+    """Aten operators and host reads of tensor values per render, on the CPU.
 
     A device-independent proxy for the launch overhead a GPU pays: every operator is a kernel
-    launch there, and every synchronisation drains the GPU's queue.
+    launch there, and every host read (``.item()``, ``float()``, ``int()``, ``.tolist()``) of a
+    tensor on the GPU waits for its queue to drain (reads of the scheduler's CPU-side tables are
+    counted too, so the figure is an upper bound).
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -127,6 +129,21 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
             self.ops += 1
             self.syncs += func.overloadpacket.__name__ == "_local_scalar_dense"
             return func(*args, **(kwargs or {}))
+
+        def __enter__(self):
+            real, me = torch.Tensor.tolist, self
+            self._real = real
+
+            def tolist(t):  # not an aten operator, so count it here (one read however long)
+                me.syncs += 1
+                return real(t)
+
+            torch.Tensor.tolist = tolist
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            torch.Tensor.tolist = self._real
+            return super().__exit__(*exc)
 
     if suite == "tiny":
         pipe, size = pipeline_from_components(tiny_sd_components(), device="cpu"), size or 64
@@ -141,8 +158,8 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
         rows[m] = {"ops": c.ops, "syncs": c.syncs}
     for r in rows.values():
         r["extra_ops"], r["extra_syncs"] = r["ops"] - rows["none"]["ops"], r["syncs"] - rows["none"]["syncs"]
-    print(f"\n{suite} {size}px {steps} steps: aten operators and host syncs per render")
-    print(f"{'method':<13}{'ops':>9}{'extra':>9}{'syncs':>8}{'extra':>8}")
+    print(f"\n{suite} {size}px {steps} steps: aten operators and host reads of tensor values per render")
+    print(f"{'method':<13}{'ops':>9}{'extra':>9}{'reads':>8}{'extra':>8}")
     for m, r in rows.items():
         print(f"{m:<13}{r['ops']:>9}{r['extra_ops']:>9}{r['syncs']:>8}{r['extra_syncs']:>8}")
     return {"suite": suite, "size": size, "steps": steps, "worst_case": not guidance.EARLY_STOP, "methods": rows}
@@ -169,7 +186,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the tiny model gains nothing "
                     "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
-    ap.add_argument("--count-ops", action="store_true", help="count operators and host syncs instead of timing")
+    ap.add_argument("--count-ops", action="store_true", help="count operators and host reads instead of timing")
     ap.add_argument("--out", default=str(ROOT / "results" / "renderer.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

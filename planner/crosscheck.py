@@ -12,8 +12,10 @@ exact on NSR-1K counting, the model much less, see notes/readme-planner-local.md
 field                   policy
 ======================  ==========================================================
 objects                 union by singular name. A model-only object is kept only if
-                        its name occurs in the prompt as a noun phrase the rules
-                        parser did not use as background, exclusion or adjective.
+                        its name occurs in the prompt, is not an adjective or frame
+                        word, not the rules parser's background or exclusion, and
+                        shares no word with a rules object (the same words read
+                        two ways - "window sill" / "window" - are one object).
 count                   agreement -> that count. Otherwise the side whose number is
                         stated next to the noun in the text wins; if both or
                         neither are, the rules parser's count.
@@ -212,6 +214,11 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
         head = k.split()[-1] if k else k
         if not grounded_name(prompt, m.name) or k in reserved or head in _NON_OBJECTS or head in ADJECTIVES:
             notes.append(f"ignored model object {m.name!r}: not a thing the prompt names")
+            continue
+        same = next((r.id for r in rules.objects if set(map(singularize, k.split())) & set(map(singularize, _key(r.name).split()))), None)
+        if same is not None:  # the same words read differently ("window sill" / "window"): one object
+            id_map.setdefault(m.id, same)
+            notes.append(f"ignored model object {m.name!r}: the rules parser read those words as {same!r}")
             continue
         oid, n = slug(m.name), 2
         while oid in taken:

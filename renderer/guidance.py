@@ -189,6 +189,13 @@ class Guider:
         end = max(1, math.ceil(self.steps / 2))
         return set(range(max(0, end - 5), end))
 
+    def _abar(self, i: int, scheduler) -> float:
+        """alpha_bar at step i; the timesteps are read to the host once per render (not once per step)."""
+        if getattr(self, "_abars", None) is None:
+            ts = scheduler.timesteps.cpu().tolist()
+            self._abars = [float(scheduler.alphas_cumprod[int(t)]) for t in ts]
+        return self._abars[i]
+
     def config(self) -> dict:
         return {m: asdict(c) for m, c in self.cfg.items()}
 
@@ -273,7 +280,7 @@ class Guider:
         if not self.active or not self.caps_guide:
             return latents
         i50 = i * 50 / self.steps  # schedules are published for 50 steps
-        abar = float(scheduler.alphas_cumprod[int(t)])
+        abar = self._abar(i, scheduler)
         self._early = i50 < 15
         if "refocus" in self.methods:
             latents = self._refocus(i, i50, t, latents, cond_unet)
@@ -403,7 +410,7 @@ class Guider:
             loss = sum(L.zest_loss(z[b], lay.tokens, targets, c.gain, c.gate, c.gate_normalised)
                        for b in range(z.shape[0]))
             (g,) = torch.autograd.grad(loss, zest_latent)
-        self.last_loss["zest"] = float(loss.detach()) / self.batch
+        self._zest_loss = loss.detach() / self.batch  # read at the end: no host sync per step
         return g
 
     def after_step(self, i: int, t, latents: torch.Tensor, zest_grad, scheduler) -> torch.Tensor:
@@ -412,7 +419,7 @@ class Guider:
             return latents
         g = zest_grad.float()
         g = g / g.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        abar = scheduler.alphas_cumprod[int(t)].item()
+        abar = self._abar(i, scheduler)
         return (latents.float() - self.cfg["zest"].eta * math.sqrt(1 - abar) * g).to(latents.dtype)
 
     # -- what the render reports ---------------------------------------------------
@@ -424,6 +431,8 @@ class Guider:
     def losses(self) -> dict[str, float]:
         """Last loss of each method (per image, scale 1) and ``cn_iou``: L_CN + L_IoU over the score window."""
         out = dict(self.last_loss)
+        if getattr(self, "_zest_loss", None) is not None:
+            out["zest"] = float(self._zest_loss)
         if self._score_n and self.layout.guided:
             out["cn_iou"] = self._cn_iou_sum / self._score_n
         return out

@@ -205,3 +205,22 @@ def test_shipped_model_renders_through_the_renderer():
     assert set(res.scores) == {"circle-1", "square-1"}
     size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
     assert size <= 20 * 2**20
+
+
+@pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="shipped model not present")
+def test_shipped_text_encoder_carries_content_only_in_name_tokens():
+    """The property guidance relies on: every state but the shape words' equals the empty prompt's."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(MODEL / "tokenizer"))
+    te = CLIPTextModel.from_pretrained(str(MODEL / "text_encoder"), torch_dtype=torch.float32).eval()
+    cap = "a red circle, an orange star and a blue ring"
+    ids = tok(cap, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    empty = tok("", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b = te(ids)[0][0], te(empty)[0][0]
+    rel = ((a - b).norm(dim=-1) / b.norm(dim=-1)).numpy()
+    names = [3, 7, 11]  # <start> a red circle , an orange star and a blue ring <end>
+    assert tok.convert_ids_to_tokens([int(ids[0, p]) for p in names]) == ["circle</w>", "star</w>", "ring</w>"]
+    others = np.delete(rel, names)
+    assert others.max() < 0.05 and rel[names].min() > 0.5, rel[:14]

@@ -364,6 +364,14 @@ def test_merge_policy_rules_win_ties_grounded_model_answers_fill_gaps():
     assert merge(prompt, None, rules).graph == rules
 
 
+def test_merge_keeps_one_object_for_words_both_sides_read():
+    prompt = "four vases on a window sill"
+    rules = _g([("vase", "vase", 4, []), ("window", "window", 1, [])], [("vase", "on", "window")])
+    model = _g([("vase", "vase", 4, []), ("window_sill", "window sill", 1, [])], [("vase", "on", "window_sill")])
+    out = merge(prompt, model, rules)
+    assert out.graph == rules and out.model_added == 0  # "window sill" is the parser's "window"
+
+
 def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
     if not BENCH.is_dir():
         pytest.skip("shared benchmark data not present")

@@ -11,7 +11,8 @@ through), and the final GroupNorm + SiLU + conv is made exact with two tricks:
 channels come in +x/-x pairs next to a large constant pair (+K/-K), which pins
 the group mean at 0 and its variance at ~K^2/4, and SiLU(x) - SiLU(-x) = x.
 The diffusion model thus works on 32x32 "pixels", cross-attention sits at
-32x32 and 16x16, and the folder loads like any SD 1.x pipeline.
+16x16 (plus the 8x8 mid block; the 32x32 level has none, which keeps a CPU
+step cheap), and the folder loads like any SD 1.x pipeline.
 """
 
 from __future__ import annotations

@@ -328,7 +328,12 @@ class LocalPlanner(TransformersPlanner):
         self.last["model_graph"] = model
         if not self.crosscheck:
             return model
-        result = merge(prompt, model, parse(prompt))
+        rules = parse(prompt)
+        result = merge(prompt, model, rules)
+        if model is not None and result.graph.relations != rules.relations and not _placeable(prompt, result.graph):
+            # the model's extra relations cannot be placed together with the parser's: drop them
+            result = merge(prompt, model.model_copy(update={"relations": []}), rules)
+            result.notes.append("dropped the model's relations: the geometry stage could not place them")
         self.last.update(notes=[*notes, *result.notes], model_added=result.model_added)
         self.stats["model_used"] += result.model_added > 0
         return result.graph
@@ -343,6 +348,22 @@ class LocalPlanner(TransformersPlanner):
         those this planner already computed - so a benchmark can score the
         model and the cross-checked planner from one pass."""
         return _ModelOnly(self)
+
+
+def _placeable(prompt: str, graph: SceneGraph) -> bool:
+    """Can the geometry stage place ``graph``? (True when there is no geometry stage to ask.)"""
+    from ..errors import ConflictError
+    from ..plan import plan_from_graph
+
+    try:
+        plan_from_graph(prompt, graph)
+    except ConflictError:
+        return False
+    except ImportError:
+        return True
+    except Exception:  # other problems are reported by make_plan itself, as for any planner
+        return True
+    return True
 
 
 class _ModelOnly(Planner):
