@@ -24,13 +24,14 @@ attributes              the rules parser's when it found any, else the model's
 relations               per object pair: the rules parser's relation when it has
                         one; a model-only relation is kept when a phrase of its
                         predicate occurs in the prompt between the two names,
-                        and it creates no contradiction.
+                        and it creates no contradiction (``local`` also drops
+                        them when the geometry stage cannot place the result).
 background / excluded   the rules parser's; else the model's when grounded
                         (excluded: negated in the prompt).
 ======================  ==========================================================
 
 Every decision is recorded in ``Merge.notes`` so a disagreement can be
-inspected (``plan-and-render plan --json`` shows warnings).
+inspected (``LocalPlanner.last["notes"]``).
 """
 
 from __future__ import annotations

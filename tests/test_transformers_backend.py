@@ -10,7 +10,6 @@ hand-made data; one smoke test loads the real Gemma 3 270M.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -271,6 +270,7 @@ def test_gguf_file_is_converted_once_then_read_from_the_cache(monkeypatch, tmp_p
     assert calls == [f]  # the second start read the converted folder
     folder = next((tmp_path / "cache" / "models").iterdir())
     assert folder.name.startswith("tiny-") and (folder / "model.safetensors").is_file()
+    assert list(folder.glob("xgrammar-*-tokenizer-info.json"))  # written while the tokenizer was loaded
     assert type(first.model).__name__ == "LlamaForCausalLM"
     assert first.graph("a cat") == second.graph("a cat")  # same weights, greedy decoding
 

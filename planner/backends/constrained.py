@@ -95,7 +95,7 @@ class Generation:
 
 
 class ConstrainedDecoder:
-    """Greedy JSON decoding under a grammar, with a reusable prompt prefix.
+    """Greedy decoding under a grammar (a JSON schema or EBNF), with a reusable prompt prefix.
 
     One decoder serves many prompts and schemas; compiled grammars and the
     prefix's key/value cache are memoised.

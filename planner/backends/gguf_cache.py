@@ -65,6 +65,12 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     model.save_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.save_pretrained(out)
+    try:  # xgrammar's token table, while the tokenizer is loaded (saves a slow reload on first start)
+        from .local_cache import write_tokenizer_info
+
+        write_tokenizer_info(out, tokenizer, int(getattr(model.config, "vocab_size", 0) or 0))
+    except Exception:  # optional: built on first use otherwise
+        pass
 
 
 def ensure_converted(

@@ -55,13 +55,25 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def _info_path(folder: Path) -> Path:
+    from importlib.metadata import version
+
+    return folder / f"xgrammar-{version('xgrammar')}-tokenizer-info.json"
+
+
+def write_tokenizer_info(folder: Path, tokenizer, vocab_size: int) -> None:
+    """Save xgrammar's table for ``tokenizer`` (called by the conversion, which has it loaded)."""
+    from .constrained import tokenizer_info
+
+    info = tokenizer_info(tokenizer, vocab_size)
+    _atomic_write(_info_path(folder), lambda tmp: Path(tmp).write_text(info.serialize_json()))
+
+
 def cached_tokenizer_info(folder: Path, config):
     """xgrammar's ``TokenizerInfo`` for the folder's tokenizer, built once."""
     import xgrammar as xgr
 
-    from importlib.metadata import version
-
-    path = folder / f"xgrammar-{version('xgrammar')}-tokenizer-info.json"
+    path = _info_path(folder)
     if path.is_file():
         try:
             return xgr.TokenizerInfo.deserialize_json(path.read_text())
