@@ -204,23 +204,6 @@ def _history(turns, console: Console) -> None:
     console.print(table)
 
 
-def _quiet_libraries() -> None:
-    """Weight-loading bars and library warnings are noise between chat turns (PLAN_AND_RENDER_DEBUG=1 keeps them)."""
-    import os
-    import warnings
-
-    if os.environ.get("PLAN_AND_RENDER_DEBUG", "").strip().lower() not in ("", "0", "false", "no"):
-        return
-    warnings.filterwarnings("ignore")
-    for mod in ("transformers", "diffusers"):
-        try:
-            logging = __import__(f"{mod}.utils.logging", fromlist=["set_verbosity_error"])
-            logging.set_verbosity_error()
-            logging.disable_progress_bar()
-        except Exception:  # pragma: no cover - quieting is optional
-            pass
-
-
 def _guard(fn):
     """One ``error:`` line and exit 2 (usage) / 1 (other) for any PlanAndRenderError, whatever app runs us."""
     import functools
@@ -261,7 +244,9 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
           width: Optional[int], height: Optional[int], device: Optional[str], memory: bool) -> int:
     from . import api
 
-    _quiet_libraries()
+    from .cli import _quiet_libraries  # lazy: cli registers this module's commands
+
+    _quiet_libraries(rendering=True)
     if session_id and prompt:
         raise UsageError("give either a PROMPT (new session) or --session ID (resume), not both")
     if memory and session_id:

@@ -13,20 +13,8 @@ import networkx as nx
 from .errors import ConflictError, InvalidPromptError
 from .expand import instance_ids
 from .scene import GraphRelation, SceneGraph, relation_text
+from .vocab import ORDER_AXES
 
-# predicate -> (axis, reversed?): an edge u -> v means "u comes first" on that axis
-# (further left, higher up, further front, contained in).
-ORDER_EDGES: dict[str, tuple[str, bool]] = {
-    "left_of": ("horizontal", False),
-    "right_of": ("horizontal", True),
-    "above": ("vertical", False),
-    "on": ("vertical", False),
-    "below": ("vertical", True),
-    "under": ("vertical", True),
-    "in_front_of": ("depth", False),
-    "behind": ("depth", True),
-    "inside": ("containment", False),
-}
 SYMMETRIC = frozenset({"next_to", "near"})
 
 
@@ -65,9 +53,9 @@ def _check_references(graph: SceneGraph) -> None:
 def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:
     axes: dict[str, nx.DiGraph] = {}
     for r in graph.relations:
-        if r.predicate not in ORDER_EDGES:
+        if r.predicate not in ORDER_AXES:
             continue
-        axis, flip = ORDER_EDGES[r.predicate]
+        axis, flip = ORDER_AXES[r.predicate]
         u, v = (r.object, r.subject) if flip else (r.subject, r.object)
         g = axes.setdefault(axis, nx.DiGraph())
         if g.has_edge(u, v):

@@ -19,6 +19,22 @@ PREDICATE_NAMES: tuple[str, ...] = (
 # Phrase (lower case, single spaces, no article) -> canonical predicate, with the
 # subject first: "a cat <phrase> a dog". Reversed constructions ("to its left")
 # are handled by the rules parser, not here.
+# predicate -> (axis, flip): each of these relations orders its two objects along
+# an axis, edge u -> v meaning "u comes first": further left (x), higher up (y),
+# further back (depth), contained in (containment); flip means the edge runs
+# object -> subject. A cycle on any axis can never hold, whatever the boxes.
+ORDER_AXES: dict[str, tuple[str, bool]] = {
+    "left_of": ("x", False),
+    "right_of": ("x", True),
+    "above": ("y", False),
+    "on": ("y", False),
+    "below": ("y", True),
+    "under": ("y", True),
+    "behind": ("depth", False),
+    "in_front_of": ("depth", True),
+    "inside": ("containment", False),
+}
+
 PREDICATE_PHRASES: dict[str, str] = {
     # left / right
     "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of",

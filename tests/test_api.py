@@ -21,6 +21,8 @@ from planner.errors import InvalidPromptError, ModelUnavailableError, UsageError
 from planner.plan import looks_like_injection, looks_non_english, validate_prompt
 from planner.scene import Canvas, SceneGraph, ScenePlan
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "models" / "shapes-tiny")
 geometry = pytest.importorskip("planner.geometry")

@@ -27,6 +27,8 @@ from planner.errors import LLMError
 from planner.scene import ScenePlan, SceneGraph
 from plan_and_render import api, cli
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "models" / "shapes-tiny")
 geometry = pytest.importorskip("planner.geometry")

@@ -13,6 +13,8 @@ from renderer import losses as L
 from renderer.config import ExciteConfig, RefocusConfig, config_for
 from renderer.masks import MaskSet, enlarge_box
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
+
 
 def close(a, b, tol=1e-5) -> bool:
     return abs(float(a) - float(b)) < tol

@@ -20,6 +20,8 @@ from planner.errors import LLMError
 from plan_and_render.store import Store
 from planner.scene import ScenePlan
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

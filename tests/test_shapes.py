@@ -12,6 +12,8 @@ import torch
 from plan_and_render.shapes.data import COLOURS, POSITION_WORDS, SHAPES, caption, make_scene, shape_mask
 from plan_and_render.shapes.detect import box_iou, classify, describe, detect, find, mask_iou, relation_holds
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "shapes-tiny"
 
@@ -186,6 +188,20 @@ def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
     assert (tmp_path / "m" / "model_index.json").exists() and (tmp_path / "m" / "training.json").exists()
     pipe = renderer.load_pipeline(str(tmp_path / "m"), device="cpu", dtype="fp32")
     assert pipe.tokenizer("a red circle").input_ids == [0, *pipe.tokenizer("a red circle", add_special_tokens=False).input_ids, 1]
+
+    # continuing from the saved folder starts where the first run ended, not from scratch
+    more = train("test", tmp_path / "m2", seed=0, steps=2, device="cpu", workers=1, log=lambda m: None,
+                 init=tmp_path / "m", overrides={"decay_to": 2})
+    assert more["init"]["record"]["steps"] == 20
+    assert abs(more["eval_loss_start"] - rec["eval_loss_end"]) < 0.1 * rec["eval_loss_end"]
+
+
+def test_learning_rate_schedule_hand_checked():
+    from plan_and_render.shapes.train import lr_at
+
+    assert lr_at(0, 1e-3, warmup=10) == pytest.approx(1e-4)
+    assert lr_at(9, 1e-3, warmup=10) == lr_at(5000, 1e-3, warmup=10) == pytest.approx(1e-3)
+    assert [lr_at(s, 1e-3, decay_to=4) for s in range(5)] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0])
 
 
 @pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="shipped model not present")

@@ -112,8 +112,11 @@ def to_latents(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.zeros_like(x[:, :1])], 1)
 
 
-def lr_at(step: int, base: float, warmup: int = WARMUP) -> float:
-    """Linear warm-up, then constant (so any step count is a prefix of a longer run)."""
+def lr_at(step: int, base: float, warmup: int = WARMUP, decay_to: int | None = None) -> float:
+    """Linear warm-up, then constant (so any step count is a prefix of a longer run); with ``decay_to``
+    the rate falls linearly to zero at that step instead (the annealing phase of a resumed run)."""
+    if decay_to:
+        return base * max(0.0, 1.0 - step / decay_to)
     return base * min(1.0, (step + 1) / warmup)
 
 
@@ -200,6 +203,19 @@ class Trainer:
             if preset["ema"] > 0 else None
         self.n_step = 0
 
+    def load(self, folder: str | Path) -> None:
+        """Start from a saved model (UNet + text encoder weights; the optimiser starts fresh)."""
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        folder = Path(folder)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+        text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32)
+        self.unet.load_state_dict(unet.state_dict())
+        self.text.load_state_dict(text.state_dict())
+        if self.ema is not None:
+            self.ema = [deepcopy(self.unet).eval().requires_grad_(False), deepcopy(self.text).eval().requires_grad_(False)]
+
     def losses(self, idx, t, noise, drop, iso) -> dict[str, torch.Tensor]:
         """eps (min-SNR weighted), plain eps MSE, attention grounding and null-state losses of one batch."""
         p = self.p
@@ -239,7 +255,7 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.n_step, self.p["lr"], self.p.get("warmup", WARMUP))
+            group["lr"] = lr_at(self.n_step, self.p["lr"], self.p.get("warmup", WARMUP), self.p.get("decay_to"))
         out = self.losses(*self.draw(self.p["batch"]))
         self.opt.zero_grad(set_to_none=True)
         out["total"].backward()
@@ -278,8 +294,12 @@ class Trainer:
 
 
 def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t_train: float, curve, first_eval,
-            last_eval) -> dict:
-    return {
+            last_eval, init: str | Path | None = None) -> dict:
+    before = None
+    if init is not None and (Path(init) / "training.json").exists():
+        before = json.loads((Path(init) / "training.json").read_text())
+        before.pop("vocabulary", None)
+    return {"init": None if init is None else {"folder": str(init), "record": before},
         "preset": preset_name, "config": preset, "seed": seed, "steps": tr.n_step, "device": str(tr.device),
         "threads": torch.get_num_threads(),
         "train_s": round(time.perf_counter() - t_train, 1), "total_s": round(time.perf_counter() - t0, 1),
@@ -304,17 +324,20 @@ def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t
 
 def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
           time_budget: float | None = None, device: str | None = None, workers: int | None = None,
-          overrides: dict | None = None, save_every: int = 0, log=print) -> dict:
+          overrides: dict | None = None, save_every: int = 0, init: str | Path | None = None, log=print) -> dict:
     """Train and (if ``out``) save a diffusers folder; returns the run record (also saved as training.json).
 
     Stops at ``steps`` (default: the preset's) or when ``time_budget`` seconds of training have passed,
-    whichever comes first; ``save_every`` also writes the folder every that many steps.
+    whichever comes first; ``save_every`` also writes the folder every that many steps. ``init`` continues
+    from a saved folder (its record is kept under ``init`` in the new one).
     """
     preset = {**PRESETS[preset_name], **(overrides or {})}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     workers = workers if workers is not None else max(1, min(16, (os.cpu_count() or 2)))
     t0 = time.perf_counter()
     tr = Trainer(preset, seed, device, workers, log)
+    if init is not None:
+        tr.load(init)
     log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
         f"text {sum(p.numel() for p in tr.text.parameters())/1e6:.2f}M params; device {device}")
     budget = preset["time_budget_s"] if time_budget is None else time_budget
@@ -327,7 +350,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
 
     def save() -> None:
         unet, text = tr.final_models()
-        rec = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, None)
+        rec = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, None, init)
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, rec)
 
     every = max(1, min(250, total // 10))
@@ -342,7 +365,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
             save()
             log(f"saved step {tr.n_step} to {out}")
     last_eval = tr.eval_loss()
-    record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval)
+    record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval, init)
     if out is not None:
         unet, text = tr.final_models()
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, record)
@@ -364,12 +387,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=0, help="also write the folder every N steps")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--n-scenes", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--init", default=None, help="continue from this saved model folder (fresh optimiser)")
+    ap.add_argument("--decay", action="store_true",
+                    help="learning rate falls linearly to zero over --steps (annealing a resumed run)")
     a = ap.parse_args(argv)
+    if a.decay and not a.steps:
+        ap.error("--decay needs --steps")
     if a.threads:
         torch.set_num_threads(a.threads)
-    over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes}.items() if v is not None}
+    over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes, "lr": a.lr,
+                              "decay_to": a.steps if a.decay else None}.items() if v is not None}
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
-                log=lambda m: print(m, flush=True))
+                init=a.init, log=lambda m: print(m, flush=True))
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss_start", "eval_loss_end")}))
 
 

@@ -106,7 +106,7 @@ def why_not(predicate: str, s: Box, o: Box, o2: Box | None = None) -> str:
     """A short human reason for a failed relation (used in Violation.reason)."""
     dx, dy = _d(s, o)
     if predicate in ("left_of", "right_of", "above", "below", "under"):
-        return f"subject centre is at dx={dx:+.3f}, dy={dy:+.3f} from the object's"
+        return f"subject centre is at dx={dx:+.3f}, dy={dy:+.3f} from the object's centre"
     if predicate == "on":
         if not relation_holds("above", s, o):
             return f"not above: dx={dx:+.3f}, dy={dy:+.3f}"

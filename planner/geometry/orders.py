@@ -9,19 +9,8 @@ of them can never hold, whatever the boxes.
 from __future__ import annotations
 
 from ..scene import PlanRelation
+from ..vocab import ORDER_AXES as ORDER
 
-# predicate -> (axis, flip): flip means the edge runs object -> subject
-ORDER: dict[str, tuple[str, bool]] = {
-    "left_of": ("x", False),
-    "right_of": ("x", True),
-    "above": ("y", False),
-    "on": ("y", False),
-    "below": ("y", True),
-    "under": ("y", True),
-    "behind": ("depth", False),
-    "in_front_of": ("depth", True),
-    "inside": ("containment", False),
-}
 
 
 def order_edges(relations: list[PlanRelation]) -> dict[str, dict[str, dict[str, PlanRelation]]]:
