@@ -16,9 +16,10 @@ Scores from the exact detector (plan_and_render.shapes.detect): presence
 (0 when absent), relation accuracy on the detected boxes (plan-format.md
 sector rule), plus the renderer's own attention-in-box share. Prints a table,
 writes benchmarks/results/shapes.json and a PNG grid (target layout, then each
-method). Method hyperparameters: ``DEFAULT_OPTIONS`` (tuned for the shipped
-model on the held-out prompt set ``--seed 1``), ``--method-options '{}'`` for
-the published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
+method). Method hyperparameters: the model folder's ``guidance.json`` (for the
+shipped model: chosen on the held-out prompt set ``--seed 1``, see
+``plan_and_render.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
+published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
 let methods run in parallel processes.
 """
 
@@ -41,11 +42,6 @@ from plan_and_render.shapes.detect import box_iou, detect, find, mask_iou, relat
 PREDICATES = ("left_of", "right_of", "above", "below")
 WORDS = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}
 RESULTS = ROOT / "benchmarks" / "results"
-# Hyperparameters for the shipped shapes model, chosen on a held-out prompt set (``--seed 1``, 10 prompts),
-# not on the benchmark's own prompts. Refocus: its maps are re-softmaxed over the content tokens; this
-# model's name tokens take nearly all of an object's attention (grounded training), so at the published
-# temperature 100 the maps are 0/1 plateaus with no gradient inside them; temperature 1 keeps them graded.
-DEFAULT_OPTIONS = {"refocus": {"temperature": 1.0, "loss_scale": 40.0}}
 
 
 # ---------------------------------------------------------------------------
@@ -292,9 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--grid", default=str(RESULTS / "shapes_grid.png"))
     ap.add_argument("--shard", default=None, help="write a shard file (for --merge) instead of the results")
     ap.add_argument("--merge", nargs="+", default=None, help="shard files to combine")
-    ap.add_argument("--method-options", default=json.dumps(DEFAULT_OPTIONS),
-                    help="JSON of per-method hyperparameters (default: DEFAULT_OPTIONS, tuned for the shipped "
-                         "model; '{}' = the renderer's published defaults)")
+    ap.add_argument("--method-options", default=None,
+                    help="JSON of per-method hyperparameters (default: the model folder's guidance.json; "
+                         "'{}' = the renderer's published defaults)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--tag", default=None, help="suffix for the method names in the results, e.g. ':published'")
     a = ap.parse_args(argv)
@@ -304,7 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads or max(1, min(torch.get_num_threads(), 4)))
-    options = json.loads(a.method_options) if a.method_options else {}
+    from renderer import method_defaults
+
+    options = json.loads(a.method_options) if a.method_options is not None else method_defaults(a.model)
     tag = a.tag or ""
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     specs = make_specs(a.limit, a.seed)
@@ -315,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
         objs = [colour_shape(o) for o in plan.objects]
         items.append({"index": i, "seed": i, "plan": plan, "caption": caption([(s, c) for c, s in objs])})
     pipe = load_pipeline(a.model, device=a.device, dtype=a.dtype)
+    pipe.method_defaults = {}  # exactly ``options``, as recorded
     records, examples = {}, {}
     for m in methods:
         key = m + tag

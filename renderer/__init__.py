@@ -13,6 +13,8 @@ Importing the package loads torch only; diffusers and transformers load with the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .guidance import METHODS, parse_method
@@ -51,7 +53,29 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None, dtype: 
     device = device or default_device()
     dt = _dtype(dtype, device)
     _family, comps = load_components(str(model), device, dt)
-    return pipeline_from_components(comps, name=str(model), device=device, dtype=dt)
+    pipe = pipeline_from_components(comps, name=str(model), device=device, dtype=dt)
+    pipe.method_defaults = method_defaults(model)
+    return pipe
+
+
+def method_defaults(model: str) -> dict[str, dict]:
+    """The per-method hyperparameters a local model folder recommends in ``guidance.json``
+    (``{"refocus": {"temperature": 1.0}}``); {} for anything else. A model trained differently from
+    SD can need other settings than the published ones, and the folder is where that knowledge travels."""
+    import json
+
+    from planner.errors import ModelUnavailableError
+
+    f = Path(model) / "guidance.json"
+    if not f.is_file():
+        return {}
+    try:
+        data = json.loads(f.read_text())
+        if not all(isinstance(v, dict) for v in data.values()):
+            raise ValueError("each method needs an object of hyperparameters")
+    except (ValueError, AttributeError) as e:
+        raise ModelUnavailableError(f"{f} is not valid ({str(e).splitlines()[0]}); fix or delete it") from None
+    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 _CACHE: dict[tuple, LayoutPipeline] = {}

@@ -53,6 +53,9 @@ class LayoutPipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, name: str = "custom") -> None:
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.scheduler, self.name = scheduler, name
+        # per-method hyperparameters the model's folder recommends (``guidance.json``); a render's own
+        # ``method_options`` win field by field
+        self.method_defaults: dict[str, dict] = {}
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         for m in self.modules().values():
             m.requires_grad_(False)
@@ -115,7 +118,8 @@ class LayoutPipeline:
                  guidance_scale: float = 7.5, num_images: int = 1, height: int | None = None,
                  width: int | None = None, callback=None, progress: bool = True,
                  method_options: dict | None = None) -> RenderResult:
-        """Render ``plan``; ``method_options`` overrides hyperparameters, e.g. {"refocus": {"loss_scale": 20}}."""
+        """Render ``plan``; ``method_options`` overrides hyperparameters, e.g. {"refocus": {"loss_scale": 20}}
+        (on top of the model folder's ``guidance.json``, if it has one)."""
         if steps < 1 or num_images < 1:
             raise UsageError("steps and num_images must be at least 1")
         timings: dict[str, float] = {}
@@ -133,7 +137,9 @@ class LayoutPipeline:
         timings["encode_s"] = time.perf_counter() - t_start
 
         # 2. processors on the layers the methods need, a guider that owns the schedule and masks
-        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, method_options,
+        options = {m: {**self.method_defaults.get(m, {}), **(method_options or {}).get(m, {})}
+                   for m in set(self.method_defaults) | set(method_options or {})}
+        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, options,
                                  n_ctx=cond.shape[1])
         warnings += guider.warnings
 

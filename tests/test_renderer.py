@@ -291,6 +291,23 @@ def test_save_folder_and_single_file_roundtrip(tiny_pipe, two_plan, tmp_path):
         assert np.array_equal(out, ref), src
 
 
+def test_folder_guidance_json_sets_defaults_that_a_render_can_override(tiny_pipe, two_plan, tmp_path):
+    import json
+
+    tiny_pipe.save_pretrained(tmp_path / "folder")
+    (tmp_path / "folder" / "guidance.json").write_text(json.dumps({"refocus": {"temperature": 1.0, "loss_scale": 7.0}}))
+    p = load_pipeline(str(tmp_path / "folder"), device="cpu")
+    assert p.method_defaults == {"refocus": {"temperature": 1.0, "loss_scale": 7.0}}
+    used = p(two_plan, method="refocus", steps=1, progress=False).config["methods"]["refocus"]
+    assert used["temperature"] == 1.0 and used["loss_scale"] == 7.0
+    used = p(two_plan, method="refocus", steps=1, progress=False,
+             method_options={"refocus": {"loss_scale": 3.0}}).config["methods"]["refocus"]
+    assert used["temperature"] == 1.0 and used["loss_scale"] == 3.0  # the render's own option wins, field by field
+    (tmp_path / "folder" / "guidance.json").write_text("[1, 2]")
+    with pytest.raises(ModelUnavailableError, match="guidance.json is not valid"):
+        load_pipeline(str(tmp_path / "folder"), device="cpu")
+
+
 def test_missing_weights_is_one_line_model_unavailable(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

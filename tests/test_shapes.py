@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -180,12 +181,14 @@ def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
 
 def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
     import renderer
+    from plan_and_render.shapes.model import GUIDANCE
     from plan_and_render.shapes.train import train
 
     rec = train("test", tmp_path / "m", seed=0, steps=20, device="cpu", workers=1, log=lambda m: None)
     assert rec["steps"] == 20
     assert rec["eval_loss_end"] < 0.95 * rec["eval_loss_start"]
     assert (tmp_path / "m" / "model_index.json").exists() and (tmp_path / "m" / "training.json").exists()
+    assert json.loads((tmp_path / "m" / "guidance.json").read_text()) == GUIDANCE
     pipe = renderer.load_pipeline(str(tmp_path / "m"), device="cpu", dtype="fp32")
     assert pipe.tokenizer("a red circle").input_ids == [0, *pipe.tokenizer("a red circle", add_special_tokens=False).input_ids, 1]
 
@@ -219,6 +222,7 @@ def test_shipped_model_renders_through_the_renderer():
     assert res.images[0].size == (64, 64)
     assert np.array_equal(np.asarray(res.images[0]), np.asarray(again.images[0]))
     assert set(res.scores) == {"circle-1", "square-1"}
+    assert pipe.method_defaults["refocus"]["temperature"] == 1.0  # the folder's guidance.json
     size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
     assert size <= 20 * 2**20
 
