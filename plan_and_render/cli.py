@@ -127,6 +127,27 @@ def _quiet_libraries(rendering: bool = False) -> None:
             pass
 
 
+def parse_method_options(text: str) -> dict[str, dict]:
+    """``--method-options`` JSON -> {method: {field: value}}, checked against the method dataclasses
+    so that a typo fails before anything is planned or written."""
+    import json
+
+    from renderer.config import CONFIGS, config_for
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--method-options is not valid JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise UsageError('--method-options must map methods to objects, e.g. \'{"refocus": {"loss_scale": 20}}\'')
+    unknown = sorted(set(data) - set(CONFIGS))
+    if unknown:
+        raise UsageError(f"--method-options: unknown method(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    for m, fields in data.items():
+        config_for(m, fields)
+    return data
+
+
 def _planner_options(base_url: str | None, retries: int | None, timeout: float | None,
                      device: str | None) -> dict[str, Any]:
     opts = {"base_url": base_url, "retries": retries, "timeout": timeout, "device": device}
@@ -177,6 +198,10 @@ def generate_cmd(
                                    rich_help_panel="Renderer"),
     guidance_scale: float = typer.Option(7.5, "--guidance-scale", help="Classifier-free guidance scale.",
                                          rich_help_panel="Renderer"),
+    method_options: Optional[str] = typer.Option(
+        None, "--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
+        "(field names: renderer/config.py; applied on top of the model folder's guidance.json).",
+        rich_help_panel="Renderer", show_default=False),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, cuda:1... (default: cuda if available).",
                                          rich_help_panel="Renderer", show_default=False),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPU, fp32 on CPU).",
@@ -201,6 +226,7 @@ def generate_cmd(
         from renderer.guidance import parse_method
 
         parse_method(method)
+    options = parse_method_options(method_options) if method_options is not None else None
     if dtype is not None and dtype not in ("fp16", "float16", "bf16", "bfloat16", "fp32", "float32"):
         raise UsageError(f"unknown --dtype {dtype!r}; use fp16, bf16 or fp32")
     _quiet_libraries(rendering=not dry_run)
@@ -226,7 +252,8 @@ def generate_cmd(
         result = api.generate(
             prompt, plan=plan_file, planner=planner, model=model, method=method, seed=seed, steps=steps,
             guidance_scale=guidance_scale, num_images=num_images, width=width, height=height, device=device,
-            dtype=dtype, out_dir=run_dir, dry_run=dry_run, progress=sys.stderr.isatty(), on_event=on_event, **opts)
+            dtype=dtype, out_dir=run_dir, dry_run=dry_run, progress=sys.stderr.isatty(), on_event=on_event,
+            method_options=options, **opts)
     except KeyboardInterrupt:
         kept = [n for n in ("plan.json", "layout.png", "metadata.json") if (Path(run_dir) / n).exists()]
         error_line(f"interrupted; kept {', '.join(kept) or 'nothing'} in {run_dir}")

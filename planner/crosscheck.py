@@ -6,7 +6,7 @@ phrasings it knows and silent on the rest. ``repair`` makes a model graph
 valid on its own; ``merge`` combines the two graphs field by field with one
 principle - **what is grounded in the prompt text beats what is not; when both
 sides are grounded and disagree, the rules parser wins** (it scores 98.6 %
-exact on NSR-1K counting, the model much less, see notes/readme-planner-local.md):
+exact on NSR-1K counting, the model much less, see the README, "Local language-model planners"):
 
 ======================  ==========================================================
 field                   policy

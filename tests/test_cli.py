@@ -242,6 +242,16 @@ def _hand_edited_plan(tmp_path: Path) -> Path:
 
 
 @needs_geometry
+def test_method_options_override_the_model_folder_defaults(capsys, tmp_path):
+    out_dir = tmp_path / "opts-run"
+    code, _, err = run(capsys, "a red circle left of a blue square", "-p", "rules", "--model", TINY, "--steps", "1",
+                       "--method-options", '{"refocus": {"loss_scale": 5}}', "--out", str(out_dir))
+    assert code == 0, err
+    used = json.loads((out_dir / "metadata.json").read_text())["render_config"]["methods"]["refocus"]
+    assert used["loss_scale"] == 5 and used["temperature"] == 1.0  # the CLI's value, then shapes-tiny's guidance.json
+
+
+@needs_geometry
 def test_generate_from_a_hand_edited_plan_warns_about_violations(capsys, tmp_path):
     out_dir = tmp_path / "edited-run"
     code, out, err = run(capsys, "--plan", str(_hand_edited_plan(tmp_path)), "--model", TINY, "--method", "rca",
@@ -476,6 +486,10 @@ def test_non_english_prompt_is_a_best_effort_plan_with_a_warning(capsys):
         (["a cat", "--method", "sparkle"], 2, "unknown guidance method 'sparkle'"),
         (["a cat", "--steps", "0"], 2, "--steps"),
         (["a cat", "--dtype", "fp8"], 2, "unknown --dtype"),
+        (["a cat", "-p", "rules", "--method-options", "{bad"], 2, "--method-options is not valid JSON"),
+        (["a cat", "-p", "rules", "--method-options", '{"sparkle": {}}'], 2, "unknown method(s) sparkle"),
+        (["a cat", "-p", "rules", "--method-options", '{"refocus": {"los": 1}}'], 2, "unknown option(s) los"),
+        (["a cat", "-p", "rules", "--method-options", '{"refocus": 3}'], 2, "must map methods to objects"),
         (["plan", "a cat", "--no-such-option"], 2, "No such option"),
         (["plan"], 2, "missing PROMPT"),
         (["--planner", "rules"], 2, "missing PROMPT"),
