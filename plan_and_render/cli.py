@@ -132,20 +132,14 @@ def parse_method_options(text: str) -> dict[str, dict]:
     so that a typo fails before anything is planned or written."""
     import json
 
-    from renderer.config import CONFIGS, config_for
+    from renderer.config import check_options
 
     try:
-        data = json.loads(text)
+        return check_options(json.loads(text))
     except json.JSONDecodeError as e:
         raise UsageError(f"--method-options is not valid JSON ({e.msg} at character {e.pos})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise UsageError('--method-options must map methods to objects, e.g. \'{"refocus": {"loss_scale": 20}}\'')
-    unknown = sorted(set(data) - set(CONFIGS))
-    if unknown:
-        raise UsageError(f"--method-options: unknown method(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    for m, fields in data.items():
-        config_for(m, fields)
-    return data
+    except UsageError as e:
+        raise UsageError(f"--method-options: {e.message}") from None
 
 
 def _planner_options(base_url: str | None, retries: int | None, timeout: float | None,

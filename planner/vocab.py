@@ -16,9 +16,6 @@ PREDICATE_NAMES: tuple[str, ...] = (
     "in_front_of", "behind", "next_to", "near", "inside", "between",
 )
 
-# Phrase (lower case, single spaces, no article) -> canonical predicate, with the
-# subject first: "a cat <phrase> a dog". Reversed constructions ("to its left")
-# are handled by the rules parser, not here.
 # predicate -> (axis, flip): each of these relations orders its two objects along
 # an axis, edge u -> v meaning "u comes first": further left (x), higher up (y),
 # further back (depth), contained in (containment); flip means the edge runs
@@ -35,6 +32,9 @@ ORDER_AXES: dict[str, tuple[str, bool]] = {
     "inside": ("containment", False),
 }
 
+# Phrase (lower case, single spaces, no article) -> canonical predicate, with the
+# subject first: "a cat <phrase> a dog". Reversed constructions ("to its left")
+# are handled by the rules parser, not here.
 PREDICATE_PHRASES: dict[str, str] = {
     # left / right
     "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of",

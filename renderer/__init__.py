@@ -64,18 +64,20 @@ def method_defaults(model: str) -> dict[str, dict]:
     SD can need other settings than the published ones, and the folder is where that knowledge travels."""
     import json
 
-    from planner.errors import ModelUnavailableError
+    from planner.errors import ModelUnavailableError, UsageError
+
+    from .config import check_options
 
     f = Path(model) / "guidance.json"
     if not f.is_file():
         return {}
     try:
         data = json.loads(f.read_text())
-        if not all(isinstance(v, dict) for v in data.values()):
-            raise ValueError("each method needs an object of hyperparameters")
-    except (ValueError, AttributeError) as e:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not k.startswith("_")}
+        return check_options(data)
+    except (ValueError, UsageError) as e:
         raise ModelUnavailableError(f"{f} is not valid ({str(e).splitlines()[0]}); fix or delete it") from None
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 _CACHE: dict[tuple, LayoutPipeline] = {}

@@ -114,3 +114,16 @@ def config_for(method: str, overrides: dict | None = None):
         if isinstance(v, list):
             overrides[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
     return replace(cls(), **overrides)
+
+
+def check_options(options: object) -> dict[str, dict]:
+    """Per-method overrides ({method: {field: value}}) checked against the dataclasses: the one check
+    behind ``method_options=``, the CLI's ``--method-options`` and a model folder's ``guidance.json``."""
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise UsageError('method options must map methods to objects, e.g. {"refocus": {"loss_scale": 20}}')
+    unknown = sorted(set(options) - set(CONFIGS))
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)} in the method options; choose from {', '.join(CONFIGS)}")
+    for method, fields_ in options.items():
+        config_for(method, fields_)
+    return options

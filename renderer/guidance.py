@@ -22,7 +22,7 @@ from planner.scene import ScenePlan
 
 from . import attention as A
 from . import losses as L
-from .config import CONFIGS, config_for
+from .config import check_options, config_for
 from .masks import MaskSet
 
 METHODS = ("refocus", "zest", "excite", "rca", "backward", "none")
@@ -102,11 +102,7 @@ class Guider:
 
     def __init__(self, methods: list[str], unet, layout: Layout, steps: int, latent_hw: tuple[int, int],
                  batch: int, overrides: dict | None = None, n_ctx: int = 77) -> None:
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(CONFIGS))
-        if unknown:
-            raise UsageError(f"method_options for unknown method(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(CONFIGS)}")
+        overrides = check_options(dict(overrides or {}))
         self.methods, self.unet, self.layout, self.steps, self.batch = methods, unet, layout, steps, batch
         self.cfg = {m: config_for(m, overrides.get(m)) for m in methods}
         self.state = A.AttentionState()

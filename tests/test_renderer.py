@@ -303,9 +303,12 @@ def test_folder_guidance_json_sets_defaults_that_a_render_can_override(tiny_pipe
     used = p(two_plan, method="refocus", steps=1, progress=False,
              method_options={"refocus": {"loss_scale": 3.0}}).config["methods"]["refocus"]
     assert used["temperature"] == 1.0 and used["loss_scale"] == 3.0  # the render's own option wins, field by field
-    (tmp_path / "folder" / "guidance.json").write_text("[1, 2]")
-    with pytest.raises(ModelUnavailableError, match="guidance.json is not valid"):
-        load_pipeline(str(tmp_path / "folder"), device="cpu")
+    (tmp_path / "folder" / "guidance.json").write_text(json.dumps({"_why": "notes", "zest": {"tau": 0.4}}))
+    assert load_pipeline(str(tmp_path / "folder"), device="cpu").method_defaults == {"zest": {"tau": 0.4}}
+    for bad in ("[1, 2]", '{"refocus": {"scale": 3}}', '{"sparkle": {}}'):
+        (tmp_path / "folder" / "guidance.json").write_text(bad)
+        with pytest.raises(ModelUnavailableError, match="guidance.json is not valid"):
+            load_pipeline(str(tmp_path / "folder"), device="cpu")
 
 
 def test_missing_weights_is_one_line_model_unavailable(tmp_path, monkeypatch):

@@ -293,13 +293,20 @@ class Trainer:
         return unet, deepcopy(text).eval()
 
 
-def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t_train: float, curve, first_eval,
-            last_eval, init: str | Path | None = None) -> dict:
-    before = None
-    if init is not None and (Path(init) / "training.json").exists():
-        before = json.loads((Path(init) / "training.json").read_text())
+def _init_record(init: str | Path | None) -> dict | None:
+    """Where a continued run started: the folder and its own training record (without the vocabulary)."""
+    if init is None:
+        return None
+    f = Path(init) / "training.json"
+    before = json.loads(f.read_text()) if f.exists() else None
+    if before:
         before.pop("vocabulary", None)
-    return {"init": None if init is None else {"folder": str(init), "record": before},
+    return {"folder": str(init), "record": before}
+
+
+def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t_train: float, curve, first_eval,
+            last_eval, init: dict | None = None) -> dict:
+    return {"init": init,
         "preset": preset_name, "config": preset, "seed": seed, "steps": tr.n_step, "device": str(tr.device),
         "threads": torch.get_num_threads(),
         "train_s": round(time.perf_counter() - t_train, 1), "total_s": round(time.perf_counter() - t0, 1),
@@ -338,6 +345,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     tr = Trainer(preset, seed, device, workers, log)
     if init is not None:
         tr.load(init)
+    started_from = _init_record(init)  # read once: checkpoints may overwrite that folder's files
     log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
         f"text {sum(p.numel() for p in tr.text.parameters())/1e6:.2f}M params; device {device}")
     budget = preset["time_budget_s"] if time_budget is None else time_budget
@@ -350,7 +358,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
 
     def save() -> None:
         unet, text = tr.final_models()
-        rec = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, None, init)
+        rec = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, None, started_from)
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, rec)
 
     every = max(1, min(250, total // 10))
@@ -365,7 +373,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
             save()
             log(f"saved step {tr.n_step} to {out}")
     last_eval = tr.eval_loss()
-    record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval, init)
+    record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval, started_from)
     if out is not None:
         unet, text = tr.final_models()
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, record)
