@@ -183,19 +183,26 @@ _IMPLIES = {  # benchmark relation -> predicates (obj1 as subject) and their mir
 
 
 def score_nsr_spatial_graph(plan: Any, record: dict) -> bool:
-    """Planner-only check (no boxes): does the plan state a relation between an
-    obj1 and an obj2 instance that implies the benchmark's relation? Separates
-    planning errors from geometry errors."""
+    """Planner-only check (no boxes): does the plan state relations between an obj1 and an
+    obj2 instance that imply the benchmark's relation? A chain counts for the directional
+    relations ("a cat on a blanket on a bed" puts the cat on top of the bed), not for "next to".
+    Separates planning errors from geometry errors."""
+    import networkx as nx
+
     names = {o.id: o.name for o in plan.objects}
     forward, mirror = _IMPLIES[record["relation"]]
     a, b = record["obj1"][0], record["obj2"][0]
+    g = nx.DiGraph()
     for r in plan.relations:
-        s, o = names.get(r.subject, ""), names.get(r.object, "")
-        if r.predicate in forward and names_match(s, a) and names_match(o, b):
-            return True
-        if r.predicate in mirror and names_match(s, b) and names_match(o, a):
-            return True
-    return False
+        if r.predicate in forward:
+            g.add_edge(r.subject, r.object)
+        if r.predicate in mirror:
+            g.add_edge(r.object, r.subject)
+    starts = [n for n in g if names_match(names.get(n, ""), a)]
+    ends = {n for n in g if names_match(names.get(n, ""), b)}
+    if record["relation"] == "next to":
+        return any(e in ends for s in starts for e in g.successors(s))
+    return any(ends & nx.descendants(g, s) for s in starts)
 
 
 # --------------------------------------------------------------------------

@@ -182,6 +182,9 @@ def summarise(records: list[dict]) -> dict:
         "relation_acc": float(np.mean([x["holds"] for x in rels])) if rels else 0.0,
         "attn_in_box": float(np.nanmean([o.get("attn_in_box", np.nan) for o in objs])) if objs else 0.0,
         "s_per_image": float(np.mean([r["seconds"] for r in records])) if records else 0.0,
+        # extra UNet passes guidance took per image (the stopping tests end many early)
+        "fwd_per_image": float(np.mean([r.get("passes", {}).get("forward", np.nan) for r in records])) if records else 0.0,
+        "bwd_per_image": float(np.mean([r.get("passes", {}).get("backward", np.nan) for r in records])) if records else 0.0,
     }
 
 
@@ -204,7 +207,7 @@ def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guid
                    progress=False, method_options=options or None)
         img = np.asarray(res.images[0].convert("RGB"))
         rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan, res.scores),
-               "seconds": time.perf_counter() - t0}
+               "seconds": time.perf_counter() - t0, "passes": dict(res.passes)}
         records.append(rec)
         if len(images) < examples:
             images.append(img)
@@ -239,7 +242,7 @@ def save_grid(path: Path, targets: list[np.ndarray], rows: dict[str, list[np.nda
 
 def print_table(summary: dict, log=print) -> None:
     keys = ["presence", "colour_presence", "all_present", "box_iou", "box_iou_found", "mask_iou", "box_iou_gt_0.5",
-            "relation_acc", "attn_in_box", "s_per_image"]
+            "relation_acc", "attn_in_box", "s_per_image", "fwd_per_image", "bwd_per_image"]
     log(f"{'method':18s} {'prompts':>7s} " + " ".join(f"{k:>15s}" for k in keys))
     for m, s in summary.items():
         log(f"{m:18s} {s['prompts']:7d} " + " ".join(f"{s.get(k, float('nan')):15.3f}" for k in keys))

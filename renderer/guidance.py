@@ -134,6 +134,9 @@ class Guider:
         if rca_layers and self.active:
             self.state.rca_masks = self._rca_masks(latent_hw, n_ctx)
         self.last_loss: dict[str, float] = {}
+        # extra UNet work beyond plain CFG sampling: conditional forwards (each stops after the last
+        # captured layer) and backwards to the latent; the cost model of the spec's table
+        self.passes = {"forward": 0, "backward": 0}
         self._score_sum = torch.zeros(len(layout.ids))
         self._cn_iou_sum, self._score_n = 0.0, 0
         self._early = True
@@ -263,11 +266,13 @@ class Guider:
             with torch.enable_grad():
                 x = latents.detach().float().requires_grad_(True)
                 loss, stat = self.loss(m, self._guide_pass(x.to(latents.dtype), t, cond_unet), early)
+                self.passes["forward"] += 1
                 value, s = torch.stack([loss.detach(), stat.detach().float()]).tolist()
                 self.last_loss[m] = value
                 if EARLY_STOP and not keep_going(value / self.batch, s):
                     break
                 (g,) = torch.autograd.grad(scale * loss, x)
+                self.passes["backward"] += 1
             latents = (x.detach() - lr * g).to(latents.dtype)
         return latents
 
@@ -332,6 +337,8 @@ class Guider:
                 opt.zero_grad(set_to_none=True)
                 loss, _ = self.loss("excite_refine", self._guide_pass(x.to(latents.dtype), t, cond_unet))
                 loss.backward()
+                self.passes["forward"] += 1
+                self.passes["backward"] += 1
                 opt.step()
                 last = loss.detach()
                 first = last if first is None else first
@@ -406,6 +413,7 @@ class Guider:
             loss = sum(L.zest_loss(z[b], lay.tokens, targets, c.gain, c.gate, c.gate_normalised)
                        for b in range(z.shape[0]))
             (g,) = torch.autograd.grad(loss, zest_latent)
+        self.passes["backward"] += 1  # through the CFG's own conditional pass: no extra forward
         self._zest_loss = loss.detach() / self.batch  # read at the end: no host sync per step
         return g
 

@@ -34,6 +34,7 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)  # last loss per method; cn_iou (see Guider.losses)
+    passes: dict[str, int] = field(default_factory=dict)  # extra UNet forwards/backwards guidance took
 
 
 def resolve_size(plan: ScenePlan, height: int | None, width: int | None, multiple: int = 8) -> tuple[int, int]:
@@ -195,8 +196,9 @@ class LayoutPipeline:
         timings["total_s"] = time.perf_counter() - t_start
         config = {"model": self.name, "family": self.family, "method": "+".join(methods), "seed": seed,
                   "steps": steps, "guidance_scale": guidance_scale, "height": height, "width": width,
-                  "prompt": text, "negative_prompt": negative, "methods": guider.config()}
-        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses())
+                  "prompt": text, "negative_prompt": negative, "methods": guider.config(),
+                  "guidance_passes": dict(guider.passes)}
+        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(), dict(guider.passes))
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor

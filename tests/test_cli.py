@@ -247,8 +247,12 @@ def test_method_options_override_the_model_folder_defaults(capsys, tmp_path):
     code, _, err = run(capsys, "a red circle left of a blue square", "-p", "rules", "--model", TINY, "--steps", "1",
                        "--method-options", '{"refocus": {"loss_scale": 5}}', "--out", str(out_dir))
     assert code == 0, err
-    used = json.loads((out_dir / "metadata.json").read_text())["render_config"]["methods"]["refocus"]
+    config = json.loads((out_dir / "metadata.json").read_text())["render_config"]
+    used = config["methods"]["refocus"]
     assert used["loss_scale"] == 5 and used["temperature"] == 1.0  # the CLI's value, then shapes-tiny's guidance.json
+    # one step of refocus: at most (4, 2) iterations, each a forward; a backward unless it stopped there
+    passes = config["guidance_passes"]
+    assert 1 <= passes["forward"] <= 2 and passes["backward"] <= passes["forward"]
 
 
 @needs_geometry

@@ -107,6 +107,12 @@ def test_score_nsr_spatial(layout, relation, ok):
         ([("toilet-1", "right_of", "dog-1")], "next to", True),
         ([("toilet-1", "near", "dog-1")], "next to", False),
         ([], "left", False),
+        # chains: toilet on mat on dog puts the toilet on top of the dog; mixed directions do not chain
+        ([("toilet-1", "on", "mat-1"), ("mat-1", "on", "dog-1")], "top", True),
+        ([("toilet-1", "on", "mat-1"), ("dog-1", "under", "mat-1")], "top", True),
+        ([("toilet-1", "on", "mat-1"), ("mat-1", "under", "dog-1")], "top", False),
+        ([("toilet-1", "left_of", "mat-1"), ("mat-1", "left_of", "dog-1")], "left", True),
+        ([("toilet-1", "next_to", "mat-1"), ("mat-1", "next_to", "dog-1")], "next to", False),
     ],
 )
 def test_score_nsr_spatial_graph(relations, relation, ok):
@@ -114,7 +120,8 @@ def test_score_nsr_spatial_graph(relations, relation, ok):
 
     plan = ScenePlan(
         prompt="p",
-        objects=[PlanObject(id="toilet-1", name="toilet", phrase="a toilet"), PlanObject(id="dog-1", name="dog", phrase="a dog")],
+        objects=[PlanObject(id="toilet-1", name="toilet", phrase="a toilet"), PlanObject(id="dog-1", name="dog", phrase="a dog"),
+                 PlanObject(id="mat-1", name="mat", phrase="a mat")],
         relations=[PlanRelation(subject=a, predicate=p, object=b) for a, p, b in relations],
     )
     assert score_nsr_spatial_graph(plan, {**SPATIAL, "relation": relation}) is ok

@@ -204,6 +204,27 @@ def test_deterministic_and_seeded(tiny_pipe, two_plan):
     assert {"encode_s", "loop_s", "decode_s", "total_s"} <= set(a.timings)
 
 
+@pytest.mark.parametrize("method,steps,worst", [
+    # refocus at 50 steps: 2x2 (steps 0-1) + 3x6 (2-4) + 5x3 (5-9) + 6 events x 2 (10, 15, ..., 35) = 49,
+    # the spec's "about 49 forward+backward"; at 10 steps: 2 (step 0) + 3 (step 1, i.e. 5 of 50) + 6 x 2 = 17
+    ("refocus", 50, (49, 49)), ("refocus", 10, (17, 17)),
+    ("zest", 10, (0, 5)),  # one backward per step of the first half, through the CFG pass: no extra forward
+    ("rca", 10, (0, 0)), ("none", 10, (0, 0)),
+])
+def test_guidance_passes_are_counted(tiny_pipe, two_plan, monkeypatch, method, steps, worst):
+    monkeypatch.setattr(guidance, "EARLY_STOP", False)
+    r = tiny_pipe(two_plan, method=method, steps=steps, progress=False)
+    assert (r.passes["forward"], r.passes["backward"]) == worst
+    assert r.config["guidance_passes"] == r.passes
+
+
+def test_early_stop_saves_backward_passes(tiny_pipe, two_plan):
+    """With the stopping tests on, an iteration that stops costs its forward but no backward."""
+    r = tiny_pipe(two_plan, method="refocus", steps=10, progress=False,
+                  method_options={"refocus": {"min_in_threshold": 0.0}})  # every in-box max already >= 0
+    assert r.passes == {"forward": 8, "backward": 0}  # one probe at step 0, 1 and each of the 6 late events
+
+
 @pytest.mark.parametrize("height,width", [(64, 40), (40, 64), (56, 72)])
 def test_odd_aspect_ratios_callback_and_batch(tiny_pipe, two_plan, height, width):
     seen = []

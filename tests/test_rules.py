@@ -186,6 +186,19 @@ CASES = [
      {"hat on coat_rack"}),
     ("a horse to the right of a cow and a sheep to the left of the cow", {"horse": 1, "cow": 1, "sheep": 1},
      {"horse right_of cow", "sheep left_of cow"}),
+    # --- chained supports: "on" right after the object of on/inside relates that object ------
+    ("a cup on a book on a table", {"cup": 1, "book": 1, "table": 1}, {"cup on book", "book on table"}),
+    ("a ring inside a box on a shelf", {"ring": 1, "box": 1, "shelf": 1}, {"ring inside box", "box on shelf"}),
+    ("A banana sitting on top of a cup on a desk.", {"banana": 1, "cup": 1, "desk": 1},
+     {"banana on cup", "cup on desk"}),
+    ("a cat left of a dog near a tree", {"cat": 1, "dog": 1, "tree": 1}, {"cat left_of dog", "cat near tree"}),
+    ("a cup on a book and a lamp on the table", {"cup": 1, "book": 1, "lamp": 1, "table": 1},
+     {"cup on book", "lamp on table"}),
+    # --- "it" across a list or an earlier clause ------------------------------------
+    ("a table and a dog under it", {"table": 1, "dog": 1}, {"dog under table"}),
+    ("a vase and a cat to its left", {"vase": 1, "cat": 1}, {"cat left_of vase"}),
+    ("a red car, and a man next to it", {"car": (1, ["red"]), "man": 1}, {"man next_to car"}),
+    ("a cat on a mat and a dog next to it", {"cat": 1, "mat": 1, "dog": 1}, {"cat on mat", "dog next_to mat"}),
 ]
 
 
@@ -210,6 +223,11 @@ def test_phrasings(prompt, objects, relations):
         ("zero cats and a dog", ["cat"], {"dog": 1}),
         ("a room with no cats and two dogs", ["cat"], {"dog": 2}),
         ("without a hat or a scarf", ["hat", "scarf"], {}),
+        ("a room without a cat, a dog or a bird", ["cat", "dog", "bird"], {}),
+        # a comma then a counted noun with its own relation starts a new clause
+        ("a table without plates, a dog under the table", ["plate"], {"table": 1, "dog": 1}),
+        ("a table without plates, a dog under it", ["plate"], {"table": 1, "dog": 1}),
+        ("a street with no cars, two dogs on the left", ["car"], {"dog": 2}),
     ],
 )
 def test_negation_goes_to_excluded(prompt, excluded, objects):

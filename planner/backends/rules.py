@@ -638,6 +638,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
     order_nps: list[str] = []
     clause_nps: list[str] = []
     mode = "subject"  # subject | with | neg | object | loose
+    support_obj: list[str] = []  # the object of an on/inside relation ...
+    support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
     was_object = False
 
@@ -698,12 +700,16 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 i += 1
                 continue  # "bigger than a dog and a cat"
             elif mode == "neg":
-                if t.text == "and" and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
-                        and nxt.np.count is not None and not nxt.np.vague:
-                    end_clause(hard=False)  # "no cats and a dog": the negation ends here
+                counted = nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                    and nxt.np.count is not None and not nxt.np.vague
+                after = toks[i + 2] if i + 2 < len(toks) else None
+                if counted and (t.text == "and" or (t.text == "," and after is not None
+                                                    and after.kind in ("REL", "ABS", "WITH", "END"))):
+                    # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
+                    end_clause(hard=False)
                     i += 1
                     continue
-                # otherwise "without cats or dogs": the list stays negated
+                # otherwise "without cats or dogs", "without a cat, a dog or a bird": the list stays negated
             elif pending is not None and rel_objects and nxt is not None and nxt.kind == "NP":
                 finish_relation()
                 was_object = True
@@ -740,6 +746,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 oid = b.add(np)
                 rel_objects.append(oid)
                 last, was_object = [oid], True
+                if pending.pred in _SUPPORT:
+                    support_obj, support_at = [oid], i
                 clause_nps.append(oid)
                 if pending.kind == "SIZE":  # "bigger than a dog and a cat": keep collecting
                     i += 1
@@ -790,16 +798,17 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             after_and = False
             was_object = False
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
+            chained = support_obj if support_at == i - 1 and t.pred == "on" and pending is None else []
             finish_relation()
             pending = t
-            rel_subjects = list(focus) if focus else []
+            rel_subjects = chained or (list(focus) if focus else [])
             if t.pron:  # "to its left": the object is the host / antecedent
-                target = host or _antecedent(clause_nps, focus)
+                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
                 pending = None
             elif nxt is not None and nxt.kind == "PRON":
-                target = host or _antecedent(clause_nps, focus)
+                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
                 if target and rel_subjects:
                     if t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
@@ -853,6 +862,12 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
     end_clause(hard=True)
 
 
+# "a cup on a book on a table", "a ring in a box on a shelf": "on" straight after the object of
+# an on/inside relation relates that object (book on table), not the clause's subject. Other
+# chains keep the subject: "bears in the woods in the bushes", "a cat left of a dog near a tree"
+_SUPPORT = ("on", "inside")
+
+
 def _size_hints(b: _Builder, subjects: list[str], kind: str, objects: list[str]) -> None:
     """"a car bigger than a dog": size hints (the graph has no size relation)."""
     flip = {"large": "small", "small": "large"}
@@ -872,9 +887,21 @@ def _is_verb_token(word: str) -> bool:
     return _is_verbish(word, first=False)
 
 
-def _antecedent(clause_nps: list[str], focus: list[str]) -> list[str]:
-    earlier = [n for n in clause_nps if n not in focus]
-    return earlier[-1:] if earlier else []
+def _pronoun_target(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str]
+                    ) -> tuple[list[str], list[str]]:
+    """(subjects, antecedent) of a relation to "it": the "with" host, else the latest noun of the
+    clause before the subjects ("a vase, a cat to its left"), else, for a list subject, its
+    earlier members ("a table and a dog under it": dog under table), else the latest object
+    of an earlier clause ("a table without plates, a dog under it")."""
+    if host:
+        return subjects, host
+    earlier = [n for n in clause_nps if n not in subjects]
+    if earlier:
+        return subjects, earlier[-1:]
+    if len(subjects) >= 2:
+        return subjects[-1:], subjects[-2:-1]
+    before = [o.id for o in b.objects if o.id not in subjects]
+    return subjects, before[-1:]
 
 
 def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
