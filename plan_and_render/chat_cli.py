@@ -241,18 +241,21 @@ StoreOpt = typer.Option(None, "--store", help="Session database file (default: $
 
 def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[str], render: bool,
           model: Optional[str], method: Optional[str], store: Optional[Path], seed: int, steps: Optional[int],
-          width: Optional[int], height: Optional[int], device: Optional[str], memory: bool) -> int:
+          width: Optional[int], height: Optional[int], device: Optional[str], memory: bool,
+          method_options: Optional[str] = None) -> int:
     from . import api
 
-    from .cli import _quiet_libraries  # lazy: cli registers this module's commands
+    from .cli import _quiet_libraries, parse_method_options  # lazy: cli registers this module's commands
 
     _quiet_libraries(rendering=True)
+    options = parse_method_options(method_options) if method_options is not None else None
     if session_id and prompt:
         raise UsageError("give either a PROMPT (new session) or --session ID (resume), not both")
     if memory and session_id:
         raise UsageError("--no-store cannot resume a stored session")
     st = None if memory else _open_store(store, must_exist=bool(session_id))
-    render_kw = {k: v for k, v in {"steps": steps, "device": device}.items() if v is not None}
+    render_kw = {k: v for k, v in {"steps": steps, "device": device, "method_options": options}.items()
+                 if v is not None}
     if session_id:
         s = Session.resume(session_id, store=st, planner=planner)
         if model:
@@ -287,6 +290,9 @@ def chat(
                                         show_default=False),
     method: Optional[str] = typer.Option(None, "--method", help="Guidance method (default refocus).",
                                          show_default=False),
+    method_options: Optional[str] = typer.Option(
+        None, "--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
+        "(kept with a stored session).", show_default=False),
     store: Optional[Path] = StoreOpt,
     no_store: bool = typer.Option(False, "--no-store", help="Keep this chat in memory only."),
     seed: int = typer.Option(0, "--seed", help="Seed for the layout and every render of this session."),
@@ -301,7 +307,7 @@ def chat(
 ) -> None:
     """Edit a layout in conversation: one instruction a line (stdin), /help for commands."""
     code = _chat(prompt, planner, session_id, render, model, method, store, seed, steps, width, height, device,
-                 no_store)
+                 no_store, method_options)
     raise typer.Exit(code)
 
 

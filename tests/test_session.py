@@ -351,6 +351,20 @@ def test_chat_renders_with_the_shipped_tiny_model(tmp_path, monkeypatch, capsys,
     assert Image.open(images[0]).size == (64, 64)
 
 
+def test_chat_method_options_are_used_and_kept(tmp_path, monkeypatch, capsys, one_thread):
+    db = tmp_path / "s.db"
+    code, out, err = _cli(["chat", "a red circle above a blue square", "--planner", "rules", "--store", str(db),
+                           "--model", SHAPES, "--method", "refocus", "--steps", "1", "--width", "64", "--height", "64",
+                           "--method-options", '{"refocus": {"loss_scale": 5}}'], "/quit\n", monkeypatch, capsys)
+    assert code == 0, err
+    rec = Store(db).list_sessions()[0]
+    assert Store(db).get_session(rec.id).meta["render_options"]["method_options"] == {"refocus": {"loss_scale": 5}}
+    assert "rendered 1 image(s)" in out
+    code, _, err = _cli(["chat", "a cat", "--planner", "rules", "--no-store", "--method-options", '{"refocus": {"lr": 1}}'],
+                        "/quit\n", monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "lr" in err and "Traceback" not in err
+
+
 def test_ctrl_c_keeps_the_session(tmp_path):
     db = tmp_path / "s.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
