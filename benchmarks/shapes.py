@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> dict:
                                                  a.examples, lambda s: print(s, flush=True),
                                                  {k: v for k, v in options.items() if k in m.split("+")})
         print(f"{key}: {len(records[key])} prompts, {summarise(records[key])['box_iou']:.3f} box IoU", flush=True)
-    config = {"model": a.model, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
+    model = Path(a.model).resolve()
+    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else a.model  # results stay machine-free
+    config = {"model": shown, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
               "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
               "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
               "method_options": {m + tag: {k: v for k, v in options.items() if k in m.split("+")} for m in methods},
