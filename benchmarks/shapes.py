@@ -253,8 +253,12 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     shards = [json.loads(Path(p).read_text()) for p in paths]
     per = {m: recs for s in shards for m, recs in s["records"].items()}
     order = ["none", "refocus", "zest", "excite", "rca", "backward"]
-    per = dict(sorted(per.items(), key=lambda kv: (order.index(kv[0].split(":")[0].split("+")[0])
-                                                   if kv[0].split(":")[0].split("+")[0] in order else 99, kv[0])))
+
+    def rank(name: str) -> tuple[int, str]:  # "refocus+rca:published" sorts with refocus
+        first = name.split(":")[0].split("+")[0]
+        return (order.index(first) if first in order else 99, name)
+
+    per = dict(sorted(per.items(), key=lambda kv: rank(kv[0])))
     common = set.intersection(*({r["index"] for r in recs} for recs in per.values()))
     per = {m: [r for r in recs if r["index"] in common] for m, recs in per.items()}
     summary = {m: summarise(recs) for m, recs in per.items()}
@@ -308,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     options = json.loads(a.method_options) if a.method_options is not None else method_defaults(a.model)
     tag = a.tag or ""
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    per_method = {m: {k: v for k, v in options.items() if k in m.split("+")} for m in methods}
     specs = make_specs(a.limit, a.seed)
     items, sources = [], set()
     for i, spec in enumerate(specs):
@@ -321,15 +326,14 @@ def main(argv: list[str] | None = None) -> dict:
     for m in methods:
         key = m + tag
         records[key], examples[key] = run_method(pipe, m, items, a.steps, a.text, a.guidance_scale, a.time_budget,
-                                                 a.examples, lambda s: print(s, flush=True),
-                                                 {k: v for k, v in options.items() if k in m.split("+")})
+                                                 a.examples, lambda s: print(s, flush=True), per_method[m])
         print(f"{key}: {len(records[key])} prompts, {summarise(records[key])['box_iou']:.3f} box IoU", flush=True)
     model = Path(a.model).resolve()
     shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else a.model  # results stay machine-free
     config = {"model": shown, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
               "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
               "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
-              "method_options": {m + tag: {k: v for k, v in options.items() if k in m.split("+")} for m in methods},
+              "method_options": {m + tag: o for m, o in per_method.items()},
               "command": " ".join(["python benchmarks/shapes.py", *(argv if argv is not None else sys.argv[1:])])}
     shard = {"config": config, "records": records, "examples": {m: [e.tolist() for e in v] for m, v in examples.items()},
              "targets": [target_image(it["plan"]).tolist() for it in items[:a.examples]],

@@ -137,6 +137,8 @@ class Guider:
         # extra UNet work beyond plain CFG sampling: conditional forwards (each stops after the last
         # captured layer) and backwards to the latent; the cost model of the spec's table
         self.passes = {"forward": 0, "backward": 0}
+        self._abars: list[float] | None = None  # alpha_bar per step, read once (see _abar)
+        self._zest_loss: torch.Tensor | None = None
         self._score_sum = torch.zeros(len(layout.ids))
         self._cn_iou_sum, self._score_n = 0.0, 0
         self._early = True
@@ -190,7 +192,7 @@ class Guider:
 
     def _abar(self, i: int, scheduler) -> float:
         """alpha_bar at step i; the timesteps are read to the host once per render (not once per step)."""
-        if getattr(self, "_abars", None) is None:
+        if self._abars is None:
             ts = scheduler.timesteps.cpu().tolist()
             self._abars = [float(scheduler.alphas_cumprod[int(t)]) for t in ts]
         return self._abars[i]
@@ -435,7 +437,7 @@ class Guider:
     def losses(self) -> dict[str, float]:
         """Last loss of each method (per image, scale 1) and ``cn_iou``: L_CN + L_IoU over the score window."""
         out = dict(self.last_loss)
-        if getattr(self, "_zest_loss", None) is not None:
+        if self._zest_loss is not None:
             out["zest"] = float(self._zest_loss)
         if self._score_n and self.layout.guided:
             out["cn_iou"] = self._cn_iou_sum / self._score_n

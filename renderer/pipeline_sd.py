@@ -198,7 +198,8 @@ class LayoutPipeline:
                   "steps": steps, "guidance_scale": guidance_scale, "height": height, "width": width,
                   "prompt": text, "negative_prompt": negative, "methods": guider.config(),
                   "guidance_passes": dict(guider.passes)}
-        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(), dict(guider.passes))
+        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
+                            config["guidance_passes"])
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor

@@ -359,9 +359,7 @@ def _placeable(prompt: str, graph: SceneGraph) -> bool:
         plan_from_graph(prompt, graph)
     except ConflictError:
         return False
-    except ImportError:
-        return True
-    except Exception:  # other problems are reported by make_plan itself, as for any planner
+    except Exception:  # no geometry stage, or a problem make_plan itself reports, as for any planner
         return True
     return True
 
