@@ -1,1 +1,1 @@
-"""Benchmark scripts: run as `python benchmarks/<name>.py` or `python -m benchmarks.<name>`."""
+"""Benchmark scripts: run from the repository root as `python -m benchmarks.<name>`."""

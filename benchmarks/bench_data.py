@@ -25,8 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from planner.normalize import normalize_name
-from planner.vocab import ALIASES, COCO_CATEGORIES, MISLEADING_HEADS, singularize
+from plan_and_render.planner.normalize import normalize_name
+from plan_and_render.vocab import ALIASES, COCO_CATEGORIES, MISLEADING_HEADS, singularize
 
 BENCH_ENV = "PLAN_AND_RENDER_BENCH"
 

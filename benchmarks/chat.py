@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from planner.errors import PlanAndRenderError
-from planner.geometry import check_plan
+from plan_and_render.errors import PlanAndRenderError
+from plan_and_render.geometry import check_plan
 
 PROMPTS = [
     "a gray cat to the left of a blue vase on a wooden table",
@@ -85,7 +85,7 @@ def instruction(rng: random.Random, plan) -> str:
 
 
 def run(sessions: int, turns: int, seed: int) -> dict:
-    from plan_and_render.session import Session
+    from plan_and_render.app.session import Session
 
     rng = random.Random(seed)
     counts = {"applied": 0, "question": 0, "refused": 0}

@@ -1,8 +1,8 @@
 """The geometry stage alone: ground-truth objects and relations of the layout
-benchmarks go straight into ``planner.geometry.solve`` (no planner), plus random
+benchmarks go straight into ``plan_and_render.geometry.solve`` (no planner), plus random
 satisfiable scenes, with solver timings.
 
-    python benchmarks/geometry.py [--random 500] [--seed 0] [--out benchmarks/results/geometry.json]
+    python3 -m benchmarks.geometry [--random 500] [--seed 0] [--out benchmarks/results/geometry.json]
 
 Scores use the rules of benchmarks/bench_data.py (NSR-1K spatial sector rule,
 NSR-1K counting, LMD-400 layout rules); every plan is also checked with the
@@ -25,11 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: this folder's planner.py must not shadow the planner package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_data import (  # noqa: E402
+from benchmarks.bench_data import (
     aggregate_counting,
     load_lmd,
     load_nsr_counting,
@@ -38,11 +35,11 @@ from benchmarks.bench_data import (  # noqa: E402
     score_nsr_counting,
     score_nsr_spatial,
 )
-from planner.expand import slug  # noqa: E402
-from planner.geometry import solve  # noqa: E402
-from planner.geometry.check import check_relations, overlap_violations  # noqa: E402
-from planner.geometry.scenes import random_scene  # noqa: E402
-from planner.scene import Canvas, PlanObject, PlanRelation  # noqa: E402
+from plan_and_render.planner.expand import slug
+from plan_and_render.geometry import solve
+from plan_and_render.geometry.check import check_relations, overlap_violations
+from plan_and_render.geometry.scenes import random_scene
+from plan_and_render.scene import Canvas, PlanObject, PlanRelation
 
 NSR_PREDICATE = {"left": "left_of", "right": "right_of", "top": "above", "bottom": "below", "next to": "next_to"}
 LMD_PREDICATE = {"left": "left_of", "right": "right_of", "top": "above", "bottom": "below"}
@@ -202,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = run(args.random, args.seed)
     print_table(res)
-    res["command"] = "python benchmarks/geometry.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["command"] = "python3 -m benchmarks.geometry " + " ".join(argv if argv is not None else sys.argv[1:])
     res["measured_on"] = f"{platform.node()} {platform.machine()} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     res["load_average_1min"] = os.getloadavg()[0]  # how busy the machine was: wall times suffer, CPU times less
     out = Path(args.out)

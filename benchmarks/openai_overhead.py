@@ -1,8 +1,8 @@
 """Client-side cost and fidelity of the ``openai:<model>`` backend, without a model.
 
-    python benchmarks/openai_overhead.py [--limit 200] [--out benchmarks/results/openai_overhead.json]
+    python3 -m benchmarks.openai_overhead [--limit 200] [--out benchmarks/results/openai_overhead.json]
 
-A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py) answers
+A fake OpenAI-compatible server on 127.0.0.1 (tools/fake_openai.py) answers
 every request with the rules parser's scene graph of the prompt, so what is
 measured is only what this project adds around a hosted model: building the
 request (system prompt, few-shot turns, schema), HTTP, instructor's parsing and
@@ -25,17 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: this file must not shadow the planner package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the fake server lives with the tests
 
-from benchmarks.bench_data import load_lmd, load_nsr_counting, load_nsr_spatial  # noqa: E402
-from fake_openai import FakeOpenAI, rules_model  # noqa: E402
-from planner.backends import get_planner  # noqa: E402
-from planner.backends.openai_backend import MODES  # noqa: E402
-from planner.backends.rules import parse  # noqa: E402
-from planner.errors import PlanAndRenderError  # noqa: E402
+from benchmarks.bench_data import load_lmd, load_nsr_counting, load_nsr_spatial
+from tools.fake_openai import FakeOpenAI, rules_model
+from plan_and_render.planner.backends import get_planner
+from plan_and_render.planner.backends.openai_backend import MODES
+from plan_and_render.planner.backends.rules import parse
+from plan_and_render.errors import PlanAndRenderError
 
 
 def prompts(limit: int) -> list[str]:
@@ -48,7 +44,7 @@ def prompts(limit: int) -> list[str]:
 
 def cold_start(url: str, mode: str) -> float:
     """Seconds from importing the planner to the first graph, in a fresh interpreter."""
-    code = ("import time; t = time.perf_counter(); from planner.backends import get_planner; "
+    code = ("import time; t = time.perf_counter(); from plan_and_render.planner.backends import get_planner; "
             f"get_planner('openai:fake', base_url={url!r}, mode={mode!r}).graph('a cat to the left of a dog'); "
             "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

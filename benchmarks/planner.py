@@ -1,10 +1,10 @@
 """Score planner backends on layout benchmarks (no images): NSR-1K spatial and
 counting (val) and LMD-400, with warm and cold timings.
 
-    python benchmarks/planner.py --planner rules --planner local [--limit N] \
+    python3 -m benchmarks.planner --planner rules --planner local [--limit N] \
         [--out benchmarks/results/planner.json]
 
-Each prompt goes through ``planner.plan.make_plan`` - backend, normalisation,
+Each prompt goes through ``plan_and_render.planner.plan.make_plan`` - backend, normalisation,
 checks and the geometry stage - so the boxes scored are the ones the renderer
 would get. A prompt that raises counts as a failure, not a crash. Results for
 each backend are merged into the JSON file, so backends can be run separately.
@@ -21,11 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: this file must not shadow the planner package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_data import (  # noqa: E402
+from benchmarks.bench_data import (
     aggregate_counting,
     load_lmd,
     load_nsr_counting,
@@ -35,8 +32,8 @@ from benchmarks.bench_data import (  # noqa: E402
     score_nsr_spatial,
     score_nsr_spatial_graph,
 )
-from planner.errors import PlanAndRenderError  # noqa: E402
-from planner.scene import ScenePlan  # noqa: E402
+from plan_and_render.errors import PlanAndRenderError
+from plan_and_render.scene import ScenePlan
 
 SETS = ("spatial", "counting", "lmd")
 REPORTED = {  # layout-level figures the benchmark README quotes (GPT-4 with LayoutGPT / LMD)
@@ -56,7 +53,7 @@ def spread(records: list, limit: int | None) -> list:
 
 def geometry_available() -> bool:
     try:
-        from planner.geometry import solve  # noqa: F401
+        from plan_and_render.geometry import solve  # noqa: F401
     except ImportError:
         return False
     return True
@@ -65,10 +62,10 @@ def geometry_available() -> bool:
 def plan_without_geometry(prompt: str, backend, seed: int = 0) -> ScenePlan:
     """make_plan's steps minus geometry: every box is the whole canvas. Used only
     while the geometry stage is missing, so counts and names can still be scored."""
-    from planner.expand import expand
-    from planner.graph import check_graph
-    from planner.normalize import normalize_graph
-    from planner.plan import validate_prompt
+    from plan_and_render.planner.expand import expand
+    from plan_and_render.planner.graph import check_graph
+    from plan_and_render.planner.normalize import normalize_graph
+    from plan_and_render.planner.plan import validate_prompt
 
     prompt = validate_prompt(prompt)
     graph, warnings = normalize_graph(backend.graph(prompt), prompt)
@@ -82,8 +79,8 @@ class Runner:
     """Plans each distinct prompt once per backend and keeps timings and errors."""
 
     def __init__(self, spec: str, options: dict, seed: int, geometry: bool = True, backend=None):
-        from planner.backends import get_planner
-        from planner.plan import make_plan
+        from plan_and_render.planner.backends import get_planner
+        from plan_and_render.planner.plan import make_plan
 
         self.spec, self.seed, self.geometry = spec, seed, geometry
         self._make_plan = make_plan if geometry else (lambda p, planner, seed: plan_without_geometry(p, planner, seed))
@@ -164,8 +161,8 @@ def run_lmd(r: Runner, records: list[dict]) -> dict:
 
 _COLD = """
 import json, sys
-from planner.backends import get_planner
-from planner.plan import make_plan
+from plan_and_render.planner.backends import get_planner
+from plan_and_render.planner.plan import make_plan
 make_plan(sys.argv[3], planner=get_planner(sys.argv[1], **json.loads(sys.argv[2])))
 """
 
@@ -222,7 +219,7 @@ def benchmark(spec: str, sets: list[str], limit: int | None, seed: int, options:
     runner = runner or Runner(spec, options, seed, geometry)
     out: dict = {"geometry": geometry}
     if not geometry:
-        print("warning: planner.geometry.solve is missing: boxes are placeholders; box-level spatial scores "
+        print("warning: plan_and_render.geometry.solve is missing: boxes are placeholders; box-level spatial scores "
               "are skipped (the relation_stated check still runs)",
               file=sys.stderr)
     if "spatial" in sets:
@@ -330,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
     data.setdefault("backends", {})
-    command = "python benchmarks/planner.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python3 -m benchmarks.planner " + " ".join(argv if argv is not None else sys.argv[1:])
     for spec, res in results.items():
         res["limit"], res["seed"], res["command"] = args.limit, args.seed, command
         res["measured_on"] = f"{platform.node()} {platform.machine()} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"

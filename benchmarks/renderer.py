@@ -1,8 +1,8 @@
 """Renderer cost per guidance method, relative to `none` in the same run.
 
-    python3 benchmarks/renderer.py --suite tiny                      # CPU, tiny random model
-    python3 benchmarks/renderer.py --suite sd15 sdxl --device cuda   # full-size random UNets (GPU)
-    python3 benchmarks/renderer.py --suite sd15 --size 128 --steps 10 --methods none refocus rca
+    python3 -m benchmarks.renderer --suite tiny                      # CPU, tiny random model
+    python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda   # full-size random UNets (GPU)
+    python3 -m benchmarks.renderer --suite sd15 --size 128 --steps 10 --methods none refocus rca
                                                                      # SD 1.5-sized UNet on the CPU, small
 
 Full-size suites build SD 1.5 / SDXL components with random weights from the
@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
 
-from planner.scene import ScenePlan  # noqa: E402
-from renderer import guidance, pipeline_from_components  # noqa: E402
-from renderer.tiny import build_clip_tokenizer, sd_scheduler, tiny_sd_components  # noqa: E402
+from plan_and_render.scene import ScenePlan
+from plan_and_render.renderer import guidance, pipeline_from_components
+from tools.tiny import build_clip_tokenizer, sd_scheduler, tiny_sd_components
 
 METHODS = ["none", "refocus", "zest", "excite", "rca", "backward", "refocus+rca"]
 PLAN = dict(prompt="a red ball to the left of a blue box on a wooden table",

@@ -1,8 +1,8 @@
 """Validation sweep for the step of excite's single refinement (Grimal et al.): steps 0, 2, ..., 24.
 
-    python3 benchmarks/renderer_sweep.py                         # shapes model, 8 held-out scenes, 25 steps
-    python3 benchmarks/renderer_sweep.py --per-step              # with per-step guidance as well
-    python3 benchmarks/renderer_sweep.py --model tiny --plans 2  # random tiny model (smoke run)
+    python3 -m benchmarks.renderer_sweep                         # shapes model, 8 held-out scenes, 25 steps
+    python3 -m benchmarks.renderer_sweep --per-step              # with per-step guidance as well
+    python3 -m benchmarks.renderer_sweep --model tiny --plans 2  # random tiny model (smoke run)
 
 The default model is the project's trained shapes model (models/shapes-tiny);
 validation plans are shapes-world scenes from seeds the model never saw in
@@ -22,15 +22,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
 
-from planner.scene import Canvas, PlanObject, ScenePlan  # noqa: E402
+from plan_and_render.scene import Canvas, PlanObject, ScenePlan
 
 HELD_OUT = 1_000_000  # first validation seed
 
 
 def shapes_plans(n: int, size: int = 64) -> list[ScenePlan]:
-    from plan_and_render.shapes.data import make_scene
+    from tools.shapes.data import make_scene
 
     plans = []
     for k in range(n):
@@ -61,8 +60,8 @@ def tiny_plans(n: int) -> list[ScenePlan]:
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    from renderer import load_pipeline, pipeline_from_components
-    from renderer.sweep import DEFAULT_STEPS, refine_step_sweep
+    from plan_and_render.renderer import load_pipeline, pipeline_from_components
+    from tools.sweep import DEFAULT_STEPS, refine_step_sweep
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT.parent / "models" / "shapes-tiny"), help="a model, or 'tiny'")
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.model == "tiny":
-        from renderer.tiny import tiny_sd_components
+        from tools.tiny import tiny_sd_components
 
         pipe, plans, score = pipeline_from_components(tiny_sd_components(), device=a.device), tiny_plans(a.plans), None
     else:
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     res = refine_step_sweep(pipe, plans, a.candidates, per_step=a.per_step, steps=a.steps,
                             options={"refine_iters": a.iters}, score_fn=score, log=lambda s: print(s, flush=True))
     res.update(model=a.model, device=a.device, iters=a.iters,
-               command="python3 benchmarks/renderer_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+               command="python3 -m benchmarks.renderer_sweep " + " ".join(argv if argv is not None else sys.argv[1:]))
     cols = [k for k in res["baseline"] if k != "seconds"] + ["seconds"]
     print(f"\nrefine step (of 50) | " + " | ".join(cols))
     print(f"{'none':>19} | " + " | ".join(f"{res['baseline'][c]:.3f}" for c in cols))

@@ -1,24 +1,24 @@
 """ShapesBench: does layout guidance put each shape in its planned box?
 
-    python benchmarks/shapes.py --model models/shapes-tiny --limit 100 --steps 25 --threads 1
+    python3 -m benchmarks.shapes --model models/shapes-tiny --limit 100 --steps 25 --threads 1
 
 Prompts: two to four distinct coloured shapes joined by left_of / right_of /
 above / below relations ("a red circle to the left of a blue square"), built as
-scene graphs and placed by the geometry stage (``planner.plan.plan_from_graph``
+scene graphs and placed by the geometry stage (``plan_and_render.planner.plan.plan_from_graph``
 with the shape world's size prior, see ``make_plan``; a grid fallback when the
 geometry module is not there). Every method renders every prompt on the same
 seed (seed = prompt index). The model is conditioned on the position-free
 caption ("a red circle and a blue square") it was trained on, so placement can
 only come from guidance; ``--text prompt`` feeds the full relation prompt instead.
 
-Scores from the exact detector (plan_and_render.shapes.detect): presence
+Scores from the exact detector (tools.shapes.detect): presence
 (right colour AND shape found anywhere), box IoU and mask IoU with the target
 (0 when absent), relation accuracy on the detected boxes (plan-format.md
 sector rule), plus the renderer's own attention-in-box share. Prints a table,
 writes benchmarks/results/shapes.json and a PNG grid (target layout, then each
 method). Method hyperparameters: the model folder's ``guidance.json`` (for the
 shipped model: chosen on the held-out prompt set ``--seed 1``, see
-``plan_and_render.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
+``tools.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
 published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
 let methods run in parallel processes.
 """
@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from plan_and_render.shapes.data import COLOURS, SHAPES, caption, draw, phrase  # noqa: E402
-from plan_and_render.shapes.detect import box_iou, detect, find, mask_iou, relation_holds, target_mask  # noqa: E402
+from tools.shapes.data import COLOURS, SHAPES, caption, draw, phrase
+from tools.shapes.detect import box_iou, detect, find, mask_iou, relation_holds, target_mask
 
 PREDICATES = ("left_of", "right_of", "above", "below")
 WORDS = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}
@@ -72,7 +71,7 @@ def spec_prompt(spec: dict) -> str:
 
 
 def _fallback_boxes(spec: dict, seed: int) -> dict[int, tuple]:
-    """Boxes on a jittered grid satisfying every relation, no overlaps; used without planner.geometry."""
+    """Boxes on a jittered grid satisfying every relation, no overlaps; used without plan_and_render.geometry."""
     rng = np.random.default_rng(seed)
     k = len(spec["objects"])
     n = 3 if k <= 3 else 4
@@ -103,26 +102,26 @@ def _fallback_boxes(spec: dict, seed: int) -> dict[int, tuple]:
 def make_plan(spec: dict, seed: int):
     """(ScenePlan on a 64x64 canvas, geometry source).
 
-    The geometry stage places the boxes (``planner.plan.plan_from_graph``), with one change of prior:
+    The geometry stage places the boxes (``plan_and_render.planner.plan.plan_from_graph``), with one change of prior:
     its real-world size table would make a "ring" a finger ring (a 5-pixel box) and a "star" a
     sticker, so the layout is solved with every object named "shape" (the default, medium prior;
     in this world all shapes are drawn at one scale) and the real names are put back.
     """
-    from planner.scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
+    from plan_and_render.scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
 
     prompt = spec_prompt(spec)
     ids = [f"{c}_{s}" for c, s in spec["objects"]]
     graph = SceneGraph(objects=[GraphObject(id=ids[i], name=s, attributes=[c]) for i, (c, s) in enumerate(spec["objects"])],
                        relations=[GraphRelation(subject=ids[s], predicate=p, object=ids[o]) for s, p, o in spec["relations"]])
     try:
-        from planner.geometry import solve
-        from planner.plan import plan_from_graph
+        from plan_and_render.geometry import solve
+        from plan_and_render.planner.plan import plan_from_graph
 
         plan = plan_from_graph(prompt, graph, Canvas(width=64, height=64), seed=seed)
         neutral = [o.model_copy(update={"name": "shape"}) for o in plan.objects]
         layout = solve(neutral, plan.relations, plan.canvas, seed=seed)
         objs = [o.model_copy(update={"box": tuple(layout.boxes[o.id])}) for o in plan.objects]
-        return plan.model_copy(update={"objects": objs, "warnings": list(layout.warnings)}), "planner.geometry"
+        return plan.model_copy(update={"objects": objs, "warnings": list(layout.warnings)}), "geometry"
     except ImportError:
         boxes = _fallback_boxes(spec, seed)
         objs = [PlanObject(id=f"{s}-{i + 1}", name=s, phrase=phrase(c, s), attributes=[c], box=boxes[i], group=ids[i])
@@ -277,7 +276,7 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from renderer import METHODS, load_pipeline
+    from plan_and_render.renderer import METHODS, load_pipeline
 
     ap = argparse.ArgumentParser(description="ShapesBench: layout control of the shapes model per guidance method")
     ap.add_argument("--model", default=str(ROOT / "models" / "shapes-tiny"))
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads or max(1, min(torch.get_num_threads(), 4)))
-    from renderer import method_defaults
+    from plan_and_render.renderer import method_defaults
 
     options = json.loads(a.method_options) if a.method_options is not None else method_defaults(a.model)
     tag = a.tag or ""
@@ -334,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
               "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
               "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
               "method_options": {m + tag: o for m, o in per_method.items()},
-              "command": " ".join(["python benchmarks/shapes.py", *(argv if argv is not None else sys.argv[1:])])}
+              "command": " ".join(["python3 -m benchmarks.shapes", *(argv if argv is not None else sys.argv[1:])])}
     shard = {"config": config, "records": records, "examples": {m: [e.tolist() for e in v] for m, v in examples.items()},
              "targets": [target_image(it["plan"]).tolist() for it in items[:a.examples]],
              "captions": [it["plan"].prompt for it in items[:a.examples]]}

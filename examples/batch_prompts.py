@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import plan_and_render as par
-from plan_and_render.batch import plan_batch
+from plan_and_render.app.batch import plan_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "models" / "shapes-tiny"

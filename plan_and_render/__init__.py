@@ -11,7 +11,7 @@ Importing this package is cheap: torch and diffusers load on the first render.
 
 from __future__ import annotations
 
-from planner.errors import (
+from .errors import (
     ConflictError,
     InvalidPromptError,
     LLMError,
@@ -19,9 +19,9 @@ from planner.errors import (
     PlanAndRenderError,
     UsageError,
 )
-from planner.scene import Canvas, PlanObject, PlanRelation, ScenePlan
+from .scene import Canvas, PlanObject, PlanRelation, ScenePlan
 
-from .api import (
+from .app.api import (
     DEFAULT_METHOD,
     DEFAULT_MODEL,
     DEFAULT_PLANNER,
@@ -50,7 +50,7 @@ def __getattr__(name: str):
     """``Session`` comes from plan_and_render.session (chat edits), imported on first use."""
     if name == "Session":
         try:
-            from .session import Session
+            from .app.session import Session
         except ImportError as e:  # the chat module is optional for planning and rendering
             raise AttributeError(f"plan_and_render.Session is not available: {e}") from None
         return Session

@@ -1,6 +1,9 @@
 """Planning stage: free-text prompt -> scene graph -> ScenePlan with boxes."""
 
-from .errors import (
+if __name__ != "plan_and_render.planner":  # one copy of each module: the folder installs under the namespace
+    raise ImportError(f"import plan_and_render.planner, not {__name__!r} (this folder is installed as plan_and_render.planner)")
+
+from ..errors import (
     ConflictError,
     InvalidPromptError,
     LLMError,
@@ -8,7 +11,7 @@ from .errors import (
     PlanAndRenderError,
     UsageError,
 )
-from .scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
+from ..scene import Canvas, GraphObject, GraphRelation, PlanObject, PlanRelation, ScenePlan, SceneGraph
 
 __all__ = [
     "Canvas", "ConflictError", "GraphObject", "GraphRelation", "InvalidPromptError", "LLMError",

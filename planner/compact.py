@@ -11,9 +11,9 @@ phrases correctly far more often. So ``local`` decodes this form::
     Excluded: none
 
 * an object is ``count phrase``; the phrase is words of the prompt, and
-  ``planner.normalize.normalize_name`` splits it into name, attributes, size;
+  ``plan_and_render.planner.normalize.normalize_name`` splits it into name, attributes, size;
 * a relation copies its phrase from the prompt (or a plain predicate name),
-  and ``planner.vocab.canonical_predicate`` maps it; ``between`` takes two
+  and ``plan_and_render.vocab.canonical_predicate`` maps it; ``between`` takes two
   references;
 * ``grounded_grammar(prompt)`` is the EBNF grammar used for decoding: every
   name and phrase is a choice among the prompt's own word sequences, so the
@@ -30,8 +30,8 @@ import json
 import re
 
 from .expand import slug
-from .scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from .vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from ..vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
 
 MAX_OBJECTS, MAX_RELATIONS, MAX_EXCLUDED, MAX_PHRASE_WORDS = 8, 8, 4, 4
 BASE_PHRASES = tuple(p.replace("_", " ") for p in PREDICATE_NAMES if p != "between")

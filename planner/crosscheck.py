@@ -39,10 +39,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import PlanAndRenderError
+from ..errors import PlanAndRenderError
 from .expand import slug
-from .scene import GraphObject, GraphRelation, SceneGraph
-from .vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
+from ..scene import GraphObject, GraphRelation, SceneGraph
+from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
 
 _NON_OBJECTS = frozenset(
     """photo picture image scene view realistic photograph illustration drawing painting shot closeup background

@@ -10,7 +10,7 @@ Geometry policy (the contract the tests check):
 
 * Objects an operation does not touch keep their boxes exactly.
 * ``add``, ``relate`` and a ``move`` relative to another object re-solve the
-  layout with every other object fixed (``planner.geometry.solve(..., fixed=)``);
+  layout with every other object fixed (``plan_and_render.geometry.solve(..., fixed=)``);
   only when that is impossible are the objects directly related to the moved
   one freed as well (a note says so), and if that fails too the edit is a
   ``ConflictError`` naming the relations.
@@ -36,9 +36,9 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .errors import ConflictError, PlanAndRenderError
+from ..errors import ConflictError, PlanAndRenderError
 from .expand import article, slug
-from .scene import (
+from ..scene import (
     MAX_INSTANCES,
     Box,
     GraphObject,
@@ -51,7 +51,7 @@ from .scene import (
     SizeHint,
     relation_text,
 )
-from .vocab import COLOURS, MATERIALS, SIZE_WORDS, canonical_predicate, pluralize, singularize
+from ..vocab import COLOURS, MATERIALS, SIZE_WORDS, canonical_predicate, pluralize, singularize
 
 __all__ = [
     "AMOUNTS", "AddOp", "Applied", "BackgroundOp", "ChangeOp", "ClarifyOp", "EditError", "EditOp", "EditScript",
@@ -666,7 +666,7 @@ def _resolve_layout(s: _State, free: list[str], new: list[PlanRelation] | None =
 
 
 def _place(s: _State, free: list[str]) -> None:
-    from .geometry import solve
+    from ..geometry import solve
 
     free_set = set(free)
     tries = [free_set, free_set | _neighbours(s.plan, free_set)]
@@ -703,7 +703,7 @@ _REPLACEMENTS = {
 
 def _recheck(s: _State, changed: list[str]) -> None:
     """Update or drop the changed objects' relations that no longer hold (see module doc)."""
-    from .geometry import relation_holds
+    from ..geometry import relation_holds
 
     boxes = {o.id: tuple(o.box) for o in s.plan.objects}
     out: list[PlanRelation] = []

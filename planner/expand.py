@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from .scene import GraphObject, PlanObject, PlanRelation, SceneGraph
+from ..scene import GraphObject, PlanObject, PlanRelation, SceneGraph
 
 
 def slug(name: str) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .errors import ConflictError, InvalidPromptError
+from ..errors import ConflictError, InvalidPromptError
 from .expand import instance_ids
-from .scene import GraphRelation, SceneGraph, relation_text
-from .vocab import ORDER_AXES
+from ..scene import GraphRelation, SceneGraph, relation_text
+from ..vocab import ORDER_AXES
 
 SYMMETRIC = frozenset({"next_to", "near"})
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from .vocab import (
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from ..vocab import (
     ADJECTIVES,
     COMPOUND_NOUNS,
     SIZE_WORDS,

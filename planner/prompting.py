@@ -15,7 +15,7 @@ from importlib.resources import files
 @lru_cache(maxsize=None)
 def template(name: str) -> str:
     """The text of ``prompts/<name>``."""
-    return files("prompts").joinpath(name).read_text(encoding="utf-8").strip()
+    return files("plan_and_render.prompts").joinpath(name).read_text(encoding="utf-8").strip()
 
 
 @lru_cache(maxsize=None)
@@ -55,7 +55,7 @@ def graph_completion(prompt: str, k: int | None = None) -> str:
 
 
 # --------------------------------------------------------------------------
-# Chat edits: scene summary + instruction -> EditScript (planner.edit_ops)
+# Chat edits: scene summary + instruction -> EditScript (plan_and_render.planner.edit_ops)
 # --------------------------------------------------------------------------
 
 
@@ -107,7 +107,7 @@ def edit_completion(instruction: str, context: dict, k: int | None = None) -> st
 
 def local_completion(prompt: str, k: int | None = None) -> tuple[str, str]:
     """Few-shot completion in the line form small local models answer best
-    (see ``planner.compact``), split as ``(prefix, tail)``.
+    (see ``plan_and_render.planner.compact``), split as ``(prefix, tail)``.
 
     The prefix (instructions and examples) is the same for every prompt, so a
     local backend can cache the model's state after it; the tail is the

@@ -1,6 +1,6 @@
 """Renderer: attention-guided Stable Diffusion that puts each plan object in its box.
 
-    from renderer import load_pipeline, render
+    from plan_and_render.renderer import load_pipeline, render
     result = render(plan, method="refocus+rca", seed=0)
     result.images[0].save("out.png"); print(result.scores)
 
@@ -12,6 +12,10 @@ Importing the package loads torch only; diffusers and transformers load with the
 """
 
 from __future__ import annotations
+
+
+if __name__ != "plan_and_render.renderer":  # one copy of each module: the folder installs under the namespace
+    raise ImportError(f"import plan_and_render.renderer, not {__name__!r} (this folder is installed as plan_and_render.renderer)")
 
 from pathlib import Path
 
@@ -34,7 +38,7 @@ def default_device() -> str:
 
 def pipeline_from_components(components: dict, name: str = "custom", device: str | None = None,
                              dtype: str | torch.dtype | None = None) -> LayoutPipeline:
-    """Wrap already-built components (e.g. ``renderer.tiny.tiny_sd_components()``)."""
+    """Wrap already-built components (e.g. ``tools.tiny.tiny_sd_components()``)."""
     from .loading import _dtype
 
     device = device or default_device()
@@ -46,7 +50,7 @@ def pipeline_from_components(components: dict, name: str = "custom", device: str
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None) -> LayoutPipeline:
     """SD 1.x/2.x or SDXL (chosen from the weights) from a hub id, a diffusers folder or one file.
 
-    Raises ``planner.errors.ModelUnavailableError`` (one line) when the weights cannot be found.
+    Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found.
     """
     from .loading import _dtype, load_components
 
@@ -64,7 +68,7 @@ def method_defaults(model: str) -> dict[str, dict]:
     SD can need other settings than the published ones, and the folder is where that knowledge travels."""
     import json
 
-    from planner.errors import ModelUnavailableError, UsageError
+    from plan_and_render.errors import ModelUnavailableError, UsageError
 
     from .config import check_options
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from planner.errors import UsageError
+from plan_and_render.errors import UsageError
 
 
 @dataclass(frozen=True)

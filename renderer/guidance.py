@@ -3,9 +3,9 @@
 ``Guider`` owns one render's guidance: which attention layers to capture or
 mask, when each method acts (its schedule, written for 50 steps and rescaled),
 the updates of the latent, and the attention-in-box scores. The losses are the
-pure functions of ``renderer.losses``, hyperparameters the dataclasses of
-``renderer.config``, phrase -> token positions ``renderer.tokens`` and boxes ->
-masks ``renderer.masks``.
+pure functions of ``plan_and_render.renderer.losses``, hyperparameters the dataclasses of
+``plan_and_render.renderer.config``, phrase -> token positions ``plan_and_render.renderer.tokens`` and boxes ->
+masks ``plan_and_render.renderer.masks``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from planner.errors import UsageError
-from planner.scene import ScenePlan
+from plan_and_render.errors import UsageError
+from plan_and_render.scene import ScenePlan
 
 from . import attention as A
 from . import losses as L
@@ -75,7 +75,7 @@ class Layout:
 
 
 def build_layout(plan: ScenePlan, tokenizer, text: str, max_length: int) -> tuple[Layout, list[str]]:
-    """Token positions of every group via tokenizer offsets (``renderer.tokens``), plus boxes."""
+    """Token positions of every group via tokenizer offsets (``plan_and_render.renderer.tokens``), plus boxes."""
     from .tokens import group_key, plan_groups, plan_tokens
 
     tm = plan_tokens(tokenizer, plan, text, max_length)

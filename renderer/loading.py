@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from planner.errors import ModelUnavailableError
+from plan_and_render.errors import ModelUnavailableError
 
 HOW = ("provide a local diffusers folder (--model PATH), a single .safetensors/.ckpt file, "
        "or download it once into the Hugging Face cache (huggingface-cli download ID) and set HF_HUB_OFFLINE=1")
@@ -32,7 +32,7 @@ def _dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
         return {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
                 "fp32": torch.float32, "float32": torch.float32}[dtype]
     except KeyError:
-        from planner.errors import UsageError
+        from plan_and_render.errors import UsageError
 
         raise UsageError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32") from None
 

@@ -1,6 +1,6 @@
 """Object boxes -> masks at attention-map resolution, built once per render.
 
-The mask rule is the project's one rule, ``planner.geometry.box_mask`` (binary
+The mask rule is the project's one rule, ``plan_and_render.geometry.box_mask`` (binary
 rectangle: rows floor(y0*H)..ceil(y1*H), columns likewise - guidance.md); it is
 imported when the first mask is built, so ``import renderer`` stays cheap.
 Boxes smaller than about 2x2 cells of the layout-level map cannot be steered
@@ -66,7 +66,7 @@ class MaskSet:
         """(K, h, w) float32, one binary mask per object."""
         key = ("obj", h, w, str(device))
         if key not in self._cache:
-            from planner.geometry import box_mask
+            from plan_and_render.geometry import box_mask
 
             m = [torch.from_numpy(box_mask(b, h, w)) for b in self.boxes]
             t = torch.stack(m) if m else torch.zeros(0, h, w)

@@ -5,7 +5,7 @@ object's phrase to its tokens and its box to masks, then for every step
 (1) optionally move the latent by gradient steps on an attention loss,
 (2) predict noise with classifier-free guidance (RCA masks the conditional
 half), (3) take the scheduler step (ZestGuide adds its correction), and
-finally decode. The guidance itself lives in ``renderer.guidance`` and is
+finally decode. The guidance itself lives in ``plan_and_render.renderer.guidance`` and is
 shared with the SDXL pipeline.
 """
 
@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from planner.errors import UsageError
-from planner.scene import ScenePlan
+from plan_and_render.errors import UsageError
+from plan_and_render.scene import ScenePlan
 
 from . import guidance
 

@@ -23,8 +23,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from planner.scene import PlanObject, ScenePlan
-from planner.vocab import pluralize, singular_word
+from plan_and_render.scene import PlanObject, ScenePlan
+from plan_and_render.vocab import pluralize, singular_word
 
 Span = tuple[int, int]
 _WORD = re.compile(r"\w+")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.scene import ScenePlan
+from plan_and_render.scene import ScenePlan
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,16 @@ def torch_one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_pipe():
-    from renderer import pipeline_from_components
-    from renderer.tiny import tiny_sd_components
+    from plan_and_render.renderer import pipeline_from_components
+    from tools.tiny import tiny_sd_components
 
     return pipeline_from_components(tiny_sd_components(), device="cpu")
 
 
 @pytest.fixture(scope="session")
 def tiny_xl_pipe():
-    from renderer import pipeline_from_components
-    from renderer.tiny import tiny_sdxl_components
+    from plan_and_render.renderer import pipeline_from_components
+    from tools.tiny import tiny_sdxl_components
 
     return pipeline_from_components(tiny_sdxl_components(), device="cpu")
 

@@ -14,18 +14,18 @@ import pytest
 from PIL import Image
 
 import plan_and_render as par
-from plan_and_render import api, output
-from plan_and_render.batch import load_records, read_prompts
-from planner.backends import Planner, register
-from planner.errors import InvalidPromptError, ModelUnavailableError, UsageError
-from planner.plan import looks_like_injection, looks_non_english, validate_prompt
-from planner.scene import Canvas, SceneGraph, ScenePlan
+from plan_and_render.app import api, output
+from plan_and_render.app.batch import load_records, read_prompts
+from plan_and_render.planner.backends import Planner, register
+from plan_and_render.errors import InvalidPromptError, ModelUnavailableError, UsageError
+from plan_and_render.planner.plan import looks_like_injection, looks_non_english, validate_prompt
+from plan_and_render.scene import Canvas, SceneGraph, ScenePlan
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "models" / "shapes-tiny")
-geometry = pytest.importorskip("planner.geometry")
+geometry = pytest.importorskip("plan_and_render.geometry")
 needs_geometry = pytest.mark.skipif(not hasattr(geometry, "solve"), reason="geometry stage not available")
 
 BUILDS: list[dict] = []
@@ -34,7 +34,7 @@ BUILDS: list[dict] = []
 @register("test-api-counting")
 class Counting(Planner):
     def __init__(self, *_a, **options):
-        from planner.backends.rules import RulesPlanner
+        from plan_and_render.planner.backends.rules import RulesPlanner
 
         BUILDS.append(options)
         self.inner = RulesPlanner()
@@ -56,18 +56,17 @@ def two_shapes(**canvas) -> ScenePlan:
 
 
 def test_exports_and_defaults():
-    import renderer
-
+    from plan_and_render import renderer
     assert api.DEFAULT_MODEL == renderer.DEFAULT_MODEL
     for name in ("plan", "render", "generate", "Result", "ScenePlan", "load_plan", "check", "PlanAndRenderError"):
         assert name in par.__all__ and getattr(par, name)
-    from plan_and_render.session import Session
+    from plan_and_render.app.session import Session
 
     assert par.Session is Session
 
 
 def test_importing_the_package_does_not_import_torch():
-    code = "import sys, plan_and_render, plan_and_render.cli; print('torch' in sys.modules)"
+    code = "import sys, plan_and_render, plan_and_render.app.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -91,7 +90,7 @@ def test_plan_reuses_the_planner_per_spec_and_options():
 
 @needs_geometry
 def test_plan_canvas_seed_and_a_built_backend():
-    from planner.backends.rules import RulesPlanner
+    from plan_and_render.planner.backends.rules import RulesPlanner
 
     p1 = par.plan("a cat to the left of a dog", planner=RulesPlanner(), width=768, height=512, seed=1)
     assert p1.canvas == Canvas(width=768, height=512)

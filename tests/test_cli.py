@@ -22,16 +22,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from planner.backends import Planner, available, register
-from planner.errors import LLMError
-from planner.scene import ScenePlan, SceneGraph
-from plan_and_render import api, cli
+from plan_and_render.planner.backends import Planner, available, register
+from plan_and_render.errors import LLMError
+from plan_and_render.scene import ScenePlan, SceneGraph
+from plan_and_render.app import api, cli
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "models" / "shapes-tiny")
-geometry = pytest.importorskip("planner.geometry")
+geometry = pytest.importorskip("plan_and_render.geometry")
 needs_geometry = pytest.mark.skipif(not hasattr(geometry, "solve"), reason="geometry stage not available")
 TINY_ARGS = ["--planner", "rules", "--model", TINY, "--width", "64", "--height", "64"]
 
@@ -93,7 +93,7 @@ class CountingPlanner(Planner):
     """The rules planner, counting how often it is built (the CLI must build it once)."""
 
     def __init__(self, *_a, **_kw):
-        from planner.backends.rules import RulesPlanner
+        from plan_and_render.planner.backends.rules import RulesPlanner
 
         BUILT.append("counting")
         self.inner = RulesPlanner()
@@ -107,7 +107,7 @@ class InterruptPlanner(Planner):
     """Plans two prompts with the rules, then the user presses Ctrl-C."""
 
     def __init__(self, *_a, **_kw):
-        from planner.backends.rules import RulesPlanner
+        from plan_and_render.planner.backends.rules import RulesPlanner
 
         self.inner, self.calls = RulesPlanner(), 0
 
@@ -409,8 +409,8 @@ def test_batch_sigint_in_a_real_process(tmp_path):
     src.write_text("\n".join(f"{n} cats" for n in range(1, 30)))
     script = textwrap.dedent(f"""
         import time
-        from planner.backends import Planner, register
-        from planner.backends.rules import RulesPlanner
+        from plan_and_render.planner.backends import Planner, register
+        from plan_and_render.planner.backends.rules import RulesPlanner
 
         @register("slow")
         class Slow(Planner):
@@ -419,7 +419,7 @@ def test_batch_sigint_in_a_real_process(tmp_path):
                 time.sleep(0.3)
                 return self.inner.graph(prompt)
 
-        from plan_and_render.cli import main
+        from plan_and_render.app.cli import main
         main(["plan", "--from-file", {str(src)!r}, "--out", {str(out)!r}, "-p", "slow"])
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

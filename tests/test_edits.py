@@ -1,4 +1,4 @@
-"""Edit operations (planner.edit_ops) and the rules edit parser (planner.backends.rules_edits).
+"""Edit operations (plan_and_render.planner.edit_ops) and the rules edit parser (plan_and_render.planner.backends.rules_edits).
 
 Geometry checks use the real solver and plan-format.md's ``relation_holds``:
 untouched objects keep their boxes exactly; a moved object moves the way it
@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from planner.backends.base import LLMPlanner
-from planner.backends.rules import RulesPlanner
-from planner.backends.rules_edits import parse_edit
-from planner.edit_ops import (
+from plan_and_render.planner.backends.base import LLMPlanner
+from plan_and_render.planner.backends.rules import RulesPlanner
+from plan_and_render.planner.backends.rules_edits import parse_edit
+from plan_and_render.planner.edit_ops import (
     AddOp,
     EditError,
     EditScript,
@@ -28,9 +28,9 @@ from planner.edit_ops import (
     edit_context,
     resolve_target,
 )
-from planner.errors import ConflictError
-from planner.geometry import check_plan, relation_holds
-from planner.scene import PlanRelation, ScenePlan
+from plan_and_render.errors import ConflictError
+from plan_and_render.geometry import check_plan, relation_holds
+from plan_and_render.scene import PlanRelation, ScenePlan
 
 
 def _plan() -> ScenePlan:
@@ -594,7 +594,7 @@ def test_llm_planner_edit_ops_fills_edit_script():
 
 
 def test_fewshot_edit_examples_are_valid_scripts():
-    from planner.prompting import edit_completion, edit_messages, examples
+    from plan_and_render.planner.prompting import edit_completion, edit_messages, examples
 
     shots = examples("fewshot_edit.jsonl")
     assert len(shots) >= 8

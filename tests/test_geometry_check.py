@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from planner.geometry import box_mask, check_plan, overlap_fraction, relation_holds, save_preview
-from planner.geometry.check import overlap_allowed, overlap_violations
-from planner.scene import PlanObject, PlanRelation, ScenePlan
+from plan_and_render.geometry import box_mask, check_plan, overlap_fraction, relation_holds, save_preview
+from plan_and_render.geometry.check import overlap_allowed, overlap_violations
+from plan_and_render.scene import PlanObject, PlanRelation, ScenePlan
 
 LEFT, RIGHT = (0.05, 0.4, 0.35, 0.7), (0.6, 0.4, 0.9, 0.7)
 TOP, BOTTOM = (0.4, 0.05, 0.6, 0.3), (0.4, 0.6, 0.6, 0.9)

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from planner.errors import ConflictError
-from planner.geometry import OVERLAP_BOUND, check_relations, overlap_fraction, solve
-from planner.geometry.check import overlap_allowed
-from planner.geometry.scenes import Scene, random_scene
-from planner.geometry.sizes import min_size
-from planner.geometry.solver import MARGIN
-from planner.scene import PlanRelation
+from plan_and_render.errors import ConflictError
+from plan_and_render.geometry import OVERLAP_BOUND, check_relations, overlap_fraction, solve
+from plan_and_render.geometry.check import overlap_allowed
+from plan_and_render.geometry.scenes import Scene, random_scene
+from plan_and_render.geometry.sizes import min_size
+from plan_and_render.geometry.solver import MARGIN
+from plan_and_render.scene import PlanRelation
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

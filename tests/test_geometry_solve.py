@@ -8,12 +8,12 @@ import statistics
 
 import pytest
 
-from planner.errors import ConflictError, InvalidPromptError
-from planner.geometry import check_relations, overlap_violations, relation_holds, solve
-from planner.geometry.sizes import REAL_SIZES, lookup_real_size, min_size, prior_size
-from planner.geometry.solver import MARGIN
-from planner.scene import Canvas, PlanObject, PlanRelation
-from planner.vocab import COCO_CATEGORIES
+from plan_and_render.errors import ConflictError, InvalidPromptError
+from plan_and_render.geometry import check_relations, overlap_violations, relation_holds, solve
+from plan_and_render.geometry.sizes import REAL_SIZES, lookup_real_size, min_size, prior_size
+from plan_and_render.geometry.solver import MARGIN
+from plan_and_render.scene import Canvas, PlanObject, PlanRelation
+from plan_and_render.vocab import COCO_CATEGORIES
 
 
 def objs(*groups: str | tuple) -> list[PlanObject]:
@@ -140,7 +140,7 @@ def test_group_on_a_reference_is_a_resting_row():
 def test_many_things_on_one_support_form_a_pile():
     """A dozen eggs do not fit in one row at the minimum box size: rows narrow
     downwards so every egg still touches the table's upper part above its centre."""
-    from planner.geometry.construct import pile_counts
+    from plan_and_render.geometry.construct import pile_counts
 
     assert pile_counts(12, 6) == [6, 4, 2] and pile_counts(5, 3) == [3, 1, 1] and pile_counts(4, 6) == [4]
     eggs = [f"egg-{k}" for k in range(1, 13)]
@@ -314,7 +314,7 @@ def test_empty_scene():
 def test_a_slow_milp_is_not_reported_as_a_conflict(monkeypatch):
     """When HiGHS only runs out of time on the spacing, the relations are kept
     and the plan says which boxes could not be kept apart."""
-    import planner.geometry.solver as solver
+    import plan_and_render.geometry.solver as solver
 
     def timed_out(self, *args):
         self.timed_out = True
@@ -335,7 +335,7 @@ def test_same_seed_same_layout_in_another_process():
     import subprocess
     import sys
 
-    code = ("from planner.geometry import solve; from planner.scene import Canvas, PlanObject, PlanRelation as R\n"
+    code = ("from plan_and_render.geometry import solve; from plan_and_render.scene import Canvas, PlanObject, PlanRelation as R\n"
             "o = [PlanObject(id=i, name=i[:-2], phrase=i, group=i[:-2]) for i in "
             "('cat-1', 'cat-2', 'dog-1', 'bird-1', 'box-1')]\n"
             "r = [R(subject='cat-1', predicate='left_of', object='dog-1'), "

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner.errors import ConflictError, InvalidPromptError
-from planner.graph import check_graph, find_conflicts, to_networkx
-from planner.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.errors import ConflictError, InvalidPromptError
+from plan_and_render.planner.graph import check_graph, find_conflicts, to_networkx
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
 
 
 def _g(names, relations, counts=None) -> SceneGraph:

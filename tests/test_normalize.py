@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from planner.normalize import normalize_graph, normalize_name
-from planner.scene import GraphObject, GraphRelation, SceneGraph
-from planner.vocab import (
+from plan_and_render.planner.normalize import normalize_graph, normalize_name
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.vocab import (
     PREDICATE_NAMES,
     PREDICATE_PHRASES,
     canonical_predicate,

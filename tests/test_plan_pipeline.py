@@ -25,8 +25,8 @@ from benchmarks.bench_data import (
     sector,
     xywh_to_xyxy,
 )
-from planner.errors import ConflictError, InvalidPromptError
-from planner.scene import PlanObject, ScenePlan
+from plan_and_render.errors import ConflictError, InvalidPromptError
+from plan_and_render.scene import PlanObject, ScenePlan
 
 LEFT, RIGHT = (0.05, 0.4, 0.35, 0.7), (0.6, 0.4, 0.9, 0.7)
 TOP, BOTTOM = (0.4, 0.05, 0.6, 0.3), (0.4, 0.6, 0.6, 0.9)
@@ -116,7 +116,7 @@ def test_score_nsr_spatial(layout, relation, ok):
     ],
 )
 def test_score_nsr_spatial_graph(relations, relation, ok):
-    from planner.scene import PlanRelation
+    from plan_and_render.scene import PlanRelation
 
     plan = ScenePlan(
         prompt="p",
@@ -260,7 +260,7 @@ def test_bench_dir_env_override(tmp_path, monkeypatch):
 # end to end: make_plan with the rules backend and the geometry stage
 # --------------------------------------------------------------------------
 
-geometry = pytest.importorskip("planner.geometry")
+geometry = pytest.importorskip("plan_and_render.geometry")
 needs_geometry = pytest.mark.skipif(not hasattr(geometry, "solve"), reason="geometry stage not available")
 
 
@@ -270,7 +270,7 @@ def _centre(box):
 
 @needs_geometry
 def test_make_plan_rules_end_to_end():
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     plan = make_plan("a gray cat to the left of a blue vase on a wooden table", planner="rules")
     assert {o.id for o in plan.objects} == {"cat-1", "vase-1", "table-1"}
@@ -286,7 +286,7 @@ def test_make_plan_rules_end_to_end():
 
 @needs_geometry
 def test_make_plan_counts_negation_and_background():
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     plan = make_plan("three red apples on a plate in a kitchen without knives", planner="rules")
     assert sorted(o.id for o in plan.objects) == ["apple-1", "apple-2", "apple-3", "plate-1"]
@@ -311,7 +311,7 @@ def test_make_plan_counts_negation_and_background():
     ],
 )
 def test_make_plan_boxes_follow_the_phrasing(prompt, first, second, side):
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     plan = make_plan(prompt, planner="rules")
     assert sector(plan.object_by_id(first).box, plan.object_by_id(second).box) == side
@@ -319,7 +319,7 @@ def test_make_plan_boxes_follow_the_phrasing(prompt, first, second, side):
 
 @needs_geometry
 def test_make_plan_negation_only_prompt_is_an_empty_plan():
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     plan = make_plan("a bedroom without a bed", planner="rules")
     assert plan.objects == [] and plan.negative_prompt == "bed" and plan.background == "bedroom"
@@ -336,7 +336,7 @@ def test_make_plan_negation_only_prompt_is_an_empty_plan():
     ],
 )
 def test_make_plan_errors(prompt, error, fragment):
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     with pytest.raises(error) as err:
         make_plan(prompt, planner="rules")

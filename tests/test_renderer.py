@@ -7,11 +7,11 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from planner.errors import ModelUnavailableError, UsageError
-from planner.scene import ScenePlan
-from renderer import attention as A
-from renderer import guidance, load_pipeline, pipeline_from_components
-from renderer.tiny import tiny_sd_components
+from plan_and_render.errors import ModelUnavailableError, UsageError
+from plan_and_render.scene import ScenePlan
+from plan_and_render.renderer import attention as A
+from plan_and_render.renderer import guidance, load_pipeline, pipeline_from_components
+from tools.tiny import tiny_sd_components
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -358,7 +358,7 @@ def test_sdxl_pipeline_renders_and_roundtrips(tiny_xl_pipe, two_plan, tmp_path):
 
 
 def test_refine_step_sweep_reports_each_candidate(tiny_pipe, two_plan):
-    from renderer.sweep import refine_step_sweep
+    from tools.sweep import refine_step_sweep
 
     seen = []
     res = refine_step_sweep(tiny_pipe, [two_plan], candidates=[0, 24], steps=4, options={"refine_iters": 2},

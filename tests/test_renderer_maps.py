@@ -1,4 +1,4 @@
-"""Losses (renderer.losses), masks (renderer.masks) and method options (renderer.config), by hand."""
+"""Losses (plan_and_render.renderer.losses), masks (plan_and_render.renderer.masks) and method options (plan_and_render.renderer.config), by hand."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from planner.errors import UsageError
-from renderer import attention as A
-from renderer import losses as L
-from renderer.config import ExciteConfig, RefocusConfig, config_for
-from renderer.masks import MaskSet, enlarge_box
+from plan_and_render.errors import UsageError
+from plan_and_render.renderer import attention as A
+from plan_and_render.renderer import losses as L
+from plan_and_render.renderer.config import ExciteConfig, RefocusConfig, config_for
+from plan_and_render.renderer.masks import MaskSet, enlarge_box
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 

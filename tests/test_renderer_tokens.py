@@ -1,12 +1,12 @@
-"""Object phrase -> token positions (renderer.tokens) with the offline CLIP-style BPE tokenizer."""
+"""Object phrase -> token positions (plan_and_render.renderer.tokens) with the offline CLIP-style BPE tokenizer."""
 
 from __future__ import annotations
 
 import pytest
 
-from planner.scene import PlanObject, ScenePlan
-from renderer.tiny import build_clip_tokenizer
-from renderer.tokens import plan_tokens
+from plan_and_render.scene import PlanObject, ScenePlan
+from tools.tiny import build_clip_tokenizer
+from plan_and_render.renderer.tokens import plan_tokens
 
 # "catnip" is not in the vocabulary: it splits into several pieces ("ca", "t", "n", "i", "p</w>")
 TOK = build_clip_tokenizer(["a", "dog", "and", "red", "ball", "cat", "apple", "apples", "three", "teddy", "bear",

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.backends import get_planner
-from planner.backends.rules import RulesPlanner, parse
-from planner.errors import InvalidPromptError
-from planner.graph import check_graph
-from planner.normalize import normalize_graph
-from planner.scene import SceneGraph
+from plan_and_render.planner.backends import get_planner
+from plan_and_render.planner.backends.rules import RulesPlanner, parse
+from plan_and_render.errors import InvalidPromptError
+from plan_and_render.planner.graph import check_graph
+from plan_and_render.planner.normalize import normalize_graph
+from plan_and_render.scene import SceneGraph
 
 
 def summary(g: SceneGraph):
@@ -256,7 +256,7 @@ def test_places_become_background(prompt, background, objects):
 
 
 def test_conflicting_prompt_parses_and_check_reports_it():
-    from planner.errors import ConflictError
+    from plan_and_render.errors import ConflictError
 
     g = parse("a dog left of a cat and the cat left of the dog")
     assert summary(g)[1] == {"dog left_of cat", "cat left_of dog"}
@@ -310,7 +310,7 @@ def test_template_prompts_roundtrip(a, b, phrase, n, adj):
     """Property: '<n> <adj> <a>s <phrase> a <b>' gives exactly that graph."""
     if a == b:
         b = "table"
-    from planner.vocab import pluralize
+    from plan_and_render.vocab import pluralize
 
     count_word = str(n) if n > 1 else "a"
     noun = pluralize(a) if n > 1 else a

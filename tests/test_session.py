@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plan_and_render.session import Session
-from planner.backends.base import LLMPlanner
-from planner.errors import LLMError
-from plan_and_render.store import Store
-from planner.scene import ScenePlan
+from plan_and_render.app.session import Session
+from plan_and_render.planner.backends.base import LLMPlanner
+from plan_and_render.errors import LLMError
+from plan_and_render.app.store import Store
+from plan_and_render.scene import ScenePlan
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 
@@ -148,9 +148,9 @@ def test_small_local_model_answers_only_what_rules_do_not_understand():
 @pytest.mark.parametrize("mode", ["tools", "json", "json_schema", "md_json"])
 def test_openai_backend_edits_through_instructor(monkeypatch, mode):
     """The hosted path end to end against the fake OpenAI server: schema sent, answer validated and applied."""
-    from fake_openai import FakeOpenAI, ok
+    from tools.fake_openai import FakeOpenAI, ok
 
-    from planner.backends.openai_backend import MODES
+    from plan_and_render.planner.backends.openai_backend import MODES
 
     if mode not in MODES:
         pytest.skip(f"mode {mode} not offered by the openai backend")
@@ -213,7 +213,7 @@ def test_two_session_objects_on_one_store_build_on_each_other(tmp_path):
 
 
 def test_resume_errors_are_clear(tmp_path):
-    from planner.errors import UsageError
+    from plan_and_render.errors import UsageError
 
     with pytest.raises(UsageError, match="no session 'nope'"):
         Session.resume("nope", store=tmp_path / "s.db")
@@ -259,7 +259,7 @@ def test_render_reuses_seed_and_stores_images(tmp_path, one_thread):
 
 
 def test_render_of_empty_scene_is_refused():
-    from planner.errors import UsageError
+    from plan_and_render.errors import UsageError
 
     with pytest.raises(UsageError, match="empty"):
         Session(planner="rules").render()
@@ -271,7 +271,7 @@ def test_render_of_empty_scene_is_refused():
 
 
 def _cli(args: list[str], stdin: str = "", monkeypatch=None, capsys=None) -> tuple[int, str, str]:
-    from plan_and_render.cli import run
+    from plan_and_render.app.cli import run
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = run(args)
@@ -368,7 +368,7 @@ def test_chat_method_options_are_used_and_kept(tmp_path, monkeypatch, capsys, on
 def test_ctrl_c_keeps_the_session(tmp_path):
     db = tmp_path / "s.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", "from plan_and_render.cli import main; main()", "chat",
+    proc = subprocess.Popen([sys.executable, "-c", "from plan_and_render.app.cli import main; main()", "chat",
                              "a cat left of a vase", "--planner", "rules", "--no-render", "--store", str(db)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from plan_and_render.shapes.data import COLOURS, POSITION_WORDS, SHAPES, caption, make_scene, shape_mask
-from plan_and_render.shapes.detect import box_iou, classify, describe, detect, find, mask_iou, relation_holds
+from tools.shapes.data import COLOURS, POSITION_WORDS, SHAPES, caption, make_scene, shape_mask
+from tools.shapes.detect import box_iou, classify, describe, detect, find, mask_iou, relation_holds
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 
@@ -89,7 +89,7 @@ def test_iou_and_relations_hand_checked():
 
 
 def test_pixel_vae_is_average_pool_and_nearest_upsample():
-    from plan_and_render.shapes.model import pixel_vae
+    from tools.shapes.model import pixel_vae
 
     vae = pixel_vae()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -103,8 +103,8 @@ def test_pixel_vae_is_average_pool_and_nearest_upsample():
 
 
 def test_tokenizer_keeps_every_caption_word_whole_and_finds_name_tokens():
-    from plan_and_render.shapes.data import vocabulary
-    from plan_and_render.shapes.train import build_tokenizer, name_positions
+    from tools.shapes.data import vocabulary
+    from tools.shapes.train import build_tokenizer, name_positions
 
     tok = build_tokenizer(vocabulary())
     for w in vocabulary():
@@ -116,7 +116,7 @@ def test_tokenizer_keeps_every_caption_word_whole_and_finds_name_tokens():
 
 
 def test_attention_loss_hand_checked():
-    from plan_and_render.shapes.train import attention_loss
+    from tools.shapes.train import attention_loss
 
     masks = torch.zeros(1, 4, 16, 16)
     masks[0, 0, :8, :8] = 1.0  # a quarter of the image
@@ -137,8 +137,8 @@ def test_attention_loss_hand_checked():
 def test_layout_maps_are_16x16_and_the_32x32_level_has_no_attention():
     from diffusers import UNet2DConditionModel
 
-    from plan_and_render.shapes.model import PRESETS, unet_config
-    from renderer.attention import layout_level, unet_layers
+    from tools.shapes.model import PRESETS, unet_config
+    from plan_and_render.renderer.attention import layout_level, unet_layers
 
     for name in ("cpu", "test"):
         unet = UNet2DConditionModel(**unet_config(PRESETS[name]))
@@ -149,8 +149,8 @@ def test_layout_maps_are_16x16_and_the_32x32_level_has_no_attention():
 
 
 def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
-    from plan_and_render.shapes.model import PRESETS
-    from plan_and_render.shapes.train import Trainer
+    from tools.shapes.model import PRESETS
+    from tools.shapes.train import Trainer
 
     tr = Trainer({**PRESETS["test"], "n_scenes": 4}, seed=0, device="cpu", workers=1, log=lambda m: None)
     seen = {}
@@ -180,9 +180,9 @@ def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
 
 
 def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
-    import renderer
-    from plan_and_render.shapes.model import GUIDANCE
-    from plan_and_render.shapes.train import train
+    from plan_and_render import renderer
+    from tools.shapes.model import GUIDANCE
+    from tools.shapes.train import train
 
     rec = train("test", tmp_path / "m", seed=0, steps=20, device="cpu", workers=1, log=lambda m: None)
     assert rec["steps"] == 20
@@ -200,7 +200,7 @@ def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
 
 
 def test_learning_rate_schedule_hand_checked():
-    from plan_and_render.shapes.train import lr_at
+    from tools.shapes.train import lr_at
 
     assert lr_at(0, 1e-3, warmup=10) == pytest.approx(1e-4)
     assert lr_at(9, 1e-3, warmup=10) == lr_at(5000, 1e-3, warmup=10) == pytest.approx(1e-3)
@@ -209,8 +209,8 @@ def test_learning_rate_schedule_hand_checked():
 
 @pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="shipped model not present")
 def test_shipped_model_renders_through_the_renderer():
-    import renderer
-    from planner.scene import Canvas, PlanObject, ScenePlan
+    from plan_and_render import renderer
+    from plan_and_render.scene import Canvas, PlanObject, ScenePlan
 
     pipe = renderer.load_pipeline(str(MODEL), device="cpu", dtype="fp32")
     plan = ScenePlan(prompt="a red circle and a blue square", canvas=Canvas(width=64, height=64), objects=[

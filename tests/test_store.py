@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from planner.errors import UsageError
-from plan_and_render.store import StaleSession, Store, StoreError, default_path, write_atomic
+from plan_and_render.errors import UsageError
+from plan_and_render.app.store import StaleSession, Store, StoreError, default_path, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_images_are_saved_then_recorded(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from PIL import Image
-    from plan_and_render.store import Store
+    from plan_and_render.app.store import Store
     st = Store(sys.argv[1]); sid = sys.argv[2]
     img = Image.new("RGB", (48, 48), (200, 10, 10))
     filler = ["x" * 64] * 3000  # ~200 kB a turn: the kill lands inside a write often
@@ -179,7 +179,7 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path, delay):
 
 CONCURRENT = textwrap.dedent("""
     import os, sys, time
-    from plan_and_render.session import Session
+    from plan_and_render.app.session import Session
     s = Session.resume(sys.argv[2], store=sys.argv[1])
     s.parse(sys.argv[3])  # warm up before the start line
     print("ready", flush=True)
@@ -194,8 +194,8 @@ CONCURRENT = textwrap.dedent("""
 
 
 def test_two_processes_editing_one_session_lose_nothing(tmp_path):
-    from plan_and_render.session import Session
-    from planner.scene import ScenePlan
+    from plan_and_render.app.session import Session
+    from plan_and_render.scene import ScenePlan
 
     db = tmp_path / "s.db"
     plan = ScenePlan(prompt="a cat and a vase", canvas={"width": 64, "height": 64}, objects=[

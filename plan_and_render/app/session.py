@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from planner.errors import LLMError, PlanAndRenderError, UsageError
-from planner.scene import Canvas, ScenePlan
+from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
+from plan_and_render.errors import LLMError, PlanAndRenderError, UsageError
+from plan_and_render.scene import Canvas, ScenePlan
 
 from .store import StaleSession, Store, TurnRecord, default_path, write_atomic
 
@@ -68,7 +68,7 @@ def _store(store: Store | str | Path | bool | None) -> Store | None:
 
 
 def _not_understood(script: EditScript) -> bool:
-    from planner.backends.rules_edits import NOT_UNDERSTOOD
+    from plan_and_render.planner.backends.rules_edits import NOT_UNDERSTOOD
 
     q = script.clarification
     return q is not None and q.startswith(NOT_UNDERSTOOD)
@@ -123,7 +123,7 @@ class Session:
             first, action = plan.model_copy(deep=True), "plan"
             self.canvas = first.canvas
         elif self.prompt:
-            from planner.plan import make_plan
+            from plan_and_render.planner.plan import make_plan
 
             first, action = make_plan(self.prompt, self.backend, self.canvas, self.seed), "plan"
         else:
@@ -251,7 +251,7 @@ class Session:
     def _rules_first(self) -> bool:
         """Ask the rules parser before the model? Decided without loading the model when possible."""
         if self._backend is None and self.planner and self.planner.partition(":")[0] == "local":
-            from planner.backends.base import _REGISTRY
+            from plan_and_render.planner.backends.base import _REGISTRY
 
             return bool(getattr(_REGISTRY.get("local"), "edit_rules_first", True))
         backend = self.backend
@@ -264,7 +264,7 @@ class Session:
         rules parser; a backend with ``edit_rules_first`` (default: the small ``local`` model) asks the rules
         parser first and the model only for what it did not understand. ``self.last_parser`` says who answered.
         """
-        from planner.backends.rules_edits import edit_ops as rules_edit_ops
+        from plan_and_render.planner.backends.rules_edits import edit_ops as rules_edit_ops
 
         context = edit_context(self.plan, self._last_targets(), self.can_undo, self.can_redo)
         rules_error: PlanAndRenderError | None = None

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planner.errors import PlanAndRenderError, UsageError
+from plan_and_render.errors import PlanAndRenderError, UsageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

@@ -137,7 +137,7 @@ def completion(body: dict, text: str, finish: str = "stop") -> dict:
 
 def rules_model(body: dict) -> Reply:
     """A stand-in model: answers with the rules planner's graph of the last framed description."""
-    from planner.backends.rules import parse
+    from plan_and_render.planner.backends.rules import parse
 
     text = body["messages"][-1]["content"]
     if isinstance(text, list):  # content parts

@@ -9,7 +9,7 @@
 
 Planners and diffusion pipelines are loaded once and kept (keyed by their spec
 and options), so calling these in a loop or a notebook does not reload models.
-Every failure is a ``planner.errors.PlanAndRenderError`` with a one-line message.
+Every failure is a ``plan_and_render.errors.PlanAndRenderError`` with a one-line message.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from planner.errors import ModelUnavailableError, PlanAndRenderError, UsageError
-from planner.scene import Canvas, ScenePlan
+from plan_and_render.errors import ModelUnavailableError, PlanAndRenderError, UsageError
+from plan_and_render.scene import Canvas, ScenePlan
 
 from . import output
 
 if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for them
     from PIL.Image import Image
 
-    from planner.backends import Planner
-    from renderer import LayoutPipeline, RenderResult
+    from plan_and_render.planner.backends import Planner
+    from plan_and_render.renderer import LayoutPipeline, RenderResult
 
 DEFAULT_PLANNER = "local"
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # == renderer.DEFAULT_MODEL (tested)
@@ -54,7 +54,7 @@ def _options_key(options: dict[str, Any]) -> tuple:
 
 def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
     """The planner backend a spec names (``rules``, ``local``, ``openai:MODEL``...), built once and reused."""
-    from planner.backends import get_planner as build
+    from plan_and_render.planner.backends import get_planner as build
 
     options = {k: v for k, v in options.items() if v is not None}
     key = (spec, _options_key(options))
@@ -74,8 +74,7 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
 
     Raises ``ModelUnavailableError`` when the weights cannot be found.
     """
-    import renderer
-
+    from plan_and_render import renderer
     device = device or renderer.default_device()
     key = (_model_key(model), device, dtype)
     if key not in _PIPELINES:
@@ -197,7 +196,7 @@ def check(plan: ScenePlan) -> list[str]:
     Uses the geometry stage's checker, the same one tests and benchmarks use.
     """
     try:
-        from planner.geometry import check_plan
+        from plan_and_render.geometry import check_plan
     except ImportError:  # geometry not installed: nothing to check against
         return []
     return [f"relation '{v.relation}' does not hold: {v.reason}" for v in check_plan(plan)]
@@ -216,7 +215,7 @@ def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Can
     or a built backend; ``planner_options`` go to its constructor (``retries``, ``timeout``, ``base_url``,
     ``device``). ``seed`` varies the layout; the relations hold for every seed.
     """
-    from planner.plan import make_plan
+    from plan_and_render.planner.plan import make_plan
 
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
     return make_plan(prompt, backend, canvas=make_canvas(width, height, canvas), seed=seed)
@@ -227,7 +226,7 @@ plan_prompt = plan  # ``generate`` takes a ``plan`` argument; this name reaches 
 
 def save_preview(plan: ScenePlan, path: str | Path) -> Path:
     """Write the layout preview PNG (labelled boxes) atomically."""
-    from planner.geometry import save_preview as draw
+    from plan_and_render.geometry import save_preview as draw
 
     path = Path(path)
     with output.atomic_path(path) as tmp:
@@ -251,7 +250,7 @@ def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, method: str = DEF
     default to the plan's canvas; both must be multiples of 8. ``scores`` are each object's share of attention
     inside its box over the last guided steps. The pipeline is loaded on first use and then reused.
     """
-    from renderer import parse_method
+    from plan_and_render.renderer import parse_method
 
     parse_method(method)  # a bad method fails before any loading
     check_render_size(width, height)
@@ -380,7 +379,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         raise UsageError("give either a prompt or a plan to render, not both" if prompt is not None
                          else "give a prompt (or a plan file) to render")
     if not dry_run:
-        from renderer.guidance import parse_method  # imports torch: only when rendering
+        from plan_and_render.renderer.guidance import parse_method  # imports torch: only when rendering
 
         parse_method(method)
         check_render_size(width, height)
@@ -468,8 +467,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
 
 
 def _default_device() -> str:
-    import renderer
-
+    from plan_and_render import renderer
     return renderer.default_device()
 
 

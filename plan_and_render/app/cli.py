@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.errors import PlanAndRenderError, UsageError
+from plan_and_render.errors import PlanAndRenderError, UsageError
 
 from . import api
 
@@ -132,7 +132,7 @@ def parse_method_options(text: str) -> dict[str, dict]:
     so that a typo fails before anything is planned or written."""
     import json
 
-    from renderer.config import check_options
+    from plan_and_render.renderer.config import check_options
 
     try:
         return check_options(json.loads(text))
@@ -217,7 +217,7 @@ def generate_cmd(
         raise UsageError(f"--plan {str(plan_file)!r} is a folder; give a plan JSON file")
     if not dry_run:  # fail on bad options before writing anything
         api.check_render_size(width, height)
-        from renderer.guidance import parse_method
+        from plan_and_render.renderer.guidance import parse_method
 
         parse_method(method)
     options = parse_method_options(method_options) if method_options is not None else None

@@ -26,8 +26,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.errors import PlanAndRenderError, UsageError
-from planner.scene import ScenePlan
+from plan_and_render.errors import PlanAndRenderError, UsageError
+from plan_and_render.scene import ScenePlan
 
 from .session import EditResult, Session
 from .store import Store, default_path, iso

@@ -1,4 +1,4 @@
-"""Train the shapes text-to-image model: ``python -m plan_and_render.shapes.train --preset cpu --out DIR``.
+"""Train the shapes text-to-image model: ``python3 -m tools.shapes.train --preset cpu --out DIR``.
 
 Epsilon-prediction diffusion on SD 1.x's noise schedule (min-SNR-5 loss
 weights), UNet and CLIP text encoder trained together from scratch, 10 %
@@ -56,7 +56,7 @@ def build_tokenizer(words: list[str], out_dir: str | Path | None = None):
 
     Longer words' merges must rank first ("and" would otherwise split "orange").
     """
-    from renderer.tiny import build_clip_tokenizer
+    from tools.tiny import build_clip_tokenizer
 
     ordered = sorted(dict.fromkeys(words), key=lambda w: (-len(w), w))
     tok = build_clip_tokenizer(ordered, out_dir)
@@ -317,7 +317,7 @@ def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t
                      f"EMA {preset['ema']}; isolation {preset['isolate']} (non-name hidden states -> empty "
                      f"prompt's), null-state loss x{preset['null_weight']}, attention grounding loss "
                      f"x{preset['attn_weight']} on every cross-attention layer",
-        "data": {"generator": "plan_and_render.shapes.data.make_scene(seed, size=32)",
+        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
                  "seeds": f"{seed * 10**7} .. {seed * 10**7 + preset['n_scenes'] - 1}", "recipe": RECIPE,
                  "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent",
                  "masks": "each object's 32x32 mask, 2x2 average-pooled to 16x16 (8x8 for the mid block)"},
@@ -325,7 +325,7 @@ def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__,
                      "transformers": __import__("transformers").__version__},
-        "command": " ".join(["python -m plan_and_render.shapes.train", *sys.argv[1:]]),
+        "command": " ".join(["python3 -m tools.shapes.train", *sys.argv[1:]]),
     }
 
 

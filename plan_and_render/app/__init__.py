@@ -1,0 +1,1 @@
+"""The app layer: the command line, the Python API, chat sessions and their store, run folders."""
