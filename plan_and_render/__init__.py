@@ -6,10 +6,14 @@
     result = par.generate("a cat on a sofa", out_dir="outputs/cat")   # Result(plan, images, scores, ...)
     session = par.Session()                                       # chat-style layout edits
 
-Importing this package is cheap: torch and diffusers load on the first render.
+The package root holds the scene contract (``scene``, ``errors``, ``vocab``); the API names below come
+from the app layer (``plan_and_render.app``) on first use, so importing a lower layer - or this package -
+stays cheap and never pulls in torch, diffusers or the planners.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 from .errors import (
     ConflictError,
@@ -21,37 +25,19 @@ from .errors import (
 )
 from .scene import Canvas, PlanObject, PlanRelation, ScenePlan
 
-from .app.api import (
-    DEFAULT_METHOD,
-    DEFAULT_MODEL,
-    DEFAULT_PLANNER,
-    Result,
-    check,
-    clear_cache,
-    generate,
-    get_pipeline,
-    get_planner,
-    load_plan,
-    parse_plan,
-    plan,
-    render,
-    save_preview,
-)
+_API = ("DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_PLANNER", "Result", "check", "clear_cache", "generate",
+        "get_pipeline", "get_planner", "load_plan", "parse_plan", "plan", "render", "save_preview")
 
 __all__ = [
-    "DEFAULT_METHOD", "DEFAULT_MODEL", "DEFAULT_PLANNER", "Canvas", "ConflictError", "InvalidPromptError",
-    "LLMError", "ModelUnavailableError", "PlanAndRenderError", "PlanObject", "PlanRelation", "Result",
-    "ScenePlan", "Session", "UsageError", "check", "clear_cache", "generate", "get_pipeline", "get_planner",
-    "load_plan", "parse_plan", "plan", "render", "save_preview",
+    "Canvas", "ConflictError", "InvalidPromptError", "LLMError", "ModelUnavailableError", "PlanAndRenderError",
+    "PlanObject", "PlanRelation", "ScenePlan", "Session", "UsageError", *_API,
 ]
 
 
 def __getattr__(name: str):
-    """``Session`` comes from plan_and_render.session (chat edits), imported on first use."""
+    """The API (``plan_and_render.app.api``) and ``Session`` (``plan_and_render.app.session``), on first use."""
+    if name in _API:
+        return getattr(import_module(".app.api", __name__), name)
     if name == "Session":
-        try:
-            from .app.session import Session
-        except ImportError as e:  # the chat module is optional for planning and rendering
-            raise AttributeError(f"plan_and_render.Session is not available: {e}") from None
-        return Session
+        return import_module(".app.session", __name__).Session
     raise AttributeError(f"module 'plan_and_render' has no attribute {name!r}")

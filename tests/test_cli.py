@@ -129,14 +129,18 @@ def _fresh_planners():
 # --------------------------------------------------------------------------
 
 
-def test_route_prepends_generate_unless_a_subcommand_or_top_option():
-    assert cli.route(["a cat"]) == ["generate", "a cat"]
-    assert cli.route(["--seed", "3", "a cat"]) == ["generate", "--seed", "3", "a cat"]
-    assert cli.route(["plan", "a cat"]) == ["plan", "a cat"]
-    assert cli.route(["generate", "a cat"]) == ["generate", "a cat"]
-    assert cli.route(["--help"]) == ["--help"] and cli.route([]) == ["--help"]
-    if cli.CHAT_PROBLEM is None:  # H-chat's chat_cli registered its commands
-        assert cli.route(["sessions", "list"]) == ["sessions", "list"] and cli.route(["chat"]) == ["chat"]
+def test_a_bare_prompt_runs_the_default_command_and_commands_win(capsys, tmp_path):
+    """click-default-group routing: a first argument that names no command (even after options) is
+    generate's PROMPT; a command name runs that command; no arguments prints the help."""
+    code, out, err = run(capsys, "--seed", "3", "a cat", "-p", "rules", "--dry-run", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "metadata.json").read_text())["seed"] == 3
+    code, out, _ = run(capsys, "plan", "a cat", "-p", "rules", "--json")
+    assert code == 0 and json.loads(out)["objects"][0]["id"] == "cat-1"
+    code, out, _ = run(capsys)
+    assert code == 0 and "Commands:" in out and "generate*" in out
+    code, out, _ = run(capsys, "sessions")
+    assert code == 0 and "list" in out and "resume" in out
 
 
 def test_help_explains_default_command_and_subcommands(capsys):

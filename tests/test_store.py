@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,8 @@ import pytest
 from PIL import Image
 
 from plan_and_render.errors import UsageError
-from plan_and_render.app.store import StaleSession, Store, StoreError, default_path, write_atomic
+from plan_and_render.app.output import atomic_save_image, atomic_write
+from plan_and_render.app.store import StaleSession, Store, StoreError, default_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,15 +90,27 @@ def test_unusable_store_path_is_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_write_atomic_replaces_whole_files_and_cleans_up(tmp_path):
+def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path):
     target = tmp_path / "sub" / "plan.json"
-    write_atomic(target, b"old")
-    write_atomic(target, b"new contents")
+    atomic_write(target, b"old")
+    atomic_write(target, "new contents")
     assert target.read_bytes() == b"new contents"
     with pytest.raises(TypeError):
-        write_atomic(target, "not bytes")  # type: ignore[arg-type]
+        atomic_write(target, 12345)  # type: ignore[arg-type]
     assert target.read_bytes() == b"new contents"
     assert sorted(p.name for p in target.parent.iterdir()) == ["plan.json"]
+
+
+def test_atomic_files_get_the_mode_open_would_give(tmp_path):
+    """mkstemp creates 0600 files; a run's images and metadata must be readable by others (umask 022: 0644)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", "{}")
+        atomic_save_image(Image.new("RGB", (4, 4)), tmp_path / "a.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == 0o644
 
 
 def test_images_are_saved_then_recorded(tmp_path):

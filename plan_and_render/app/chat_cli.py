@@ -22,15 +22,17 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import typer
+import click
 from rich.console import Console
 from rich.table import Table
 
-from plan_and_render.errors import PlanAndRenderError, UsageError
-from plan_and_render.scene import ScenePlan
-
+from ..errors import PlanAndRenderError, UsageError
+from ..scene import ScenePlan
+from .options import parse_method_options, size_help
+from .output import atomic_write
 from .session import EditResult, Session
 from .store import Store, default_path, iso
+from .terminal import error_line, info_line, plan_table, quiet_libraries, stdout_console
 
 COMMANDS_HELP = """commands: /undo [N], /redo [N], /show, /plan (JSON), /history, /render, /export FILE, /id, /help,
 /quit. Anything else is an edit, e.g.:
@@ -39,43 +41,14 @@ COMMANDS_HELP = """commands: /undo [N], /redo [N], /show, /plan (JSON), /history
   change the background to a beach | undo | redo"""
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
-
-
-def _err(message: str) -> None:
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-
-
-def _info(message: str) -> None:
-    print(message, flush=True)
-
-
-def plan_table(plan: ScenePlan, console: Console | None = None, title: str | None = None) -> None:
-    """Objects (id, phrase, box) with their relations, then background: what each chat turn prints."""
-    console = console or _console()
-    table = Table(title=title or f"{plan.prompt or '(empty scene)'}", title_justify="left")
-    for col in ("id", "phrase", "box x0,y0,x1,y1", "relations"):
-        table.add_column(col)
-    for o in plan.objects:
-        rels = [f"{r.predicate} {r.object}" + (f" and {r.object2}" if r.object2 else "")
-                for r in plan.relations if r.subject == o.id]
-        table.add_row(o.id, o.phrase, ",".join(f"{v:.2f}" for v in o.box), "; ".join(rels))
-    console.print(table)
-    if plan.background:
-        console.print(f"background: {plan.background}")
-    if not plan.objects:
-        console.print("(no objects yet: try 'add a cat')")
-
-
 def _report(result: EditResult) -> None:
     if result.error:
-        _err(result.error)
+        error_line(result.error)
     elif result.question:
-        _info(f"? {result.question}")
+        info_line(f"? {result.question}")
     else:
         for note in result.notes:
-            _info(f"- {note}")
+            info_line(f"- {note}")
 
 
 class _Chat:
@@ -83,7 +56,7 @@ class _Chat:
 
     def __init__(self, session: Session, render: bool, render_kw: dict, store_path: Path | None):
         self.s, self.render_on, self.render_kw, self.store_path = session, render, render_kw, store_path
-        self.console = _console()
+        self.console = stdout_console()
         self.interactive = sys.stdin.isatty()
 
     def read(self) -> str | None:
@@ -96,7 +69,7 @@ class _Chat:
         if not line:
             return None
         line = line.rstrip("\n")
-        _info(f"you> {line}")
+        info_line(f"you> {line}")
         return line
 
     def show(self) -> None:
@@ -106,14 +79,14 @@ class _Chat:
         try:
             result = self.s.render(**self.render_kw)
         except PlanAndRenderError as exc:
-            _err(f"render failed: {exc.message}")
+            error_line(f"render failed: {exc.message}")
             if exc.type == "model_unavailable":
                 self.render_on = False
-                _info("(rendering is off for this chat; the plan edits still work)")
+                info_line("(rendering is off for this chat; the plan edits still work)")
             return
         paths = result.config.get("paths", [])
         scores = ", ".join(f"{k} {v:.2f}" for k, v in result.scores.items())
-        _info(f"rendered {len(result.images)} image(s) with seed {self.s.seed}: {', '.join(paths) or '(not saved)'}"
+        info_line(f"rendered {len(result.images)} image(s) with seed {self.s.seed}: {', '.join(paths) or '(not saved)'}"
               + (f"  [attention in box: {scores}]" if scores else ""))
 
     def command(self, line: str) -> bool:
@@ -140,15 +113,15 @@ class _Chat:
             self.render()
         elif name == "export":
             if not arg:
-                _err("/export needs a file name, e.g. /export session.json")
+                error_line("/export needs a file name, e.g. /export session.json")
             else:
-                _info(f"exported to {self.s.export(arg)}")
+                info_line(f"exported to {self.s.export(arg)}")
         elif name == "id":
-            _info(self.s.id)
+            info_line(self.s.id)
         elif name in ("help", "h", "?"):
-            _info(COMMANDS_HELP)
+            info_line(COMMANDS_HELP)
         else:
-            _err(f"unknown command /{name}; /help lists them")
+            error_line(f"unknown command /{name}; /help lists them")
         return True
 
     def turn(self, line: str) -> None:
@@ -161,7 +134,7 @@ class _Chat:
 
     def loop(self) -> int:
         where = f" in {self.store_path}" if self.store_path else ""
-        _info(f"session {self.s.id}{where} - type an edit, /help for commands, /quit to leave")
+        info_line(f"session {self.s.id}{where} - type an edit, /help for commands, /quit to leave")
         self.show()
         if self.render_on and self.s.plan.objects:
             self.render()
@@ -180,17 +153,17 @@ class _Chat:
                         continue
                     self.turn(line)
                 except PlanAndRenderError as exc:
-                    _err(exc.message)
+                    error_line(exc.message)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:  # a bug must not end the chat or print a traceback
-                    _err(f"unexpected {type(exc).__name__}: {exc}")
+                    error_line(f"unexpected {type(exc).__name__}: {exc}")
         except KeyboardInterrupt:
-            _err(f"interrupted; session {self.s.id} is saved up to turn {self.s.turn}"
+            error_line(f"interrupted; session {self.s.id} is saved up to turn {self.s.turn}"
                  + (f" (resume: plan-and-render chat --session {self.s.id})" if self.store_path else ""))
             return 130
         if self.store_path:
-            _info(f"session {self.s.id} saved (resume: plan-and-render chat --session {self.s.id})")
+            info_line(f"session {self.s.id} saved (resume: plan-and-render chat --session {self.s.id})")
         return 0
 
 
@@ -202,24 +175,6 @@ def _history(turns, console: Console) -> None:
         result = t.meta.get("question") or "; ".join(t.meta.get("notes", []))
         table.add_row(str(t.turn), iso(t.created), t.action, t.instruction or "", result, str(len(t.images)))
     console.print(table)
-
-
-def _guard(fn):
-    """One ``error:`` line and exit 2 (usage) / 1 (other) for any PlanAndRenderError, whatever app runs us."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except PlanAndRenderError as exc:
-            _err(exc.message)
-            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _open_store(store: Optional[Path], must_exist: bool = False) -> Store:
@@ -235,8 +190,9 @@ def _open_store(store: Optional[Path], must_exist: bool = False) -> Store:
 # commands
 # --------------------------------------------------------------------------
 
-StoreOpt = typer.Option(None, "--store", help="Session database file (default: $PLAN_AND_RENDER_HOME/sessions.db or "
-                        "~/.local/share/plan-and-render/sessions.db).", show_default=False)
+def store_option(f):
+    return click.option("--store", type=click.Path(path_type=Path), help="Session database file (default: "
+                        "$PLAN_AND_RENDER_HOME/sessions.db or ~/.local/share/plan-and-render/sessions.db).")(f)
 
 
 def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[str], render: bool,
@@ -245,14 +201,14 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
           method_options: Optional[str] = None) -> int:
     from . import api
 
-    from .cli import _quiet_libraries, parse_method_options  # lazy: cli registers this module's commands
-
-    _quiet_libraries(rendering=True)
-    options = parse_method_options(method_options) if method_options is not None else None
+    quiet_libraries(rendering=True)
+    options = parse_method_options(method_options)
     if session_id and prompt:
         raise UsageError("give either a PROMPT (new session) or --session ID (resume), not both")
     if memory and session_id:
         raise UsageError("--no-store cannot resume a stored session")
+    if steps is not None and steps < 1:
+        raise UsageError(f"--steps {steps} must be at least 1")
     st = None if memory else _open_store(store, must_exist=bool(session_id))
     render_kw = {k: v for k, v in {"steps": steps, "device": device, "method_options": options}.items()
                  if v is not None}
@@ -276,44 +232,39 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
     return _Chat(s, render, render_kw, st.path if st else None).loop()
 
 
-def chat(
-    prompt: Optional[str] = typer.Argument(None, help="The scene to start from (omit to start empty).",
-                                           show_default=False),
-    planner: Optional[str] = typer.Option(None, "--planner", "-p", help="Planner for the first plan and the "
-                                          "edits: local (default), rules, openai:MODEL, hf:PATH, gguf:FILE. A "
-                                          "resumed session keeps its own unless given.", show_default=False),
-    session_id: Optional[str] = typer.Option(None, "--session", "-s", help="Resume this session (id or unique "
-                                             "prefix).", show_default=False),
-    render: bool = typer.Option(True, "--render/--no-render", help="Render after every change (same seed)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Diffusion weights (hub id, folder, file). "
-                                        "Offline demo: models/shapes-tiny with --width 64 --height 64.",
-                                        show_default=False),
-    method: Optional[str] = typer.Option(None, "--method", help="Guidance method (default refocus).",
-                                         show_default=False),
-    method_options: Optional[str] = typer.Option(
-        None, "--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
-        "(kept with a stored session).", show_default=False),
-    store: Optional[Path] = StoreOpt,
-    no_store: bool = typer.Option(False, "--no-store", help="Keep this chat in memory only."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the layout and every render of this session."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps per render (default 50).",
-                                        show_default=False),
-    width: Optional[int] = typer.Option(None, "--width", help="Canvas/image width in pixels (default: the model's "
-                                        "native size for a local folder, else 512).", show_default=False),
-    height: Optional[int] = typer.Option(None, "--height", help="Canvas/image height in pixels (default: as "
-                                         "--width).", show_default=False),
-    device: Optional[str] = typer.Option(None, "--device", help="Render device (default: cuda if available).",
-                                         show_default=False),
-) -> None:
-    """Edit a layout in conversation: one instruction a line (stdin), /help for commands."""
-    code = _chat(prompt, planner, session_id, render, model, method, store, seed, steps, width, height, device,
-                 no_store, method_options)
-    raise typer.Exit(code)
+@click.command("chat", help="Edit a layout in conversation: one instruction a line (stdin), /help for commands.")
+@click.argument("prompt", required=False)
+@click.option("--planner", "-p", help="Planner for the first plan and the edits: local (default), rules, "
+              "openai:MODEL, hf:PATH, gguf:FILE. A resumed session keeps its own unless given.")
+@click.option("--session", "-s", "session_id", help="Resume this session (id or unique prefix).")
+@click.option("--render/--no-render", default=True, show_default=True, help="Render after every change (same seed).")
+@click.option("--model", "-m", help="Diffusion weights (hub id, folder, file). Offline demo: models/shapes-tiny.")
+@click.option("--method", help="Guidance method (default refocus).")
+@click.option("--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
+              "(kept with a stored session).")
+@store_option
+@click.option("--no-store", is_flag=True, help="Keep this chat in memory only.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the layout and every render.")
+@click.option("--steps", type=int, help="Sampling steps per render (default 50).")
+@click.option("--width", type=int, help=size_help("Canvas/image width"))
+@click.option("--height", type=int, help=size_help("Canvas/image height"))
+@click.option("--device", help="Render device (default: cuda if available).")
+@click.pass_context
+def chat(ctx, prompt, planner, session_id, render, model, method, method_options, store, no_store, seed, steps, width,
+         height, device) -> None:
+    ctx.exit(_chat(prompt, planner, session_id, render, model, method, store, seed, steps, width, height, device,
+                   no_store, method_options))
 
 
-def sessions_list(store: Optional[Path] = StoreOpt,
-                  as_json: bool = typer.Option(False, "--json", help="One JSON object a line.")) -> None:
-    """Stored chat sessions, newest first."""
+@click.group("sessions", help="List, show, export and resume chat sessions.")
+def sessions() -> None:
+    """The ``sessions`` subcommands."""
+
+
+@sessions.command("list", help="Stored chat sessions, newest first.")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def sessions_list(store, as_json) -> None:
     path = Path(store).expanduser() if store else default_path()
     records = [] if not path.exists() else _open_store(store).list_sessions()
     if as_json:
@@ -322,74 +273,64 @@ def sessions_list(store: Optional[Path] = StoreOpt,
                               "planner": r.planner, "prompt": r.prompt}))
         return
     if not records:
-        _info(f"no sessions yet in {path}")
+        info_line(f"no sessions yet in {path}")
         return
     table = Table(title=f"sessions in {path}", title_justify="left")
     for col in ("id", "updated", "turns", "planner", "prompt"):
         table.add_column(col)
     for r in records:
         table.add_row(r.id, iso(r.updated), str(r.turns), r.planner, (r.prompt or "")[:60])
-    _console().print(table)
+    stdout_console().print(table)
 
 
-def sessions_show(session_id: str = typer.Argument(..., help="Session id or unique prefix."),
-                  store: Optional[Path] = StoreOpt,
-                  as_json: bool = typer.Option(False, "--json", help="Print the export JSON instead.")) -> None:
-    """A session's turns and its current plan."""
+@sessions.command("show", help="A session's turns and its current plan.")
+@click.argument("session_id")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the export JSON instead.")
+def sessions_show(session_id, store, as_json) -> None:
     st = _open_store(store, must_exist=True)
     data = st.export(session_id)
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    console = _console()
-    _info(f"session {data['id']}  planner {data['planner']}  seed {data['seed']}  created {data['created']}  "
-          f"updated {data['updated']}")
+    console = stdout_console()
+    info_line(f"session {data['id']}  planner {data['planner']}  seed {data['seed']}  created {data['created']}  "
+              f"updated {data['updated']}")
     _history(st.turns(data["id"]), console)
     if data["plan"] is not None:
         plan_table(ScenePlan.model_validate(data["plan"]), console, title=f"current plan (turn {data['current_turn']})")
 
 
-def sessions_export(session_id: str = typer.Argument(..., help="Session id or unique prefix."),
-                    out: Path = typer.Argument(..., help="JSON file to write."),
-                    store: Optional[Path] = StoreOpt) -> None:
-    """Write a session (every turn, its operations and plans, image paths) as JSON."""
-    from .store import write_atomic
-
+@sessions.command("export", help="Write a session (every turn, its operations and plans, image paths) as JSON.")
+@click.argument("session_id")
+@click.argument("out", type=click.Path(path_type=Path))
+@store_option
+def sessions_export(session_id, out, store) -> None:
     st = _open_store(store, must_exist=True)
     data = st.export(session_id)
     if out.exists() and out.is_dir():
         raise UsageError(f"{str(out)!r} is a folder; give a file name such as session.json")
     try:
-        write_atomic(out, json.dumps(data, indent=2).encode())
+        atomic_write(out, json.dumps(data, indent=2))
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    _info(f"exported session {data['id']} ({len(data['turns'])} turns) to {out}")
+    info_line(f"exported session {data['id']} ({len(data['turns'])} turns) to {out}")
 
 
-def sessions_resume(
-    session_id: str = typer.Argument(..., help="Session id or unique prefix."),
-    planner: Optional[str] = typer.Option(None, "--planner", "-p", help="Planner for the edits (default: the "
-                                          "session's own).", show_default=False),
-    render: bool = typer.Option(True, "--render/--no-render", help="Render after every change (same seed)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Diffusion weights.", show_default=False),
-    store: Optional[Path] = StoreOpt,
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps per render.",
-                                        show_default=False),
-    device: Optional[str] = typer.Option(None, "--device", help="Render device.", show_default=False),
-) -> None:
-    """Continue a stored session in the chat (the same as chat --session ID)."""
-    code = _chat(None, planner, session_id, render, model, None, store, 0, steps, None, None, device, False)
-    raise typer.Exit(code)
+@sessions.command("resume", help="Continue a stored session in the chat (the same as chat --session ID).")
+@click.argument("session_id")
+@click.option("--planner", "-p", help="Planner for the edits (default: the session's own).")
+@click.option("--render/--no-render", default=True, show_default=True, help="Render after every change (same seed).")
+@click.option("--model", "-m", help="Diffusion weights.")
+@store_option
+@click.option("--steps", type=int, help="Sampling steps per render.")
+@click.option("--device", help="Render device.")
+@click.pass_context
+def sessions_resume(ctx, session_id, planner, render, model, store, steps, device) -> None:
+    ctx.exit(_chat(None, planner, session_id, render, model, None, store, 0, steps, None, None, device, False))
 
 
-def register(app: typer.Typer) -> None:
+def register(group: click.Group) -> None:
     """Add ``chat`` and the ``sessions`` group to the main command."""
-    app.command("chat", help="Edit a layout in conversation (reads one instruction a line; /help inside).")(
-        _guard(chat))
-    group = typer.Typer(help="List, show, export and resume chat sessions.", no_args_is_help=True,
-                        add_completion=False)
-    group.command("list")(_guard(sessions_list))
-    group.command("show")(_guard(sessions_show))
-    group.command("export")(_guard(sessions_export))
-    group.command("resume")(_guard(sessions_resume))
-    app.add_typer(group, name="sessions")
+    group.add_command(chat)
+    group.add_command(sessions)

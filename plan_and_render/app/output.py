@@ -32,12 +32,23 @@ _SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
 # --------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 must not survive the rename
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path`` (same suffix); on success it replaces ``path``."""
+    """Yield a temp path next to ``path`` (same suffix); on success it replaces ``path`` with the mode a
+    plain ``open()`` would have given (images and metadata are meant to be shared and served)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -106,7 +117,7 @@ def image_names(n: int) -> list[str]:
 # Metadata
 # --------------------------------------------------------------------------
 
-_PACKAGES = ("plan-and-render", "torch", "diffusers", "transformers", "pydantic", "numpy", "pillow", "typer")
+_PACKAGES = ("plan-and-render", "torch", "diffusers", "transformers", "pydantic", "numpy", "pillow", "click")
 
 
 def package_versions() -> dict[str, str | None]:

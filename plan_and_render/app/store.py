@@ -23,13 +23,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plan_and_render.errors import PlanAndRenderError, UsageError
+from ..errors import PlanAndRenderError, UsageError
+
+from .output import atomic_save_image, atomic_write
+
+write_atomic = atomic_write  # session.py's name for it, until the planner-backends branch lands
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -120,23 +123,6 @@ class TurnRecord:
 
 def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a fsynced temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class Store:
@@ -294,13 +280,9 @@ class Store:
 
     def save_image(self, session_id: str, turn: int, index: int, image, seed: int | None = None) -> Path:
         """Write one PIL image atomically under the session's image folder."""
-        import io
-
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
         stamp = uuid.uuid4().hex[:6]  # two renders of one turn never collide
         name = f"turn{turn:04d}-{index}" + (f"-seed{seed}" if seed is not None else "") + f"-{stamp}.png"
-        return write_atomic(self.images_dir(session_id) / name, buf.getvalue())
+        return atomic_save_image(image, self.images_dir(session_id) / name)
 
     # -- export ------------------------------------------------------------
 
