@@ -34,6 +34,11 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(unet_channels=(32, 64, 96), cross_levels=(1,), layers_per_block=1, heads=4, text_hidden=64,
                 text_layers=2, batch=16, lr=1e-3, steps=6000, time_budget_s=3600, n_scenes=20000, ema=0.998,
                 isolate=0.9, null_weight=1.0, attn_weight=0.05, min_snr=5.0),
+    # the honest stand-in: trained the way Stable Diffusion is (plain noise prediction on whole captions, no
+    # attention supervision, no replacement of non-name hidden states), otherwise the "cpu" recipe
+    "cpu-plain": dict(unet_channels=(32, 64, 96), cross_levels=(1,), layers_per_block=1, heads=4, text_hidden=64,
+                      text_layers=2, batch=16, lr=1e-3, steps=6000, time_budget_s=3600, n_scenes=20000, ema=0.998,
+                      isolate=0.0, null_weight=0.0, attn_weight=0.0, min_snr=5.0),
     # the same recipe, larger, for a GPU (not run this session)
     "gpu": dict(unet_channels=(64, 96, 128), cross_levels=(1,), layers_per_block=1, heads=4, text_hidden=128,
                 text_layers=3, batch=128, lr=4e-4, steps=20000, time_budget_s=1200, n_scenes=120000, ema=0.999,

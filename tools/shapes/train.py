@@ -190,10 +190,11 @@ class Trainer:
         self.captions = captions
         self.unet = UNet2DConditionModel(**unet_config(preset)).to(self.device).train()
         self.maps: list[torch.Tensor] = []
-        procs = {}
-        for key, proc in self.unet.attn_processors.items():
-            procs[key] = CaptureCross(self.maps) if key.endswith("attn2.processor") else proc
-        self.unet.set_attn_processor(procs)
+        if preset["attn_weight"] > 0:  # a plain recipe keeps diffusers' processors (no maps, no extra cost)
+            procs = {}
+            for key, proc in self.unet.attn_processors.items():
+                procs[key] = CaptureCross(self.maps) if key.endswith("attn2.processor") else proc
+            self.unet.set_attn_processor(procs)
         self.text = CLIPTextModel(text_config(len(self.tok), preset)).to(self.device).train()
         self.sched = scheduler()
         self.abar = self.sched.alphas_cumprod.to(self.device)
@@ -239,7 +240,7 @@ class Trainer:
         off = (~keep).float()[..., None]
         null_l = ((ctx - null.detach()).pow(2) * off).sum() / (off.sum() * ctx.shape[-1]).clamp_min(1)
         out = {"eps": (w * per).mean(), "mse": per.mean(), "null": null_l,
-               "attn": attention_loss(self.maps, names, self.masks[idx])}
+               "attn": attention_loss(self.maps, names, self.masks[idx]) if self.maps else per.new_zeros(())}
         self.maps.clear()
         out["total"] = out["eps"] + p["attn_weight"] * out["attn"] + p["null_weight"] * out["null"]
         return out
