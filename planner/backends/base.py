@@ -16,7 +16,9 @@ libraries (torch, transformers, openai) load when the backend is built.
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, TypeVar
 
@@ -78,7 +80,16 @@ class LLMPlanner(Planner):
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    """Prefix -> entry point, read from the installed distributions' metadata (nothing is imported)."""
+    """Prefix -> entry point, from the installed distributions' metadata (nothing is imported).
+
+    Reading the metadata takes ~10 ms, and a chat session looks its backend up on every edit, so the table
+    is kept per search path: a folder added to ``sys.path`` is seen at once; a package installed into an
+    already-read folder while this process runs is not (as with importlib's own caches)."""
+    return _entry_points_on(tuple(sys.path))
+
+
+@lru_cache(maxsize=8)
+def _entry_points_on(search_path: tuple[str, ...]) -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
