@@ -239,6 +239,16 @@ def benchmark(spec: str, sets: list[str], limit: int | None, seed: int, options:
     return out
 
 
+def counting_observer(counts: Counter):
+    """An ``on_prompt`` observer for the ``local`` planner: counts its per-prompt reports into ``counts``
+    (prompts planned, model failures, prompts where the cross-check took something from the model)."""
+
+    def observe(report) -> None:
+        counts.update(prompts=1, model_failed=int(report.model_failed), model_used=int(report.model_added > 0))
+
+    return observe
+
+
 def _parse_options(pairs: list[str]) -> dict:
     opts: dict = {}
     for pair in pairs:
@@ -302,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     cold = {spec: cold_start_runs(spec, options, args.cold_runs) for spec in specs}  # before anything is warm
     for spec in specs:
+        counts: Counter = Counter(prompts=0, model_failed=0, model_used=0)
+        observed = {"on_prompt": counting_observer(counts)} if spec.partition(":")[0] == "local" else {}
         try:
-            runner = Runner(spec, options, args.seed, geometry_available())
+            runner = Runner(spec, {**options, **observed}, args.seed, geometry_available())
             results[spec] = benchmark(spec, sets, args.limit, args.seed, options, runner)
         except PlanAndRenderError as e:  # the backend itself could not be built
             print(f"error: {spec}: {e}", file=sys.stderr)
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             results[spec]["cold_start_process_s"] = statistics.median(cold[spec])
             results[spec]["cold_start_process_runs"] = [round(x, 2) for x in cold[spec]]
         if hasattr(runner.backend, "model_only"):  # local: score the model's own graphs from the same pass
-            results[spec]["planner_stats"] = dict(getattr(runner.backend, "stats", {}))
+            results[spec]["planner_stats"] = dict(counts)
             view = Runner(f"{spec} (model only)", {}, args.seed, geometry_available(), runner.backend.model_only())
             res = benchmark(view.spec, sets, args.limit, args.seed, {}, view)
             for k in ("median_s_per_prompt", "mean_s_per_prompt", "cold_start_s", "construct_s",

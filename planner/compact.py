@@ -30,6 +30,7 @@ import json
 import re
 
 from .expand import slug
+from .normalize import normalize_name, words
 from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
 from ..vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
 
@@ -42,10 +43,6 @@ _EDGE_WORDS = frozenset(
     three four five six seven eight nine ten eleven twelve dozen pair couple few several many more less than
     left right top bottom front side middle photo picture image scene view number same""".split()
 )
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
 # --------------------------------------------------------------------------
@@ -166,8 +163,6 @@ def parse_lines(text: str) -> SceneGraph:
     gets ``_2``); a reference is matched to an object by phrase, name or
     singular; a relation phrase that maps to no predicate is dropped.
     """
-    from .normalize import normalize_name
-
     fields: dict[str, str] = {}
     for line in ("Objects:" + text).splitlines():
         key, _, value = line.partition(":")

@@ -31,16 +31,17 @@ background / excluded   the rules parser's; else the model's when grounded
 ======================  ==========================================================
 
 Every decision is recorded in ``Merge.notes`` so a disagreement can be
-inspected (``LocalPlanner.last["notes"]``).
+inspected (``LocalPlanner.last.notes``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..errors import PlanAndRenderError
 from .expand import slug
+from .graph import check_graph
+from .normalize import negated_in_prompt, words
 from ..scene import GraphObject, GraphRelation, SceneGraph
 from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
 
@@ -48,10 +49,6 @@ _NON_OBJECTS = frozenset(
     """photo picture image scene view realistic photograph illustration drawing painting shot closeup background
     number side left right top bottom front middle center centre one two three some""".split()
 )
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
 def _mentions(ws: list[str], name: str) -> list[int]:
@@ -118,8 +115,6 @@ def repair(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[str]]:
     relations to unknown ids, duplicates, second relations between the same
     pair and relations that contradict earlier ones. Returns the graph and what
     was changed."""
-    from .graph import check_graph
-
     notes: list[str] = []
     objects: list[GraphObject] = []
     alias: dict[str, str] = {}
@@ -176,8 +171,6 @@ def _key(name: str) -> str:
 
 def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
     """Combine a (repaired) model graph with the rules parser's graph; see the module docstring."""
-    from .graph import check_graph
-
     if model is None:
         return Merge(rules, ["model answer unusable; used the rules parser's graph"])
     notes: list[str] = []
@@ -257,10 +250,8 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
         background = model.background
         added += 1
     excluded = list(rules.excluded)
-    from .normalize import _negated_in_prompt
-
     for e in model.excluded:
-        if _key(e) not in {_key(x) for x in excluded} and grounded_name(prompt, e) and _negated_in_prompt(_key(e), prompt):
+        if _key(e) not in {_key(x) for x in excluded} and grounded_name(prompt, e) and negated_in_prompt(_key(e), prompt):
             excluded.append(_key(e))
             objects = [o for o in objects if _key(o.name) != _key(e)]
             relations = [r for r in relations if {r.subject, r.object} <= {o.id for o in objects}]

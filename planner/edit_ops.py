@@ -37,7 +37,9 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ConflictError, PlanAndRenderError
+from ..geometry import relation_holds, solve
 from .expand import article, slug
+from .graph import find_conflicts
 from ..scene import (
     MAX_INSTANCES,
     Box,
@@ -351,7 +353,8 @@ class _State:
         self.touched.append(oid)
 
 
-def _new_ids(plan: ScenePlan, name: str, count: int) -> list[str]:
+def fresh_ids(plan: ScenePlan, name: str, count: int) -> list[str]:
+    """``count`` ids for new objects called ``name``, numbered after the plan's highest (``cat-3``, ``cat-4``)."""
     base = slug(name)
     used = [int(m.group(1)) for o in plan.objects if (m := re.fullmatch(re.escape(base) + r"-(\d+)", o.id))]
     start = max(used, default=0) + 1
@@ -388,7 +391,7 @@ def _add(s: _State, op: AddOp) -> None:
     attrs = [a.lower() for a in op.attributes]
     group = _group_for(s.plan, name, attrs)
     new = [PlanObject(id=i, name=name, phrase=_phrase(name, attrs, op.size), attributes=attrs, size=op.size,
-                      group=group) for i in _new_ids(s.plan, name, op.count)]
+                      group=group) for i in fresh_ids(s.plan, name, op.count)]
     s.plan.objects.extend(new)
     for o in new:
         if op.predicate == "between":
@@ -500,7 +503,7 @@ def _change(s: _State, op: ChangeOp) -> None:
     ids = resolve_target(s.plan, op.target)
     renames: dict[str, str] = {}
     new_name = singularize(_key(op.name)) if op.name else None
-    new_ids = _new_ids(s.plan, new_name, len(ids)) if new_name else []
+    new_ids = fresh_ids(s.plan, new_name, len(ids)) if new_name else []
     adds = [a.lower() for a in op.add_attributes]
     removes = {a.lower() for a in op.remove_attributes}
     colour_in = any(a in COLOURS for a in adds)
@@ -577,8 +580,6 @@ def _relate(s: _State, op: RelateOp, verb: str = "related") -> None:
 
 def _drop_contradictions(s: _State, new: list[PlanRelation], subjects: set[str]) -> list[PlanRelation]:
     """Remove older relations of ``subjects`` that form an ordering cycle with the new ones."""
-    from .graph import find_conflicts
-
     dropped: list[PlanRelation] = []
     for _ in range(len(s.plan.relations)):
         graph = _as_graph(s.plan)
@@ -666,8 +667,6 @@ def _resolve_layout(s: _State, free: list[str], new: list[PlanRelation] | None =
 
 
 def _place(s: _State, free: list[str]) -> None:
-    from ..geometry import solve
-
     free_set = set(free)
     tries = [free_set, free_set | _neighbours(s.plan, free_set)]
     if tries[1] == tries[0]:
@@ -703,8 +702,6 @@ _REPLACEMENTS = {
 
 def _recheck(s: _State, changed: list[str]) -> None:
     """Update or drop the changed objects' relations that no longer hold (see module doc)."""
-    from ..geometry import relation_holds
-
     boxes = {o.id: tuple(o.box) for o in s.plan.objects}
     out: list[PlanRelation] = []
     for r in s.plan.relations:

@@ -22,11 +22,17 @@ from ..vocab import (
     singularize,
 )
 
-__all__ = ["normalize_graph", "normalize_name", "canonical_predicate", "parse_count", "NameParts"]
+__all__ = ["normalize_graph", "normalize_name", "negated_in_prompt", "words", "canonical_predicate", "parse_count",
+           "NameParts"]
 
 _ARTICLES = ("the", "a", "an", "some", "any", "this", "that", "these", "those", "its", "their", "his", "her", "no",
              "without")
 _NEGATIONS = re.compile(r"\b(?:without|no|not|nor|never|none|zero|excluding|except|minus|lacking|free of)\b")
+
+
+def words(text: str) -> list[str]:
+    """The lower-case words of ``text`` (letters and digits, with an apostrophe suffix: "cat's")."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
 class NameParts:
@@ -161,7 +167,7 @@ def _resolver(objects: list[GraphObject]):
     return resolve
 
 
-def _negated_in_prompt(name: str, prompt: str) -> bool:
+def negated_in_prompt(name: str, prompt: str) -> bool:
     """Does the prompt put a negation shortly before ``name`` (or its plural)?"""
     text = _clean(prompt)
     head = name.split()[-1]
@@ -196,7 +202,7 @@ def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[st
         clashing = [o for o in objects if o.name == name]
         if not clashing:
             continue
-        if _negated_in_prompt(name, prompt):
+        if negated_in_prompt(name, prompt):
             dropped_ids |= {o.id for o in clashing}
             objects = [o for o in objects if o.name != name]
             warnings.append(f"{name!r} is excluded by the prompt; removed it from the objects")

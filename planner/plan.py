@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 
-from .backends import Planner, get_planner
+from .. import vocab
 from ..errors import InvalidPromptError
+from ..geometry import solve
+from ..scene import MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraph
+from .backends import Planner, get_planner
 from .expand import expand
 from .graph import check_graph
 from .normalize import normalize_graph
-from ..scene import MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraph
 
 
 # Text that addresses the planner's language model instead of describing a scene.
@@ -75,8 +77,6 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
 
 
 def _english_words() -> frozenset[str]:
-    from .. import vocab
-
     words = set(_ENGLISH_FUNCTION_WORDS) | set(vocab.COLOURS) | set(vocab.MATERIALS) | set(vocab.SIZE_WORDS)
     for phrase in (*vocab.PREDICATE_PHRASES, *vocab.COUNT_PHRASES, *vocab.COCO_CATEGORIES, *vocab.ALIASES):
         words.update(phrase.split())
@@ -103,8 +103,6 @@ NON_ENGLISH_WARNING = ("the prompt does not look like English; planners are tune
 
 def plan_from_graph(prompt: str, graph: SceneGraph, canvas: Canvas | None = None, seed: int = 0) -> ScenePlan:
     """Normalise and check a scene graph, then place every instance."""
-    from ..geometry import solve  # geometry pulls in scipy; import on use
-
     canvas = canvas or Canvas()
     graph, warnings = normalize_graph(graph, prompt)
     if not graph.objects and not (graph.background or graph.excluded):  # "a bedroom without a bed" is a plan

@@ -11,6 +11,8 @@ import json
 from functools import lru_cache
 from importlib.resources import files
 
+from .compact import answer_lines
+
 
 @lru_cache(maxsize=None)
 def template(name: str) -> str:
@@ -113,8 +115,6 @@ def local_completion(prompt: str, k: int | None = None) -> tuple[str, str]:
     local backend can cache the model's state after it; the tail is the
     description and ends with ``Objects:``, where the answer starts.
     """
-    from .compact import answer_lines
-
     shots = examples()[:k] if k is not None else examples()
     parts = [template("system_graph_local.md"), ""]
     for ex in shots:

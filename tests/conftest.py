@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plan_and_render.scene import ScenePlan
@@ -43,3 +45,33 @@ def two_plan() -> ScenePlan:
     return ScenePlan(prompt="a red ball to the left of a blue box", canvas={"width": 64, "height": 64},
                      objects=[dict(id="ball-1", name="ball", phrase="a red ball", box=(0.05, 0.3, 0.45, 0.8)),
                               dict(id="box-1", name="box", phrase="a blue box", box=(0.55, 0.2, 0.95, 0.8))])
+
+
+def write_plugin(folder: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None) -> Path:
+    """What ``pip install`` leaves for a plugin package: ``<dist>-0.1.dist-info`` (METADATA and
+    entry_points.txt declaring ``entry_points`` in the planner group) plus the modules' sources."""
+    from plan_and_render.planner import ENTRY_POINT_GROUP
+
+    info = folder / f"{dist}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{name} = {target}" for name, target in entry_points.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for name, source in (modules or {}).items():
+        (folder / f"{name}.py").write_text(source)
+    return folder
+
+
+@pytest.fixture
+def planner_plugins(tmp_path_factory, monkeypatch):
+    """Install planner backends as a plugin package would: ``install({"prefix": "module:Class"}, {module: source})``
+    writes a distribution into a fresh folder (not the test's tmp_path) and puts it on sys.path for this test;
+    returns the folder."""
+
+    def install(entry_points: dict[str, str], modules: dict[str, str] | None = None) -> Path:
+        folder = tmp_path_factory.mktemp("planner-plugins")
+        write_plugin(folder, f"test-planners-{folder.name}", entry_points, modules)
+        monkeypatch.syspath_prepend(str(folder))
+        return folder
+
+    return install

@@ -16,7 +16,7 @@ from PIL import Image
 import plan_and_render as par
 from plan_and_render.app import api, output
 from plan_and_render.app.batch import load_records, read_prompts
-from plan_and_render.planner.backends import Planner, register
+from plan_and_render.planner import Planner
 from plan_and_render.errors import InvalidPromptError, ModelUnavailableError, UsageError
 from plan_and_render.planner.plan import looks_like_injection, looks_non_english, validate_prompt
 from plan_and_render.scene import Canvas, SceneGraph, ScenePlan
@@ -31,7 +31,6 @@ needs_geometry = pytest.mark.skipif(not hasattr(geometry, "solve"), reason="geom
 BUILDS: list[dict] = []
 
 
-@register("test-api-counting")
 class Counting(Planner):
     def __init__(self, *_a, **options):
         from plan_and_render.planner.backends.rules import RulesPlanner
@@ -77,7 +76,8 @@ def test_importing_the_package_does_not_import_torch():
 
 
 @needs_geometry
-def test_plan_reuses_the_planner_per_spec_and_options():
+def test_plan_reuses_the_planner_per_spec_and_options(planner_plugins):
+    planner_plugins({"test-api-counting": f"{__name__}:Counting"})
     api.clear_cache()
     BUILDS.clear()
     a = par.plan("a cat to the left of a dog", planner="test-api-counting")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plan_and_render.planner.backends import Planner, available, register
+from plan_and_render.planner import Planner, available
 from plan_and_render.errors import LLMError
 from plan_and_render.scene import ScenePlan, SceneGraph
 from plan_and_render.app import api, cli
@@ -62,13 +62,12 @@ def one_error_line(err: str) -> str:
 
 
 # --------------------------------------------------------------------------
-# test planners: registered once, selected with --planner
+# test planners: installed as entry points (as a plugin package would be), selected with --planner
 # --------------------------------------------------------------------------
 
 BUILT: list[str] = []
 
 
-@register("test-garbage")
 class GarbagePlanner(Planner):
     """Stands for a language model whose answers never parse (LLMPlanner raises LLMError after retries)."""
 
@@ -79,7 +78,6 @@ class GarbagePlanner(Planner):
         raise LLMError("the language model returned unusable output 3 times (last: 'qwrt{{'); try another model")
 
 
-@register("test-crash")
 class CrashPlanner(Planner):
     def __init__(self, *_a, **_kw):
         pass
@@ -88,7 +86,6 @@ class CrashPlanner(Planner):
         raise RuntimeError("backend exploded")
 
 
-@register("test-counting")
 class CountingPlanner(Planner):
     """The rules planner, counting how often it is built (the CLI must build it once)."""
 
@@ -102,7 +99,6 @@ class CountingPlanner(Planner):
         return self.inner.graph(prompt)
 
 
-@register("test-interrupt")
 class InterruptPlanner(Planner):
     """Plans two prompts with the rules, then the user presses Ctrl-C."""
 
@@ -118,8 +114,14 @@ class InterruptPlanner(Planner):
         return self.inner.graph(prompt)
 
 
+TEST_PLANNERS = {name: f"{__name__}:{cls.__name__}" for name, cls in [
+    ("test-garbage", GarbagePlanner), ("test-crash", CrashPlanner), ("test-counting", CountingPlanner),
+    ("test-interrupt", InterruptPlanner)]}
+
+
 @pytest.fixture(autouse=True)
-def _fresh_planners():
+def _fresh_planners(planner_plugins):
+    planner_plugins(TEST_PLANNERS)
     api._PLANNERS.clear()  # test planners keep state; pipelines stay cached (loading is the slow part)
     yield
 
@@ -407,27 +409,26 @@ def test_batch_ctrl_c_leaves_whole_lines_then_resumes(capsys, tmp_path):
 
 
 @needs_geometry
-def test_batch_sigint_in_a_real_process(tmp_path):
+def test_batch_sigint_in_a_real_process(tmp_path, planner_plugins):
     """SIGINT to a running batch: exit 130 and a file of whole JSON lines."""
     src, out = tmp_path / "prompts.txt", tmp_path / "plans.jsonl"
     src.write_text("\n".join(f"{n} cats" for n in range(1, 30)))
-    script = textwrap.dedent(f"""
+    slow = textwrap.dedent("""
         import time
-        from plan_and_render.planner.backends import Planner, register
+        from plan_and_render.planner import Planner
         from plan_and_render.planner.backends.rules import RulesPlanner
 
-        @register("slow")
         class Slow(Planner):
             def __init__(self, *a, **k): self.inner = RulesPlanner()
             def graph(self, prompt):
                 time.sleep(0.3)
                 return self.inner.graph(prompt)
-
-        from plan_and_render.app.cli import main
-        main(["plan", "--from-file", {str(src)!r}, "--out", {str(out)!r}, "-p", "slow"])
     """)
+    plugins = planner_plugins({"slow": "slowplug:Slow"}, {"slowplug": slow})
+    script = f"from plan_and_render.app.cli import main; main(['plan', '--from-file', {str(src)!r}, " \
+             f"'--out', {str(out)!r}, '-p', 'slow'])"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, env={**os.environ, "PYTHONPATH": str(plugins)})
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
         time.sleep(0.1)

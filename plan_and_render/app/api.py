@@ -28,7 +28,7 @@ from . import output
 if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for them
     from PIL.Image import Image
 
-    from plan_and_render.planner.backends import Planner
+    from plan_and_render.planner import Planner
     from plan_and_render.renderer import LayoutPipeline, RenderResult
 
 DEFAULT_PLANNER = "local"
@@ -54,7 +54,7 @@ def _options_key(options: dict[str, Any]) -> tuple:
 
 def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
     """The planner backend a spec names (``rules``, ``local``, ``openai:MODEL``...), built once and reused."""
-    from plan_and_render.planner.backends import get_planner as build
+    from plan_and_render.planner import get_planner as build
 
     options = {k: v for k, v in options.items() if v is not None}
     key = (spec, _options_key(options))
@@ -215,7 +215,7 @@ def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Can
     or a built backend; ``planner_options`` go to its constructor (``retries``, ``timeout``, ``base_url``,
     ``device``). ``seed`` varies the layout; the relations hold for every seed.
     """
-    from plan_and_render.planner.plan import make_plan
+    from plan_and_render.planner import make_plan
 
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
     return make_plan(prompt, backend, canvas=make_canvas(width, height, canvas), seed=seed)

@@ -22,7 +22,7 @@ from plan_and_render.scene import Canvas
 from . import output
 
 if TYPE_CHECKING:
-    from plan_and_render.planner.backends import Planner
+    from plan_and_render.planner import Planner
 
 Progress = Callable[[int, str, dict], None]  # (index in input, prompt, record written)
 
@@ -129,7 +129,7 @@ def plan_batch(prompts_file: str | Path, out: str | Path, planner: "str | Planne
     error records; a planner that cannot be reached at all (``ModelUnavailableError``) stops the batch.
     ``retry_errors`` plans again the prompts whose line is an error record.
     """
-    from plan_and_render.planner.plan import make_plan
+    from plan_and_render.planner import make_plan
 
     from .api import get_planner
 

@@ -18,18 +18,16 @@ undo and redo stacks exactly, which is how ``resume`` works.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plan_and_render.errors import PlanAndRenderError, UsageError
+from plan_and_render.planner import make_plan, parse_instruction
 from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from plan_and_render.errors import LLMError, PlanAndRenderError, UsageError
 from plan_and_render.scene import Canvas, ScenePlan
 
 from .store import StaleSession, Store, TurnRecord, default_path, write_atomic
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,13 +65,6 @@ def _store(store: Store | str | Path | bool | None) -> Store | None:
     return Store(store)
 
 
-def _not_understood(script: EditScript) -> bool:
-    from plan_and_render.planner.backends.rules_edits import NOT_UNDERSTOOD
-
-    q = script.clarification
-    return q is not None and q.startswith(NOT_UNDERSTOOD)
-
-
 def _empty_plan(canvas: Canvas) -> ScenePlan:
     return ScenePlan(prompt="", canvas=canvas)
 
@@ -87,7 +78,8 @@ class Session:
                  render_options: dict | None = None, pipeline: Any = None, **planner_options: Any):
         self.store = _store(store)
         self.pipeline = pipeline  # an already-loaded renderer pipeline, used instead of ``model``
-        self._backend = planner if planner is not None and not isinstance(planner, str) else None
+        self._given_backend = planner if planner is not None and not isinstance(planner, str) else None
+        self._backend = self._given_backend
         self.planner = planner if isinstance(planner, str) else getattr(planner, "name", None)
         self.planner_options = planner_options
         self._turns: list[TurnRecord] = []
@@ -123,8 +115,6 @@ class Session:
             first, action = plan.model_copy(deep=True), "plan"
             self.canvas = first.canvas
         elif self.prompt:
-            from plan_and_render.planner.plan import make_plan
-
             first, action = make_plan(self.prompt, self.backend, self.canvas, self.seed), "plan"
         else:
             first, action = _empty_plan(self.canvas), "start"
@@ -248,49 +238,16 @@ class Session:
                 break
         return []
 
-    def _rules_first(self) -> bool:
-        """Ask the rules parser before the model? Decided without loading the model when possible."""
-        if self._backend is None and self.planner and self.planner.partition(":")[0] == "local":
-            from plan_and_render.planner.backends.base import _REGISTRY
-
-            return bool(getattr(_REGISTRY.get("local"), "edit_rules_first", True))
-        backend = self.backend
-        return bool(getattr(backend, "edit_rules_first", getattr(backend, "name", "") == "local"))
-
     def parse(self, instruction: str) -> EditScript:
         """The operations an instruction means for the current plan (nothing is applied).
 
-        A backend without edit support, or a language model that fails (``LLMError``), falls back to the
-        rules parser; a backend with ``edit_rules_first`` (default: the small ``local`` model) asks the rules
-        parser first and the model only for what it did not understand. ``self.last_parser`` says who answered.
+        The planner layer decides who reads it (``plan_and_render.planner.edits``: the rules parser, the
+        model, or the rules after the model failed); ``self.last_parser`` says who answered. A session
+        made from a spec loads its model only when the model is asked.
         """
-        from plan_and_render.planner.backends.rules_edits import edit_ops as rules_edit_ops
-
         context = edit_context(self.plan, self._last_targets(), self.can_undo, self.can_redo)
-        rules_error: PlanAndRenderError | None = None
-        if self._rules_first():
-            # a small local model: the rules parser answers what it understands, the model the rest
-            try:
-                script = rules_edit_ops(instruction, context)
-                if not _not_understood(script):
-                    self.last_parser = "rules"
-                    return script
-            except EditError as exc:  # e.g. a name the rules do not know; the model may
-                rules_error = exc
-        self.last_parser = self.planner
-        try:
-            script = self.backend.edit_ops(instruction, context)
-        except NotImplementedError:  # a backend without edit support
-            if rules_error is not None:
-                raise rules_error from None
-            script, self.last_parser = rules_edit_ops(instruction, context), "rules"
-        except LLMError as exc:
-            if rules_error is not None:
-                raise rules_error from None
-            log.warning("planner %s could not read the edit (%s); using the rules parser", self.planner, exc)
-            script, self.last_parser = rules_edit_ops(instruction, context), f"rules (after: {exc.message})"
-        if isinstance(script, dict):
-            script = EditScript.model_validate(script)
+        planner = self.planner if self._given_backend is None else self._given_backend
+        script, self.last_parser = parse_instruction(instruction, context, planner, load=lambda: self.backend)
         return script
 
     def edit(self, instruction: str, ops: EditScript | list | None = None) -> EditResult:

@@ -1,9 +1,7 @@
-"""Planner backends. Importing this package registers every built-in backend;
-each keeps its heavy imports (torch, transformers, openai) inside methods."""
+"""Planner backends: the interface and the entry-point lookup (``base``), and the built-in backends
+(``rules``, ``transformers_backend``: local/hf/gguf, ``openai_backend``), which pyproject.toml declares as
+entry points. Nothing here imports a backend module: a spec's backend is loaded when it is asked for."""
 
-from .base import LLMPlanner, Planner, available, get_planner, register
-from . import rules  # noqa: F401  (registers "rules")
-from . import transformers_backend  # noqa: F401  (registers "hf", "gguf", "local")
-from . import openai_backend  # noqa: F401  (registers "openai")
+from .base import ENTRY_POINT_GROUP, LLMPlanner, Planner, available, get_planner, planner_class
 
-__all__ = ["LLMPlanner", "Planner", "available", "get_planner", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "LLMPlanner", "Planner", "available", "get_planner", "planner_class"]

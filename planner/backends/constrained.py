@@ -23,6 +23,10 @@ xgrammar rather than lm-format-enforcer: lm-format-enforcer 0.11's transformers
 integration imports ``transformers.tokenization_utils``, which transformers 5
 removed, so it cannot be imported here; xgrammar builds its token tables for
 a 262k vocabulary in ~2 s and compiles a JSON schema in ~0.1 s.
+
+torch, transformers and xgrammar are imported inside the functions that use
+them: they take seconds to import, and a planner that never decodes (rules,
+openai) must not pay for them.
 """
 
 from __future__ import annotations

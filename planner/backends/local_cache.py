@@ -7,6 +7,9 @@ name that encodes what it depends on (xgrammar / transformers / torch versions,
 the prefix text), so a changed prompt file or library simply makes a new file.
 Files are written to a temporary name and renamed, so readers never see half
 a file; a file that fails to load is rebuilt.
+
+tokenizers, xgrammar, transformers and torch are imported where they are used
+(heavy; this module is imported with the ``local`` backend's class).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
+
+from .constrained import tokenizer_info
 
 
 class RustTokenizer:
@@ -56,15 +62,11 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _info_path(folder: Path) -> Path:
-    from importlib.metadata import version
-
     return folder / f"xgrammar-{version('xgrammar')}-tokenizer-info.json"
 
 
 def write_tokenizer_info(folder: Path, tokenizer, vocab_size: int) -> None:
     """Save xgrammar's table for ``tokenizer`` (called by the conversion, which has it loaded)."""
-    from .constrained import tokenizer_info
-
     info = tokenizer_info(tokenizer, vocab_size)
     _atomic_write(_info_path(folder), lambda tmp: Path(tmp).write_text(info.serialize_json()))
 
@@ -80,8 +82,6 @@ def cached_tokenizer_info(folder: Path, config):
         except Exception:  # a file from an incompatible build: rebuild it
             pass
     from transformers import AutoTokenizer
-
-    from .constrained import tokenizer_info
 
     info = tokenizer_info(AutoTokenizer.from_pretrained(folder, local_files_only=True),
                           int(getattr(config, "vocab_size", 0) or 0))

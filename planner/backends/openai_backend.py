@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...errors import LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
-from .base import LLMPlanner, M, register
+from .base import LLMPlanner, M
 
 KEY_ENV = "OPENAI_API_KEY"
 URL_ENV = "OPENAI_BASE_URL"
@@ -98,7 +98,6 @@ def _show_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path}".rstrip("/")
 
 
-@register("openai")
 class OpenAIPlanner(LLMPlanner):
     """A chat model behind an OpenAI-compatible API; spec ``openai:<model>``.
 

@@ -28,7 +28,8 @@ from ..expand import slug
 from ..normalize import normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
 from ...vocab import ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, VAGUE_COUNTS, is_plural, parse_count
-from .base import Planner, register
+from . import rules_edits
+from .base import Planner
 
 # --------------------------------------------------------------------------
 # Word lists (general English, not tied to any benchmark)
@@ -915,7 +916,6 @@ def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
             pos.setdefault("h", 1)
 
 
-@register("rules")
 class RulesPlanner(Planner):
     """Deterministic phrasing rules; no model. Cheap to build and side-effect free."""
 
@@ -929,6 +929,4 @@ class RulesPlanner(Planner):
 
     def edit_ops(self, instruction: str, context: dict):
         """Chat instruction -> ``EditScript`` by phrasing rules (see ``rules_edits``)."""
-        from .rules_edits import edit_ops
-
-        return edit_ops(instruction, context)
+        return rules_edits.edit_ops(instruction, context)

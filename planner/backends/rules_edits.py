@@ -33,6 +33,7 @@ from ..edit_ops import (
     SwapOp,
     UndoOp,
     UnrelateOp,
+    fresh_ids,
 )
 from ..normalize import normalize_name
 from ...scene import PlanObject, ScenePlan
@@ -1043,9 +1044,7 @@ def _group_ref(r: Resolver, ids: list[str]) -> str:
 
 
 def _predict_ids(plan: ScenePlan, name: str, count: int) -> list[str]:
-    from ..edit_ops import _new_ids
-
-    return _new_ids(plan, singularize(name), count)
+    return fresh_ids(plan, singularize(name), count)
 
 
 def split_clauses(text: str) -> list[str]:
@@ -1072,6 +1071,13 @@ def parse_edit(instruction: str, plan: ScenePlan, last_targets: list[str] | None
 
 
 NOT_UNDERSTOOD = "I did not understand"
+
+
+def understood(script: EditScript) -> bool:
+    """False when the parser gave up on a clause (its question starts with ``NOT_UNDERSTOOD``): a language
+    model may still read the instruction. A question about an ambiguous reference counts as understood."""
+    q = script.clarification
+    return q is None or not q.startswith(NOT_UNDERSTOOD)
 
 
 def _not_understood(clause: str) -> str:

@@ -20,6 +20,12 @@ generating; default 1 for ``local``, which measured fastest on a busy 2-core
 machine, else torch's setting), ``device`` (default ``cpu``), ``dtype``
 (default ``float32``), ``retries`` (accepted for interface compatibility: greedy
 decoding is deterministic, so a retry would repeat the same answer).
+``local`` also takes ``on_prompt``: a function called with each prompt's
+``PromptReport`` (what the model answered, whether it failed, what the
+cross-check took from it), for a caller that wants to count.
+
+torch, transformers and huggingface_hub are imported where a model is loaded
+or run: they take seconds, and listing or choosing a backend must not pay.
 """
 
 from __future__ import annotations
@@ -27,14 +33,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ...errors import LLMError, ModelUnavailableError, UsageError
+from ...errors import ConflictError, LLMError, ModelUnavailableError, UsageError
 from ...scene import SceneGraph
-from .base import LLMPlanner, Planner, register
+from ..compact import grounded_grammar, parse_lines, prompt_phrases
+from ..crosscheck import merge, repair
+from ..plan import plan_from_graph
+from ..prompting import graph_completion, local_completion
+from .base import LLMPlanner, Planner
+from .constrained import ConstrainedDecoder
+from .gguf_cache import gemma_folder, gguf_folder
+from .local_cache import cached_prefix_state, cached_tokenizer_info, rust_tokenizer
+from .rules import parse
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -121,7 +136,6 @@ def messages_to_completion(messages: list[dict]) -> tuple[str, str]:
 # --------------------------------------------------------------------------
 
 
-@register("hf")
 class TransformersPlanner(LLMPlanner):
     """A local transformers causal LM with grammar-constrained decoding."""
 
@@ -154,8 +168,6 @@ class TransformersPlanner(LLMPlanner):
         self.load_seconds = time.perf_counter() - t0
 
     def _load(self, folder: Path, device: str, dtype: str):
-        from .constrained import ConstrainedDecoder
-
         model, tokenizer = load_model(folder, device, dtype)
         return model, tokenizer, ConstrainedDecoder(model, tokenizer)
 
@@ -194,8 +206,6 @@ class TransformersPlanner(LLMPlanner):
     def graph(self, prompt: str) -> SceneGraph:
         if self.has_chat_template:
             return super().graph(prompt)
-        from ..prompting import graph_completion
-
         text = graph_completion(prompt)
         cut = text.rindex("Description:")
         gen = self._decode(text[:cut], text[cut:].rstrip(), decoding_schema(SceneGraph), lead=" ")
@@ -228,15 +238,12 @@ def _validate(schema: type[M], text: str) -> M:
         raise LLMError(f"the model's answer does not fit the schema ({where}: {err.get('msg')})") from None
 
 
-@register("gguf")
 class GGUFPlanner(TransformersPlanner):
     """``gguf:<file>``: de-quantised once into the cache, then as ``hf:``."""
 
     name = "gguf"
 
     def __init__(self, path: str | None = None, **options):
-        from .gguf_cache import gguf_folder
-
         if not path:
             raise ModelUnavailableError("gguf: needs a file, e.g. --planner gguf:/path/to/model.gguf")
         super().__init__(path, folder=gguf_folder(path), **options)
@@ -247,26 +254,36 @@ class GGUFPlanner(TransformersPlanner):
 # --------------------------------------------------------------------------
 
 
-@register("local")
+@dataclass
+class PromptReport:
+    """What the ``local`` planner did for one prompt: kept as ``LocalPlanner.last`` and handed to the
+    ``on_prompt`` observer, so a caller can count (a benchmark) without the planner keeping tallies."""
+
+    prompt: str
+    answer: str | None = None  # the model's line answer, as decoded
+    seconds: float | None = None  # time spent generating it
+    steps: int | None = None  # tokens the model chose (forced runs not counted)
+    model_graph: SceneGraph | None = None  # the model's own repaired graph; None when the model failed
+    model_failed: bool = False  # the model timed out or its answer was unreadable
+    model_added: int = 0  # facts the cross-check took from the model rather than from the rules parser
+    notes: list[str] = field(default_factory=list)  # what the repair and the cross-check changed
+
+
 class LocalPlanner(TransformersPlanner):
     """The default planner: packaged Gemma 3 270M + grounded decoding + rules cross-check."""
 
     name = "local"
+    edit_rules_first = True  # a 270M model: the rules parser reads the common chat edits faster and better
 
     def __init__(self, *, crosscheck: bool = True, threads: int | None = 1, folder: Path | None = None,
-                 **options):
-        from .gguf_cache import gemma_folder
-
-        from ..prompting import local_completion
-
-        self.crosscheck = crosscheck
+                 on_prompt: Callable[[PromptReport], None] | None = None, **options):
+        self.crosscheck, self.on_prompt = crosscheck, on_prompt
         self.prefix, _ = local_completion("")
         super().__init__("local", folder=folder or gemma_folder(), threads=threads, **options)
         enc = self.decoder.encode
         self._base_keep = set(enc(self.prefix)) | {i for c in map(chr, range(32, 127)) for i in enc(c)}
-        self.last: dict = {}  # the latest prompt's model graph, merge notes and timing (for inspection)
+        self.last: PromptReport | None = None  # the latest prompt's report (for inspection)
         self.model_graphs: dict[str, SceneGraph | None] = {}  # recent model-only graphs (benchmarks score them)
-        self.stats = {"prompts": 0, "model_failed": 0, "model_used": 0}
 
     def _load(self, folder: Path, device: str, dtype: str):
         """Like ``hf:`` but with start-up work cached next to the converted weights:
@@ -275,9 +292,6 @@ class LocalPlanner(TransformersPlanner):
         key/value cache. Each cache file is keyed by what it depends on."""
         import torch
         from transformers import AutoModelForCausalLM
-
-        from .constrained import ConstrainedDecoder
-        from .local_cache import cached_prefix_state, cached_tokenizer_info, rust_tokenizer
 
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
@@ -292,17 +306,15 @@ class LocalPlanner(TransformersPlanner):
             cached_prefix_state(folder, decoder, self.prefix)
         return model, tokenizer, decoder
 
-    def model_graph(self, prompt: str) -> tuple[SceneGraph, list[str]]:
-        """The model's own graph for ``prompt`` (grounded decoding + repair), and repair notes."""
-        from ..compact import grounded_grammar, parse_lines, prompt_phrases
-        from ..crosscheck import repair
-        from ..prompting import local_completion
-
+    def model_graph(self, prompt: str, report: PromptReport | None = None) -> tuple[SceneGraph, list[str]]:
+        """The model's own graph for ``prompt`` (grounded decoding + repair), and repair notes.
+        The raw answer and its timing go into ``report`` when one is given."""
         _, tail = local_completion(prompt)
         enc = self.decoder.encode
         keep = self._base_keep | {i for p in prompt_phrases(prompt) for pre in ("", " ") for i in enc(pre + p)}
         gen = self._decode(self.prefix, tail, grounded_grammar(prompt), keep=keep)
-        self.last = {"prompt": prompt, "answer": gen.text, "seconds": gen.seconds, "steps": gen.chosen_tokens}
+        if report is not None:
+            report.answer, report.seconds, report.steps = gen.text, gen.seconds, gen.chosen_tokens
         try:
             graph = parse_lines(gen.text)
         except ValidationError as e:
@@ -310,22 +322,25 @@ class LocalPlanner(TransformersPlanner):
         return repair(graph, prompt)
 
     def graph(self, prompt: str) -> SceneGraph:
-        from ..crosscheck import merge
-        from .rules import parse
-
-        self.stats["prompts"] += 1
-        self.last = {"prompt": prompt}
+        report = self.last = PromptReport(prompt)
         try:
-            model, notes = self.model_graph(prompt)
+            return self._crosschecked(prompt, report)
+        finally:
+            if self.on_prompt is not None:
+                self.on_prompt(report)
+
+    def _crosschecked(self, prompt: str, report: PromptReport) -> SceneGraph:
+        try:
+            model, notes = self.model_graph(prompt, report)
         except LLMError as e:
-            self.stats["model_failed"] += 1
+            report.model_failed = True
             self._remember(prompt, None)
             if not self.crosscheck:
                 raise
             log.warning("local planner: %s; using the rules parser's graph", e)
             model, notes = None, [str(e)]
         self._remember(prompt, model)
-        self.last["model_graph"] = model
+        report.model_graph, report.notes = model, notes
         if not self.crosscheck:
             return model
         rules = parse(prompt)
@@ -334,8 +349,7 @@ class LocalPlanner(TransformersPlanner):
             # the model's extra relations cannot be placed together with the parser's: drop them
             result = merge(prompt, model.model_copy(update={"relations": []}), rules)
             result.notes.append("dropped the model's relations: the geometry stage could not place them")
-        self.last.update(notes=[*notes, *result.notes], model_added=result.model_added)
-        self.stats["model_used"] += result.model_added > 0
+        report.notes, report.model_added = [*notes, *result.notes], result.model_added
         return result.graph
 
     def _remember(self, prompt: str, graph: SceneGraph | None, limit: int = 5000) -> None:
@@ -351,15 +365,12 @@ class LocalPlanner(TransformersPlanner):
 
 
 def _placeable(prompt: str, graph: SceneGraph) -> bool:
-    """Can the geometry stage place ``graph``? (True when there is no geometry stage to ask.)"""
-    from ...errors import ConflictError
-    from ..plan import plan_from_graph
-
+    """Can the geometry stage place ``graph``?"""
     try:
         plan_from_graph(prompt, graph)
     except ConflictError:
         return False
-    except Exception:  # no geometry stage, or a problem make_plan itself reports, as for any planner
+    except Exception:  # a problem make_plan itself reports, as for any planner
         return True
     return True
 
@@ -379,4 +390,5 @@ class _ModelOnly(Planner):
         return graph
 
 
-__all__ = ["TransformersPlanner", "GGUFPlanner", "LocalPlanner", "resolve_model", "load_model", "messages_to_completion"]
+__all__ = ["TransformersPlanner", "GGUFPlanner", "LocalPlanner", "PromptReport", "resolve_model", "load_model",
+           "messages_to_completion"]
