@@ -27,7 +27,8 @@ from plan_and_render.planner import make_plan, parse_instruction
 from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
 from plan_and_render.scene import Canvas, ScenePlan
 
-from .store import StaleSession, Store, TurnRecord, default_path, write_atomic
+from .output import atomic_save_image, atomic_write
+from .store import StaleSession, Store, TurnRecord, default_path
 
 
 @dataclass
@@ -352,11 +353,7 @@ class Session:
         turn = self.turn
         for i, image in enumerate(result.images):
             if out_dir is not None:
-                import io
-
-                buf = io.BytesIO()
-                image.save(buf, format="PNG")
-                paths.append(str(write_atomic(Path(out_dir) / f"turn{turn:04d}-{i}.png", buf.getvalue())))
+                paths.append(str(atomic_save_image(image, Path(out_dir) / f"turn{turn:04d}-{i}.png")))
             elif self.store is not None:
                 paths.append(str(self.store.save_image(self.id, turn, i, image, seed=opts["seed"])))
         if paths:
@@ -379,8 +376,8 @@ class Session:
     def export(self, path: str | Path) -> Path:
         """Write the session (every turn and the current plan) as JSON, atomically."""
         self._sync()
-        data = json.dumps(self.to_dict(), indent=2).encode()
+        data = json.dumps(self.to_dict(), indent=2)
         try:
-            return write_atomic(Path(path), data)
+            return atomic_write(Path(path), data)
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -30,9 +30,7 @@ from pathlib import Path
 
 from ..errors import PlanAndRenderError, UsageError
 
-from .output import atomic_save_image, atomic_write
-
-write_atomic = atomic_write  # session.py's name for it, until the planner-backends branch lands
+from .output import atomic_save_image
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
