@@ -1,7 +1,8 @@
 """A networkx view of the scene graph, and the checks that need one.
 
 A plan whose relations cannot all hold must be an error rather than a bad
-picture. Each ordering predicate is an edge in a per-axis order graph
+picture. (That ids exist and are unique is the contract's check: ``SceneGraph``
+validates itself; ``build_graph`` turns its refusal into the prompt's error.) Each ordering predicate is an edge in a per-axis order graph
 (left/right, above/below, front/back, containment); a cycle in any of them is
 a contradiction, reported with the relations that form it.
 """
@@ -9,13 +10,12 @@ a contradiction, reported with the relations that form it.
 from __future__ import annotations
 
 import networkx as nx
+from pydantic import ValidationError
 
 from ..errors import ConflictError, InvalidPromptError
 from .expand import instance_ids
-from ..scene import GraphRelation, SceneGraph, relation_text
+from ..scene import GraphRelation, SceneGraph, first_error
 from ..vocab import ORDER_AXES
-
-SYMMETRIC = frozenset({"next_to", "near"})
 
 
 def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
@@ -31,23 +31,14 @@ def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
     return g
 
 
-def _check_references(graph: SceneGraph) -> None:
-    counts = {o.id: o.count for o in graph.objects}
-    known = ", ".join(counts) or "none"
-    for r in graph.relations:
-        for ref in (r.subject, r.object, r.object2):
-            if ref is not None and ref not in counts:
-                raise InvalidPromptError(
-                    f"relation '{relation_text(r)}' refers to unknown object {ref!r} (known: {known})"
-                )
-        if r.predicate == "between":
-            if r.subject in (r.object, r.object2):
-                raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
-            if r.object == r.object2 and counts[r.object] < 2:
-                raise InvalidPromptError(f"relation '{relation_text(r)}' needs two different references")
-        elif r.subject == r.object and not (r.predicate in SYMMETRIC and counts[r.subject] >= 2):
-            # "two cats next to each other" is a group relation; "a cat left of itself" is not
-            raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
+def build_graph(**fields) -> SceneGraph:
+    """A ``SceneGraph`` from parts a planner assembled. What breaks the contract
+    (an unknown id, a relation of an object to itself...) is the prompt's
+    ``InvalidPromptError``, with the contract's own one-line message."""
+    try:
+        return SceneGraph(**fields)
+    except ValidationError as e:
+        raise InvalidPromptError(first_error(e)) from None
 
 
 def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:
@@ -99,13 +90,12 @@ def conflict_message(graph: SceneGraph, relations: list[GraphRelation]) -> str:
 
 
 def check_graph(graph: SceneGraph) -> nx.MultiDiGraph:
-    """Validate references and consistency; return the networkx view.
+    """Check that the relations can all hold; return the networkx view.
 
-    Raises ``InvalidPromptError`` for unknown ids or a relation from an object
-    to itself, and ``ConflictError`` naming the relations of a cycle, with the
+    Raises ``ConflictError`` naming the relations of a cycle, with the
     instance ids of the plan: "cat-1 left_of dog-1, dog-1 left_of cat-1".
+    (Unknown ids and self-relations never get this far: ``SceneGraph`` refuses them.)
     """
-    _check_references(graph)
     conflicts = find_conflicts(graph)
     if conflicts:
         raise ConflictError(conflict_message(graph, conflicts[0]))

@@ -5,13 +5,16 @@ object by name instead of id; the rules parser is tidier but not perfect. The
 normaliser fixes what can be fixed without guessing and says what it changed
 (the warnings end up in the plan), so later stages only see singular names,
 counts as numbers, adjectives as attributes and relations between real ids.
+It takes a ``SceneGraphDraft`` (a grammar-constrained model's answer, whose ids
+may repeat or name objects) and returns a checked ``SceneGraph``.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from .graph import build_graph
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
 from ..vocab import (
     ADJECTIVES,
     COMPOUND_NOUNS,
@@ -172,8 +175,8 @@ def _negated_in_prompt(name: str, prompt: str) -> bool:
     return False
 
 
-def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[str]]:
-    """Return a tidied copy of ``graph`` and a list of what was changed.
+def normalize_graph(graph: SceneGraphDraft, prompt: str) -> tuple[SceneGraph, list[str]]:
+    """Return a tidied, checked copy of ``graph`` and a list of what was changed.
 
     * names: lower case, singular, no article/count/colour/material/size word
       (those move to ``count``, ``attributes`` and ``size``);
@@ -181,7 +184,8 @@ def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[st
       id are pointed at the id; exact duplicate relations are dropped;
     * an object also listed in ``excluded`` is removed when ``prompt`` negates
       it ("a room without a bed"), otherwise the exclusion is dropped.
-    Unknown references are left in place for ``graph.check_graph`` to report.
+    What cannot be mended (a reference to nothing, an object related to itself)
+    is an ``InvalidPromptError`` with ``SceneGraph``'s message.
     """
     warnings: list[str] = []
     objects = _unique_ids([_normalize_object(o, warnings) for o in graph.objects], warnings)
@@ -224,5 +228,5 @@ def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[st
         relations.append(GraphRelation(subject=s, predicate=r.predicate, object=o, object2=o2))
 
     background = " ".join(graph.background.split()) if graph.background else None
-    out = SceneGraph(objects=objects, relations=relations, background=background or None, excluded=excluded)
+    out = build_graph(objects=objects, relations=relations, background=background or None, excluded=excluded)
     return out, warnings
