@@ -322,6 +322,32 @@ def test_grounded_grammar_only_admits_the_prompts_words():
     assert "red sofa" in prompt_phrases("two cats next to a red sofa")
 
 
+def test_decoding_grammar_admits_region_and_depth_words_only():
+    """The JSON grammar built from the graph schema (every key required) decodes the new optional fields."""
+    import xgrammar as xgr
+
+    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
+    from plan_and_render.planner.backends.transformers_backend import _validate, decoding_schema
+
+    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(SceneGraph))),
+                                           any_whitespace=False, separators=SEPARATORS)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar)
+
+    def answer(region: str, depth: str) -> str:
+        return ('{"objects": [{"id": "cat", "name": "cat", "count": 1, "attributes": [], "size": null, '
+                f'"region": {region}, "depth": {depth}}}], "relations": [], "background": null, "excluded": []}}')
+
+    def accepts(text: str) -> bool:
+        return xgr.GrammarMatcher(compiled).accept_string(text)
+
+    assert accepts(answer('"top_left"', '"foreground"')) and accepts(answer("null", "null"))
+    assert not accepts(answer('"upper_left"', "null")) and not accepts(answer("null", '"middle"'))
+    graph = _validate(SceneGraphDraft, answer('"top_left"', '"foreground"'))
+    assert (graph.objects[0].region, graph.objects[0].depth) == ("top_left", "foreground")
+
+
 def _g(objects, relations=(), background=None, excluded=(), kind=SceneGraph):
     return kind(objects=[GraphObject(id=i, name=n, count=c, attributes=list(a)) for i, n, c, a in objects],
                 relations=[GraphRelation(subject=s, predicate=p, object=o) for s, p, o in relations],
