@@ -43,7 +43,8 @@ from pydantic import ValidationError
 
 from ..errors import PlanAndRenderError
 from .expand import slug
-from .graph import build_graph, check_graph
+from .graph import check_graph
+from .normalize import build_graph
 from ..scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft, first_error
 from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
 

@@ -1,20 +1,20 @@
 """A networkx view of the scene graph, and the checks that need one.
 
 A plan whose relations cannot all hold must be an error rather than a bad
-picture. (That ids exist and are unique is the contract's check: ``SceneGraph``
-validates itself; ``build_graph`` turns its refusal into the prompt's error.) Each ordering predicate is an edge in a per-axis order graph
+picture. Each ordering predicate is an edge in a per-axis order graph
 (left/right, above/below, front/back, containment); a cycle in any of them is
-a contradiction, reported with the relations that form it.
+a contradiction, reported with the relations that form it. (That ids exist and
+are unique is the contract's check: ``SceneGraph`` validates itself, and
+``normalize.build_graph`` turns its refusal into the prompt's error.)
 """
 
 from __future__ import annotations
 
 import networkx as nx
-from pydantic import ValidationError
 
-from ..errors import ConflictError, InvalidPromptError
+from ..errors import ConflictError
 from .expand import instance_ids
-from ..scene import GraphRelation, SceneGraph, first_error
+from ..scene import GraphRelation, SceneGraph
 from ..vocab import ORDER_AXES
 
 
@@ -29,16 +29,6 @@ def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
         if r.object2 is not None:
             g.add_edge(r.subject, r.object2, key=f"{r.predicate}#{i}b", predicate=r.predicate, index=i, role="object2")
     return g
-
-
-def build_graph(**fields) -> SceneGraph:
-    """A ``SceneGraph`` from parts a planner assembled. What breaks the contract
-    (an unknown id, a relation of an object to itself...) is the prompt's
-    ``InvalidPromptError``, with the contract's own one-line message."""
-    try:
-        return SceneGraph(**fields)
-    except ValidationError as e:
-        raise InvalidPromptError(first_error(e)) from None
 
 
 def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 
-from .graph import build_graph
-from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
+from pydantic import ValidationError
+
+from ..errors import InvalidPromptError
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph, SceneGraphDraft, first_error
 from ..vocab import (
     ADJECTIVES,
     COMPOUND_NOUNS,
@@ -25,7 +27,7 @@ from ..vocab import (
     singularize,
 )
 
-__all__ = ["normalize_graph", "normalize_name", "canonical_predicate", "parse_count", "NameParts"]
+__all__ = ["build_graph", "normalize_graph", "normalize_name", "canonical_predicate", "parse_count", "NameParts"]
 
 _ARTICLES = ("the", "a", "an", "some", "any", "this", "that", "these", "those", "its", "their", "his", "her", "no",
              "without")
@@ -173,6 +175,16 @@ def _negated_in_prompt(name: str, prompt: str) -> bool:
         if any(singularize(w) == head or w == head for w in window.split()):
             return True
     return False
+
+
+def build_graph(**fields) -> SceneGraph:
+    """A ``SceneGraph`` from parts a planner assembled. What breaks the contract
+    (an unknown id, a relation of an object to itself...) is the prompt's
+    ``InvalidPromptError``, with the contract's own one-line message."""
+    try:
+        return SceneGraph(**fields)
+    except ValidationError as e:
+        raise InvalidPromptError(first_error(e)) from None
 
 
 def normalize_graph(graph: SceneGraphDraft, prompt: str) -> tuple[SceneGraph, list[str]]:

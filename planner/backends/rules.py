@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 from ...errors import InvalidPromptError
 from ..expand import slug
-from ..graph import build_graph
-from ..normalize import normalize_name
+from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
 from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SYMMETRIC_PREDICATES, VAGUE_COUNTS, is_plural,
                       parse_count)
