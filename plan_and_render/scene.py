@@ -1,50 +1,105 @@
-"""The two data contracts of the project.
+"""The two data contracts of the project, and the rules they enforce.
 
 * ``SceneGraph`` is what a planner (language model or rules) fills in: object
   groups with counts, relations between groups, background, excluded objects.
   Its pydantic schema is what constrained decoding and instructor enforce.
 * ``ScenePlan`` is the public JSON contract of ``shared/spec/plan-format.md``:
   one entry per instance with a normalised box. Field names must not change.
+
+The models check themselves (instructor style): ids are unique, every relation
+names existing ids, nothing is related to itself, ``between`` has two
+references, boxes are normalised, a plan has a prompt and a bounded size. So
+every way in - a plan file, the API, a chat session, a hosted model's answer
+through instructor (which sends the error back to the model) - gets the same
+checks and the same one-line messages (``first_error``). ``SceneGraphDraft`` is
+the one deliberate exception: a model answer whose references are still to be
+mended (see its docstring).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-PREDICATES: tuple[str, ...] = (
-    "left_of",
-    "right_of",
-    "above",
-    "below",
-    "on",
-    "under",
-    "in_front_of",
-    "behind",
-    "next_to",
-    "near",
-    "inside",
-    "between",
-)
-Predicate = Literal[
-    "left_of",
-    "right_of",
-    "above",
-    "below",
-    "on",
-    "under",
-    "in_front_of",
-    "behind",
-    "next_to",
-    "near",
-    "inside",
-    "between",
-]
+from .vocab import SYMMETRIC_PREDICATES, Depth, Predicate, Region, canonical_predicate
+
 SizeHint = Literal["tiny", "small", "medium", "large", "huge"]
 
-MAX_INSTANCES = 30
+MAX_INSTANCES = 30  # the planner's limit for one prompt (counts summed over groups)
 MAX_PROMPT_CHARS = 2000
+# How big a plan may be. The planner makes at most MAX_INSTANCES objects and edits keep to
+# that too; hand-written plans get room to spare. The lengths are checked before any item
+# is read, so a runaway file (600,000 objects) is refused at once instead of hanging the
+# checks, the geometry or the renderer.
+MAX_PLAN_OBJECTS = 256
+MAX_PLAN_RELATIONS = 16 * MAX_PLAN_OBJECTS
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose message is exactly ``message`` (no "Value error, " prefix)."""
+    return PydanticCustomError("scene_contract", "{problem}", {"problem": message})
+
+
+def first_error(error: ValidationError) -> str:
+    """The first problem of a validation error as one line: ``relations.0.predicate: ...``."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}" if where else f"{first['msg']}{more}"
+
+
+def _known(ids: Iterable[str], limit: int = 12) -> str:
+    ids = list(ids)
+    shown = ", ".join(ids[:limit]) or "none"
+    return f"{shown}, ... ({len(ids) - limit} more)" if len(ids) > limit else shown
+
+
+def _counts_by_id(objects: Iterable["GraphObject | PlanObject"]) -> dict[str, int]:
+    """Id -> instance count (1 for a plan's instances); a repeated id is an error.
+
+    One pass over a dict, so a large plan costs linear time (not ``list.count`` per id)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, o in enumerate(objects):
+        if o.id in first:
+            raise _problem(f"duplicate object id {o.id!r} (objects {first[o.id]} and {i})")
+        first[o.id] = i
+        counts[o.id] = o.count if isinstance(o, GraphObject) else 1
+    return counts
+
+
+def _relation_problem(r: "GraphRelation | PlanRelation", counts: Mapping[str, int]) -> str | None:
+    """What is wrong with ``r``'s references, given the objects' ids and counts; None if nothing.
+
+    A group may be related to itself by a symmetric predicate ("two cats next to
+    each other") and be both references of ``between`` ("a dog between two
+    trees") when it has two or more members; a plan's instances never can.
+    """
+    for ref in (r.subject, r.object, r.object2):
+        if ref is not None and ref not in counts:
+            return f"relation '{relation_text(r)}' refers to unknown object {ref!r} (known: {_known(counts)})"
+    if r.subject in (r.object, r.object2) and not (r.predicate in SYMMETRIC_PREDICATES and counts[r.subject] >= 2):
+        return f"relation '{relation_text(r)}' relates an object to itself"
+    if r.object2 is not None and r.object == r.object2 and counts[r.object] < 2:
+        return f"relation '{relation_text(r)}' needs two different references"
+    return None
+
+
+def _check_relations(relations: Iterable["GraphRelation | PlanRelation"], counts: Mapping[str, int]) -> None:
+    for r in relations:
+        problem = _relation_problem(r, counts)
+        if problem:
+            raise _problem(problem)
+
+
+def _between_rule(r: "GraphRelation | PlanRelation") -> None:
+    if r.predicate == "between" and not r.object2:
+        raise _problem("'between' needs a second reference in object2")
+    if r.predicate != "between" and r.object2 is not None:
+        raise _problem(f"only 'between' takes object2, not {r.predicate!r}")
 
 
 # --------------------------------------------------------------------------
@@ -60,6 +115,8 @@ class GraphObject(BaseModel):
     count: int = Field(default=1, ge=1, le=MAX_INSTANCES)
     attributes: list[str] = Field(default_factory=list, description="adjectives such as colours or materials")
     size: SizeHint | None = Field(default=None, description="size word from the prompt, if any")
+    region: Region | None = Field(default=None, description="part of the image the prompt puts it in, if any")
+    depth: Depth | None = Field(default=None, description="foreground or background, if the prompt says")
 
     @field_validator("id", "name")
     @classmethod
@@ -82,21 +139,26 @@ class GraphRelation(BaseModel):
     @classmethod
     def _canonical_predicate(cls, v: object) -> object:
         """Accept phrasings a model may write ("on top of", "left-of") as their predicate."""
-        from .vocab import canonical_predicate
-
         return canonical_predicate(v) or v if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _between_needs_object2(self) -> "GraphRelation":
-        if self.predicate == "between" and not self.object2:
-            raise ValueError("'between' needs a second reference in object2")
-        if self.predicate != "between" and self.object2 is not None:
-            raise ValueError(f"only 'between' takes object2, not {self.predicate!r}")
+        _between_rule(self)
         return self
 
 
-class SceneGraph(BaseModel):
-    """The planner's output before geometry: groups, relations, background."""
+class SceneGraphDraft(BaseModel):
+    """A scene graph as a planner wrote it: every object and relation well formed,
+    but the references not yet checked.
+
+    Grammar-constrained decoding (``hf:``, ``local``) cannot make a relation name
+    an object the model listed, and nobody can ask the model again; its answer
+    may repeat an id or name an object instead of its id. Such an answer is a
+    draft: ``plan_and_render.planner.normalize.normalize_graph`` and
+    ``plan_and_render.planner.crosscheck.repair`` mend what can be mended and
+    return a ``SceneGraph``, or say what cannot. Everything else builds
+    ``SceneGraph`` (which is a draft that passed the checks) directly.
+    """
 
     objects: list[GraphObject] = Field(default_factory=list)
     relations: list[GraphRelation] = Field(default_factory=list)
@@ -109,6 +171,22 @@ class SceneGraph(BaseModel):
 
     def object_by_id(self, oid: str) -> GraphObject | None:
         return next((o for o in self.objects if o.id == oid), None)
+
+
+class SceneGraph(SceneGraphDraft):
+    """The planner's output before geometry: groups, relations, background.
+
+    Group ids are unique and every relation refers to them; a group is related
+    to itself only by ``next_to``/``near`` and only when it has two or more
+    members; ``between`` has two different references (or one group of two or
+    more). Whether the relations can all hold together is the planner's check
+    (``plan_and_render.planner.graph.check_graph``), not the contract's.
+    """
+
+    @model_validator(mode="after")
+    def _references(self) -> "SceneGraph":
+        _check_relations(self.relations, _counts_by_id(self.objects))
+        return self
 
 
 # --------------------------------------------------------------------------
@@ -135,6 +213,8 @@ class PlanObject(BaseModel):
     box: Box = (0.0, 0.0, 1.0, 1.0)
     size: SizeHint | None = None
     group: str | None = None
+    region: Region | None = None
+    depth: Depth | None = None
 
     @field_validator("box")
     @classmethod
@@ -153,13 +233,22 @@ class PlanRelation(BaseModel):
     object: str
     object2: str | None = None
 
+    @model_validator(mode="after")
+    def _between_needs_object2(self) -> "PlanRelation":
+        _between_rule(self)
+        return self
+
     def __str__(self) -> str:
-        tail = f" and {self.object2}" if self.object2 else ""
-        return f"{self.subject} {self.predicate} {self.object}{tail}"
+        return relation_text(self)
 
 
 class ScenePlan(BaseModel):
-    """The JSON scene plan handed from planner to renderer."""
+    """The JSON scene plan handed from planner to renderer.
+
+    Checked on every construction from data (see the module docstring and
+    plan-format.md, "Validation"). The prompt may be empty only in a plan
+    without objects: the blank canvas a chat session starts from.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -168,9 +257,16 @@ class ScenePlan(BaseModel):
     canvas: Canvas = Field(default_factory=Canvas)
     background: str | None = None
     negative_prompt: str | None = None
-    objects: list[PlanObject] = Field(default_factory=list)
-    relations: list[PlanRelation] = Field(default_factory=list)
+    objects: list[PlanObject] = Field(default_factory=list, max_length=MAX_PLAN_OBJECTS)
+    relations: list[PlanRelation] = Field(default_factory=list, max_length=MAX_PLAN_RELATIONS)
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScenePlan":
+        if self.objects and not self.prompt.strip():
+            raise _problem("'prompt' is empty; a plan with objects needs the prompt it depicts")
+        _check_relations(self.relations, _counts_by_id(self.objects))
+        return self
 
     def object_by_id(self, oid: str) -> PlanObject | None:
         return next((o for o in self.objects if o.id == oid), None)

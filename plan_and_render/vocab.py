@@ -1,20 +1,40 @@
 """Words the planner understands without a model.
 
-One place for the predicate vocabulary and its phrasings, number words, size
-words, colours, materials and English noun inflection, so the language-model
-backends, the normaliser, the rules backend and the benchmarks agree on what
-"on top of", "a dozen" or "potted plants" mean. Pure data and pure functions;
-this module imports nothing from the project (scene.py imports it).
+One place for the predicate vocabulary and its phrasings, the canvas regions
+and depth words of plan-format.md, number words, size words, colours,
+materials and English noun inflection, so the language-model backends, the
+normaliser, the rules backend and the benchmarks agree on what "on top of",
+"a dozen" or "potted plants" mean. Pure data and pure functions; this module
+imports nothing from the project (scene.py imports it).
+
+The closed word sets (``Predicate``, ``Region``, ``Depth``) are written once, as
+``Literal`` types, and their tuples of names are derived from them. They live
+here rather than in scene.py because this module needs them too (phrasings map
+onto predicates, ``ORDER_AXES`` is keyed by them) and must not import scene.py,
+which imports this module: a second list would be the only way around that.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
-PREDICATE_NAMES: tuple[str, ...] = (
+Predicate = Literal[
     "left_of", "right_of", "above", "below", "on", "under",
     "in_front_of", "behind", "next_to", "near", "inside", "between",
-)
+]
+PREDICATE_NAMES: tuple[str, ...] = get_args(Predicate)
+
+# "two cats next to each other" relates a group to itself; only these predicates can
+SYMMETRIC_PREDICATES = frozenset({"next_to", "near"})
+
+# Where on the canvas the prompt puts an object ("in the top left corner"), in thirds of width and height
+Region = Literal["left", "right", "top", "bottom", "center", "top_left", "top_right", "bottom_left", "bottom_right"]
+REGIONS: tuple[str, ...] = get_args(Region)
+
+# "a dog in the foreground", "mountains in the far background"
+Depth = Literal["foreground", "background"]
+DEPTHS: tuple[str, ...] = get_args(Depth)
 
 # predicate -> (axis, flip): each of these relations orders its two objects along
 # an axis, edge u -> v meaning "u comes first": further left (x), higher up (y),

@@ -21,7 +21,8 @@ phrases correctly far more often. So ``local`` decodes this form::
 
 ``answer_lines`` renders the few-shot examples (the same ``prompts/``
 examples the JSON backends use) and ``parse_lines`` turns an answer into a
-``SceneGraph``.
+``SceneGraphDraft`` (its references are the model's; ``crosscheck.repair``
+mends them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import re
 
 from .expand import slug
 from .normalize import normalize_name, words
-from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraphDraft
 from ..vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
 
 MAX_OBJECTS, MAX_RELATIONS, MAX_EXCLUDED, MAX_PHRASE_WORDS = 8, 8, 4, 4
@@ -57,9 +58,9 @@ def relation_phrase(prompt: str, predicate: str) -> str:
     return max(found, key=len) if found else predicate.replace("_", " ")
 
 
-def answer_lines(graph: SceneGraph | dict, prompt: str = "") -> str:
+def answer_lines(graph: SceneGraphDraft | dict, prompt: str = "") -> str:
     """The line-form answer for a scene graph (objects as ``count attributes name``)."""
-    g = SceneGraph.model_validate(graph)
+    g = graph if isinstance(graph, SceneGraphDraft) else SceneGraphDraft.model_validate(graph)
     names = {o.id: o.name for o in g.objects}
     objs = "; ".join(f"{o.count} {' '.join([*([o.size] if o.size else []), *o.attributes, o.name])}"
                      for o in g.objects) or "none"
@@ -156,12 +157,14 @@ def relations_rule(prompt: str) -> str:
 _OBJECT = re.compile(r"^(\d+)\s+(.+)$")
 
 
-def parse_lines(text: str) -> SceneGraph:
-    """A line answer (as ``grounded_grammar`` produces) as a ``SceneGraph``.
+def parse_lines(text: str) -> SceneGraphDraft:
+    """A line answer (as ``grounded_grammar`` produces) as a ``SceneGraphDraft``.
 
     Names are split by ``normalize_name``; ids come from names (a repeated name
     gets ``_2``); a reference is matched to an object by phrase, name or
-    singular; a relation phrase that maps to no predicate is dropped.
+    singular; a relation phrase that maps to no predicate is dropped. A
+    reference that matches nothing, or a thing related to itself, stays for
+    ``crosscheck.repair`` to drop (with a note).
     """
     fields: dict[str, str] = {}
     for line in ("Objects:" + text).splitlines():
@@ -198,8 +201,8 @@ def parse_lines(text: str) -> SceneGraph:
             relations.append(GraphRelation(subject=ref(parts[0]), predicate=pred, object=ref(parts[2])))
     background = fields.get("background")
     excluded = [normalize_name(x).name for x in _items(fields.get("excluded", ""), ",")]
-    return SceneGraph(objects=objects, relations=relations,
-                      background=None if background in (None, "", "none") else background, excluded=excluded)
+    return SceneGraphDraft(objects=objects, relations=relations,
+                           background=None if background in (None, "", "none") else background, excluded=excluded)
 
 
 def _items(value: str, sep: str) -> list[str]:

@@ -38,11 +38,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from ..errors import PlanAndRenderError
 from .expand import slug
 from .graph import check_graph
-from .normalize import negated_in_prompt, words
-from ..scene import GraphObject, GraphRelation, SceneGraph
+from .normalize import build_graph, negated_in_prompt, words
+from ..scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft, first_error
 from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
 
 _NON_OBJECTS = frozenset(
@@ -110,22 +112,29 @@ def grounded_relation(prompt: str, relation: GraphRelation, names: dict[str, str
 # --------------------------------------------------------------------------
 
 
-def repair(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[str]]:
-    """Make a model's graph valid: merge repeated objects, drop self-relations,
-    relations to unknown ids, duplicates, second relations between the same
-    pair and relations that contradict earlier ones. Returns the graph and what
-    was changed."""
+def repair(graph: SceneGraphDraft, prompt: str) -> tuple[SceneGraph, list[str]]:
+    """Make a model's draft a valid graph: merge repeated objects, rename a reused
+    id, drop self-relations, relations to unknown ids, duplicates, second
+    relations between the same pair and relations that contradict earlier ones
+    or break the contract. Returns the graph and what was changed."""
     notes: list[str] = []
     objects: list[GraphObject] = []
     alias: dict[str, str] = {}
+    ids: set[str] = set()
     for o in graph.objects:
         twin = next((x for x in objects if x.name == o.name and x.attributes == o.attributes), None)
         if twin is not None:
             alias[o.id] = twin.id
             notes.append(f"model listed {o.name!r} twice; kept the first ({twin.count})")
             continue
+        if o.id in ids:  # another thing under a taken id: relations name the first one
+            oid, k = o.id, 2
+            while oid in ids:
+                oid, k = f"{o.id}_{k}", k + 1
+            notes.append(f"model used the id {o.id!r} twice; the second ({o.name!r}) is now {oid!r}")
+            o = o.model_copy(update={"id": oid})
+        ids.add(o.id)
         objects.append(o)
-    ids = {o.id for o in objects}
     relations: list[GraphRelation] = []
     for r in graph.relations:
         r = r.model_copy(update={"subject": alias.get(r.subject, r.subject), "object": alias.get(r.object, r.object),
@@ -142,9 +151,11 @@ def repair(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[str]]:
             # pairs like "left_of" + "on" cannot be placed together
             notes.append(f"dropped model relation {r.subject} {r.predicate} {r.object}: the pair is already related")
             continue
-        trial = graph.model_copy(update={"objects": objects, "relations": [*relations, r]})
         try:
-            check_graph(trial)
+            check_graph(SceneGraph(objects=objects, relations=[*relations, r]))
+        except ValidationError as e:  # e.g. "between" one object and itself
+            notes.append(f"dropped model relation {r.subject} {r.predicate} {r.object}: {first_error(e)}")
+            continue
         except PlanAndRenderError:
             notes.append(f"dropped model relation {r.subject} {r.predicate} {r.object}: contradicts another")
             continue
@@ -237,7 +248,7 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
             continue
         try:
             check_graph(SceneGraph(objects=objects, relations=[*relations, cand]))
-        except PlanAndRenderError:
+        except (ValidationError, PlanAndRenderError):  # a self-relation, or a contradiction
             notes.append(f"ignored model relation {s} {r.predicate} {o}: contradicts the others")
             continue
         relations.append(cand)
@@ -254,8 +265,8 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
         if _key(e) not in {_key(x) for x in excluded} and grounded_name(prompt, e) and negated_in_prompt(_key(e), prompt):
             excluded.append(_key(e))
             objects = [o for o in objects if _key(o.name) != _key(e)]
-            relations = [r for r in relations if {r.subject, r.object} <= {o.id for o in objects}]
+            relations = [r for r in relations if {r.subject, r.object, r.object2} - {None} <= {o.id for o in objects}]
             notes.append(f"excluded {e!r} (the model read a negation)")
             added += 1
-    final = SceneGraph(objects=objects, relations=relations, background=background, excluded=excluded)
+    final = build_graph(objects=objects, relations=relations, background=background, excluded=excluded)
     return Merge(final, notes, added)

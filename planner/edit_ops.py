@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConflictError, PlanAndRenderError
 from ..geometry import relation_holds, solve
@@ -47,13 +47,13 @@ from ..scene import (
     GraphRelation,
     PlanObject,
     PlanRelation,
-    Predicate,
     ScenePlan,
     SceneGraph,
     SizeHint,
+    first_error,
     relation_text,
 )
-from ..vocab import COLOURS, MATERIALS, SIZE_WORDS, canonical_predicate, pluralize, singularize
+from ..vocab import COLOURS, MATERIALS, SIZE_WORDS, Predicate, canonical_predicate, pluralize, singularize
 
 __all__ = [
     "AMOUNTS", "AddOp", "Applied", "BackgroundOp", "ChangeOp", "ClarifyOp", "EditError", "EditOp", "EditScript",
@@ -333,7 +333,16 @@ def apply(plan: ScenePlan, ops: EditScript | list, seed: int = 0) -> Applied:
             raise EditError(f"'{op.op}' is not a plan change (the session handles it)")
         handler(state, op)
     state.plan.prompt = describe(state.plan)
-    return Applied(state.plan, state.notes, list(dict.fromkeys(state.touched)))
+    return Applied(_checked(state.plan), state.notes, list(dict.fromkeys(state.touched)))
+
+
+def _checked(plan: ScenePlan) -> ScenePlan:
+    """The edited plan, validated again: handlers change a copy in place, which pydantic
+    does not check, and a session stores and reloads what comes back."""
+    try:
+        return ScenePlan.model_validate(plan.model_dump())
+    except ValidationError as e:
+        raise EditError(f"the edit would make an invalid plan: {first_error(e)}") from None
 
 
 @dataclass

@@ -44,10 +44,12 @@ def instance_ids(graph: SceneGraph) -> dict[str, list[str]]:
 
 
 def expand(graph: SceneGraph) -> tuple[list[PlanObject], list[PlanRelation]]:
-    """Instances (box still the whole canvas) and instance-level relations."""
+    """Instances (box still the whole canvas) and instance-level relations.
+    Each instance keeps its group's size, region and depth."""
     ids = instance_ids(graph)
     objects = [
-        PlanObject(id=iid, name=o.name, phrase=phrase_for(o), attributes=list(o.attributes), size=o.size, group=o.id)
+        PlanObject(id=iid, name=o.name, phrase=phrase_for(o), attributes=list(o.attributes), size=o.size, group=o.id,
+                   region=o.region, depth=o.depth)
         for o in graph.objects
         for iid in ids[o.id]
     ]

@@ -3,19 +3,19 @@
 A plan whose relations cannot all hold must be an error rather than a bad
 picture. Each ordering predicate is an edge in a per-axis order graph
 (left/right, above/below, front/back, containment); a cycle in any of them is
-a contradiction, reported with the relations that form it.
+a contradiction, reported with the relations that form it. (That ids exist and
+are unique is the contract's check: ``SceneGraph`` validates itself, and
+``normalize.build_graph`` turns its refusal into the prompt's error.)
 """
 
 from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import ConflictError, InvalidPromptError
+from ..errors import ConflictError
 from .expand import instance_ids
-from ..scene import GraphRelation, SceneGraph, relation_text
+from ..scene import GraphRelation, SceneGraph
 from ..vocab import ORDER_AXES
-
-SYMMETRIC = frozenset({"next_to", "near"})
 
 
 def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
@@ -29,25 +29,6 @@ def to_networkx(graph: SceneGraph) -> nx.MultiDiGraph:
         if r.object2 is not None:
             g.add_edge(r.subject, r.object2, key=f"{r.predicate}#{i}b", predicate=r.predicate, index=i, role="object2")
     return g
-
-
-def _check_references(graph: SceneGraph) -> None:
-    counts = {o.id: o.count for o in graph.objects}
-    known = ", ".join(counts) or "none"
-    for r in graph.relations:
-        for ref in (r.subject, r.object, r.object2):
-            if ref is not None and ref not in counts:
-                raise InvalidPromptError(
-                    f"relation '{relation_text(r)}' refers to unknown object {ref!r} (known: {known})"
-                )
-        if r.predicate == "between":
-            if r.subject in (r.object, r.object2):
-                raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
-            if r.object == r.object2 and counts[r.object] < 2:
-                raise InvalidPromptError(f"relation '{relation_text(r)}' needs two different references")
-        elif r.subject == r.object and not (r.predicate in SYMMETRIC and counts[r.subject] >= 2):
-            # "two cats next to each other" is a group relation; "a cat left of itself" is not
-            raise InvalidPromptError(f"relation '{relation_text(r)}' relates an object to itself")
 
 
 def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:
@@ -99,13 +80,12 @@ def conflict_message(graph: SceneGraph, relations: list[GraphRelation]) -> str:
 
 
 def check_graph(graph: SceneGraph) -> nx.MultiDiGraph:
-    """Validate references and consistency; return the networkx view.
+    """Check that the relations can all hold; return the networkx view.
 
-    Raises ``InvalidPromptError`` for unknown ids or a relation from an object
-    to itself, and ``ConflictError`` naming the relations of a cycle, with the
+    Raises ``ConflictError`` naming the relations of a cycle, with the
     instance ids of the plan: "cat-1 left_of dog-1, dog-1 left_of cat-1".
+    (Unknown ids and self-relations never get this far: ``SceneGraph`` refuses them.)
     """
-    _check_references(graph)
     conflicts = find_conflicts(graph)
     if conflicts:
         raise ConflictError(conflict_message(graph, conflicts[0]))

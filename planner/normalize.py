@@ -5,13 +5,18 @@ object by name instead of id; the rules parser is tidier but not perfect. The
 normaliser fixes what can be fixed without guessing and says what it changed
 (the warnings end up in the plan), so later stages only see singular names,
 counts as numbers, adjectives as attributes and relations between real ids.
+It takes a ``SceneGraphDraft`` (a grammar-constrained model's answer, whose ids
+may repeat or name objects) and returns a checked ``SceneGraph``.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
+from pydantic import ValidationError
+
+from ..errors import InvalidPromptError
+from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph, SceneGraphDraft, first_error
 from ..vocab import (
     ADJECTIVES,
     COMPOUND_NOUNS,
@@ -22,8 +27,8 @@ from ..vocab import (
     singularize,
 )
 
-__all__ = ["normalize_graph", "normalize_name", "negated_in_prompt", "words", "canonical_predicate", "parse_count",
-           "NameParts"]
+__all__ = ["build_graph", "normalize_graph", "normalize_name", "negated_in_prompt", "words", "canonical_predicate",
+           "parse_count", "NameParts"]
 
 _ARTICLES = ("the", "a", "an", "some", "any", "this", "that", "these", "those", "its", "their", "his", "her", "no",
              "without")
@@ -178,8 +183,18 @@ def negated_in_prompt(name: str, prompt: str) -> bool:
     return False
 
 
-def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[str]]:
-    """Return a tidied copy of ``graph`` and a list of what was changed.
+def build_graph(**fields) -> SceneGraph:
+    """A ``SceneGraph`` from parts a planner assembled. What breaks the contract
+    (an unknown id, a relation of an object to itself...) is the prompt's
+    ``InvalidPromptError``, with the contract's own one-line message."""
+    try:
+        return SceneGraph(**fields)
+    except ValidationError as e:
+        raise InvalidPromptError(first_error(e)) from None
+
+
+def normalize_graph(graph: SceneGraphDraft, prompt: str) -> tuple[SceneGraph, list[str]]:
+    """Return a tidied, checked copy of ``graph`` and a list of what was changed.
 
     * names: lower case, singular, no article/count/colour/material/size word
       (those move to ``count``, ``attributes`` and ``size``);
@@ -187,7 +202,8 @@ def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[st
       id are pointed at the id; exact duplicate relations are dropped;
     * an object also listed in ``excluded`` is removed when ``prompt`` negates
       it ("a room without a bed"), otherwise the exclusion is dropped.
-    Unknown references are left in place for ``graph.check_graph`` to report.
+    What cannot be mended (a reference to nothing, an object related to itself)
+    is an ``InvalidPromptError`` with ``SceneGraph``'s message.
     """
     warnings: list[str] = []
     objects = _unique_ids([_normalize_object(o, warnings) for o in graph.objects], warnings)
@@ -230,5 +246,5 @@ def normalize_graph(graph: SceneGraph, prompt: str) -> tuple[SceneGraph, list[st
         relations.append(GraphRelation(subject=s, predicate=r.predicate, object=o, object2=o2))
 
     background = " ".join(graph.background.split()) if graph.background else None
-    out = SceneGraph(objects=objects, relations=relations, background=background or None, excluded=excluded)
+    out = build_graph(objects=objects, relations=relations, background=background or None, excluded=excluded)
     return out, warnings

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
+from pydantic import ValidationError
+
 from .. import vocab
 from ..errors import InvalidPromptError
 from ..geometry import solve
-from ..scene import MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraph
+from ..scene import MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraphDraft, first_error
 from .backends import Planner, get_planner
 from .expand import expand
 from .graph import check_graph
@@ -101,8 +103,8 @@ NON_ENGLISH_WARNING = ("the prompt does not look like English; planners are tune
                        "so this plan is best-effort (check the objects, or rephrase in English)")
 
 
-def plan_from_graph(prompt: str, graph: SceneGraph, canvas: Canvas | None = None, seed: int = 0) -> ScenePlan:
-    """Normalise and check a scene graph, then place every instance."""
+def plan_from_graph(prompt: str, graph: SceneGraphDraft, canvas: Canvas | None = None, seed: int = 0) -> ScenePlan:
+    """Normalise and check a scene graph (or a model's draft of one), then place every instance."""
     canvas = canvas or Canvas()
     graph, warnings = normalize_graph(graph, prompt)
     if not graph.objects and not (graph.background or graph.excluded):  # "a bedroom without a bed" is a plan
@@ -113,15 +115,18 @@ def plan_from_graph(prompt: str, graph: SceneGraph, canvas: Canvas | None = None
     objects, relations = expand(graph)
     layout = solve(objects, relations, canvas, seed=seed) if objects else None
     placed = [PlanObject(**{**o.model_dump(), "box": layout.boxes[o.id]}) for o in objects] if layout else []
-    return ScenePlan(
-        prompt=prompt,
-        canvas=canvas,
-        background=graph.background,
-        negative_prompt=", ".join(graph.excluded) or None,
-        objects=placed,
-        relations=relations,
-        warnings=[*warnings, *(layout.warnings if layout else [])],
-    )
+    try:
+        return ScenePlan(
+            prompt=prompt,
+            canvas=canvas,
+            background=graph.background,
+            negative_prompt=", ".join(graph.excluded) or None,
+            objects=placed,
+            relations=relations,
+            warnings=[*warnings, *(layout.warnings if layout else [])],
+        )
+    except ValidationError as e:  # e.g. more instance relations than a plan may hold
+        raise InvalidPromptError(f"the prompt makes an invalid plan: {first_error(e)}") from None
 
 
 def make_plan(

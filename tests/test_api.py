@@ -187,12 +187,14 @@ def test_load_plan_round_trip_and_errors(tmp_path):
     assert par.load_plan(good) == two_shapes()
     dup = two_shapes().model_dump(mode="json")
     dup["objects"][1]["id"] = "circle-1"
-    with pytest.raises(UsageError, match="duplicate object ids circle-1"):
+    with pytest.raises(UsageError, match=r"^plan is not a valid scene plan: duplicate object id 'circle-1' "
+                                         r"\(objects 0 and 1\)$"):
         par.parse_plan(dup)
     with pytest.raises(UsageError, match=r"canvas.width: Input should be greater than or equal to 64"):
         par.parse_plan({"prompt": "x", "canvas": {"width": 8, "height": 64}})
     with pytest.raises(UsageError, match="'prompt' is empty"):
-        par.parse_plan({"prompt": " "})
+        par.parse_plan({**two_shapes().model_dump(mode="json"), "prompt": " "})
+    assert par.parse_plan({"prompt": " "}).objects == []  # a blank canvas, as a chat session starts from
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from PIL import Image
 
 from plan_and_render.planner import Planner, available
 from plan_and_render.errors import LLMError
-from plan_and_render.scene import ScenePlan, SceneGraph
+from plan_and_render.scene import MAX_PLAN_OBJECTS, ScenePlan, SceneGraph
 from plan_and_render.app import api, cli
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
@@ -523,6 +523,13 @@ def test_usage_and_planner_errors(capsys, tmp_path, monkeypatch, argv, code, fra
          "objects.0.box"),
         ('{"prompt": "a cat", "objects": [{"id": "c", "name": "cat", "phrase": "a cat"}], '
          '"relations": [{"subject": "c", "predicate": "left_of", "object": "dog"}]}', "unknown object 'dog'"),
+        ('{"prompt": "a cat", "objects": [{"id": "c", "name": "cat", "phrase": "a cat"}, '
+         '{"id": "c", "name": "dog", "phrase": "a dog"}]}', "duplicate object id 'c' (objects 0 and 1)"),
+        ('{"prompt": "a cat", "objects": [{"id": "c", "name": "cat", "phrase": "a cat", "region": "upper"}]}',
+         "objects.0.region: Input should be 'left', 'right'"),
+        (json.dumps({"prompt": "cats", "objects": [{"id": f"c{i}", "name": "cat", "phrase": "a cat"}
+                                                   for i in range(MAX_PLAN_OBJECTS + 1)]}),
+         f"objects: List should have at most {MAX_PLAN_OBJECTS} items"),
         ('{"prompt": "a cat", "error": {"type": "conflict", "message": "x y"}}', "is an error record"),
     ],
 )

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pydantic import ValidationError
 
 from plan_and_render.geometry import box_mask, check_plan, overlap_fraction, relation_holds, save_preview
-from plan_and_render.geometry.check import overlap_allowed, overlap_violations
+from plan_and_render.geometry.check import check_relations, overlap_allowed, overlap_violations
 from plan_and_render.scene import PlanObject, PlanRelation, ScenePlan
 
 LEFT, RIGHT = (0.05, 0.4, 0.35, 0.7), (0.6, 0.4, 0.9, 0.7)
@@ -133,9 +134,12 @@ def test_check_plan_lists_exactly_the_violated_relations():
     assert check_plan(_plan([("cat-1", LEFT), ("dog-1", RIGHT)], [rel("cat-1", "left_of", "dog-1")])) == []
 
 
-def test_check_plan_reports_unknown_ids():
-    bad = check_plan(_plan([("cat-1", LEFT)], [rel("cat-1", "left_of", "dog-7")]))
+def test_check_relations_reports_unknown_ids():
+    """A ScenePlan cannot name an unknown id any more (the contract refuses it); bare boxes can."""
+    bad = check_relations({"cat-1": LEFT}, [rel("cat-1", "left_of", "dog-7")])
     assert len(bad) == 1 and "dog-7" in bad[0].reason
+    with pytest.raises(ValidationError, match="unknown object 'dog-7'"):
+        _plan([("cat-1", LEFT)], [rel("cat-1", "left_of", "dog-7")])
 
 
 def test_overlap_fraction_hand_checked():

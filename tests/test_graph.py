@@ -1,4 +1,4 @@
-"""networkx view and consistency checks: unknown ids, self-relations, cycles."""
+"""networkx view and consistency checks: unknown ids, self-relations (the contract), cycles (the planner)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import networkx as nx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from plan_and_render.errors import ConflictError, InvalidPromptError
 from plan_and_render.planner.graph import check_graph, find_conflicts, to_networkx
-from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.planner.normalize import normalize_graph
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
 
 
 def _g(names, relations, counts=None) -> SceneGraph:
@@ -103,9 +105,14 @@ def test_consistent_graphs_pass(relations):
     ],
 )
 def test_bad_references_are_invalid_prompts(relations, counts, fragment):
+    """SceneGraph refuses them itself; a model's draft that has them is the prompt's error."""
+    with pytest.raises(ValidationError, match=fragment):
+        _g(["cat", "dog"], relations, counts)
+    draft = SceneGraphDraft.model_validate(_g(["cat", "dog"], [], counts).model_dump() | {"relations": [
+        {"subject": s, "predicate": p, "object": o, "object2": rest[0] if rest else None} for s, p, o, *rest in relations]})
     with pytest.raises(InvalidPromptError) as err:
-        check_graph(_g(["cat", "dog"], relations, counts))
-    assert fragment in str(err.value)
+        normalize_graph(draft, "a cat and a dog")
+    assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 def test_group_conflicts_name_the_instances():

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from plan_and_render.errors import InvalidPromptError
 from plan_and_render.planner.normalize import normalize_graph, normalize_name
-from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
 from plan_and_render.vocab import (
     PREDICATE_NAMES,
     PREDICATE_PHRASES,
@@ -173,8 +174,9 @@ def test_normalize_name(raw, name, count, attributes, size):
 # --------------------------------------------------------------------------
 
 
-def _g(objects, relations=(), **kw) -> SceneGraph:
-    return SceneGraph(
+def _g(objects, relations=(), **kw) -> SceneGraphDraft:
+    """A model's answer: its references are not checked until normalisation has mended them."""
+    return SceneGraphDraft(
         objects=[GraphObject(**o) for o in objects],
         relations=[GraphRelation(**r) for r in relations],
         **kw,
@@ -222,10 +224,16 @@ def test_relations_by_name_are_mapped_to_ids_and_duplicates_dropped():
     assert any("by name" in w for w in warnings)
 
 
-def test_unknown_reference_is_left_for_the_checker():
+def test_unknown_reference_is_an_invalid_prompt_naming_it():
     g = _g([{"id": "cat", "name": "cat"}], [{"subject": "cat", "predicate": "near", "object": "unicorn"}])
-    out, _ = normalize_graph(g, "a cat near a unicorn")
-    assert out.relations[0].object == "unicorn"
+    with pytest.raises(InvalidPromptError, match=r"^relation 'cat near unicorn' refers to unknown object 'unicorn' "
+                                                 r"\(known: cat\)$"):
+        normalize_graph(g, "a cat near a unicorn")
+
+
+def test_the_result_is_a_checked_scene_graph():
+    out, _ = normalize_graph(_g([{"id": "x", "name": "cat"}, {"id": "x", "name": "dog"}]), "a cat and a dog")
+    assert type(out) is SceneGraph
 
 
 def test_duplicate_ids_are_renamed():

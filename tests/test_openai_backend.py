@@ -157,6 +157,43 @@ def test_invalid_then_valid_feeds_the_validation_error_back(fake, mode):
     assert BETWEEN_ERROR not in json.dumps(first)
 
 
+# Valid JSON and valid objects and relations, but the graph breaks the contract as a whole:
+# a relation names an object the answer does not list, or two objects share an id.
+UNKNOWN_REFERENCE = {**CAT_VASE, "relations": [{"subject": "cat", "predicate": "left_of", "object": "dog"}]}
+UNKNOWN_ERROR = "relation 'cat left_of dog' refers to unknown object 'dog' (known: cat, vase)"
+DUPLICATE_IDS = {**CAT_VASE, "objects": [*CAT_VASE["objects"], {"id": "cat", "name": "dog"}]}
+DUPLICATE_ERROR = "duplicate object id 'cat' (objects 0 and 2)"
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "tools"])
+@pytest.mark.parametrize(("bad", "error"), [(UNKNOWN_REFERENCE, UNKNOWN_ERROR), (DUPLICATE_IDS, DUPLICATE_ERROR)])
+def test_graph_level_errors_are_fed_back_too(fake, mode, bad, error):
+    """The reference checks live in SceneGraph, so instructor re-asks about them like any field error."""
+    fake.script = [ok(bad), ok(CAT_VASE)]
+    graph = planner_for(fake, mode=mode).graph("a cat left of two vases")
+    assert graph == SceneGraph.model_validate(CAT_VASE)
+    assert len(fake.requests) == 2
+    first, second = (r.body["messages"] for r in fake.requests)
+    bad_answer, correction = second[len(first):]
+    assert bad_answer["role"] == "assistant" and json.loads(_answer_text(bad_answer)) == bad
+    assert error in correction["content"] and error not in json.dumps(first)
+
+
+def test_graph_level_error_every_time_is_one_line_naming_it(fake):
+    fake.script = [ok(UNKNOWN_REFERENCE)]
+    with pytest.raises(LLMError) as info:
+        planner_for(fake, retries=1).graph("a cat left of a dog")
+    assert len(fake.requests) == 2
+    assert "no valid SceneGraph in 2 attempts" in str(info.value) and UNKNOWN_ERROR in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _answer_text(message: dict) -> str:
+    """The JSON an assistant message carries: its content, or its tool call's arguments."""
+    calls = message.get("tool_calls") or []
+    return calls[0]["function"]["arguments"] if calls else message["content"]
+
+
 @pytest.mark.parametrize("retries", [0, 2])
 def test_garbage_every_time_fails_after_retries(fake, retries):
     fake.script = [ok("I am sorry, I cannot draw.")]

@@ -19,7 +19,7 @@ from plan_and_render.planner.compact import answer_lines, grounded_grammar, pars
 from plan_and_render.planner.crosscheck import merge, repair, stated_counts
 from plan_and_render.errors import LLMError, ModelUnavailableError
 from plan_and_render.planner.prompting import examples, graph_messages, local_completion
-from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph
+from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
@@ -81,7 +81,7 @@ def tiny_planner(tiny_dir):
 def test_random_model_output_parses_as_a_scene_graph(tiny_planner):
     assert not tiny_planner.has_chat_template  # a base model: few-shot completion
     graph = tiny_planner.graph("a cat to the left of a dog")
-    assert isinstance(graph, SceneGraph)
+    assert type(graph) is SceneGraphDraft  # references unchecked: normalisation mends or reports them
     for r in graph.relations:  # the decoding schema encodes pydantic's between/object2 rule
         assert (r.predicate == "between") == (r.object2 is not None)
     for o in graph.objects:
@@ -95,7 +95,7 @@ def test_chat_template_is_used_and_output_parses(tmp_path):
     prefix, tail, add_bos = planner._split(msgs)
     full = planner.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert prefix + tail == full and tail.startswith("<user>Description: two red apples") and not add_bos
-    assert isinstance(planner.structured(msgs, SceneGraph), SceneGraph)
+    assert isinstance(planner.structured(msgs, SceneGraphDraft), SceneGraphDraft)
 
 
 def test_structured_fills_any_schema(tiny_planner):
@@ -253,7 +253,7 @@ def test_conversion_runs_once_and_is_atomic(monkeypatch, tmp_path, tiny_dir):
     assert first == second and is_complete(first) and len(calls) == 1
     assert ensure_converted("m.gguf", "k2", lambda tmp: src, convert) != first and len(calls) == 2
     planner = get_planner("hf:" + str(first), max_new_tokens=3000)  # the converted folder loads
-    assert isinstance(planner.graph("a dog"), SceneGraph)
+    assert isinstance(planner.graph("a dog"), SceneGraphDraft)
 
 
 def write_tiny_gguf(path: Path, tokenizer_dir: Path) -> Path:
@@ -350,20 +350,59 @@ def test_grounded_grammar_only_admits_the_prompts_words():
     assert "red sofa" in prompt_phrases("two cats next to a red sofa")
 
 
-def _g(objects, relations=(), background=None, excluded=()):
-    return SceneGraph(objects=[GraphObject(id=i, name=n, count=c, attributes=list(a)) for i, n, c, a in objects],
-                      relations=[GraphRelation(subject=s, predicate=p, object=o) for s, p, o in relations],
-                      background=background, excluded=list(excluded))
+def test_decoding_grammar_admits_region_and_depth_words_only():
+    """The JSON grammar built from the graph schema (every key required) decodes the new optional fields."""
+    import xgrammar as xgr
+
+    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
+    from plan_and_render.planner.backends.transformers_backend import _validate, decoding_schema
+
+    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(SceneGraph))),
+                                           any_whitespace=False, separators=SEPARATORS)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar)
+
+    def answer(region: str, depth: str) -> str:
+        return ('{"objects": [{"id": "cat", "name": "cat", "count": 1, "attributes": [], "size": null, '
+                f'"region": {region}, "depth": {depth}}}], "relations": [], "background": null, "excluded": []}}')
+
+    def accepts(text: str) -> bool:
+        return xgr.GrammarMatcher(compiled).accept_string(text)
+
+    assert accepts(answer('"top_left"', '"foreground"')) and accepts(answer("null", "null"))
+    assert not accepts(answer('"upper_left"', "null")) and not accepts(answer("null", '"middle"'))
+    graph = _validate(SceneGraphDraft, answer('"top_left"', '"foreground"'))
+    assert (graph.objects[0].region, graph.objects[0].depth) == ("top_left", "foreground")
+
+
+def _g(objects, relations=(), background=None, excluded=(), kind=SceneGraph):
+    return kind(objects=[GraphObject(id=i, name=n, count=c, attributes=list(a)) for i, n, c, a in objects],
+                relations=[GraphRelation(subject=s, predicate=p, object=o) for s, p, o in relations],
+                background=background, excluded=list(excluded))
 
 
 def test_repair_merges_echoes_and_drops_impossible_relations():
     model = _g([("sheep", "sheep", 5, []), ("sheep_2", "sheep", 1, []), ("tv", "tv", 1, []), ("cat", "cat", 1, [])],
                [("sheep", "inside", "sheep_2"), ("tv", "inside", "cat"), ("cat", "inside", "tv"),
-                ("tv", "left_of", "cat"), ("dog", "on", "tv")])
+                ("tv", "left_of", "cat"), ("dog", "on", "tv")], kind=SceneGraphDraft)
     fixed, notes = repair(model, "five sheep, a tv and a cat")
+    assert type(fixed) is SceneGraph
     assert [(o.id, o.count) for o in fixed.objects] == [("sheep", 5), ("tv", 1), ("cat", 1)]
     assert [(r.subject, r.predicate, r.object) for r in fixed.relations] == [("tv", "inside", "cat")]
     assert len(notes) == 5
+
+
+def test_repair_renames_a_reused_id_and_drops_what_the_contract_refuses():
+    model = _g([("cat", "cat", 1, []), ("cat", "dog", 1, []), ("tree", "tree", 1, [])],
+               [("cat", "next_to", "cat")], kind=SceneGraphDraft)
+    model.relations += [GraphRelation(subject="tree", predicate="between", object="cat", object2="cat"),
+                        GraphRelation(subject="tree", predicate="near", object="cat")]
+    fixed, notes = repair(model, "a cat, a dog and a tree")
+    assert [(o.id, o.name) for o in fixed.objects] == [("cat", "cat"), ("cat_2", "dog"), ("tree", "tree")]
+    assert [(r.subject, r.predicate, r.object) for r in fixed.relations] == [("tree", "near", "cat")]
+    assert len(notes) == 3 and "the second ('dog') is now 'cat_2'" in notes[0] and "self" in notes[1]
+    assert notes[2].endswith("relation 'tree between cat and cat' needs two different references")
 
 
 def test_stated_counts_reads_numbers_next_to_the_noun():

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from plan_and_render.errors import ModelUnavailableError, PlanAndRenderError, UsageError
-from plan_and_render.scene import Canvas, ScenePlan
+from pydantic import ValidationError
+
+from ..errors import ModelUnavailableError, PlanAndRenderError, UsageError
+from ..scene import Canvas, ScenePlan, first_error
 
 from . import output
 
@@ -143,9 +145,11 @@ def native_size(model: str | Path) -> int | None:
 
 
 def parse_plan(data: str | bytes | dict, source: str = "plan") -> ScenePlan:
-    """A ScenePlan from JSON text or a dict, with one-line errors for every way it can be wrong."""
-    from pydantic import ValidationError
+    """A ScenePlan from JSON text or a dict; every way it can be wrong is one ``UsageError`` line.
 
+    The checks themselves are ``ScenePlan``'s (plan-format.md, "Validation"); this
+    only decodes the JSON and words the first problem for the file it came from.
+    """
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
@@ -158,24 +162,9 @@ def parse_plan(data: str | bytes | dict, source: str = "plan") -> ScenePlan:
         err = data.get("error") or {}
         raise UsageError(f"{source} is an error record, not a plan: {err.get('message', err)}")
     try:
-        plan = ScenePlan.model_validate(data)
+        return ScenePlan.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "plan"
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise UsageError(f"{source} is not a valid scene plan: {where}: {first['msg']}{more}") from None
-    ids = [o.id for o in plan.objects]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise UsageError(f"{source} is not a valid scene plan: duplicate object ids {', '.join(dupes)}")
-    known = set(ids)
-    for r in plan.relations:
-        for ref in (r.subject, r.object, r.object2):
-            if ref is not None and ref not in known:
-                raise UsageError(f"{source} is not a valid scene plan: relation '{r}' names unknown object {ref!r}")
-    if not plan.prompt.strip():
-        raise UsageError(f"{source} is not a valid scene plan: 'prompt' is empty")
-    return plan
+        raise UsageError(f"{source} is not a valid scene plan: {first_error(e)}") from None
 
 
 def load_plan(path: str | Path) -> ScenePlan:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..scene import PREDICATES, Canvas, PlanObject, PlanRelation
+from ..scene import Canvas, PlanObject, PlanRelation
+from ..vocab import PREDICATE_NAMES
 from .check import overlap_violations, relation_holds
 from .sizes import min_size
 
@@ -148,7 +149,7 @@ def random_scene(
         for b in range(len(groups)):
             if a == b:
                 continue
-            candidates += [(p, a, b) for p in PREDICATES if p != "between" and holds_for_all(p, a, b)]
+            candidates += [(p, a, b) for p in PREDICATE_NAMES if p != "between" and holds_for_all(p, a, b)]
             for c in range(b + 1, len(groups)):
                 if c != a and holds_for_all("between", a, b, c):
                     candidates.append(("between", a, b, c))

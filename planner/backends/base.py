@@ -25,7 +25,7 @@ from typing import Callable, TypeVar
 from pydantic import BaseModel
 
 from ...errors import ModelUnavailableError, UsageError
-from ...scene import SceneGraph
+from ...scene import SceneGraph, SceneGraphDraft
 from ..edit_ops import EditScript
 from ..prompting import edit_messages, graph_messages
 
@@ -43,8 +43,11 @@ class Planner(ABC):
     edit_rules_first: bool = False
 
     @abstractmethod
-    def graph(self, prompt: str) -> SceneGraph:
-        """Return the scene graph for one prompt (raise a PlanAndRenderError on failure)."""
+    def graph(self, prompt: str) -> SceneGraphDraft:
+        """Return the scene graph for one prompt (raise a PlanAndRenderError on failure).
+
+        A ``SceneGraph``, or a ``SceneGraphDraft`` from a backend that cannot make
+        its model's references valid; ``plan_from_graph`` normalises either."""
 
     def edit_ops(self, instruction: str, context: dict) -> EditScript:  # pragma: no cover - overridden where supported
         """Turn a chat instruction into an ``EditScript``.
@@ -59,15 +62,19 @@ class LLMPlanner(Planner):
 
     Subclasses implement ``structured`` (hosted: instructor; local: constrained
     decoding); prompts come from ``plan_and_render.planner.prompting`` so every model sees the
-    same instructions and few-shot examples.
+    same instructions and few-shot examples. The graph is asked for as
+    ``graph_schema``: ``SceneGraph``, whose validation errors instructor sends
+    back to the model, unless the backend can only produce a draft.
     """
+
+    graph_schema: type[SceneGraphDraft] = SceneGraph
 
     @abstractmethod
     def structured(self, messages: list[dict], schema: type[M]) -> M:
         """Answer the chat ``messages`` with an instance of ``schema`` (raise LLMError on failure)."""
 
     def graph(self, prompt: str) -> SceneGraph:
-        return self.structured(graph_messages(prompt), SceneGraph)
+        return self.structured(graph_messages(prompt), self.graph_schema)
 
     def edit_ops(self, instruction: str, context: dict) -> EditScript:
         """The model fills ``EditScript`` (typed operations) from the scene summary and the instruction."""

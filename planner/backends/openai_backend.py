@@ -23,7 +23,10 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
 from ...errors import LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
+from ...scene import first_error
 from .base import LLMPlanner, M
 
 KEY_ENV = "OPENAI_API_KEY"
@@ -232,17 +235,8 @@ class OpenAIPlanner(LLMPlanner):
 
     def _reason(self, err: BaseException) -> str:
         """The first validation problem of the last answer, short."""
-        errors = getattr(err, "errors", None)
-        if callable(errors):
-            try:
-                items = errors()
-            except Exception:  # noqa: BLE001 - not a pydantic error after all
-                items = []
-            if items:
-                first = items[0]
-                loc = ".".join(str(p) for p in first.get("loc", ())) or "answer"
-                more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
-                return scrub(f"{loc}: {first.get('msg', '')}{more}", (self._key,))[:300]
+        if isinstance(err, ValidationError) and err.error_count():
+            return scrub(first_error(err), (self._key,))[:300]
         if isinstance(err, json.JSONDecodeError):
             return f"not JSON ({err.msg})"
         return scrub(str(err), (self._key,))[:300] or type(err).__name__

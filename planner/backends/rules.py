@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 from ...errors import InvalidPromptError
 from ..expand import slug
-from ..normalize import normalize_name
+from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, VAGUE_COUNTS, is_plural, parse_count
+from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SYMMETRIC_PREDICATES, VAGUE_COUNTS, is_plural,
+                      parse_count)
 from . import rules_edits
 from .base import Planner
 
@@ -464,7 +465,7 @@ class _Builder:
         for s in subjects:
             for o in objects:
                 rel = (s, pred, o, object2)
-                if (s != o or pred in ("next_to", "near")) and rel not in self.relations:
+                if (s != o or pred in SYMMETRIC_PREDICATES) and rel not in self.relations:
                     self.relations.append(rel)
 
     def get(self, oid: str) -> _Obj:
@@ -562,7 +563,7 @@ def parse(prompt: str) -> SceneGraph:
             name = " ".join(words[:4]).lower()
             objects = [GraphObject(id=slug(name) or "object", name=name)]
     excluded = [e for e in dict.fromkeys(b.excluded) if e not in {o.name for o in objects}]
-    return SceneGraph(objects=objects, relations=relations, background=background, excluded=excluded)
+    return build_graph(objects=objects, relations=relations, background=background, excluded=excluded)
 
 
 def _apply_comparison(b: _Builder, x_text: str, kind: str, y_text: str) -> None:
@@ -820,7 +821,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             elif nxt is not None and nxt.kind == "EACH":
                 if len(rel_subjects) >= 2:
                     b.relate(rel_subjects[:1], t.pred or "near", rel_subjects[1:2])
-                elif rel_subjects and t.pred in ("next_to", "near"):
+                elif rel_subjects and t.pred in SYMMETRIC_PREDICATES:
                     o = b.get(rel_subjects[0])
                     if (o.count or 1) >= 2:
                         b.relate(rel_subjects, t.pred, rel_subjects)

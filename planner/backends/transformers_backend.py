@@ -40,7 +40,7 @@ from typing import Callable, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ...errors import ConflictError, LLMError, ModelUnavailableError, UsageError
-from ...scene import SceneGraph
+from ...scene import SceneGraph, SceneGraphDraft
 from ..compact import grounded_grammar, parse_lines, prompt_phrases
 from ..crosscheck import merge, repair
 from ..plan import plan_from_graph
@@ -137,9 +137,14 @@ def messages_to_completion(messages: list[dict]) -> tuple[str, str]:
 
 
 class TransformersPlanner(LLMPlanner):
-    """A local transformers causal LM with grammar-constrained decoding."""
+    """A local transformers causal LM with grammar-constrained decoding.
+
+    The grammar fixes the JSON shape but cannot make a relation name an object
+    the model listed, and there is no second ask: graphs come back as drafts
+    for the planner's normalisation to mend or report."""
 
     name = "hf"
+    graph_schema = SceneGraphDraft
 
     def __init__(
         self,
@@ -203,21 +208,22 @@ class TransformersPlanner(LLMPlanner):
         gen = self._decode(prefix, tail, decoding_schema(schema), lead=lead, add_bos=add_bos)
         return _validate(schema, gen.text)
 
-    def graph(self, prompt: str) -> SceneGraph:
+    def graph(self, prompt: str) -> SceneGraphDraft:
         if self.has_chat_template:
             return super().graph(prompt)
         text = graph_completion(prompt)
         cut = text.rindex("Description:")
-        gen = self._decode(text[:cut], text[cut:].rstrip(), decoding_schema(SceneGraph), lead=" ")
-        return _validate(SceneGraph, gen.text)
+        gen = self._decode(text[:cut], text[cut:].rstrip(), decoding_schema(self.graph_schema), lead=" ")
+        return _validate(self.graph_schema, gen.text)
 
 
 def decoding_schema(schema: type[BaseModel]) -> dict:
-    """The JSON schema to decode ``schema`` with. For ``SceneGraph`` the relation
+    """The JSON schema to decode ``schema`` with. For a scene graph the relation
     rule pydantic checks in code ("between" needs ``object2``, nothing else takes
-    one) becomes two relation shapes, so every grammar-valid answer validates."""
+    one) becomes two relation shapes, so every grammar-valid answer validates as
+    a ``SceneGraphDraft`` (references are another matter, see the class)."""
     d = schema.model_json_schema()
-    rel = d.get("$defs", {}).get("GraphRelation") if schema is SceneGraph else None
+    rel = d.get("$defs", {}).get("GraphRelation") if issubclass(schema, SceneGraphDraft) else None
     if rel:
         props = rel["properties"]
         others = [p for p in props["predicate"]["enum"] if p != "between"]
