@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from plan_and_render.errors import PlanAndRenderError, UsageError
+from plan_and_render.renderer.settings import RenderSettings
 
 from . import api
 
@@ -132,7 +133,7 @@ def parse_method_options(text: str) -> dict[str, dict]:
     so that a typo fails before anything is planned or written."""
     import json
 
-    from plan_and_render.renderer.config import check_options
+    from plan_and_render.renderer import check_options
 
     try:
         return check_options(json.loads(text))
@@ -185,16 +186,18 @@ def generate_cmd(
     method: str = typer.Option(api.DEFAULT_METHOD, "--method", help="Guidance: refocus, zest, excite, rca, backward, "
                                "none; combine with +, e.g. refocus+rca.", rich_help_panel="Renderer"),
     seed: int = typer.Option(0, "--seed", help="Seed for the layout and the initial noise."),
-    steps: int = typer.Option(50, "--steps", min=1, help="Sampling steps.", rich_help_panel="Renderer"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps. Default: the model's (50).",
+                                        rich_help_panel="Renderer", show_default=False),
     width: Optional[int] = typer.Option(None, "--width", help=_size_help("Image width"), show_default=False),
     height: Optional[int] = typer.Option(None, "--height", help=_size_help("Image height"), show_default=False),
     num_images: int = typer.Option(1, "--num-images", "-n", min=1, help="Images per run (one seed, one batch).",
                                    rich_help_panel="Renderer"),
-    guidance_scale: float = typer.Option(7.5, "--guidance-scale", help="Classifier-free guidance scale.",
-                                         rich_help_panel="Renderer"),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Classifier-free guidance scale. "
+                                                   "Default: the model's (7.5 for SD, 5.0 for SDXL).",
+                                                   rich_help_panel="Renderer", show_default=False),
     method_options: Optional[str] = typer.Option(
         None, "--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
-        "(field names: renderer/config.py; applied on top of the model folder's guidance.json).",
+        "(field names: the config classes in renderer/methods/; applied on top of the model folder's guidance.json).",
         rich_help_panel="Renderer", show_default=False),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, cuda:1... (default: cuda if available).",
                                          rich_help_panel="Renderer", show_default=False),
@@ -215,14 +218,10 @@ def generate_cmd(
         raise UsageError(f"missing PROMPT: {PROG} \"a cat to the left of a vase\" (or --plan FILE)")
     if plan_file is not None and plan_file.is_dir():
         raise UsageError(f"--plan {str(plan_file)!r} is a folder; give a plan JSON file")
-    if not dry_run:  # fail on bad options before writing anything
-        api.check_render_size(width, height)
-        from plan_and_render.renderer.guidance import parse_method
-
-        parse_method(method)
     options = parse_method_options(method_options) if method_options is not None else None
-    if dtype is not None and dtype not in ("fp16", "float16", "bf16", "bfloat16", "fp32", "float32"):
-        raise UsageError(f"unknown --dtype {dtype!r}; use fp16, bf16 or fp32")
+    # fail on bad options before writing anything
+    settings = RenderSettings(method=method, seed=seed, steps=steps, width=width, height=height, num_images=num_images,
+                              guidance_scale=guidance_scale, method_options=options or {}, device=device, dtype=dtype)
     _quiet_libraries(rendering=not dry_run)
 
     from . import output
@@ -239,15 +238,14 @@ def generate_cmd(
             for w in data["warnings"]:
                 warn_line(w)
         elif name == "rendering":
-            err_console.print(f"rendering with {data['model']} ({data['method']}, {data['steps']} steps)...")
+            steps = f"{data['steps']} steps" if data["steps"] else "the model's steps"
+            err_console.print(f"rendering with {data['model']} ({data['method']}, {steps})...")
 
     opts = _planner_options(base_url, retries, timeout, planner_device) if plan_file is None else {}
     try:
         result = api.generate(
-            prompt, plan=plan_file, planner=planner, model=model, method=method, seed=seed, steps=steps,
-            guidance_scale=guidance_scale, num_images=num_images, width=width, height=height, device=device,
-            dtype=dtype, out_dir=run_dir, dry_run=dry_run, progress=sys.stderr.isatty(), on_event=on_event,
-            method_options=options, **opts)
+            prompt, plan=plan_file, planner=planner, model=model, settings=settings, out_dir=run_dir, dry_run=dry_run,
+            progress=sys.stderr.isatty(), on_event=on_event, planner_options=opts)
     except KeyboardInterrupt:
         kept = [n for n in ("plan.json", "layout.png", "metadata.json") if (Path(run_dir) / n).exists()]
         error_line(f"interrupted; kept {', '.join(kept) or 'nothing'} in {run_dir}")
