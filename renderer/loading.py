@@ -1,4 +1,8 @@
-"""Find and load weights: hub id (HF cache only, no network), diffusers folder, or one file.
+"""Find and load weights (hub id from the HF cache, diffusers folder, or one file) into a pipeline.
+
+``load_pipeline`` builds the SD or SDXL pipeline with the defaults the model folder's
+``guidance.json`` recommends (``folder_defaults``); ``plan_and_render.renderer.get_pipeline``
+caches what it loads.
 
 Loading never waits on a network that is not there: hub ids are looked up in
 the local Hugging Face cache first; the network is tried only when

@@ -128,18 +128,17 @@ class LayoutPipeline:
     # -- settings ------------------------------------------------------------------
     def resolve(self, plan: ScenePlan, settings: RenderSettings | None = None, **overrides) -> RenderSettings:
         """The concrete settings a render of ``plan`` uses: those given, else the model folder's, else the
-        family's (``RenderSettings.resolved``); the size defaults to the plan's canvas. Device and dtype
-        are this pipeline's (asking for others is a UsageError: load another pipeline)."""
-        s = RenderSettings.build(settings, **overrides).resolved(self.family, self.settings_defaults,
-                                                                 self.method_defaults)
+        family's (``RenderSettings.resolved``), else the plan's canvas for the size. Device and dtype are
+        this pipeline's (asking for others is a UsageError: load another pipeline)."""
+        s = RenderSettings.build(settings, **overrides)
         device, dtype = str(self.device), dtype_name(self.dtype)
         if s.device is not None and not _same_device(s.device, self.device):
             raise UsageError(f"this pipeline is on {device}, not {s.device}; load one there (get_pipeline)")
         if s.dtype is not None and s.dtype != dtype:
             raise UsageError(f"this pipeline is in {dtype}, not {s.dtype}; load one in {s.dtype} (get_pipeline)")
         height, width = canvas_size(plan)
-        return RenderSettings(**{**s.model_dump(), "height": s.height or height, "width": s.width or width,
-                                 "device": device, "dtype": dtype})
+        return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
+                          device=device, dtype=dtype)
 
     # -- the algorithm ----------------------------------------------------------
     @torch.no_grad()

@@ -128,8 +128,8 @@ class RenderSettings(BaseModel):
     # -- use -------------------------------------------------------------------------
     @property
     def methods(self) -> list[str]:
-        """The chosen methods, e.g. ``["refocus", "rca"]``; [] for none."""
-        return parse_method(self.method)
+        """The chosen methods, e.g. ``["refocus", "rca"]``; [] for none (``method`` is normalised)."""
+        return [] if self.method == "none" else self.method.split("+")
 
     @classmethod
     def build(cls, settings: RenderSettings | None = None, **overrides: Any) -> RenderSettings:
@@ -141,13 +141,14 @@ class RenderSettings(BaseModel):
             return settings
         return cls(**{**(settings.model_dump() if settings else {}), **overrides})
 
-    def resolved(self, family: str, settings_defaults: dict | None = None,
-                 method_defaults: dict | None = None) -> RenderSettings:
+    def resolved(self, family: str, settings_defaults: dict | None = None, method_defaults: dict | None = None,
+                 **fallback: Any) -> RenderSettings:
         """The settings a render of a ``family`` ("sd", "sdxl") model uses: each field given here, else the
-        model folder's (``settings_defaults``), else the family's. Method options merge field by field
+        model folder's (``settings_defaults``), else the family's, else ``fallback`` (what the caller knows:
+        the pipeline gives the plan's canvas, its device and dtype). Method options merge field by field
         over the folder's ``method_defaults`` (this render's own win)."""
         values = self.model_dump()
-        for defaults in (settings_defaults or {}, FAMILY_DEFAULTS[family]):
+        for defaults in (settings_defaults or {}, FAMILY_DEFAULTS[family], fallback):
             for name, value in defaults.items():
                 if values[name] is None:
                     values[name] = value
