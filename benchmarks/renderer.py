@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 
 from plan_and_render.scene import ScenePlan
-from plan_and_render.renderer import guidance, pipeline_from_components
+from plan_and_render.renderer import pipeline_from_components
 from tools.tiny import build_clip_tokenizer, sd_scheduler, tiny_sd_components
 
 METHODS = ["none", "refocus", "zest", "excite", "rca", "backward", "refocus+rca"]
@@ -72,7 +72,8 @@ def peak_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None) -> dict:
+def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None,
+              early_stop: bool = False) -> dict:
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     if suite == "tiny":
         pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), size or 64
@@ -80,7 +81,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         pipe = pipeline_from_components(full_components(suite, device, dtype), device=device, dtype=dtype)
         size = size or (512 if suite == "sd15" else 1024)
     plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
-    pipe(plan, method="refocus", steps=2, progress=False)  # warm-up (kernels, allocator)
+    pipe(plan, method="refocus", steps=2, progress=False, early_stop=early_stop)  # warm-up (kernels, allocator)
     rows = {}
     for m in methods:
         peak_reset(device)
@@ -91,7 +92,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
                 loop_peak["gib"] = peak_gib(device)
 
         t0, c0 = time.perf_counter(), time.process_time()
-        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb)
+        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb, early_stop=early_stop)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows[m] = {"wall_s": wall, "cpu_s": cpu, "loop_s": r.timings["loop_s"], "peak_gib": peak_gib(device),
                    "loop_peak_gib": loop_peak.get("gib", float("nan")), "scores": r.scores, "losses": r.losses}
@@ -104,11 +105,11 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         r["loop_peak_x"] = r["loop_peak_gib"] / base["loop_peak_gib"]
     dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps, "clock": clock,
-            "worst_case": not guidance.EARLY_STOP, "measured_by": "this code (renderer after the cleanup session)",
+            "worst_case": not early_stop, "measured_by": "this code (renderer after the cleanup session)",
             "methods": rows}
 
 
-def count_ops(suite: str, steps: int, methods: list[str], size: int | None = None) -> dict:
+def count_ops(suite: str, steps: int, methods: list[str], size: int | None = None, early_stop: bool = False) -> dict:
     """Aten operators and host reads of tensor values per render, on the CPU.
 
     A device-independent proxy for the launch overhead a GPU pays: every operator is a kernel
@@ -152,7 +153,7 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
     for m in methods:
         c = Count()
         with c:
-            pipe(plan, method=m, steps=steps, progress=False)
+            pipe(plan, method=m, steps=steps, progress=False, early_stop=early_stop)
         rows[m] = {"ops": c.ops, "syncs": c.syncs}
     for r in rows.values():
         r["extra_ops"], r["extra_syncs"] = r["ops"] - rows["none"]["ops"], r["syncs"] - rows["none"]["syncs"]
@@ -160,7 +161,7 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
     print(f"{'method':<13}{'ops':>9}{'extra':>9}{'reads':>8}{'extra':>8}")
     for m, r in rows.items():
         print(f"{m:<13}{r['ops']:>9}{r['extra_ops']:>9}{r['syncs']:>8}{r['extra_syncs']:>8}")
-    return {"suite": suite, "size": size, "steps": steps, "worst_case": not guidance.EARLY_STOP, "methods": rows}
+    return {"suite": suite, "size": size, "steps": steps, "worst_case": not early_stop, "methods": rows}
 
 
 def table(res: dict) -> str:
@@ -188,17 +189,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "results" / "renderer.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    guidance.EARLY_STOP = args.no_worst_case
     methods = ["none"] + [m for m in args.methods if m != "none"]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     for s in args.suite:
         steps = args.steps or (20 if s == "tiny" else 50)
         if args.count_ops:
-            results[f"{s}-ops"] = count_ops(s, steps, methods, args.size)
+            results[f"{s}-ops"] = count_ops(s, steps, methods, args.size, early_stop=args.no_worst_case)
             out.write_text(json.dumps(results, indent=2))
             continue
-        res = run_suite(s, args.device, steps, methods, args.size)
+        res = run_suite(s, args.device, steps, methods, args.size, early_stop=args.no_worst_case)
         print(table(res), flush=True)
         key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "")
         results[key] = res

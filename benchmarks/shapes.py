@@ -276,13 +276,13 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from plan_and_render.renderer import METHODS, load_pipeline
+    from plan_and_render.renderer import available_methods, load_pipeline
 
     ap = argparse.ArgumentParser(description="ShapesBench: layout control of the shapes model per guidance method")
     ap.add_argument("--model", default=str(ROOT / "models" / "shapes-tiny"))
     ap.add_argument("--limit", type=int, default=100, help="number of prompts (>= 100 for the full benchmark)")
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated, e.g. none,refocus,refocus+rca")
+    ap.add_argument("--methods", default=",".join(available_methods()), help="comma-separated, e.g. none,refocus,refocus+rca")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--guidance-scale", type=float, default=7.5)
@@ -306,9 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads or max(1, min(torch.get_num_threads(), 4)))
-    from plan_and_render.renderer import method_defaults
+    from plan_and_render.renderer import folder_defaults
 
-    options = json.loads(a.method_options) if a.method_options is not None else method_defaults(a.model)
+    options = json.loads(a.method_options) if a.method_options is not None else folder_defaults(a.model)[1]
     tag = a.tag or ""
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     per_method = {m: {k: v for k, v in options.items() if k in m.split("+")} for m in methods}

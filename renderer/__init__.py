@@ -1,14 +1,16 @@
 """Renderer: attention-guided Stable Diffusion that puts each plan object in its box.
 
-    from plan_and_render.renderer import load_pipeline, render
-    result = render(plan, method="refocus+rca", seed=0)
+    from plan_and_render.renderer import render
+    result = render(plan, "models/shapes-tiny", method="refocus+rca", seed=0)
     result.images[0].save("out.png"); print(result.scores)
 
-Modules: ``pipeline_sd`` / ``pipeline_sdxl`` (the sampling loops), ``guidance`` (the Guider:
-schedules and latent updates), ``attention`` (processors that capture or mask), ``losses``
-(pure loss functions), ``config`` (one dataclass per method), ``tokens`` (phrase -> token
-positions), ``masks`` (boxes -> masks), ``loading``, ``sweep`` (excite's refinement step), ``tiny``.
-Importing the package loads torch only; diffusers and transformers load with the first pipeline.
+Modules: ``settings`` (``RenderSettings``: the one place for render settings and their defaults),
+``pipeline_sd`` / ``pipeline_sdxl`` (the sampling loops), ``guidance`` (the Guider: runs the chosen
+methods' hooks, captures, scores), ``methods/`` (one module per guidance method: its config and its
+hooks; the registry), ``attention`` (processors that capture or mask), ``losses`` (pure loss
+functions), ``tokens`` (phrase -> token positions), ``masks`` (boxes -> masks), ``loading``.
+Importing the package does not import torch (settings and method names are known without it);
+torch, diffusers and transformers load with the first pipeline.
 """
 
 from __future__ import annotations
@@ -17,80 +19,72 @@ from __future__ import annotations
 if __name__ != "plan_and_render.renderer":  # one copy of each module: the folder installs under the namespace
     raise ImportError(f"import plan_and_render.renderer, not {__name__!r} (this folder is installed as plan_and_render.renderer)")
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .methods import available_methods, check_options, parse_method
+from .settings import RenderSettings
 
-from .guidance import METHODS, parse_method
-from .pipeline_sd import LayoutPipeline, RenderResult
-from .pipeline_sdxl import LayoutPipelineXL
+if TYPE_CHECKING:
+    from .pipeline_sd import LayoutPipeline, RenderResult
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-__all__ = ["DEFAULT_MODEL", "METHODS", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "default_device",
+__all__ = ["DEFAULT_MODEL", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "RenderSettings",
+           "available_methods", "check_options", "clear_cache", "default_device", "folder_defaults", "get_pipeline",
            "load_pipeline", "parse_method", "pipeline_from_components", "render"]
 
-
-def default_device() -> str:
-    """CUDA when available, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pipeline_from_components(components: dict, name: str = "custom", device: str | None = None,
-                             dtype: str | torch.dtype | None = None) -> LayoutPipeline:
-    """Wrap already-built components (e.g. ``tools.tiny.tiny_sd_components()``)."""
-    from .loading import _dtype
-
-    device = device or default_device()
-    cls = LayoutPipelineXL if "text_encoder_2" in components else LayoutPipeline
-    pipe = cls(**components, name=name)
-    return pipe.to(device, _dtype(dtype, device))
+# names that need torch, imported from their module on first use
+_LAZY = {"LayoutPipeline": "pipeline_sd", "RenderResult": "pipeline_sd", "LayoutPipelineXL": "pipeline_sdxl",
+         "default_device": "loading", "folder_defaults": "loading", "load_pipeline": "loading",
+         "pipeline_from_components": "loading"}
 
 
-def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None) -> LayoutPipeline:
-    """SD 1.x/2.x or SDXL (chosen from the weights) from a hub id, a diffusers folder or one file.
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------
+# the pipeline cache: one loaded pipeline per (model, device, dtype) for every caller
+# ---------------------------------------------------------------------------
+
+_CACHE: dict[tuple, "LayoutPipeline"] = {}
+
+
+def model_key(model: str | Path) -> str:
+    """A local model as its resolved path (``./m`` and ``m`` are one model); a hub id as given."""
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else str(model)
+
+
+def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
+                 dtype: str | None = None) -> "LayoutPipeline":
+    """The pipeline for ``model`` on ``device`` in ``dtype``, loaded on first use and then reused.
 
     Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found.
     """
-    from .loading import _dtype, load_components
+    from . import loading
 
-    device = device or default_device()
-    dt = _dtype(dtype, device)
-    _family, comps = load_components(str(model), device, dt)
-    pipe = pipeline_from_components(comps, name=str(model), device=device, dtype=dt)
-    pipe.method_defaults = method_defaults(model)
-    return pipe
-
-
-def method_defaults(model: str) -> dict[str, dict]:
-    """The per-method hyperparameters a local model folder recommends in ``guidance.json``
-    (``{"refocus": {"temperature": 1.0}}``); {} for anything else. A model trained differently from
-    SD can need other settings than the published ones, and the folder is where that knowledge travels."""
-    import json
-
-    from plan_and_render.errors import ModelUnavailableError, UsageError
-
-    from .config import check_options
-
-    f = Path(model) / "guidance.json"
-    if not f.is_file():
-        return {}
-    try:
-        data = json.loads(f.read_text())
-        if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if not k.startswith("_")}
-        return check_options(data)
-    except (ValueError, UsageError) as e:
-        raise ModelUnavailableError(f"{f} is not valid ({str(e).splitlines()[0]}); fix or delete it") from None
-
-
-_CACHE: dict[tuple, LayoutPipeline] = {}
-
-
-def render(plan, model: str = DEFAULT_MODEL, method: str = "refocus", device: str | None = None,
-           dtype: str | None = None, **kw) -> RenderResult:
-    """Render a plan, reusing a loaded pipeline per (model, device, dtype)."""
-    key = (str(model), device or default_device(), dtype)
+    device = device or loading.default_device()
+    key = (model_key(model), device, loading.torch_dtype(dtype, device))
     if key not in _CACHE:
-        _CACHE[key] = load_pipeline(model, device, dtype)
-    return _CACHE[key](plan, method=method, **kw)
+        local = Path(model).expanduser()
+        _CACHE[key] = loading.load_pipeline(str(local) if local.exists() else str(model), device, dtype)
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget loaded pipelines (their memory is freed once nothing else holds them)."""
+    _CACHE.clear()
+
+
+def render(plan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | None = None, *, callback=None,
+           progress: bool = True, **overrides: Any) -> "RenderResult":
+    """Render a plan with ``settings`` and/or single settings as keywords (``method="refocus+rca"``,
+    ``steps=20``...), on the cached pipeline of (model, device, dtype)."""
+    settings = RenderSettings.build(settings, **overrides)
+    pipe = get_pipeline(model, settings.device, settings.dtype)
+    return pipe(plan, settings, callback=callback, progress=progress)

@@ -58,6 +58,14 @@ def layout_level(layers: list[LayerInfo]) -> int:
     return max(li.level for li in layers if li.cross and li.place != "mid")
 
 
+def downsampled(latent_hw: tuple[int, int], level: int) -> tuple[int, int]:
+    """(h, w) of the maps at ``level``: the latent halved (rounding up) ``level`` times."""
+    h, w = latent_hw
+    for _ in range(level):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
 def select_layers(layers: list[LayerInfo], which: str) -> list[str]:
     """Named layer sets the methods need (see the module docstring for levels)."""
     lvl = layout_level(layers)

@@ -1,11 +1,11 @@
 """The sampling-time side of layout guidance, shared by the SD and SDXL pipelines.
 
-``Guider`` owns one render's guidance: which attention layers to capture or
-mask, when each method acts (its schedule, written for 50 steps and rescaled),
-the updates of the latent, and the attention-in-box scores. The losses are the
-pure functions of ``plan_and_render.renderer.losses``, hyperparameters the dataclasses of
-``plan_and_render.renderer.config``, phrase -> token positions ``plan_and_render.renderer.tokens`` and boxes ->
-masks ``plan_and_render.renderer.masks``.
+``Guider`` owns one render's guidance: it makes the chosen methods (``plan_and_render.renderer.methods``:
+one class per method, with its config and its schedule) and calls their hooks at each step, installs
+the attention processors their captures and masks need, runs the conditional passes of gradient steps,
+and keeps the attention-in-box scores. It never asks which methods it holds. The losses are the pure
+functions of ``plan_and_render.renderer.losses``, phrase -> token positions ``plan_and_render.renderer.tokens``
+and boxes -> masks ``plan_and_render.renderer.masks``.
 """
 
 from __future__ import annotations
@@ -15,28 +15,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from plan_and_render.errors import UsageError
 from plan_and_render.scene import ScenePlan
 
 from . import attention as A
 from . import losses as L
-from .config import check_options, config_for
 from .masks import MaskSet
-
-METHODS = ("refocus", "zest", "excite", "rca", "backward", "none")
-GRADIENT_METHODS = ("refocus", "excite", "backward")  # gradient steps on the latent before the CFG pass
-EARLY_STOP = True  # the methods' stopping tests; benchmarks switch them off to time the worst case
-
-
-def parse_method(spec: str) -> list[str]:
-    """``"refocus+rca"`` -> ``["refocus", "rca"]``; ``"none"`` -> ``[]``."""
-    parts = [p.strip().lower() for p in (spec or "none").split("+") if p.strip()]
-    bad = [p for p in parts if p not in METHODS]
-    if bad or not parts:
-        raise UsageError(f"unknown guidance method {spec!r}; choose from {', '.join(METHODS)} (combine with '+')")
-    return [p for p in dict.fromkeys(parts) if p != "none"]
+from .methods import available_methods, config_for, method_class
 
 
 def compose_prompt(plan: ScenePlan) -> tuple[str, str]:
@@ -88,117 +73,76 @@ def build_layout(plan: ScenePlan, tokenizer, text: str, max_length: int) -> tupl
     return lay, list(tm.warnings)
 
 
-def events_at(i: int, steps: int, events) -> bool:
-    """Whether step i of ``steps`` holds one of ``events`` given in 50-step units."""
-    return any(int(e * steps / 50) == i for e in events)
-
-
 # ---------------------------------------------------------------------------
 # the guider
 # ---------------------------------------------------------------------------
 
 class Guider:
-    """Schedules and applies the chosen methods for one render."""
+    """Runs the chosen methods for one render and keeps what they share.
+
+    ``methods`` are names (as ``parse_method`` returns them); ``overrides`` per-method options.
+    ``early_stop=False`` switches off the methods' stopping tests, so every scheduled iteration runs
+    (benchmarks time that worst case). ``scheduler`` is read (its alpha_bar per step) when a method
+    asks for ``abar``.
+    """
 
     def __init__(self, methods: list[str], unet, layout: Layout, steps: int, latent_hw: tuple[int, int],
-                 batch: int, overrides: dict | None = None, n_ctx: int = 77) -> None:
-        overrides = check_options(dict(overrides or {}))
-        self.methods, self.unet, self.layout, self.steps, self.batch = methods, unet, layout, steps, batch
-        self.cfg = {m: config_for(m, overrides.get(m)) for m in methods}
+                 batch: int, overrides: dict | None = None, n_ctx: int = 77, *, scheduler=None,
+                 early_stop: bool = True) -> None:
+        overrides = overrides or {}
+        self.unet, self.layout, self.steps, self.batch = unet, layout, steps, batch
+        self.latent_hw, self.n_ctx, self.scheduler, self.early_stop = latent_hw, n_ctx, scheduler, early_stop
         self.state = A.AttentionState()
         self.state.latent_hw = latent_hw
         self.layers = A.unet_layers(unet)
-        self.grid = self._grid(latent_hw, A.layout_level(self.layers))
+        self.grid = A.downsampled(latent_hw, A.layout_level(self.layers))
         self.masks = MaskSet(layout.boxes, layout.group_of, self.grid, layout.ids)
         self.warnings: list[str] = list(self.masks.warnings)
         self.active = bool(layout.guided)
         if methods and not self.active:
             self.warnings.append("the plan has no objects; guidance disabled" if not layout.ids else
                                  "no object phrase could be located in the prompt; guidance disabled")
-        # what each kind of pass captures
-        cross_layout = set(A.select_layers(self.layers, "cross_layout"))
-        self.caps_guide: dict[str, A.Capture] = {}
-        if "refocus" in methods or "excite" in methods:
-            self.caps_guide["cross"] = A.Capture(cross_layout)
-        if "refocus" in methods and self.cfg["refocus"].self_attention:
-            self.caps_guide["self"] = A.Capture(set(A.select_layers(self.layers, "self_layout")))
-        if "backward" in methods:
-            self.caps_guide["bw"] = self._bw_capture()
-        self.zest_cap = self._zest_capture() if "zest" in methods else None
-        self.score_cap = A.Capture(cross_layout)
-        capture = set().union(cross_layout, *(c.layers for c in self.caps_guide.values()),
-                              self.zest_cap.layers if self.zest_cap else set())
-        rca_layers = set(A.select_layers(self.layers, "cross_all")) if "rca" in methods else set()
-        self._saved = unet.attn_processors
-        self.n_custom = A.install(unet, self.state, capture, rca_layers)
-        if rca_layers and self.active:
-            self.state.rca_masks = self._rca_masks(latent_hw, n_ctx)
-        self.last_loss: dict[str, float] = {}
+        self.last_loss: dict[str, float] = {}  # written by ``descend`` and the methods
         # extra UNet work beyond plain CFG sampling: conditional forwards (each stops after the last
         # captured layer) and backwards to the latent; the cost model of the spec's table
         self.passes = {"forward": 0, "backward": 0}
-        self._abars: list[float] | None = None  # alpha_bar per step, read once (see _abar)
-        self._zest_loss: torch.Tensor | None = None
+        self._abars: list[float] | None = None  # alpha_bar per step, read once (see abar)
+
+        # the methods, in the order their hooks run; what their passes capture and mask
+        self.by_name = {m: method_class(m)(config_for(m, overrides.get(m)), self) for m in methods}
+        self.methods = sorted(self.by_name.values(), key=lambda m: m.order)
+        self.caps_guide: dict[str, A.Capture] = {}
+        for m in self.methods:
+            self.caps_guide.update(m.guide_captures())
+        cross_layout = set(A.select_layers(self.layers, "cross_layout"))
+        self.score_cap = A.Capture(cross_layout)
+        in_cfg = [c for m in self.methods for c in m.cfg_captures().values()]
+        capture = set().union(cross_layout, *(c.layers for c in [*self.caps_guide.values(), *in_cfg]))
+        masked = set().union(*(m.masked_layers() for m in self.methods))
+        self._saved = unet.attn_processors
+        self.n_custom = A.install(unet, self.state, capture, masked)
+        if self.active:
+            for m in self.methods:
+                m.setup(self.state)
         self._score_sum = torch.zeros(len(layout.ids))
         self._cn_iou_sum, self._score_n = 0.0, 0
-        self._early = True
         self.score_steps = self._score_window()
-
-    # -- setup helpers -------------------------------------------------------
-    @staticmethod
-    def _grid(latent_hw, level) -> tuple[int, int]:
-        h, w = latent_hw
-        for _ in range(level):
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
-        return h, w
-
-    def _bw_capture(self) -> A.Capture:
-        return A.Capture(set(A.select_layers(self.layers, "cross_backward")), mode="list",
-                         reduce=lambda x, h, w: (x, h, w))
-
-    def _zest_capture(self) -> A.Capture:
-        res = self.cfg["zest"].resolution if "zest" in self.cfg else 32
-
-        def reduce(scores: torch.Tensor, h: int, w: int) -> torch.Tensor:
-            """Pre-softmax scores (B, heads, N, T) -> resized to res x res, softmax over tokens, head mean."""
-            b, nh, n, t = scores.shape
-            s = scores.reshape(b * nh, h, w, t).permute(0, 3, 1, 2)
-            s = F.interpolate(s, size=(res, res), mode="bilinear", align_corners=False)
-            return s.softmax(1).permute(0, 2, 3, 1).reshape(b, nh, res * res, t).mean(1)
-
-        return A.Capture(set(A.select_layers(self.layers, "cross_zest")), logits=True, reduce=reduce)
-
-    def _rca_masks(self, latent_hw, n_ctx: int) -> dict:
-        """(h, w) -> (N, T) bool: a token is forbidden outside the boxes of the objects it names
-        (instances of one group share their tokens, so they share the union of their boxes)."""
-        out = {}
-        for lvl in {li.level for li in self.layers if li.cross}:
-            h, w = self._grid(latent_hw, lvl)
-            m = self.masks.masks(h, w).flatten(1) > 0.5  # (K, N)
-            forbid = torch.zeros(h * w, n_ctx, dtype=torch.bool)
-            for t in {t for ts in self.layout.tokens for t in ts}:
-                allowed = torch.zeros(h * w, dtype=torch.bool)
-                for k, ts in enumerate(self.layout.tokens):
-                    if t in ts:
-                        allowed |= m[k]
-                forbid[:, t] = ~allowed
-            out[(h, w)] = forbid
-        return out
 
     def _score_window(self) -> set[int]:
         """Steps over which scores are averaged: the last 5 of the guided first half."""
         end = max(1, math.ceil(self.steps / 2))
         return set(range(max(0, end - 5), end))
 
-    def _abar(self, i: int, scheduler) -> float:
+    def abar(self, i: int) -> float:
         """alpha_bar at step i; the timesteps are read to the host once per render (not once per step)."""
         if self._abars is None:
-            ts = scheduler.timesteps.cpu().tolist()
-            self._abars = [float(scheduler.alphas_cumprod[int(t)]) for t in ts]
+            ts = self.scheduler.timesteps.cpu().tolist()
+            self._abars = [float(self.scheduler.alphas_cumprod[int(t)]) for t in ts]
         return self._abars[i]
 
     def config(self) -> dict:
-        return {m: asdict(c) for m, c in self.cfg.items()}
+        """Each chosen method's hyperparameters, in the order the render named them."""
+        return {name: asdict(m.config) for name, m in self.by_name.items()}
 
     def close(self) -> None:
         self.unet.set_attn_processor(self._saved)
@@ -220,162 +164,68 @@ class Guider:
             st.capturing, st.stop_after = False, None
         return {k: c.value() for k, c in caps.items()}
 
-    def _guide_pass(self, x: torch.Tensor, t, cond_unet) -> dict:
+    def guide_pass(self, x: torch.Tensor, t, cond_unet) -> dict:
+        """The maps every chosen gradient method reads, from one conditional pass at (x, t)."""
         return self._pass(self.caps_guide, x, t, cond_unet)
 
-    # -- losses (per image, summed over the batch) ------------------------------
-    def loss(self, m: str, maps: dict, early: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Method m's loss at scale 1, summed over the images, and a stopping statistic
-        (refocus: min in-box maximum; others: the loss itself). Both stay on the device."""
-        lay, (h, w) = self.layout, self.grid
-        if m == "backward":
-            bsz, dev = maps["bw"][0][0].shape[0], maps["bw"][0][0].device
-        else:
-            bsz, dev = maps["cross"].shape[0], maps["cross"].device
-        base = m.split("_")[0]
-        cfg = self.cfg.get(base) or config_for(base)
-        total, stat = torch.zeros((), device=dev), []
-        for b in range(bsz):
-            if m == "refocus":
-                tm = L.token_maps(maps["cross"][b], lay.n_tokens, h, w, cfg.temperature, cfg.smooth)
-                masks = self.masks.masks(h, w, dev)
-                car, min_in = L.car_loss(tm, lay.groups, masks, early)
-                total = total + car
-                if "self" in maps:
-                    total = total + L.sar_loss(maps["self"][b], masks)
-                stat.append(min_in)
-            elif m == "excite":
-                tm = L.token_maps(maps["cross"][b], lay.n_tokens, h, w, cfg.temperature, cfg.smooth)
-                total = total + L.excite_loss(tm, sorted({t for ts in lay.tokens for t in ts}))
-            elif m == "excite_refine":
-                tm = L.token_maps(maps["cross"][b], lay.n_tokens, h, w, cfg.temperature, cfg.smooth)
-                subj = sorted({t for ts in lay.tokens for t in ts})
-                total = total + L.excite_loss(tm, subj) + L.iou_loss(tm, [g for g, _ in lay.groups])
-            elif m == "backward":
-                per_layer = [(p[b], self.masks.group_masks(hh, ww, dev).flatten(1)) for p, hh, ww in maps["bw"]]
-                total = total + L.backward_loss(per_layer, lay.tokens)
-            else:
-                raise ValueError(m)
-        st = torch.stack(stat).amin() if stat else total.detach()
-        return total, st
-
     # -- gradient steps on the latent ---------------------------------------------
-    def _descend(self, m: str, latents, t, cond_unet, scale: float, lr: float, max_iter: int, keep_going) -> torch.Tensor:
+    def descend(self, name: str, loss_fn, latents, t, cond_unet, scale: float, lr: float, max_iter: int,
+                keep_going) -> torch.Tensor:
         """Up to ``max_iter`` steps x <- x - lr * grad(scale * loss) while ``keep_going(loss, stat)``
-        (both unscaled floats, one device-to-host copy per iteration)."""
-        early = self._early
+        (both unscaled floats, one device-to-host copy per iteration). ``loss_fn(maps)`` gives
+        (loss summed over the images, stopping statistic); the last loss is recorded under ``name``."""
         for _ in range(max_iter):
             with torch.enable_grad():
                 x = latents.detach().float().requires_grad_(True)
-                loss, stat = self.loss(m, self._guide_pass(x.to(latents.dtype), t, cond_unet), early)
+                loss, stat = loss_fn(self.guide_pass(x.to(latents.dtype), t, cond_unet))
                 self.passes["forward"] += 1
                 value, s = torch.stack([loss.detach(), stat.detach().float()]).tolist()
-                self.last_loss[m] = value
-                if EARLY_STOP and not keep_going(value / self.batch, s):
+                self.last_loss[name] = value
+                if self.early_stop and not keep_going(value / self.batch, s):
                     break
                 (g,) = torch.autograd.grad(scale * loss, x)
                 self.passes["backward"] += 1
             latents = (x.detach() - lr * g).to(latents.dtype)
         return latents
 
-    def refine(self, i: int, t, latents: torch.Tensor, cond_unet, scheduler) -> torch.Tensor:
-        """Gradient steps on the latent for refocus / excite / backward at step i (their schedules)."""
-        if not self.active or not self.caps_guide:
+    def before_cfg(self, i: int, t, latents: torch.Tensor, cond_unet) -> torch.Tensor:
+        """Each method's gradient steps on the latent at step i (its own schedule)."""
+        if not self.active:
             return latents
-        i50 = i * 50 / self.steps  # schedules are published for 50 steps
-        abar = self._abar(i, scheduler)
-        self._early = i50 < 15
-        if "refocus" in self.methods:
-            latents = self._refocus(i, i50, t, latents, cond_unet)
-        if "excite" in self.methods:
-            latents = self._excite(i, i50, t, latents, cond_unet)
-        if "backward" in self.methods:
-            c = self.cfg["backward"]
-            if i50 < c.max_step:
-                latents = self._descend("backward", latents, t, cond_unet, c.loss_scale, c.lr_scale * (1 - abar),
-                                        c.max_iter, lambda v, s: v > c.loss_threshold)
+        for m in self.methods:
+            latents = m.before_cfg(i, t, latents, cond_unet)
         return latents
 
-    def _refocus(self, i, i50, t, latents, cond_unet):
-        """Steps 0-9: iterate while loss (at the published s) > 0.1 and the weakest in-box max < 0.2,
-        (s, max_iter) = (4, 2) / (4, 6) / (3, 3); then up to 2 iterations at steps 10, 15, ..., 35."""
-        c = self.cfg["refocus"]
-        if i50 < 10:
-            s, n = (4, 2) if i50 < 2 else (4, 6) if i50 < 5 else (3, 3)
-
-            def keep(v, min_in):
-                return v * s > c.loss_threshold and min_in < c.min_in_threshold
-        elif events_at(i, self.steps, c.late_steps):
-            s, n = (3 if i50 < 20 else 1), 2
-
-            def keep(v, min_in):
-                return min_in < c.min_in_threshold
-        else:
-            return latents
-        return self._descend("refocus", latents, t, cond_unet, c.loss_scale * s / 4, 1.0, n, keep)
-
-    def _excite(self, i, i50, t, latents, cond_unet):
-        c = self.cfg["excite"]
-        sel = c.selected_step
-        if sel is not None and i == min(self.steps - 1, int(sel * self.steps / 50)):
-            latents = self._refine_adam(t, latents, cond_unet, c)
-        if not c.per_step or i50 >= c.max_step or (sel is not None and i50 <= sel):
-            return latents
-        alpha = c.scale_factor * math.sqrt(1.0 - 0.5 * int(i50) / 49)  # scale * sqrt(linspace(1, .5, 50)[i])
-        if sel is None:  # A&E's iterative refinements at steps 0, 10, 20
-            for step, theta in c.thresholds:
-                if events_at(i, self.steps, [step]):
-                    latents = self._descend("excite", latents, t, cond_unet, alpha, 1.0, c.max_refine,
-                                            lambda v, s, th=theta: v > 1.0 - th)
-        return self._descend("excite", latents, t, cond_unet, alpha, 1.0, 1, lambda v, s: True)
-
-    def _refine_adam(self, t, latents, cond_unet, c) -> torch.Tensor:
-        """Grimal et al.: minimise L_CN + L_IoU over the latent with Adam at one step."""
-        x = latents.detach().float().clone().requires_grad_(True)
-        opt = torch.optim.Adam([x], lr=c.refine_lr)
-        first = last = None
-        with torch.enable_grad():
-            for _ in range(c.refine_iters):
-                opt.zero_grad(set_to_none=True)
-                loss, _ = self.loss("excite_refine", self._guide_pass(x.to(latents.dtype), t, cond_unet))
-                loss.backward()
-                self.passes["forward"] += 1
-                self.passes["backward"] += 1
-                opt.step()
-                last = loss.detach()
-                first = last if first is None else first
-        if first is not None:
-            f, lst = torch.stack([first, last]).tolist()
-            self.last_loss["excite_refine_first"] = f / self.batch
-            self.last_loss["excite_refine_last"] = lst / self.batch
-        return x.detach().to(latents.dtype)
-
-    # -- the CFG pass: RCA masks, ZestGuide keeps its graph, scores ---------------
+    # -- the CFG pass: methods capture or mask, scores ------------------------------
     @contextlib.contextmanager
     def cfg_pass(self, i: int, latents: torch.Tensor):
+        """Around the classifier-free guidance pass of step i. Yields None, or - when a method wants
+        the gradient through the conditional half (ZestGuide) - an fp32 copy of the latent that
+        tracks it; the conditional half must then run alone (see ``paused``)."""
         st = self.state
-        zest_now = self.active and self.zest_cap is not None and i < round(self.cfg["zest"].tau * self.steps)
         score_now = i in self.score_steps
-        st.captures = {}
-        if score_now:
-            st.captures["score"] = self.score_cap
-        if zest_now:
-            st.captures["zest"] = self.zest_cap
+        st.captures = {"score": self.score_cap} if score_now else {}
+        st.rca_on, with_grad = False, False
+        if self.active:
+            for m in self.methods:
+                with_grad = m.cfg_pass(i, st) or with_grad
         st.clear()
         st.capturing = bool(st.captures)
-        # batched CFG is [uncond, cond]; with ZestGuide the cond pass runs alone
-        st.cond_rows = slice(None) if zest_now else slice(self.batch, None)
-        st.rca_on = "rca" in self.methods and self.active and i < math.ceil(self.cfg["rca"].until * self.steps)
-        zest_x = None
+        # batched CFG is [uncond, cond]; with a gradient the cond pass runs alone
+        st.cond_rows = slice(None) if with_grad else slice(self.batch, None)
+        x = None
         try:
-            if zest_now:
+            if with_grad:
                 with torch.enable_grad():
-                    zest_x = latents.detach().float().requires_grad_(True)
-                    yield zest_x
+                    x = latents.detach().float().requires_grad_(True)
+                    yield x
             else:
                 yield None
         finally:
             st.capturing, st.rca_on = False, False
+        if self.active:
+            for m in self.methods:
+                m.after_cfg(i, x)
         if score_now and self.score_cap.value() is not None:
             self._add_scores(self.score_cap.value())
 
@@ -404,29 +254,11 @@ class Guider:
         finally:
             st.capturing, st.rca_on = saved
 
-    def zest_grad(self, i: int, zest_latent):
-        """Gradient of the ZestGuide loss (maps of the CFG's conditional half) w.r.t. the latent."""
-        if zest_latent is None:
-            return None
-        c, lay = self.cfg["zest"], self.layout
-        with torch.enable_grad():
-            z = self.zest_cap.value()
-            targets = self.masks.group_masks(c.resolution, c.resolution, z.device).flatten(1)
-            loss = sum(L.zest_loss(z[b], lay.tokens, targets, c.gain, c.gate, c.gate_normalised)
-                       for b in range(z.shape[0]))
-            (g,) = torch.autograd.grad(loss, zest_latent)
-        self.passes["backward"] += 1  # through the CFG's own conditional pass: no extra forward
-        self._zest_loss = loss.detach() / self.batch  # read at the end: no host sync per step
-        return g
-
-    def after_step(self, i: int, t, latents: torch.Tensor, zest_grad, scheduler) -> torch.Tensor:
-        """ZestGuide: x_{t-1} -= eta * sqrt(1 - abar_t) * grad / max|grad| (per image)."""
-        if zest_grad is None:
-            return latents
-        g = zest_grad.float()
-        g = g / g.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        abar = self._abar(i, scheduler)
-        return (latents.float() - self.cfg["zest"].eta * math.sqrt(1 - abar) * g).to(latents.dtype)
+    def after_step(self, i: int, latents: torch.Tensor) -> torch.Tensor:
+        """Each method's correction after the scheduler step (ZestGuide's)."""
+        for m in self.methods:
+            latents = m.after_step(i, latents)
+        return latents
 
     # -- what the render reports ---------------------------------------------------
     def scores(self) -> dict[str, float]:
@@ -437,31 +269,33 @@ class Guider:
     def losses(self) -> dict[str, float]:
         """Last loss of each method (per image, scale 1) and ``cn_iou``: L_CN + L_IoU over the score window."""
         out = dict(self.last_loss)
-        if self._zest_loss is not None:
-            out["zest"] = float(self._zest_loss)
+        for m in self.methods:
+            out.update(m.report())
         if self._score_n and self.layout.guided:
             out["cn_iou"] = self._cn_iou_sum / self._score_n
         return out
 
     # -- measurement (tests, sweeps): every loss from one conditional pass ------------
     def measure(self, latents: torch.Tensor, t, cond_unet) -> dict[str, float]:
-        """Each gradient method's loss, the ZestGuide loss, in-box shares and L_CN + L_IoU at
-        (latents, t), from one unmasked conditional pass; nothing is changed."""
-        layers = self.layers
-        caps = {"cross": A.Capture(set(A.select_layers(layers, "cross_layout"))),
-                "self": A.Capture(set(A.select_layers(layers, "self_layout"))),
-                "bw": self._bw_capture(), "zest": self._zest_capture()}
+        """Every method's loss (per image, scale 1; the render's config where it chose the method, else
+        the defaults), in-box shares and their mean at (latents, t), from one unmasked conditional pass;
+        nothing is changed."""
+        every = [self.by_name.get(n) or method_class(n)(config_for(n), self)
+                 for n in available_methods(include_none=False)]
+        caps = {"cross": A.Capture(set(A.select_layers(self.layers, "cross_layout")))}
+        for m in every:
+            caps.update({**m.guide_captures(), **m.cfg_captures()})
         saved = self.unet.attn_processors
         A.install(self.unet, self.state, set().union(*(c.layers for c in caps.values())), set())
         try:
             maps = self._pass(caps, latents, t, cond_unet)
         finally:
             self.unet.set_attn_processor(saved)
-        out = {m: float(self.loss(m, maps)[0]) / latents.shape[0] for m in ("refocus", "excite", "backward")}
-        c = self.cfg.get("zest") or config_for("zest")
-        targets = self.masks.group_masks(c.resolution, c.resolution, latents.device).flatten(1)
-        out["zest"] = float(sum(L.zest_loss(maps["zest"][b], self.layout.tokens, targets, c.gain, c.gate,
-                                            c.gate_normalised) for b in range(latents.shape[0]))) / latents.shape[0]
+        out = {}
+        for m in every:
+            loss = m.loss(maps)
+            if loss is not None:
+                out[m.name] = float(loss[0]) / latents.shape[0]
         h, w = self.grid
         masks = self.masks.group_masks(h, w, latents.device).flatten(1)
         share = torch.stack([L.in_box_share(maps["cross"][b], self.layout.tokens, masks)

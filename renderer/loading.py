@@ -1,4 +1,8 @@
-"""Find and load weights: hub id (HF cache only, no network), diffusers folder, or one file.
+"""Find and load weights (hub id from the HF cache, diffusers folder, or one file) into a pipeline.
+
+``load_pipeline`` builds the SD or SDXL pipeline with the defaults the model folder's
+``guidance.json`` recommends (``folder_defaults``); ``plan_and_render.renderer.get_pipeline``
+caches what it loads.
 
 Loading never waits on a network that is not there: hub ids are looked up in
 the local Hugging Face cache first; the network is tried only when
@@ -15,26 +19,78 @@ from pathlib import Path
 
 import torch
 
-from plan_and_render.errors import ModelUnavailableError
+from plan_and_render.errors import ModelUnavailableError, UsageError
+
+from .methods import check_options
+from .pipeline_sd import LayoutPipeline
+from .pipeline_sdxl import LayoutPipelineXL
+from .saving import META_KEY
+from .settings import check_model_defaults, dtype_name
 
 HOW = ("provide a local diffusers folder (--model PATH), a single .safetensors/.ckpt file, "
        "or download it once into the Hugging Face cache (huggingface-cli download ID) and set HF_HUB_OFFLINE=1")
-META_KEY = "plan_and_render"
 TEXT_PARTS = ("text_encoder", "text_encoder_2")
 
 
-def _dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+def default_device() -> str:
+    """CUDA when available, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    """A dtype name (fp16, bf16, fp32 and their aliases) as torch's; None: fp16 on CUDA, else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
-    try:
-        return {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-                "fp32": torch.float32, "float32": torch.float32}[dtype]
-    except KeyError:
-        from plan_and_render.errors import UsageError
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name(dtype)]
 
-        raise UsageError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32") from None
+
+# ---------------------------------------------------------------------------
+# pipelines
+# ---------------------------------------------------------------------------
+
+def pipeline_from_components(components: dict, name: str = "custom", device: str | None = None,
+                             dtype: str | torch.dtype | None = None) -> LayoutPipeline:
+    """Wrap already-built components (e.g. ``tools.tiny.tiny_sd_components()``) in the SD or SDXL pipeline."""
+    device = device or default_device()
+    cls = LayoutPipelineXL if "text_encoder_2" in components else LayoutPipeline
+    pipe = cls(**components, name=name)
+    return pipe.to(device, torch_dtype(dtype, device))
+
+
+def load_pipeline(model: str, device: str | None = None, dtype: str | None = None) -> LayoutPipeline:
+    """SD 1.x/2.x or SDXL (chosen from the weights) from a hub id, a diffusers folder or one file, with
+    the defaults the folder's ``guidance.json`` recommends. Most callers want the cached
+    ``plan_and_render.renderer.get_pipeline``.
+
+    Raises ``ModelUnavailableError`` (one line) when the weights cannot be found.
+    """
+    device = device or default_device()
+    dt = torch_dtype(dtype, device)
+    settings, methods = folder_defaults(model)
+    _family, comps = load_components(str(model), device, dt)
+    pipe = pipeline_from_components(comps, name=str(model), device=device, dtype=dt)
+    pipe.settings_defaults, pipe.method_defaults = settings, methods
+    return pipe
+
+
+def folder_defaults(model: str | Path) -> tuple[dict, dict]:
+    """(render settings, per-method options) a local model folder recommends in ``guidance.json``:
+    ``{"settings": {"guidance_scale": 4}, "refocus": {"temperature": 1.0}}``; ({}, {}) for anything
+    else. A model trained differently from SD can need other settings than the published ones, and
+    the folder is where that knowledge travels. Keys starting with "_" are notes."""
+    f = Path(model).expanduser() / "guidance.json"
+    if not f.is_file():
+        return {}, {}
+    try:
+        data, settings = json.loads(f.read_text()), {}
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not k.startswith("_")}
+            settings = check_model_defaults(data.pop("settings", {}))
+        return settings, check_options(data)
+    except (ValueError, UsageError) as e:
+        raise ModelUnavailableError(f"{f} is not valid ({str(e).splitlines()[0]}); fix or delete it") from None
 
 
 def _online() -> bool:
@@ -104,44 +160,9 @@ def load_folder(folder: Path, dtype: torch.dtype) -> tuple[str, dict]:
     return family, comps
 
 
-def save_folder(pipe, path) -> None:
-    """A standard diffusers folder (model_index.json + one subfolder per component)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    index = {"_class_name": "StableDiffusionXLPipeline" if pipe.family == "sdxl" else "StableDiffusionPipeline"}
-    for name, comp in pipe.components().items():
-        comp.save_pretrained(str(path / name))
-        lib = "transformers" if name.startswith(("text_encoder", "tokenizer")) else "diffusers"
-        index[name] = [lib, type(comp).__name__]
-    (path / "model_index.json").write_text(json.dumps(index, indent=2))
-
-
 # ---------------------------------------------------------------------------
 # single file
 # ---------------------------------------------------------------------------
-
-def _jsonable(cfg) -> dict:
-    return json.loads(json.dumps({k: v for k, v in dict(cfg).items()}, default=list))
-
-
-def save_single_file(pipe, path) -> None:
-    """All weights in one .safetensors; configs and tokenizers ride in its metadata."""
-    from safetensors.torch import save_file
-
-    tensors, meta = {}, {"family": pipe.family, "configs": {}, "tokenizers": {}}
-    for name, m in pipe.modules().items():
-        for k, v in m.state_dict().items():
-            tensors[f"{name}.{k}"] = v.detach().contiguous().clone().cpu()
-        cfg = m.config.to_dict() if hasattr(m.config, "to_dict") else _jsonable(m.config)
-        meta["configs"][name] = json.loads(json.dumps(cfg, default=str))
-    for name, tok in pipe.components().items():
-        if name.startswith("tokenizer"):
-            model = json.loads(tok.backend_tokenizer.to_str())["model"]
-            meta["tokenizers"][name] = {"vocab": model["vocab"], "merges": model["merges"],
-                                        "max_length": tok.model_max_length}
-    meta["scheduler"] = {"class": type(pipe.scheduler).__name__, "config": _jsonable(pipe.scheduler.config)}
-    save_file(tensors, str(path), metadata={META_KEY: json.dumps(meta)})
-
 
 def load_single_file(path: Path, dtype: torch.dtype) -> tuple[str, dict]:
     from safetensors import safe_open

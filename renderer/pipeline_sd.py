@@ -5,8 +5,10 @@ object's phrase to its tokens and its box to masks, then for every step
 (1) optionally move the latent by gradient steps on an attention loss,
 (2) predict noise with classifier-free guidance (RCA masks the conditional
 half), (3) take the scheduler step (ZestGuide adds its correction), and
-finally decode. The guidance itself lives in ``plan_and_render.renderer.guidance`` and is
-shared with the SDXL pipeline.
+finally decode. The guidance itself lives in ``plan_and_render.renderer.guidance``
+(the Guider) and ``plan_and_render.renderer.methods`` (one class per method) and is
+shared with the SDXL pipeline; the settings and their defaults in
+``plan_and_render.renderer.settings``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from tqdm.auto import tqdm
 from plan_and_render.errors import UsageError
 from plan_and_render.scene import ScenePlan
 
-from . import guidance
+from . import guidance, saving
+from .settings import RenderSettings, dtype_name
 
 
 @dataclass
@@ -32,18 +35,25 @@ class RenderResult:
     scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the settings used, the model, the prompt encoded, each method's config
     losses: dict[str, float] = field(default_factory=dict)  # last loss per method; cn_iou (see Guider.losses)
     passes: dict[str, int] = field(default_factory=dict)  # extra UNet forwards/backwards guidance took
+    settings: RenderSettings | None = None  # the concrete settings the render used
 
 
-def resolve_size(plan: ScenePlan, height: int | None, width: int | None, multiple: int = 8) -> tuple[int, int]:
-    """Explicit size, else the plan's canvas rounded to the nearest multiple of 8."""
-    h = height if height is not None else max(multiple, round(plan.canvas.height / multiple) * multiple)
-    w = width if width is not None else max(multiple, round(plan.canvas.width / multiple) * multiple)
-    if h % multiple or w % multiple or h <= 0 or w <= 0:
-        raise UsageError(f"image size {w}x{h} must be positive with both sides divisible by {multiple}")
-    return int(h), int(w)
+def canvas_size(plan: ScenePlan, multiple: int = 8) -> tuple[int, int]:
+    """(height, width) of the plan's canvas rounded to the nearest multiple of 8."""
+    return (max(multiple, round(plan.canvas.height / multiple) * multiple),
+            max(multiple, round(plan.canvas.width / multiple) * multiple))
+
+
+def _same_device(name: str, device: torch.device) -> bool:
+    """Whether a device name means ``device`` ("cuda" means "cuda:0" when that is where it is)."""
+    try:
+        want = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}") from None
+    return want.type == device.type and want.index in (None, device.index)
 
 
 class LayoutPipeline:
@@ -54,8 +64,9 @@ class LayoutPipeline:
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, name: str = "custom") -> None:
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.scheduler, self.name = scheduler, name
-        # per-method hyperparameters the model's folder recommends (``guidance.json``); a render's own
-        # ``method_options`` win field by field
+        # what the model's folder recommends (``guidance.json``): render settings (steps, guidance_scale...)
+        # and per-method hyperparameters; a render's own settings and ``method_options`` win field by field
+        self.settings_defaults: dict = {}
         self.method_defaults: dict[str, dict] = {}
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         for m in self.modules().values():
@@ -89,14 +100,10 @@ class LayoutPipeline:
         return self
 
     def save_pretrained(self, path) -> None:
-        from .loading import save_folder
-
-        save_folder(self, path)
+        saving.save_folder(self, path)
 
     def save_single_file(self, path) -> None:
-        from .loading import save_single_file
-
-        save_single_file(self, path)
+        saving.save_single_file(self, path)
 
     # -- text --------------------------------------------------------------
     def _tokens(self, tokenizer, text: str) -> torch.Tensor:
@@ -110,24 +117,37 @@ class LayoutPipeline:
         uncond = self.text_encoder(self._tokens(self.tokenizer, negative))[0]
         return cond.to(self.dtype), uncond.to(self.dtype), {}, {}
 
-    def unet_kwargs(self, extra: dict, batch: int) -> dict:
+    def unet_kwargs(self, extra: dict, batch: int, size: tuple[int, int]) -> dict:
+        """Extra UNet inputs for ``batch`` images of ``size`` (height, width); none for SD 1.x/2.x."""
         return {}
+
+    # -- settings ------------------------------------------------------------------
+    def resolve(self, plan: ScenePlan, settings: RenderSettings | None = None, **overrides) -> RenderSettings:
+        """The concrete settings a render of ``plan`` uses: those given, else the model folder's, else the
+        family's (``RenderSettings.resolved``), else the plan's canvas for the size. Device and dtype are
+        this pipeline's (asking for others is a UsageError: load another pipeline)."""
+        s = RenderSettings.build(settings, **overrides)
+        device, dtype = str(self.device), dtype_name(self.dtype)
+        if s.device is not None and not _same_device(s.device, self.device):
+            raise UsageError(f"this pipeline is on {device}, not {s.device}; load one there (get_pipeline)")
+        if s.dtype is not None and s.dtype != dtype:
+            raise UsageError(f"this pipeline is in {dtype}, not {s.dtype}; load one in {s.dtype} (get_pipeline)")
+        height, width = canvas_size(plan)
+        return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
+                          device=device, dtype=dtype)
 
     # -- the algorithm ----------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, plan: ScenePlan, method: str = "refocus", seed: int = 0, steps: int = 50,
-                 guidance_scale: float = 7.5, num_images: int = 1, height: int | None = None,
-                 width: int | None = None, callback=None, progress: bool = True,
-                 method_options: dict | None = None) -> RenderResult:
-        """Render ``plan``; ``method_options`` overrides hyperparameters, e.g. {"refocus": {"loss_scale": 20}}
-        (on top of the model folder's ``guidance.json``, if it has one)."""
-        if steps < 1 or num_images < 1:
-            raise UsageError("steps and num_images must be at least 1")
+    def __call__(self, plan: ScenePlan, settings: RenderSettings | None = None, *, callback=None,
+                 progress: bool = True, early_stop: bool = True, **overrides) -> RenderResult:
+        """Render ``plan`` with ``settings`` and/or single settings as keywords (``method="zest"``, ``steps=10``,
+        ``method_options={"refocus": {"loss_scale": 20}}``...); unset ones are the model's defaults.
+        ``callback(i, t, latents)`` runs after every step; ``early_stop=False`` runs every scheduled
+        guidance iteration (the methods' stopping tests off: the worst case benchmarks time)."""
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
-        height, width = resolve_size(plan, height, width, 8)
-        lat_h, lat_w = height // self.vae_scale_factor, width // self.vae_scale_factor
-        methods = guidance.parse_method(method)
+        s = self.resolve(plan, settings, **overrides)
+        lat_h, lat_w = s.height // self.vae_scale_factor, s.width // self.vae_scale_factor
 
         # 1. text: prompt (+ background) and negative prompt; each object's token positions
         #    (the mapping may append a phrase the prompt lacks or move one cut by truncation)
@@ -137,21 +157,21 @@ class LayoutPipeline:
         cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 
-        # 2. processors on the layers the methods need, a guider that owns the schedule and masks
-        options = {m: {**self.method_defaults.get(m, {}), **(method_options or {}).get(m, {})}
-                   for m in set(self.method_defaults) | set(method_options or {})}
-        guider = guidance.Guider(methods, self.unet, layout, steps, (lat_h, lat_w), num_images, options,
-                                 n_ctx=cond.shape[1])
+        # 2. processors on the layers the methods need, a guider that runs the methods and owns the masks
+        guider = guidance.Guider(s.methods, self.unet, layout, s.steps, (lat_h, lat_w), s.num_images,
+                                 s.method_options, n_ctx=cond.shape[1], scheduler=self.scheduler,
+                                 early_stop=early_stop)
         warnings += guider.warnings
 
         # 3. initial noise from the seed
-        self.scheduler.set_timesteps(steps, device=self.device)
-        gen = torch.Generator("cpu").manual_seed(seed)
-        shape = (num_images, self.unet.config.in_channels, lat_h, lat_w)
+        self.scheduler.set_timesteps(s.steps, device=self.device)
+        gen = torch.Generator("cpu").manual_seed(s.seed)
+        shape = (s.num_images, self.unet.config.in_channels, lat_h, lat_w)
         latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
         latents = latents * self.scheduler.init_noise_sigma
-        cond_b, uncond_b = cond.expand(num_images, -1, -1), uncond.expand(num_images, -1, -1)
-        kw_c, kw_u = self.unet_kwargs(extra_c, num_images), self.unet_kwargs(extra_u, num_images)
+        cond_b, uncond_b = cond.expand(s.num_images, -1, -1), uncond.expand(s.num_images, -1, -1)
+        kw_c = self.unet_kwargs(extra_c, s.num_images, (s.height, s.width))
+        kw_u = self.unet_kwargs(extra_u, s.num_images, (s.height, s.width))
 
         def cond_unet(x: torch.Tensor, t) -> torch.Tensor:
             return self.unet(self.scheduler.scale_model_input(x, t), t, encoder_hidden_states=cond_b,
@@ -162,13 +182,14 @@ class LayoutPipeline:
         try:
             for i, t in enumerate(tqdm(self.scheduler.timesteps, disable=not progress, desc="render")):
                 # 4a. gradient steps on the latent (refocus, excite, backward)
-                latents = guider.refine(i, t, latents, cond_unet, self.scheduler)
+                latents = guider.before_cfg(i, t, latents, cond_unet)
 
                 # 4b. classifier-free guidance; RCA masks, ZestGuide keeps the graph of the cond half
-                with guider.cfg_pass(i, latents) as zest_latent:
-                    x = zest_latent.to(latents.dtype) if zest_latent is not None else latents
+                #     (and takes its gradient when the pass ends)
+                with guider.cfg_pass(i, latents) as grad_latent:
+                    x = grad_latent.to(latents.dtype) if grad_latent is not None else latents
                     x_in = self.scheduler.scale_model_input(x, t)
-                    if zest_latent is not None:  # two passes: gradient flows only through the cond one
+                    if grad_latent is not None:  # two passes: gradient flows only through the cond one
                         eps_c = self.unet(x_in, t, encoder_hidden_states=cond_b, added_cond_kwargs=kw_c or None).sample
                         with torch.no_grad(), guider.paused():
                             eps_u = self.unet(x_in.detach(), t, encoder_hidden_states=uncond_b,
@@ -177,12 +198,11 @@ class LayoutPipeline:
                         both = self.unet(torch.cat([x_in, x_in]), t, encoder_hidden_states=torch.cat([uncond_b, cond_b]),
                                          added_cond_kwargs=guidance.cat_kwargs(kw_u, kw_c) or None).sample
                         eps_u, eps_c = both.chunk(2)
-                    zest_grad = guider.zest_grad(i, zest_latent)
-                eps = eps_u.detach() + guidance_scale * (eps_c.detach() - eps_u.detach())
+                eps = eps_u.detach() + s.guidance_scale * (eps_c.detach() - eps_u.detach())
 
                 # 4c. scheduler step (+ ZestGuide's normalised gradient correction)
                 latents = self.scheduler.step(eps, t, latents.detach()).prev_sample
-                latents = guider.after_step(i, t, latents, zest_grad, self.scheduler)
+                latents = guider.after_step(i, latents)
                 if callback is not None:
                     callback(i, t, latents)
         finally:
@@ -194,12 +214,10 @@ class LayoutPipeline:
         images = self.decode(latents)
         timings["decode_s"] = time.perf_counter() - t_dec
         timings["total_s"] = time.perf_counter() - t_start
-        config = {"model": self.name, "family": self.family, "method": "+".join(methods), "seed": seed,
-                  "steps": steps, "guidance_scale": guidance_scale, "height": height, "width": width,
-                  "prompt": text, "negative_prompt": negative, "methods": guider.config(),
-                  "guidance_passes": dict(guider.passes)}
+        config = {**s.model_dump(), "model": self.name, "family": self.family, "prompt": text,
+                  "negative_prompt": negative, "methods": guider.config(), "guidance_passes": dict(guider.passes)}
         return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
-                            config["guidance_passes"])
+                            config["guidance_passes"], s)
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor

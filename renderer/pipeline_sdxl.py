@@ -4,7 +4,8 @@ SDXL concatenates the penultimate hidden states of two CLIP text encoders
 (token positions are shared, so token mapping uses the first tokenizer) and
 adds the second encoder's pooled projection plus size/crop "time ids" as extra
 UNet inputs. Everything else - the sampling loop, guidance, scores - is
-inherited unchanged from ``LayoutPipeline``.
+inherited unchanged from ``LayoutPipeline``; the defaults that differ (guidance
+scale 5.0) are the "sdxl" row of ``settings.FAMILY_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ class LayoutPipelineXL(LayoutPipeline):
                  name: str = "custom") -> None:
         self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
         super().__init__(unet, vae, text_encoder, tokenizer, scheduler, name)
-        self._size: tuple[int, int] = (1024, 1024)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {**super().modules(), "text_encoder_2": self.text_encoder_2}
@@ -43,16 +43,7 @@ class LayoutPipelineXL(LayoutPipeline):
         uncond, pooled_u = self._encode_one(negative, zero=not negative)
         return cond, uncond, {"text_embeds": pooled}, {"text_embeds": pooled_u}
 
-    def unet_kwargs(self, extra: dict, batch: int) -> dict:
-        h, w = self._size
+    def unet_kwargs(self, extra: dict, batch: int, size: tuple[int, int]) -> dict:
+        h, w = size
         ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype).expand(batch, -1)
         return {"text_embeds": extra["text_embeds"].expand(batch, -1), "time_ids": ids}
-
-    def __call__(self, plan, method: str = "refocus", seed: int = 0, steps: int = 50, guidance_scale: float = 5.0,
-                 num_images: int = 1, height=None, width=None, callback=None, progress: bool = True,
-                 method_options: dict | None = None):
-        from .pipeline_sd import resolve_size
-
-        self._size = resolve_size(plan, height, width, 8)
-        return super().__call__(plan, method, seed, steps, guidance_scale, num_images, height, width, callback, progress,
-                                method_options)

@@ -132,6 +132,57 @@ def test_render_rejects_bad_options_before_loading(monkeypatch):
         par.render(two_shapes(), method="refocus+magic")
 
 
+def test_api_and_renderer_share_one_pipeline_cache(monkeypatch):
+    from plan_and_render import renderer
+    from plan_and_render.renderer import loading
+
+    api.clear_cache()
+    loads = []
+    real = loading.load_pipeline
+    monkeypatch.setattr(loading, "load_pipeline", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    a = par.render(two_shapes(), model=TINY, method="none", steps=1, progress=False)
+    b = renderer.render(two_shapes(), Path(TINY), method="none", steps=1, progress=False, device="cpu", dtype="fp32")
+    assert loads == [TINY]  # loaded once: the API's default dtype on the CPU is fp32, the same pipeline
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    assert api.get_pipeline(TINY, "cpu") is renderer.get_pipeline(TINY, "cpu", "float32")
+    renderer.render(two_shapes(), TINY, method="none", steps=1, progress=False, dtype="bf16")  # another dtype
+    assert len(loads) == 2
+    api.clear_cache()  # one cache: clearing it through the API forgets the renderer's pipelines too
+    renderer.render(two_shapes(), TINY, method="none", steps=1, progress=False)
+    assert len(loads) == 3
+
+
+def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_path):
+    """SDXL's own 5.0 (not SD's 7.5) when no guidance scale is given; what was used is recorded."""
+    tiny_xl_pipe.save_pretrained(tmp_path / "xl")
+    xl = par.render(two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False)
+    assert xl.settings.guidance_scale == 5.0 == xl.config["guidance_scale"] and xl.config["family"] == "sdxl"
+    ref = tiny_xl_pipe(two_shapes(), method="none", steps=2, guidance_scale=5.0, progress=False)
+    assert np.array_equal(np.asarray(xl.images[0]), np.asarray(ref.images[0]))
+    sd = par.render(two_shapes(), model=TINY, method="none", steps=1, progress=False)
+    assert sd.settings.guidance_scale == 7.5 and sd.config["family"] == "sd"
+    res = par.generate(plan=two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False,
+                       out_dir=tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert meta["guidance_scale"] == 5.0 and meta["steps"] == 2 and meta["dtype"] == "fp32"
+    assert meta["settings"] == res.metadata["settings"] == {
+        "method": "none", "method_options": {}, "steps": 2, "guidance_scale": 5.0, "width": 64, "height": 64,
+        "num_images": 1, "seed": 0, "scheduler": None, "dtype": "fp32", "device": "cpu"}
+
+
+def test_render_and_generate_take_a_settings_object(tmp_path):
+    from plan_and_render.renderer import RenderSettings
+
+    s = RenderSettings(method="rca", steps=1, seed=5)
+    r = par.render(two_shapes(), TINY, s, progress=False)
+    assert (r.settings.method, r.settings.seed, r.settings.steps) == ("rca", 5, 1)
+    res = par.generate(plan=two_shapes(), model=TINY, settings=s, num_images=2, progress=False)
+    assert len(res.images) == 2 and res.metadata["settings"]["num_images"] == 2
+    assert (res.metadata["method"], res.metadata["seed"], res.metadata["steps"]) == ("rca", 5, 1)
+    with pytest.raises(UsageError, match="steps 0 is out of range"):
+        par.generate(plan=two_shapes(), model=TINY, settings=s, steps=0)
+
+
 def test_missing_model_error_points_at_the_demo_model(tmp_path):
     with pytest.raises(ModelUnavailableError) as e:
         api.get_pipeline(tmp_path / "nothing-here", "cpu")

@@ -26,7 +26,7 @@ def _cond_unet(pipe, plan):
     text, neg = guidance.compose_prompt(plan)
     layout, _ = guidance.build_layout(plan, pipe.tokenizer, text, 77)
     cond, _, extra, _ = pipe.encode_text(layout.text, neg)
-    kw = pipe.unet_kwargs(extra, 1)
+    kw = pipe.unet_kwargs(extra, 1, (64, 64))
 
     def run(x, t):
         return pipe.unet(x, t, encoder_hidden_states=cond, added_cond_kwargs=kw or None).sample
@@ -70,7 +70,7 @@ def test_capture_shapes_and_processors(tiny_pipe, tiny_xl_pipe, two_plan, xl):
     g, run = _guider(pipe, two_plan, ["refocus", "backward"])
     try:
         x = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(1))
-        maps = g._guide_pass(x, pipe.scheduler.timesteps[0], run)
+        maps = g.guide_pass(x, pipe.scheduler.timesteps[0], run)
         assert maps["cross"].shape == (1, 16 * 16, 77) and maps["cross"].dtype == torch.float32
         assert maps["self"].shape == (1, 256, 256)
         assert torch.allclose(maps["cross"].sum(-1), torch.ones(1, 256), atol=1e-4)  # rows are distributions
@@ -120,8 +120,8 @@ def test_excite_lowers_its_loss_and_excites_every_object(tiny_pipe, unguided):
 def test_excite_single_step_refinement(tiny_pipe, unguided, monkeypatch):
     plan, base_res, _ = unguided
     passes = []
-    real = guidance.Guider._guide_pass
-    monkeypatch.setattr(guidance.Guider, "_guide_pass", lambda self, *a: passes.append(1) or real(self, *a))
+    real = guidance.Guider.guide_pass
+    monkeypatch.setattr(guidance.Guider, "guide_pass", lambda self, *a: passes.append(1) or real(self, *a))
     opts = {"excite": {"refine_step": 10, "per_step": False, "refine_iters": 6, "refine_lr": 0.1}}
     res = tiny_pipe(plan, method="excite", steps=STEPS, seed=0, progress=False, method_options=opts)
     assert len(passes) == 6  # one refinement (Adam, 6 iterations) at step 10/50 -> 2/10, nothing else
@@ -133,11 +133,11 @@ def test_excite_single_step_refinement(tiny_pipe, unguided, monkeypatch):
 def test_schedules_follow_the_published_ones(tiny_pipe, two_plan, monkeypatch):
     """(scale, step size, max iterations) per step for 50 steps, against guidance.md."""
     calls = []
-    monkeypatch.setattr(guidance.Guider, "_descend", lambda self, m, lat, t, cu, scale, lr, n, keep:
+    monkeypatch.setattr(guidance.Guider, "descend", lambda self, m, loss, lat, t, cu, scale, lr, n, keep:
                         calls.append((m, self._step, scale, lr, n)) or lat)
-    real_refine = guidance.Guider.refine
-    monkeypatch.setattr(guidance.Guider, "refine",
-                        lambda self, i, *a: setattr(self, "_step", i) or real_refine(self, i, *a))
+    real_before_cfg = guidance.Guider.before_cfg
+    monkeypatch.setattr(guidance.Guider, "before_cfg",
+                        lambda self, i, *a: setattr(self, "_step", i) or real_before_cfg(self, i, *a))
     tiny_pipe(two_plan, method="refocus+excite+backward", steps=50, progress=False)
     refocus = [(i, s, n) for m, i, s, lr, n in calls if m == "refocus"]
     assert refocus == [(0, 40, 2), (1, 40, 2), (2, 40, 6), (3, 40, 6), (4, 40, 6)] + \
@@ -211,9 +211,8 @@ def test_deterministic_and_seeded(tiny_pipe, two_plan):
     ("zest", 10, (0, 5)),  # one backward per step of the first half, through the CFG pass: no extra forward
     ("rca", 10, (0, 0)), ("none", 10, (0, 0)),
 ])
-def test_guidance_passes_are_counted(tiny_pipe, two_plan, monkeypatch, method, steps, worst):
-    monkeypatch.setattr(guidance, "EARLY_STOP", False)
-    r = tiny_pipe(two_plan, method=method, steps=steps, progress=False)
+def test_guidance_passes_are_counted(tiny_pipe, two_plan, method, steps, worst):
+    r = tiny_pipe(two_plan, method=method, steps=steps, progress=False, early_stop=False)
     assert (r.passes["forward"], r.passes["backward"]) == worst
     assert r.config["guidance_passes"] == r.passes
 
@@ -248,9 +247,9 @@ def test_bf16_pipeline_keeps_loss_maths_in_fp32(two_plan):
     assert pipe.unet.dtype == torch.bfloat16
     g, run = _guider(pipe, two_plan, ["refocus"])
     try:
-        maps = g._guide_pass(torch.randn(1, 4, 32, 32, dtype=torch.bfloat16), pipe.scheduler.timesteps[0], run)
+        maps = g.guide_pass(torch.randn(1, 4, 32, 32, dtype=torch.bfloat16), pipe.scheduler.timesteps[0], run)
         assert maps["cross"].dtype == torch.float32 and maps["self"].dtype == torch.float32
-        loss, _ = g.loss("refocus", maps)
+        loss, _ = g.by_name["refocus"].loss(maps)
         assert loss.dtype == torch.float32 and torch.isfinite(loss)
     finally:
         g.close()
@@ -326,10 +325,58 @@ def test_folder_guidance_json_sets_defaults_that_a_render_can_override(tiny_pipe
     assert used["temperature"] == 1.0 and used["loss_scale"] == 3.0  # the render's own option wins, field by field
     (tmp_path / "folder" / "guidance.json").write_text(json.dumps({"_why": "notes", "zest": {"tau": 0.4}}))
     assert load_pipeline(str(tmp_path / "folder"), device="cpu").method_defaults == {"zest": {"tau": 0.4}}
-    for bad in ("[1, 2]", '{"refocus": {"scale": 3}}', '{"sparkle": {}}'):
+    for bad in ("[1, 2]", '{"refocus": {"scale": 3}}', '{"sparkle": {}}', '{"settings": {"steps": 0}}',
+                '{"settings": {"seed": 3}}', '{"settings": [1]}'):
         (tmp_path / "folder" / "guidance.json").write_text(bad)
         with pytest.raises(ModelUnavailableError, match="guidance.json is not valid"):
             load_pipeline(str(tmp_path / "folder"), device="cpu")
+
+
+def test_folder_guidance_json_sets_render_settings_below_explicit_ones(tiny_pipe, two_plan, tmp_path):
+    import json
+
+    tiny_pipe.save_pretrained(tmp_path / "folder")
+    (tmp_path / "folder" / "guidance.json").write_text(json.dumps({"settings": {"guidance_scale": 4, "steps": 3}}))
+    p = load_pipeline(str(tmp_path / "folder"), device="cpu")
+    assert p.settings_defaults == {"guidance_scale": 4.0, "steps": 3} and p.method_defaults == {}
+    folder = p(two_plan, method="none", progress=False)
+    assert (folder.settings.steps, folder.settings.guidance_scale) == (3, 4.0)  # the folder's, not the family's
+    same = tiny_pipe(two_plan, method="none", steps=3, guidance_scale=4.0, progress=False)
+    assert np.array_equal(np.asarray(folder.images[0]), np.asarray(same.images[0]))
+    mine = p(two_plan, method="none", steps=2, progress=False)
+    assert (mine.settings.steps, mine.settings.guidance_scale) == (2, 4.0)  # explicit > folder > family
+
+
+@pytest.mark.parametrize("xl,scale", [(False, 7.5), (True, 5.0)])
+def test_unset_guidance_scale_is_the_familys(tiny_pipe, tiny_xl_pipe, two_plan, xl, scale):
+    """SD samples at 7.5 and SDXL at 5.0 unless told otherwise, and the render records it."""
+    pipe = tiny_xl_pipe if xl else tiny_pipe
+    default = pipe(two_plan, method="none", steps=2, progress=False)
+    assert default.settings.guidance_scale == scale == default.config["guidance_scale"]
+    assert (default.settings.steps, default.settings.width, default.settings.height) == (2, 64, 64)
+    same = pipe(two_plan, method="none", steps=2, guidance_scale=scale, progress=False)
+    other = pipe(two_plan, method="none", steps=2, guidance_scale=12.5 - scale, progress=False)
+    assert np.array_equal(np.asarray(default.images[0]), np.asarray(same.images[0]))
+    assert not np.array_equal(np.asarray(default.images[0]), np.asarray(other.images[0]))
+
+
+def test_settings_object_and_keywords_are_one_render(tiny_pipe, two_plan):
+    from plan_and_render.renderer import RenderSettings
+
+    s = RenderSettings(method="Refocus + RCA", steps=2, seed=3)
+    a = tiny_pipe(two_plan, s, progress=False)
+    b = tiny_pipe(two_plan, method="rca+refocus+rca", steps=2, seed=3, progress=False)  # order kept as asked
+    c = tiny_pipe(two_plan, s, seed=4, progress=False)  # keywords override the object
+    assert a.settings.method == "refocus+rca" and b.settings.method == "rca+refocus"
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0])) and a.passes == b.passes
+    assert c.settings.seed == 4 and not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+    assert a.config["dtype"] == "fp32" and a.config["device"] == "cpu" and a.config["model"] == "custom"
+    with pytest.raises(UsageError, match="this pipeline is in fp32, not bf16"):
+        tiny_pipe(two_plan, s, dtype="bf16", progress=False)
+    with pytest.raises(UsageError, match="not supported yet"):
+        tiny_pipe(two_plan, s, scheduler="euler", progress=False)
+    with pytest.raises(UsageError, match="settings must be a RenderSettings"):
+        tiny_pipe(two_plan, "refocus", progress=False)
 
 
 def test_missing_weights_is_one_line_model_unavailable(tmp_path, monkeypatch):

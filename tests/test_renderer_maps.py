@@ -1,4 +1,5 @@
-"""Losses (plan_and_render.renderer.losses), masks (plan_and_render.renderer.masks) and method options (plan_and_render.renderer.config), by hand."""
+"""Losses (plan_and_render.renderer.losses), masks (plan_and_render.renderer.masks) and method options
+(the configs of plan_and_render.renderer.methods), by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 from plan_and_render.errors import UsageError
 from plan_and_render.renderer import attention as A
 from plan_and_render.renderer import losses as L
-from plan_and_render.renderer.config import ExciteConfig, RefocusConfig, config_for
+from plan_and_render.renderer.methods import config_for
+from plan_and_render.renderer.methods.excite import ExciteConfig
+from plan_and_render.renderer.methods.refocus import RefocusConfig
 from plan_and_render.renderer.masks import MaskSet, enlarge_box
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins

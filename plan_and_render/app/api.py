@@ -7,9 +7,11 @@
                           model="models/shapes-tiny", out_dir="outputs/demo")
     result.images[0]; result.scores; result.save("elsewhere/")
 
-Planners and diffusion pipelines are loaded once and kept (keyed by their spec
-and options), so calling these in a loop or a notebook does not reload models.
-Every failure is a ``plan_and_render.errors.PlanAndRenderError`` with a one-line message.
+Planners and diffusion pipelines are loaded once and kept (planners keyed by their spec
+and options here, pipelines in the renderer's one cache), so calling these in a loop or a
+notebook does not reload models. Render settings are ``RenderSettings`` (or its fields as
+keywords), checked once before anything loads. Every failure is a
+``plan_and_render.errors.PlanAndRenderError`` with a one-line message.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import ValidationError
 
+from .. import renderer
 from ..errors import ModelUnavailableError, PlanAndRenderError, UsageError
+from ..renderer.settings import DEFAULT_METHOD, RenderSettings
 from ..scene import Canvas, ScenePlan, first_error
 
 from . import output
@@ -34,8 +38,7 @@ if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for th
     from plan_and_render.renderer import LayoutPipeline, RenderResult
 
 DEFAULT_PLANNER = "local"
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # == renderer.DEFAULT_MODEL (tested)
-DEFAULT_METHOD = "refocus"
+DEFAULT_MODEL = renderer.DEFAULT_MODEL
 DEFAULT_SIZE = 512
 DEMO_MODEL_HINT = ("or try the offline demo model shipped in the project checkout: "
                    "--model models/shapes-tiny")
@@ -43,11 +46,10 @@ DEMO_MODEL_HINT = ("or try the offline demo model shipped in the project checkou
 Event = Callable[[str, dict], None]
 
 # --------------------------------------------------------------------------
-# Caches: one planner per (spec, options), one pipeline per (model, device, dtype)
+# Caches: one planner per (spec, options) here; pipelines in the renderer's cache
 # --------------------------------------------------------------------------
 
 _PLANNERS: dict[tuple, "Planner"] = {}
-_PIPELINES: dict[tuple, "LayoutPipeline"] = {}
 
 
 def _options_key(options: dict[str, Any]) -> tuple:
@@ -65,35 +67,25 @@ def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
     return _PLANNERS[key]
 
 
-def _model_key(model: str | Path) -> str:
-    p = Path(model).expanduser()
-    return str(p.resolve()) if p.exists() else str(model)
-
-
 def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
                  dtype: str | None = None) -> "LayoutPipeline":
-    """A loaded diffusion pipeline (hub id, diffusers folder or one file), loaded once and reused.
+    """A loaded diffusion pipeline (hub id, diffusers folder or one file) from the renderer's cache:
+    loaded once per (model, device, dtype) for this API and ``plan_and_render.renderer`` alike.
 
-    Raises ``ModelUnavailableError`` when the weights cannot be found.
+    Raises ``ModelUnavailableError`` when the weights cannot be found (naming the shipped demo model).
     """
-    from plan_and_render import renderer
-    device = device or renderer.default_device()
-    key = (_model_key(model), device, dtype)
-    if key not in _PIPELINES:
-        local = Path(model).expanduser()
-        try:
-            _PIPELINES[key] = renderer.load_pipeline(str(local) if local.exists() else str(model), device, dtype)
-        except ModelUnavailableError as e:
-            if "shapes-tiny" in str(model):
-                raise
-            raise ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}") from None
-    return _PIPELINES[key]
+    try:
+        return renderer.get_pipeline(model, device, dtype)
+    except ModelUnavailableError as e:
+        if "shapes-tiny" in str(model):
+            raise
+        raise ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}") from None
 
 
 def clear_cache() -> None:
     """Forget loaded planners and pipelines (frees their memory once nothing else holds them)."""
     _PLANNERS.clear()
-    _PIPELINES.clear()
+    renderer.clear_cache()
 
 
 # --------------------------------------------------------------------------
@@ -116,18 +108,9 @@ def make_canvas(width: int | None = None, height: int | None = None, canvas: Can
     return Canvas(width=w, height=h)
 
 
-def check_render_size(width: int | None, height: int | None, multiple: int = 8) -> None:
-    """Sides the diffusion model can take: positive multiples of 8 (the VAE's downsampling)."""
-    for name, v in (("width", width), ("height", height)):
-        if v is None:
-            continue
-        if v <= 0:
-            raise UsageError(f"{name} {v} must be a positive number of pixels")
-        if v % multiple:
-            lo, hi = v - v % multiple, v - v % multiple + multiple
-            alt = f"{lo} or {hi}" if lo > 0 else f"{hi}"
-            raise UsageError(f"{name} {v} is not divisible by {multiple}; the model needs multiples of {multiple} "
-                             f"(try {alt})")
+def check_render_size(width: int | None, height: int | None) -> None:
+    """Sides the diffusion model can take (``RenderSettings``'s rule: multiples of 8 in range)."""
+    RenderSettings(width=width, height=height)
 
 
 def native_size(model: str | Path) -> int | None:
@@ -228,28 +211,23 @@ def save_preview(plan: ScenePlan, path: str | Path) -> Path:
 # --------------------------------------------------------------------------
 
 
-def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, method: str = DEFAULT_METHOD, *, seed: int = 0,
-           steps: int = 50, guidance_scale: float = 7.5, num_images: int = 1, width: int | None = None,
-           height: int | None = None, device: str | None = None, dtype: str | None = None,
-           progress: bool = True, callback: Callable | None = None,
-           method_options: dict | None = None) -> "RenderResult":
-    """Render a plan with attention guidance; returns ``RenderResult(images, scores, timings, warnings, config)``.
+def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | None = None, *,
+           progress: bool = True, callback: Callable | None = None, **overrides: Any) -> "RenderResult":
+    """Render a plan with attention guidance; returns ``RenderResult(images, scores, timings, warnings, config,
+    settings)``.
 
-    ``method`` is one of refocus, zest, excite, rca, backward, none, or a ``+`` combination. ``width``/``height``
-    default to the plan's canvas; both must be multiples of 8. ``scores`` are each object's share of attention
-    inside its box over the last guided steps. The pipeline is loaded on first use and then reused.
+    ``settings`` is a ``RenderSettings``; its fields may also be given (or overridden) as keywords: ``method``
+    (refocus, zest, excite, rca, backward, none, or a ``+`` combination), ``seed``, ``steps``,
+    ``guidance_scale``, ``num_images``, ``width``/``height`` (default: the plan's canvas; multiples of 8),
+    ``method_options``, ``device``, ``dtype``. Unset steps and guidance scale are the model's (SD 7.5, SDXL
+    5.0). ``scores`` are each object's share of attention inside its box over the last guided steps. Bad
+    settings fail before anything loads; the pipeline is loaded on first use and then reused.
     """
-    from plan_and_render.renderer import parse_method
-
-    parse_method(method)  # a bad method fails before any loading
-    check_render_size(width, height)
-    if steps < 1 or num_images < 1:
-        raise UsageError("steps and num_images must be at least 1")
+    settings = RenderSettings.build(settings, **overrides)
     t0 = time.perf_counter()
-    pipe = get_pipeline(model, device, dtype)
+    pipe = get_pipeline(model, settings.device, settings.dtype)
     load_s = time.perf_counter() - t0
-    result = pipe(plan, method=method, seed=seed, steps=steps, guidance_scale=guidance_scale, num_images=num_images,
-                  height=height, width=width, callback=callback, progress=progress, method_options=method_options)
+    result = pipe(plan, settings, callback=callback, progress=progress)
     result.timings = {"load_s": load_s, **result.timings}
     return result
 
@@ -348,32 +326,32 @@ def _emit(on_event: Event | None, name: str, **data: Any) -> None:
 
 def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None = None,
              planner: "str | Planner" = DEFAULT_PLANNER, model: str | Path = DEFAULT_MODEL,
-             method: str = DEFAULT_METHOD, seed: int = 0, steps: int = 50, guidance_scale: float = 7.5,
-             num_images: int = 1, width: int | None = None, height: int | None = None, device: str | None = None,
-             dtype: str | None = None, out_dir: str | Path | None = None, dry_run: bool = False,
-             progress: bool = True, method_options: dict | None = None, on_event: Event | None = None,
-             **planner_options: Any) -> Result:
+             settings: RenderSettings | None = None, out_dir: str | Path | None = None, dry_run: bool = False,
+             progress: bool = True, on_event: Event | None = None, planner_options: dict | None = None,
+             **options: Any) -> Result:
     """Prompt -> plan -> layout preview -> image(s), optionally written to ``out_dir`` as they are made.
 
-    Give ``plan`` (a ScenePlan or a JSON file) instead of ``prompt`` to render a given, e.g. hand-edited, plan;
-    the relations it violates become warnings. Size: ``width``/``height`` when given; otherwise a new plan's
-    canvas is the model's native size for a local diffusers folder (64 for models/shapes-tiny), else 512, and a
-    given plan renders at its own canvas. ``dry_run`` stops after the plan and preview. With ``out_dir``,
-    plan.json and layout.png are written before rendering starts, so they survive a missing model
-    (``ModelUnavailableError`` is raised once ``metadata.json`` records it) and Ctrl-C.
+    Render settings: ``settings`` (a ``RenderSettings``) and/or its fields as keywords (``method``, ``seed``,
+    ``steps``, ``guidance_scale``, ``num_images``, ``width``, ``height``, ``method_options``, ``device``,
+    ``dtype``); ``seed`` also varies the layout. ``planner_options`` go to the planner's constructor
+    (``retries``, ``timeout``, ``base_url``, ``device``); other keywords that are not render settings are
+    taken as planner options too. Give ``plan`` (a ScenePlan or a JSON file) instead of ``prompt`` to render
+    a given, e.g. hand-edited, plan; the relations it violates become warnings. Size: ``width``/``height``
+    when given; otherwise a new plan's canvas is the model's native size for a local diffusers folder (64
+    for models/shapes-tiny), else 512, and a given plan renders at its own canvas. ``dry_run`` stops after
+    the plan and preview. With ``out_dir``, plan.json and layout.png are written before rendering starts,
+    so they survive a missing model (``ModelUnavailableError`` is raised once ``metadata.json`` records it)
+    and Ctrl-C; metadata.json holds the settings used (``"settings"``, resolved once rendered).
     ``on_event(name, data)`` is called at each stage (planned, rendering, rendered) for progress displays.
     """
     t_start = time.perf_counter()
     if (prompt is None) == (plan is None):
         raise UsageError("give either a prompt or a plan to render, not both" if prompt is not None
                          else "give a prompt (or a plan file) to render")
-    if not dry_run:
-        from plan_and_render.renderer.guidance import parse_method  # imports torch: only when rendering
-
-        parse_method(method)
-        check_render_size(width, height)
-        if steps < 1 or num_images < 1:
-            raise UsageError("steps and num_images must be at least 1")
+    fields = RenderSettings.model_fields
+    settings = RenderSettings.build(settings, **{k: v for k, v in options.items() if k in fields})
+    planner_options = {**(planner_options or {}), **{k: v for k, v in options.items() if k not in fields}}
+    width, height, seed = settings.width, settings.height, settings.seed
 
     spec = planner if isinstance(planner, str) else getattr(planner, "name", type(planner).__name__)
     metadata: dict[str, Any] = {
@@ -381,8 +359,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         "planner": spec if plan is None else None,
         "planner_options": output.public_options(planner_options) if plan is None else {},
         "plan_source": (str(plan) if isinstance(plan, (str, Path)) else "given") if plan is not None else None,
-        "model": str(model), "method": method, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
-        "num_images": num_images, "width": width, "height": height, "device": device, "dtype": dtype,
+        "model": str(model), **_top_level(settings), "settings": settings.model_dump(mode="json"),
         "dry_run": dry_run, "scores": {}, "timings": {}, "warnings": [], "violations": [], "error": None,
         "files": {"plan": None, "layout": None, "images": []}, "versions": output.package_versions(),
     }
@@ -419,11 +396,9 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
             return result
 
         # 2. the image(s)
-        _emit(on_event, "rendering", model=str(model), method=method, steps=steps)
+        _emit(on_event, "rendering", model=str(model), method=settings.method, steps=settings.steps)
         run.update(status="rendering")
-        rendered = render(the_plan, model, method, seed=seed, steps=steps, guidance_scale=guidance_scale,
-                          num_images=num_images, width=width, height=height, device=device, dtype=dtype,
-                          progress=progress, method_options=method_options)
+        rendered = render(the_plan, model, settings, progress=progress)
         timings.update({k: float(v) for k, v in rendered.timings.items() if k != "total_s"})
         timings["render_s"] = float(rendered.timings.get("total_s", 0.0))
         _emit(on_event, "rendered", scores=dict(rendered.scores))
@@ -435,8 +410,8 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         cfg = rendered.config
         metadata["warnings"] += rendered.warnings
         run.update(status="ok", scores={k: round(float(v), 4) for k, v in rendered.scores.items()},
-                   timings=dict(timings), width=cfg.get("width"), height=cfg.get("height"),
-                   device=device or _default_device(), render_config=_jsonable(cfg))
+                   timings=dict(timings), **_top_level(rendered.settings),
+                   settings=rendered.settings.model_dump(mode="json"), render_config=_jsonable(cfg))
         result.images, result.scores, result.timings = list(rendered.images), dict(rendered.scores), timings
         result.warnings = list(metadata["warnings"])
         return result
@@ -455,9 +430,10 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         raise
 
 
-def _default_device() -> str:
-    from plan_and_render import renderer
-    return renderer.default_device()
+def _top_level(settings: RenderSettings) -> dict[str, Any]:
+    """The settings metadata.json has always carried at its top level (readers of older runs rely on them)."""
+    keys = ("method", "seed", "steps", "guidance_scale", "num_images", "width", "height", "device", "dtype")
+    return {k: getattr(settings, k) for k in keys}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from ..errors import PlanAndRenderError, UsageError
 from ..scene import ScenePlan
-from .options import parse_method_options, size_help
+from .options import render_options, render_settings, size_help
 from .output import atomic_write
 from .session import EditResult, Session
 from .store import Store, default_path, iso
@@ -195,23 +195,25 @@ def store_option(f):
                         "$PLAN_AND_RENDER_HOME/sessions.db or ~/.local/share/plan-and-render/sessions.db).")(f)
 
 
+CHAT_RENDER = ("method", "method_options", "steps", "guidance_scale", "scheduler", "dtype", "device")
+
+
 def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[str], render: bool,
-          model: Optional[str], method: Optional[str], store: Optional[Path], seed: int, steps: Optional[int],
-          width: Optional[int], height: Optional[int], device: Optional[str], memory: bool,
-          method_options: Optional[str] = None) -> int:
+          model: Optional[str], store: Optional[Path], seed: int, width: Optional[int], height: Optional[int],
+          memory: bool, render_values: dict) -> int:
+    """Open (or resume) a session and run the chat loop; ``render_values`` are the render options given."""
     from . import api
 
     quiet_libraries(rendering=True)
-    options = parse_method_options(method_options)
+    settings = render_settings(render_values)  # bad values fail before a session is opened
+    given = {k: getattr(settings, k) for k, v in render_values.items() if v is not None}
+    method = given.pop("method", None)
     if session_id and prompt:
         raise UsageError("give either a PROMPT (new session) or --session ID (resume), not both")
     if memory and session_id:
         raise UsageError("--no-store cannot resume a stored session")
-    if steps is not None and steps < 1:
-        raise UsageError(f"--steps {steps} must be at least 1")
     st = None if memory else _open_store(store, must_exist=bool(session_id))
-    render_kw = {k: v for k, v in {"steps": steps, "device": device, "method_options": options}.items()
-                 if v is not None}
+    render_kw = given
     if session_id:
         s = Session.resume(session_id, store=st, planner=planner)
         if model:
@@ -239,21 +241,15 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
 @click.option("--session", "-s", "session_id", help="Resume this session (id or unique prefix).")
 @click.option("--render/--no-render", default=True, show_default=True, help="Render after every change (same seed).")
 @click.option("--model", "-m", help="Diffusion weights (hub id, folder, file). Offline demo: models/shapes-tiny.")
-@click.option("--method", help="Guidance method (default refocus).")
-@click.option("--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
-              "(kept with a stored session).")
 @store_option
 @click.option("--no-store", is_flag=True, help="Keep this chat in memory only.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the layout and every render.")
-@click.option("--steps", type=int, help="Sampling steps per render (default 50).")
 @click.option("--width", type=int, help=size_help("Canvas/image width"))
 @click.option("--height", type=int, help=size_help("Canvas/image height"))
-@click.option("--device", help="Render device (default: cuda if available).")
+@render_options(*CHAT_RENDER)
 @click.pass_context
-def chat(ctx, prompt, planner, session_id, render, model, method, method_options, store, no_store, seed, steps, width,
-         height, device) -> None:
-    ctx.exit(_chat(prompt, planner, session_id, render, model, method, store, seed, steps, width, height, device,
-                   no_store, method_options))
+def chat(ctx, prompt, planner, session_id, render, model, store, no_store, seed, width, height, **render_values) -> None:
+    ctx.exit(_chat(prompt, planner, session_id, render, model, store, seed, width, height, no_store, render_values))
 
 
 @click.group("sessions", help="List, show, export and resume chat sessions.")
@@ -323,11 +319,10 @@ def sessions_export(session_id, out, store) -> None:
 @click.option("--render/--no-render", default=True, show_default=True, help="Render after every change (same seed).")
 @click.option("--model", "-m", help="Diffusion weights.")
 @store_option
-@click.option("--steps", type=int, help="Sampling steps per render.")
-@click.option("--device", help="Render device.")
+@render_options(*CHAT_RENDER)
 @click.pass_context
-def sessions_resume(ctx, session_id, planner, render, model, store, steps, device) -> None:
-    ctx.exit(_chat(None, planner, session_id, render, model, None, store, 0, steps, None, None, device, False))
+def sessions_resume(ctx, session_id, planner, render, model, store, **render_values) -> None:
+    ctx.exit(_chat(None, planner, session_id, render, model, store, 0, None, None, False, render_values))
 
 
 def register(group: click.Group) -> None:

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from ..errors import PlanAndRenderError, UsageError
 from . import api, chat_cli
-from .options import backend_options, parse_method_options, planner_options, size_help
+from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
                        warn_line)
 
@@ -86,40 +86,19 @@ def cli() -> None:
 @planner_options
 @click.option("--model", "-m", default=api.DEFAULT_MODEL, show_default=True, help="Diffusion weights: hub id "
               "(HF cache), local diffusers folder, or one .safetensors/.ckpt file. Offline demo: models/shapes-tiny.")
-@click.option("--method", default=api.DEFAULT_METHOD, show_default=True, help="Guidance: refocus, zest, excite, "
-              "rca, backward, none; combine with +, e.g. refocus+rca.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the layout and the initial noise.")
-@click.option("--steps", type=int, default=50, show_default=True, help="Sampling steps.")
-@click.option("--width", type=int, help=size_help("Image width"))
-@click.option("--height", type=int, help=size_help("Image height"))
-@click.option("--num-images", "-n", type=int, default=1, show_default=True, help="Images per run.")
-@click.option("--guidance-scale", type=float, default=7.5, show_default=True,
-              help="Classifier-free guidance scale.")
-@click.option("--method-options", help="Per-method hyperparameters as JSON, e.g. '{\"refocus\": {\"loss_scale\": 20}}' "
-              "(applied on top of the model folder's guidance.json).")
-@click.option("--device", help="cuda, cpu, cuda:1... (default: cuda if available).")
-@click.option("--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPU, fp32 on CPU).")
+@render_options()
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Write this run into DIR "
               "(default: ./outputs/<timestamp>-<slug>/).")
 @click.option("--dry-run", is_flag=True, help="Plan and write the preview only; no rendering.")
-def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner_device, model, method, seed, steps,
-                 width, height, num_images, guidance_scale, method_options, device, dtype, out, dry_run) -> None:
+def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner_device, model, out, dry_run,
+                 **render) -> None:
     if plan_file is not None and prompt is not None:
         raise UsageError("give either a PROMPT or --plan FILE, not both (the plan carries its prompt)")
     if plan_file is None and prompt is None:
         raise UsageError(f"missing PROMPT: {PROG} \"a cat to the left of a vase\" (or --plan FILE)")
     if plan_file is not None and plan_file.is_dir():
         raise UsageError(f"--plan {str(plan_file)!r} is a folder; give a plan JSON file")
-    if steps < 1:
-        raise UsageError(f"--steps {steps} must be at least 1")
-    if not dry_run:  # fail on bad options before writing anything
-        api.check_render_size(width, height)
-        from ..renderer.guidance import parse_method
-
-        parse_method(method)
-    options = parse_method_options(method_options)
-    if dtype is not None and dtype not in ("fp16", "float16", "bf16", "bfloat16", "fp32", "float32"):
-        raise UsageError(f"unknown --dtype {dtype!r}; use fp16, bf16 or fp32")
+    settings = render_settings(render)  # every render option checked before anything is written
     quiet_libraries(rendering=not dry_run)
 
     from . import output
@@ -136,15 +115,14 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
             for w in data["warnings"]:
                 warn_line(w)
         elif name == "rendering":
-            err.print(f"rendering with {data['model']} ({data['method']}, {data['steps']} steps)...")
+            steps = f"{data['steps']} steps" if data["steps"] else "the model's steps"
+            err.print(f"rendering with {data['model']} ({data['method']}, {steps})...")
 
     opts = backend_options(base_url, retries, timeout, planner_device) if plan_file is None else {}
     try:
         result = api.generate(
-            prompt, plan=plan_file, planner=planner, model=model, method=method, seed=seed, steps=steps,
-            guidance_scale=guidance_scale, num_images=num_images, width=width, height=height, device=device,
-            dtype=dtype, out_dir=run_dir, dry_run=dry_run, progress=sys.stderr.isatty(), on_event=on_event,
-            method_options=options, **opts)
+            prompt, plan=plan_file, planner=planner, model=model, settings=settings, out_dir=run_dir, dry_run=dry_run,
+            progress=sys.stderr.isatty(), on_event=on_event, planner_options=opts)
     except KeyboardInterrupt:
         kept = [n for n in ("plan.json", "layout.png", "metadata.json") if (Path(run_dir) / n).exists()]
         raise _Interrupted(f"interrupted; kept {', '.join(kept) or 'nothing'} in {run_dir}") from None

@@ -1,0 +1,209 @@
+"""Render settings: one validated model for every layer (API, CLI, pipelines) and one table of defaults.
+
+    s = RenderSettings(method="Refocus + RCA", steps=20)      # method -> "refocus+rca"
+    s.resolved("sdxl")                                        # guidance_scale -> 5.0 (SDXL's), steps 20
+
+A field left ``None`` means "the model's default": the model folder's ``guidance.json`` (its
+``"settings"`` object), else ``FAMILY_DEFAULTS`` for the model's family; ``resolved`` fills them in,
+so a render records the concrete values it used. Bad values are one-line ``UsageError``s. This module
+does not import torch: the CLI builds its options and checks them from here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from plan_and_render.errors import UsageError
+
+from .methods import builtin_methods, check_options, parse_method
+
+DEFAULT_METHOD = "refocus"
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sd": {"steps": 50, "guidance_scale": 7.5},
+    "sdxl": {"steps": 50, "guidance_scale": 5.0},
+}
+MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler")  # what a model folder may set
+MAX_STEPS = 1000  # the training noise schedule's length
+MIN_SIDE, MAX_SIDE = 16, 4096
+MAX_IMAGES = 16  # one batch; more images are better made with more seeds
+SCHEDULERS = ("ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "unipc")
+DTYPES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
+          "fp32": "fp32", "float32": "fp32", "float": "fp32"}
+_DEVICE = re.compile(r"[a-z_]+(:\d+)?")
+
+
+class RenderSettings(BaseModel):
+    """What a render may be asked for. ``None`` = the model's default (see ``resolved``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(DEFAULT_METHOD, description=(
+        f"Guidance method: {', '.join(builtin_methods())} or none (plain classifier-free guidance); "
+        "combine with '+', e.g. refocus+rca."))
+    method_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        'Per-method hyperparameters, e.g. {"refocus": {"loss_scale": 20}} (fields: the config classes in '
+        "renderer/methods/); applied on top of the model folder's guidance.json."))
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS, description=(
+        "Sampling steps. Default: the model's (50)."))
+    guidance_scale: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "Classifier-free guidance scale. Default: the model's (7.5 for SD 1.x/2.x, 5.0 for SDXL)."))
+    width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description=(
+        "Image width in pixels, a multiple of 8. Default: the plan's canvas."))
+    height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description=(
+        "Image height in pixels, a multiple of 8. Default: the plan's canvas."))
+    num_images: int = Field(1, ge=1, le=MAX_IMAGES, description=(
+        f"Images per render (one batch from one seed; at most {MAX_IMAGES})."))
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="Seed of the initial noise (and of a new plan's layout).")
+    scheduler: str | None = Field(None, description=(
+        f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (the only one supported so far)."))
+    dtype: str | None = Field(None, description=(
+        "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
+    device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise UsageError(_one_line(e)) from None
+
+    # -- validation ----------------------------------------------------------------
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError(f"method must be a name like 'refocus' or 'refocus+rca', not {type(v).__name__}")
+        try:
+            return "+".join(parse_method(v)) or "none"
+        except UsageError as e:
+            raise ValueError(e.message) from None
+
+    @field_validator("method_options", mode="before")
+    @classmethod
+    def _options(cls, v: Any) -> dict:
+        try:
+            return check_options({} if v is None else v)
+        except UsageError as e:
+            raise ValueError(e.message) from None
+
+    @field_validator("width", "height")
+    @classmethod
+    def _side(cls, v: int | None, info) -> int | None:
+        if v is not None and v % 8:
+            lo, hi = v - v % 8, v - v % 8 + 8
+            raise ValueError(f"{info.field_name} {v} is not divisible by 8; the model needs multiples of 8 "
+                             f"(try {f'{lo} or {hi}' if lo >= MIN_SIDE else hi})")
+        return v
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = str(v).strip().lower().replace("-", "_").replace("+", "p")
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; choose from {', '.join(SCHEDULERS)}")
+        return name
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> str | None:
+        try:
+            return None if v is None else dtype_name(v)
+        except UsageError as e:
+            raise ValueError(e.message) from None
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = str(v).strip().lower()
+        if not _DEVICE.fullmatch(name):
+            raise ValueError(f"device {v!r} is not a torch device name (cpu, cuda, cuda:1, mps...)")
+        return name
+
+    # -- use -------------------------------------------------------------------------
+    @property
+    def methods(self) -> list[str]:
+        """The chosen methods, e.g. ``["refocus", "rca"]``; [] for none (``method`` is normalised)."""
+        return [] if self.method == "none" else self.method.split("+")
+
+    @classmethod
+    def build(cls, settings: RenderSettings | None = None, **overrides: Any) -> RenderSettings:
+        """``settings`` with ``overrides`` (field values) applied, validated once."""
+        if settings is not None and not isinstance(settings, RenderSettings):
+            raise UsageError(f"settings must be a RenderSettings, not {type(settings).__name__} "
+                             f"(give single settings as keywords, e.g. method='refocus')")
+        if not overrides and settings is not None:
+            return settings
+        return cls(**{**(settings.model_dump() if settings else {}), **overrides})
+
+    def resolved(self, family: str, settings_defaults: dict | None = None, method_defaults: dict | None = None,
+                 **fallback: Any) -> RenderSettings:
+        """The settings a render of a ``family`` ("sd", "sdxl") model uses: each field given here, else the
+        model folder's (``settings_defaults``), else the family's, else ``fallback`` (what the caller knows:
+        the pipeline gives the plan's canvas, its device and dtype). Method options merge field by field
+        over the folder's ``method_defaults`` (this render's own win)."""
+        values = self.model_dump()
+        for defaults in (settings_defaults or {}, FAMILY_DEFAULTS[family], fallback):
+            for name, value in defaults.items():
+                if values[name] is None:
+                    values[name] = value
+        folder = method_defaults or {}
+        values["method_options"] = {m: {**folder.get(m, {}), **self.method_options.get(m, {})}
+                                    for m in dict.fromkeys([*folder, *self.method_options])}
+        if values["scheduler"] is not None:
+            raise UsageError(f"scheduler {values['scheduler']!r}: choosing the scheduler is not supported yet; "
+                             "leave it unset to sample with the model's own")
+        return RenderSettings(**values)
+
+
+def dtype_name(dtype: object) -> str:
+    """fp16 / bf16 / fp32 for any of their names, torch's included (``torch.float16`` -> "fp16")."""
+    name = str(dtype).strip().lower().removeprefix("torch.")
+    if name not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32")
+    return DTYPES[name]
+
+
+def check_model_defaults(data: object) -> dict[str, Any]:
+    """The ``"settings"`` object of a model folder's guidance.json: fields of ``MODEL_FIELDS``, validated."""
+    if not isinstance(data, dict):
+        raise UsageError(f'"settings" must be an object, e.g. {{"guidance_scale": 4}}')
+    other = sorted(set(data) - set(MODEL_FIELDS))
+    if other:
+        raise UsageError(f"a model folder cannot set {', '.join(other)}; it may set {', '.join(MODEL_FIELDS)}")
+    valid = RenderSettings(**data)
+    return {k: getattr(valid, k) for k in data}
+
+
+def _one_line(e: ValidationError) -> str:
+    """The first problem of a validation error as one line, naming the setting and the value."""
+    err = e.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "settings"
+    given = err.get("input")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown render setting {name!r}; known: {', '.join(RenderSettings.model_fields)}"
+    elif err["type"] == "value_error":
+        msg = str(err["ctx"]["error"])
+    elif err["type"] in ("greater_than_equal", "less_than_equal") and name in RenderSettings.model_fields:
+        lo, hi = _bounds(name)
+        msg = f"{name} {given!r} is out of range: " + (f"use {lo} to {hi}" if hi is not None else f"use at least {lo}")
+    elif err["type"] == "finite_number":
+        msg = f"{name} must be a finite number, not {given!r}"
+    else:
+        text = err["msg"]
+        msg = f"{name} {given!r}: {text[:1].lower()}{text[1:]}"
+    more = e.error_count() - 1
+    return msg + (f" (and {more} more)" if more else "")
+
+
+def _bounds(name: str) -> tuple[Any, Any]:
+    meta = RenderSettings.model_fields[name].metadata
+    lo = next((m.ge for m in meta if getattr(m, "ge", None) is not None), None)
+    hi = next((m.le for m in meta if getattr(m, "le", None) is not None), None)
+    return lo, hi
+
