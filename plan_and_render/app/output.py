@@ -113,6 +113,32 @@ def image_names(n: int) -> list[str]:
     return ["image.png"] if n == 1 else [f"image-{i}.png" for i in range(1, n + 1)]
 
 
+def contact_sheet(images: list, labels: list[str] | None = None, columns: int | None = None, gap: int = 4):
+    """One grid image of ``images`` (PIL), near-square by default, each tile captioned with its label.
+
+    Tiles keep the first image's size (others are resized to it); captions sit in a strip under each tile,
+    so the pictures themselves are untouched. Used for ``-n N`` runs, batch prompts and the web UI.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not images:
+        raise ValueError("a contact sheet needs at least one image")
+    w, h = images[0].size
+    cols = columns or max(1, round(len(images) ** 0.5 + 0.49))
+    rows = -(-len(images) // cols)
+    font = ImageFont.load_default()
+    strip = 14 if labels else 0
+    sheet = Image.new("RGB", (cols * w + (cols + 1) * gap, rows * (h + strip) + (rows + 1) * gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
+        x, y = gap + c * (w + gap), gap + r * (h + strip + gap)
+        sheet.paste(img.convert("RGB").resize((w, h)) if img.size != (w, h) else img.convert("RGB"), (x, y))
+        if labels:
+            draw.text((x + 2, y + h + 1), str(labels[k])[: max(4, w // 6)], fill="black", font=font)
+    return sheet
+
+
 # --------------------------------------------------------------------------
 # Metadata
 # --------------------------------------------------------------------------
