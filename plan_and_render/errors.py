@@ -51,3 +51,8 @@ class UsageError(PlanAndRenderError):
     """A bad option or file given on the command line or to the API."""
 
     type = "usage"
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM). The CLI raises it from its signal handler, so a run stops
+    like on Ctrl-C - keeping what it wrote - but records "terminated" instead of "interrupted"."""

@@ -18,6 +18,7 @@ mended (see its docstring).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -279,3 +280,14 @@ def relation_text(r: GraphRelation | PlanRelation) -> str:
     """``cat-1 left_of dog-1`` - the form used in conflict messages."""
     tail = f" and {r.object2}" if r.object2 else ""
     return f"{r.subject} {r.predicate} {r.object}{tail}"
+
+
+# Terminal control sequences (ANSI CSI "\x1b[31m", OSC "\x1b]0;title\x07", other two-byte escapes) and the
+# remaining control characters. Text from a user - a prompt, a chat line, a plan file - never needs them, and
+# printed back they would recolour or rewrite the terminal; left in a prompt they become object names.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (tabs and newlines stay)."""
+    return _CONTROL.sub("", text)

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from .. import vocab
 from ..errors import InvalidPromptError
 from ..geometry import solve
-from ..scene import MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraphDraft, first_error
+from ..scene import (MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraphDraft, clean_text,
+                     first_error)
 from .backends import Planner, get_planner
 from .expand import expand
 from .graph import check_graph
@@ -55,10 +56,14 @@ def looks_like_injection(prompt: str) -> str | None:
 
 
 def validate_prompt(prompt: str) -> str:
-    """Reject what no planner should see; return the prompt with whitespace collapsed."""
-    if prompt is None or not isinstance(prompt, str) or not prompt.strip():
+    """Reject what no planner should see; return the prompt without terminal escapes and control
+    characters, whitespace collapsed."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise InvalidPromptError(f"the prompt must be text (a str), not {type(prompt).__name__}")
+    if prompt is not None:
+        prompt = " ".join(clean_text(prompt).split())
+    if not prompt:
         raise InvalidPromptError("the prompt is empty: describe the scene, e.g. 'a cat to the left of a vase'")
-    prompt = " ".join(prompt.split())
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidPromptError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     phrase = looks_like_injection(prompt)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 __all__ = ["DEFAULT_MODEL", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "RenderSettings",
-           "available_methods", "check_options", "clear_cache", "default_device", "folder_defaults", "get_pipeline",
-           "load_pipeline", "parse_method", "pipeline_from_components", "render"]
+           "available_methods", "check_device", "check_options", "clear_cache", "default_device", "folder_defaults",
+           "get_pipeline", "load_pipeline", "parse_method", "pipeline_from_components", "render"]
 
 # names that need torch, imported from their module on first use
 _LAZY = {"LayoutPipeline": "pipeline_sd", "RenderResult": "pipeline_sd", "LayoutPipelineXL": "pipeline_sdxl",
@@ -64,15 +64,17 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
                  dtype: str | None = None) -> "LayoutPipeline":
     """The pipeline for ``model`` on ``device`` in ``dtype``, loaded on first use and then reused.
 
-    Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found.
+    Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found, and
+    ``UsageError`` for a device this machine does not have - both before any weights load.
     """
     from . import loading
+    from .locate import model_text
 
-    device = device or loading.default_device()
+    model = model_text(model)
+    device = loading.check_device(device) if device else loading.default_device()
     key = (model_key(model), device, loading.torch_dtype(dtype, device))
     if key not in _CACHE:
-        local = Path(model).expanduser()
-        _CACHE[key] = loading.load_pipeline(str(local) if local.exists() else str(model), device, dtype)
+        _CACHE[key] = loading.load_pipeline(key[0], device, dtype)
     return _CACHE[key]
 
 
@@ -88,3 +90,10 @@ def render(plan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | N
     settings = RenderSettings.build(settings, **overrides)
     pipe = get_pipeline(model, settings.device, settings.dtype)
     return pipe(plan, settings, callback=callback, progress=progress)
+
+
+def check_device(name: str) -> str:
+    """``name`` if this machine has that device, else a UsageError saying why (imports torch, loads nothing)."""
+    from .loading import check_device as check
+
+    return check(name)

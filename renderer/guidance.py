@@ -124,7 +124,7 @@ class Guider:
         if self.active:
             for m in self.methods:
                 m.setup(self.state)
-        self._score_sum = torch.zeros(len(layout.ids))
+        self._score_sum = torch.zeros(batch, len(layout.ids))  # per image, summed over the score window
         self._cn_iou_sum, self._score_n = 0.0, 0
         self.score_steps = self._score_window()
 
@@ -239,7 +239,7 @@ class Guider:
             tm = L.token_maps(cross[b], lay.n_tokens, h, w)
             cn.append(L.excite_loss(tm, sorted({t for ts in lay.tokens for t in ts}))
                       + L.iou_loss(tm, [g for g, _ in lay.groups]))
-        self._score_sum += torch.stack(shares).mean(0).cpu()
+        self._score_sum += torch.stack(shares).cpu()
         self._cn_iou_sum += float(torch.stack(cn).mean())
         self._score_n += 1
 
@@ -262,9 +262,15 @@ class Guider:
 
     # -- what the render reports ---------------------------------------------------
     def scores(self) -> dict[str, float]:
-        """Per guided object: mean over the score window of its attention-in-box share."""
+        """Per guided object: mean over the score window (and the images) of its attention-in-box share."""
         n = max(1, self._score_n)
-        return {self.layout.ids[k]: float(self._score_sum[k]) / n for k in self.layout.guided}
+        mean = self._score_sum.mean(0)
+        return {self.layout.ids[k]: float(mean[k]) / n for k in self.layout.guided}
+
+    def image_scores(self) -> list[dict[str, float]]:
+        """``scores`` of each image of the batch on its own."""
+        n = max(1, self._score_n)
+        return [{self.layout.ids[k]: float(row[k]) / n for k in self.layout.guided} for row in self._score_sum]
 
     def losses(self) -> dict[str, float]:
         """Last loss of each method (per image, scale 1) and ``cn_iou``: L_CN + L_IoU over the score window."""

@@ -13,28 +13,48 @@ Any failure to find weights becomes one ``ModelUnavailableError`` line.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import torch
 
 from plan_and_render.errors import ModelUnavailableError, UsageError
 
+from .locate import HOW, _online, locate_model, resolve_hub
 from .methods import check_options
 from .pipeline_sd import LayoutPipeline
 from .pipeline_sdxl import LayoutPipelineXL
 from .saving import META_KEY
 from .settings import check_model_defaults, dtype_name
 
-HOW = ("provide a local diffusers folder (--model PATH), a single .safetensors/.ckpt file, "
-       "or download it once into the Hugging Face cache (huggingface-cli download ID) and set HF_HUB_OFFLINE=1")
 TEXT_PARTS = ("text_encoder", "text_encoder_2")
 
 
 def default_device() -> str:
     """CUDA when available, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(name: str) -> str:
+    """``name`` if this machine can run on it, else a UsageError saying why (before any weights load)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device {name!r} is not a torch device name (cpu, cuda, cuda:1, mps...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {name!r}: CUDA is not available here (no GPU, or torch was built without "
+                             "CUDA); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"device {name!r}: Apple MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as e:
+            raise UsageError(f"device {name!r} cannot be used here ({_first_line(e)}); use --device cpu") from None
+    return name
 
 
 def torch_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -93,55 +113,30 @@ def folder_defaults(model: str | Path) -> tuple[dict, dict]:
         raise ModelUnavailableError(f"{f} is not valid ({str(e).splitlines()[0]}); fix or delete it") from None
 
 
-def _online() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-def resolve_hub(model: str) -> Path:
-    """A hub id -> its local snapshot folder (cache first, then the network if reachable)."""
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.txt", "tokenizer*/*", "*.safetensors"]
-    try:
-        return Path(snapshot_download(model, local_files_only=True, allow_patterns=patterns))
-    except Exception:
-        pass
-    if not _online():
-        raise ModelUnavailableError(f"model {model!r} is not in the local Hugging Face cache and the hub cannot be "
-                                    f"reached; {HOW}")
-    try:
-        return Path(snapshot_download(model, allow_patterns=patterns))
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        raise ModelUnavailableError(f"could not download model {model!r} ({type(e).__name__}); {HOW}") from None
-
-
 def load_components(model: str, device: str, dtype: torch.dtype) -> tuple[str, dict]:
     """('sd' | 'sdxl', components) from a folder, a single file or a hub id."""
-    p = Path(model).expanduser()
+    where = locate_model(model)  # "not found" says so, before anything loads
+    p = Path(where)
     if p.is_file():
         return load_single_file(p, dtype)
     if p.is_dir():
         return load_folder(p, dtype)
-    if model.endswith((".safetensors", ".ckpt")) or os.sep in model and not model.count("/") == 1:
-        raise ModelUnavailableError(f"model file or folder {model!r} does not exist; {HOW}")
-    return load_folder(resolve_hub(model), dtype)
+    return load_folder(resolve_hub(where), dtype)
 
 
 def load_folder(folder: Path, dtype: torch.dtype) -> tuple[str, dict]:
     import diffusers
+    from safetensors import SafetensorError
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizerFast
 
     index_file = folder / "model_index.json"
     if not index_file.exists():
         raise ModelUnavailableError(f"{folder} is not a diffusers pipeline folder (no model_index.json); {HOW}")
-    index = json.loads(index_file.read_text())
-    family = "sdxl" if index.get("text_encoder_2") else "sd"
+    try:
+        index = json.loads(index_file.read_text())
+        family = "sdxl" if index.get("text_encoder_2") else "sd"
+    except (ValueError, AttributeError) as e:
+        raise ModelUnavailableError(f"{index_file} is not valid ({_first_line(e)}); {HOW}") from None
     try:
         comps: dict = {
             "unet": diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype),
@@ -155,8 +150,8 @@ def load_folder(folder: Path, dtype: torch.dtype) -> tuple[str, dict]:
             comps["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(folder, subfolder="text_encoder_2",
                                                                                   dtype=dtype)
             comps["tokenizer_2"] = CLIPTokenizerFast.from_pretrained(folder, subfolder="tokenizer_2")
-    except (OSError, ValueError, EnvironmentError) as e:
-        raise ModelUnavailableError(f"incomplete pipeline folder {folder}: {str(e).splitlines()[0]}; {HOW}") from None
+    except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
+        raise ModelUnavailableError(f"incomplete pipeline folder {folder}: {_first_line(e)}; {HOW}") from None
     return family, comps
 
 
@@ -165,14 +160,26 @@ def load_folder(folder: Path, dtype: torch.dtype) -> tuple[str, dict]:
 # ---------------------------------------------------------------------------
 
 def load_single_file(path: Path, dtype: torch.dtype) -> tuple[str, dict]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
+    if path.stat().st_size == 0:
+        raise ModelUnavailableError(f"weights file {path} is empty; {HOW}")
     if path.suffix == ".safetensors":
-        with safe_open(str(path), "pt") as f:
-            meta = (f.metadata() or {}).get(META_KEY)
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = (f.metadata() or {}).get(META_KEY)
+        except (SafetensorError, OSError) as e:
+            raise ModelUnavailableError(f"{path} is not a readable .safetensors file ({_first_line(e)}); {HOW}") from None
         if meta:
-            return _load_own_file(path, json.loads(meta), dtype)
+            try:
+                return _load_own_file(path, json.loads(meta), dtype)
+            except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
+                raise ModelUnavailableError(f"{path} is damaged or incomplete ({_first_line(e)}); {HOW}") from None
     return _load_original_file(path, dtype)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
 
 
 def _load_own_file(path: Path, meta: dict, dtype: torch.dtype) -> tuple[str, dict]:

@@ -39,12 +39,29 @@ class RenderResult:
     losses: dict[str, float] = field(default_factory=dict)  # last loss per method; cn_iou (see Guider.losses)
     passes: dict[str, int] = field(default_factory=dict)  # extra UNet forwards/backwards guidance took
     settings: RenderSettings | None = None  # the concrete settings the render used
+    seeds: list[int] = field(default_factory=list)  # each image's own noise seed (``image_seeds``)
+    image_scores: list[dict[str, float]] = field(default_factory=list)  # ``scores`` of each image on its own
+
+
+def image_seeds(seed: int, n: int) -> list[int]:
+    """The noise seed of each image of a batch: ``seed``, ``seed + 1``, ... So image k of a batch starts from
+    the noise that ``--seed seed+k`` gives a single image, and the first image is the same whatever the batch."""
+    return [(seed + k) % 2**64 for k in range(n)]
 
 
 def canvas_size(plan: ScenePlan, multiple: int = 8) -> tuple[int, int]:
     """(height, width) of the plan's canvas rounded to the nearest multiple of 8."""
     return (max(multiple, round(plan.canvas.height / multiple) * multiple),
             max(multiple, round(plan.canvas.width / multiple) * multiple))
+
+
+def size_warnings(plan: ScenePlan, s: RenderSettings) -> list[str]:
+    """Say so when the plan's canvas is rendered at another size because it is not a multiple of 8."""
+    c = plan.canvas
+    if (s.width, s.height) != (c.width, c.height) and (s.height, s.width) == canvas_size(plan):
+        return [f"the plan's canvas {c.width}x{c.height} is rendered at {s.width}x{s.height}: the model needs "
+                "multiples of 8"]
+    return []
 
 
 def _same_device(name: str, device: torch.device) -> bool:
@@ -154,6 +171,7 @@ class LayoutPipeline:
         text, negative = guidance.compose_prompt(plan)
         layout, warnings = guidance.build_layout(plan, self.tokenizer, text, self.tokenizer.model_max_length)
         text = layout.text
+        warnings += size_warnings(plan, s)
         cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 
@@ -163,11 +181,12 @@ class LayoutPipeline:
                                  early_stop=early_stop)
         warnings += guider.warnings
 
-        # 3. initial noise from the seed
+        # 3. initial noise: one seed per image
         self.scheduler.set_timesteps(s.steps, device=self.device)
-        gen = torch.Generator("cpu").manual_seed(s.seed)
-        shape = (s.num_images, self.unet.config.in_channels, lat_h, lat_w)
-        latents = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+        seeds = image_seeds(s.seed, s.num_images)
+        shape = (1, self.unet.config.in_channels, lat_h, lat_w)
+        latents = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(k), dtype=torch.float32)
+                             for k in seeds]).to(self.device, self.dtype)
         latents = latents * self.scheduler.init_noise_sigma
         cond_b, uncond_b = cond.expand(s.num_images, -1, -1), uncond.expand(s.num_images, -1, -1)
         kw_c = self.unet_kwargs(extra_c, s.num_images, (s.height, s.width))
@@ -217,7 +236,7 @@ class LayoutPipeline:
         config = {**s.model_dump(), "model": self.name, "family": self.family, "prompt": text,
                   "negative_prompt": negative, "methods": guider.config(), "guidance_passes": dict(guider.passes)}
         return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
-                            config["guidance_passes"], s)
+                            config["guidance_passes"], s, seeds, guider.image_scores())
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plan_and_render.errors import UsageError
 
@@ -27,8 +27,13 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler")  # what a model folder may set
 MAX_STEPS = 1000  # the training noise schedule's length
+MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_IMAGES = 16  # one batch; more images are better made with more seeds
+# What one render may hold, width x height x images: one image of the largest side, or 16 of 1024x1024.
+# Memory grows with the pixels (latents, the VAE's full-size activations, attention maps), so a batch of
+# 16 images of 4096x4096 must be refused before anything is allocated, not fail tens of GB later.
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
 SCHEDULERS = ("ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "unipc")
 DTYPES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
           "fp32": "fp32", "float32": "fp32", "float": "fp32"}
@@ -56,7 +61,8 @@ class RenderSettings(BaseModel):
         "Image height in pixels, a multiple of 8. Default: the plan's canvas."))
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, description=(
         f"Images per render (one batch from one seed; at most {MAX_IMAGES})."))
-    seed: int = Field(0, ge=0, le=2**64 - 1, description="Seed of the initial noise (and of a new plan's layout).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description=(
+        "Seed of the initial noise (and of a new plan's layout); image k of a batch uses seed + k - 1."))
     scheduler: str | None = Field(None, description=(
         f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (the only one supported so far)."))
     dtype: str | None = Field(None, description=(
@@ -70,6 +76,14 @@ class RenderSettings(BaseModel):
             raise UsageError(_one_line(e)) from None
 
     # -- validation ----------------------------------------------------------------
+    @field_validator("steps", "guidance_scale", "width", "height", "num_images", "seed", mode="before")
+    @classmethod
+    def _number(cls, v: Any, info) -> Any:
+        """Numbers only: "10" or True is a caller's mistake, not 10 or 1."""
+        if isinstance(v, (str, bytes, bool)):
+            raise ValueError(f"{info.field_name} must be a number, not {type(v).__name__} {v!r}")
+        return v
+
     @field_validator("method", mode="before")
     @classmethod
     def _method(cls, v: Any) -> str:
@@ -125,6 +139,15 @@ class RenderSettings(BaseModel):
             raise ValueError(f"device {v!r} is not a torch device name (cpu, cuda, cuda:1, mps...)")
         return name
 
+    @model_validator(mode="after")
+    def _pixels(self) -> RenderSettings:
+        if self.width is not None and self.height is not None:
+            try:
+                check_pixels(self.width, self.height, self.num_images)
+            except UsageError as e:
+                raise ValueError(e.message) from None
+        return self
+
     # -- use -------------------------------------------------------------------------
     @property
     def methods(self) -> list[str]:
@@ -159,6 +182,15 @@ class RenderSettings(BaseModel):
             raise UsageError(f"scheduler {values['scheduler']!r}: choosing the scheduler is not supported yet; "
                              "leave it unset to sample with the model's own")
         return RenderSettings(**values)
+
+
+def check_pixels(width: int, height: int, num_images: int = 1) -> None:
+    """UsageError when ``num_images`` images of ``width`` x ``height`` exceed ``MAX_PIXELS``."""
+    pixels = width * height * num_images
+    if pixels > MAX_PIXELS:
+        raise UsageError(f"{num_images} image(s) of {width}x{height} are {pixels / 1e6:.1f} M pixels, more than one "
+                         f"render may hold ({MAX_PIXELS / 1e6:.1f} M pixels: one image of {MAX_SIDE}x{MAX_SIDE}, or "
+                         f"{MAX_IMAGES} of {MAX_SIDE // 4}x{MAX_SIDE // 4}); ask for fewer or smaller images")
 
 
 def dtype_name(dtype: object) -> str:

@@ -186,7 +186,7 @@ def test_render_and_generate_take_a_settings_object(tmp_path):
 def test_missing_model_error_points_at_the_demo_model(tmp_path):
     with pytest.raises(ModelUnavailableError) as e:
         api.get_pipeline(tmp_path / "nothing-here", "cpu")
-    assert "does not exist" in str(e.value) and "models/shapes-tiny" in str(e.value) and "\n" not in str(e.value)
+    assert "not found" in str(e.value) and "models/shapes-tiny" in str(e.value) and "\n" not in str(e.value)
 
 
 @needs_geometry

@@ -255,13 +255,17 @@ def test_render_reuses_seed_and_stores_images(tmp_path, one_thread):
     path = Path(first.config["paths"][0])
     assert path.exists() and path.parent == Store(db).images_dir(s.id)
     s.edit("make the cat black")
-    s.undo()  # back to the first plan: the re-render must reproduce the first image exactly
+    changed = s.render()
+    assert "reused_from" not in changed.config and changed.config["paths"] != first.config["paths"]
+    s.undo()  # back to the first plan: its stored image is the render (no second render of one layout)
     again = s.render()
-    assert first.config["seed"] == again.config["seed"] == 5
+    assert first.config["seed"] == again.config["seed"] == 5 and again.config["reused_from"] == 0
+    assert again.config["paths"] == first.config["paths"]
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
     turns = Store(db).turns(s.id)
-    assert [len(t.images) for t in turns] == [1, 0, 1]
+    assert [len(t.images) for t in turns] == [1, 1, 1]
     assert Session.resume(s.id, store=db).history[-1].images == [str(Path(again.config["paths"][0]))]
+    assert Session.resume(s.id, store=db).render().config["reused_from"] == 0  # also after a resume
 
 
 def test_render_of_empty_scene_is_refused():

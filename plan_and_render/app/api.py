@@ -17,6 +17,7 @@ keywords), checked once before anything loads. Every failure is a
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from pydantic import ValidationError
 
 from .. import renderer
-from ..errors import ModelUnavailableError, PlanAndRenderError, UsageError
-from ..renderer.settings import DEFAULT_METHOD, RenderSettings
+from ..errors import ModelUnavailableError, PlanAndRenderError, Terminated, UsageError
+from ..renderer.locate import locate_model, model_text
+from ..renderer.settings import DEFAULT_METHOD, MAX_SEED, RenderSettings, check_pixels
 from ..scene import Canvas, ScenePlan, first_error
 
 from . import output
@@ -40,8 +42,15 @@ if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for th
 DEFAULT_PLANNER = "local"
 DEFAULT_MODEL = renderer.DEFAULT_MODEL
 DEFAULT_SIZE = 512
-DEMO_MODEL_HINT = ("or try the offline demo model shipped in the project checkout: "
-                   "--model models/shapes-tiny")
+
+
+def demo_model() -> str:
+    """The shipped demo model: its absolute path in a checkout (works from any folder), else the relative one."""
+    shipped = Path(__file__).resolve().parents[2] / "models" / "shapes-tiny"
+    return str(shipped) if (shipped / "model_index.json").is_file() else "models/shapes-tiny"
+
+
+DEMO_MODEL_HINT = f"or try the offline demo model shipped in the project checkout: --model {demo_model()}"
 
 Event = Callable[[str, dict], None]
 
@@ -60,6 +69,8 @@ def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
     """The planner backend a spec names (``rules``, ``local``, ``openai:MODEL``...), built once and reused."""
     from plan_and_render.planner import get_planner as build
 
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"planner must be a spec such as 'rules', 'local' or 'openai:MODEL', not {spec!r}")
     options = {k: v for k, v in options.items() if v is not None}
     key = (spec, _options_key(options))
     if key not in _PLANNERS:
@@ -77,9 +88,28 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
     try:
         return renderer.get_pipeline(model, device, dtype)
     except ModelUnavailableError as e:
-        if "shapes-tiny" in str(model):
-            raise
-        raise ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}") from None
+        raise _with_demo_hint(e, model) from None
+
+
+def find_model(model: str | Path) -> str:
+    """The model as ``renderer.locate_model`` finds it (an existing folder or file as an absolute path, so it
+    means the same from any folder and in a stored session); "not found" names the demo model. Cheap:
+    no torch, no weights - the check ``generate`` makes before a planner loads."""
+    try:
+        return locate_model(model)
+    except ModelUnavailableError as e:
+        raise _with_demo_hint(e, model) from None
+
+
+def model_path(model: str | Path) -> str:
+    """An existing local folder or file as its absolute path; anything else (a hub id) as given."""
+    text = model_text(model)
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
+
+
+def _with_demo_hint(e: ModelUnavailableError, model: object) -> ModelUnavailableError:
+    return e if "shapes-tiny" in str(model) else ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}")
 
 
 def clear_cache() -> None:
@@ -89,21 +119,59 @@ def clear_cache() -> None:
 
 
 # --------------------------------------------------------------------------
-# Validation helpers
+# Validation helpers: a wrong argument is one UsageError, before anything loads
 # --------------------------------------------------------------------------
+
+
+def check_seed(seed: object) -> int:
+    """A seed (layouts and noise take the same range)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}")
+    return seed
+
+
+def check_plan_arg(plan: object, what: str = "plan") -> ScenePlan:
+    if not isinstance(plan, ScenePlan):
+        raise UsageError(f"{what} must be a ScenePlan (from plan_and_render.plan, load_plan or parse_plan), "
+                         f"not {type(plan).__name__}")
+    return plan
+
+
+def check_path_arg(path: object, what: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise UsageError(f"{what} must be a file or folder path, not {path!r}")
+    return Path(path).expanduser()
+
+
+def check_prompt_arg(prompt: object) -> str:
+    """The prompt as the planner will see it (``validate_prompt``), checked before any planner loads."""
+    from plan_and_render.planner.plan import validate_prompt
+
+    if not isinstance(prompt, str):
+        raise UsageError(f"the prompt must be text (a str), not {type(prompt).__name__}")
+    return validate_prompt(prompt)
+
+
+def check_planner_arg(planner: object) -> None:
+    if not isinstance(planner, str) and not callable(getattr(planner, "graph", None)):
+        raise UsageError(f"planner must be a spec such as 'rules', 'local' or 'openai:MODEL', or a Planner, "
+                         f"not {planner!r}")
 
 
 def make_canvas(width: int | None = None, height: int | None = None, canvas: Canvas | dict | None = None,
                 default: int = DEFAULT_SIZE) -> Canvas:
     """A Canvas from explicit sides (else ``canvas``, else ``default`` square); UsageError when out of range."""
-    base = Canvas.model_validate(canvas) if canvas is not None else None
+    try:
+        base = Canvas.model_validate(canvas) if canvas is not None else None
+    except ValidationError as e:
+        raise UsageError(f"canvas {canvas!r} is not valid: {first_error(e)}") from None
     w = width if width is not None else (base.width if base else default)
     h = height if height is not None else (base.height if base else default)
     meta = Canvas.model_fields["width"].metadata
     lo = next(m.ge for m in meta if hasattr(m, "ge"))
     hi = next(m.le for m in meta if hasattr(m, "le"))
     for name, v in (("width", w), ("height", h)):
-        if not isinstance(v, int) or not lo <= v <= hi:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise UsageError(f"{name} {v} is out of range: use {lo} to {hi} pixels")
     return Canvas(width=w, height=h)
 
@@ -152,7 +220,7 @@ def parse_plan(data: str | bytes | dict, source: str = "plan") -> ScenePlan:
 
 def load_plan(path: str | Path) -> ScenePlan:
     """Read and validate a plan JSON file (e.g. one written by ``plan --json`` and edited by hand)."""
-    path = Path(path)
+    path = check_path_arg(path, "the plan file")
     try:
         text = path.read_bytes()
     except FileNotFoundError:
@@ -167,6 +235,7 @@ def check(plan: ScenePlan) -> list[str]:
 
     Uses the geometry stage's checker, the same one tests and benchmarks use.
     """
+    check_plan_arg(plan)
     try:
         from plan_and_render.geometry import check_plan
     except ImportError:  # geometry not installed: nothing to check against
@@ -189,8 +258,11 @@ def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Can
     """
     from plan_and_render.planner import make_plan
 
+    prompt = check_prompt_arg(prompt)  # every argument is checked before a language model loads
+    the_canvas, seed = make_canvas(width, height, canvas), check_seed(seed)
+    check_planner_arg(planner)
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
-    return make_plan(prompt, backend, canvas=make_canvas(width, height, canvas), seed=seed)
+    return make_plan(prompt, backend, canvas=the_canvas, seed=seed)
 
 
 plan_prompt = plan  # ``generate`` takes a ``plan`` argument; this name reaches the function from inside it
@@ -200,7 +272,8 @@ def save_preview(plan: ScenePlan, path: str | Path) -> Path:
     """Write the layout preview PNG (labelled boxes) atomically."""
     from plan_and_render.geometry import save_preview as draw
 
-    path = Path(path)
+    check_plan_arg(plan)
+    path = check_path_arg(path, "the preview path")
     with output.atomic_path(path) as tmp:
         draw(plan, tmp)
     return path
@@ -223,7 +296,11 @@ def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, settings: RenderS
     5.0). ``scores`` are each object's share of attention inside its box over the last guided steps. Bad
     settings fail before anything loads; the pipeline is loaded on first use and then reused.
     """
+    check_plan_arg(plan)
+    if callback is not None and not callable(callback):
+        raise UsageError(f"callback must be a function callback(step, timestep, latents), not {callback!r}")
     settings = RenderSettings.build(settings, **overrides)
+    check_pixels(settings.width or plan.canvas.width, settings.height or plan.canvas.height, settings.num_images)
     t0 = time.perf_counter()
     pipe = get_pipeline(model, settings.device, settings.dtype)
     load_s = time.perf_counter() - t0
@@ -248,6 +325,8 @@ class Result:
     out_dir: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # each image's noise seed
+    image_scores: list[dict[str, float]] = field(default_factory=list)  # ``scores`` of each image
 
     @property
     def image(self) -> "Image | None":
@@ -255,20 +334,17 @@ class Result:
         return self.images[0] if self.images else None
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write plan.json, layout.png, the images and metadata.json into ``out_dir``; return it."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write plan.json, layout.png, the images (and their contact sheet) and metadata.json into ``out_dir``,
+        which becomes this result's own (``output.claim_run_dir``: an earlier run's files are removed); return it."""
+        out = output.claim_run_dir(check_path_arg(out_dir, "out_dir"))
         output.atomic_write(out / "plan.json", self.plan.to_json() + "\n")
-        files: dict[str, Any] = {"plan": "plan.json", "layout": None, "images": []}
+        files: dict[str, Any] = {"plan": "plan.json", "layout": None}
         try:
             save_preview(self.plan, out / "layout.png")
             files["layout"] = "layout.png"
         except ImportError:
             pass
-        names = output.image_names(len(self.images)) if self.images else []
-        for img, name in zip(self.images, names):
-            output.atomic_save_image(img, out / name)
-        files["images"] = names
+        files.update(_write_images(out, self.images, self.seeds))
         self.metadata = {**self.metadata, "files": files}
         output.atomic_write_json(out / "metadata.json", self.metadata)
         self.out_dir = out
@@ -284,14 +360,34 @@ class Result:
         return buf.getvalue()
 
 
+def _write_images(folder: Path, images: list, seeds: list[int]) -> dict[str, Any]:
+    """image.png, or image-1.png ... image-N.png and a contact sheet (the grid, captioned with the seeds)."""
+    names = output.image_names(len(images)) if images else []
+    for img, name in zip(images, names):
+        output.atomic_save_image(img, folder / name)
+    sheet = None
+    if len(images) > 1:
+        labels = [f"seed {seed}" for seed in seeds] if len(seeds) == len(images) else names
+        output.atomic_save_image(output.contact_sheet(images, labels), folder / output.CONTACT_SHEET)
+        sheet = output.CONTACT_SHEET
+    return {"images": names, "contact_sheet": sheet}
+
+
+def _image_records(images: list, seeds: list[int], scores: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """metadata.json's ``images``: each image's file, seed and attention-in-box scores."""
+    names = output.image_names(len(images)) if images else []
+    return [{"file": name, "seed": seeds[k] if k < len(seeds) else None,
+             "scores": {o: round(float(v), 4) for o, v in (scores[k] if k < len(scores) else {}).items()}}
+            for k, name in enumerate(names)]
+
+
 class _RunFolder:
-    """Writes one run's files as soon as each exists, and keeps metadata.json current."""
+    """Writes one run's files as soon as each exists, and keeps metadata.json current. The folder is the
+    run's own from the start: files an earlier run wrote there are removed (``output.claim_run_dir``)."""
 
     def __init__(self, out_dir: Path | None, metadata: dict[str, Any]):
-        self.dir = out_dir
+        self.dir = output.claim_run_dir(out_dir) if out_dir is not None else None
         self.metadata = metadata
-        if self.dir is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
 
     def update(self, **fields: Any) -> None:
         self.metadata.update(fields)
@@ -310,13 +406,10 @@ class _RunFolder:
         except ImportError:
             self.metadata["warnings"].append("layout preview skipped: the geometry stage is not installed")
 
-    def write_images(self, images: list) -> None:
+    def write_images(self, images: list, seeds: list[int]) -> None:
         if self.dir is None:
             return
-        names = output.image_names(len(images))
-        for img, name in zip(images, names):
-            output.atomic_save_image(img, self.dir / name)
-        self.metadata["files"]["images"] = names
+        self.metadata["files"].update(_write_images(self.dir, images, seeds))
 
 
 def _emit(on_event: Event | None, name: str, **data: Any) -> None:
@@ -339,31 +432,53 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
     a given, e.g. hand-edited, plan; the relations it violates become warnings. Size: ``width``/``height``
     when given; otherwise a new plan's canvas is the model's native size for a local diffusers folder (64
     for models/shapes-tiny), else 512, and a given plan renders at its own canvas. ``dry_run`` stops after
-    the plan and preview. With ``out_dir``, plan.json and layout.png are written before rendering starts,
-    so they survive a missing model (``ModelUnavailableError`` is raised once ``metadata.json`` records it)
-    and Ctrl-C; metadata.json holds the settings used (``"settings"``, resolved once rendered).
+    the plan and preview.
+
+    Every argument is checked first, and - unless ``dry_run`` - that the model exists and the device is
+    there, so a typo fails in a second, before a language model or torch loads and before anything is
+    written. ``out_dir`` becomes the run's own folder (files an earlier run wrote there are removed,
+    ``output.claim_run_dir``); plan.json and layout.png are written before rendering starts, so they survive
+    an error or Ctrl-C, and metadata.json records the status ("ok", "error", "interrupted", "terminated")
+    and the settings used (``"settings"``, resolved once rendered), each image's seed and scores
+    (``"images"``). Several images also get a contact sheet (``contact-sheet.png``).
     ``on_event(name, data)`` is called at each stage (planned, rendering, rendered) for progress displays.
     """
     t_start = time.perf_counter()
     if (prompt is None) == (plan is None):
         raise UsageError("give either a prompt or a plan to render, not both" if prompt is not None
                          else "give a prompt (or a plan file) to render")
+    if prompt is not None:
+        prompt = check_prompt_arg(prompt)
+        check_planner_arg(planner)
+    elif not isinstance(plan, (ScenePlan, str, os.PathLike)):
+        raise UsageError(f"plan must be a ScenePlan or the path of a plan JSON file, not {type(plan).__name__}")
+    if not isinstance(dry_run, bool):
+        raise UsageError(f"dry_run must be True or False, not {dry_run!r}")
+    if on_event is not None and not callable(on_event):
+        raise UsageError(f"on_event must be a function on_event(name, data), not {on_event!r}")
+    if planner_options is not None and not isinstance(planner_options, dict):
+        raise UsageError(f"planner_options must be a dict of planner options, not {type(planner_options).__name__}")
+    out = check_path_arg(out_dir, "out_dir") if out_dir is not None else None
     fields = RenderSettings.model_fields
     settings = RenderSettings.build(settings, **{k: v for k, v in options.items() if k in fields})
     planner_options = {**(planner_options or {}), **{k: v for k, v in options.items() if k not in fields}}
     width, height, seed = settings.width, settings.height, settings.seed
+    model = model_path(model) if dry_run else find_model(model)  # "not found" before a planner loads
+    if settings.device is not None and not dry_run:
+        renderer.check_device(settings.device)  # imports torch, which the render needs anyway
 
     spec = planner if isinstance(planner, str) else getattr(planner, "name", type(planner).__name__)
     metadata: dict[str, Any] = {
         "prompt": prompt, "status": "planning", "created": output.utc_now(),
         "planner": spec if plan is None else None,
         "planner_options": output.public_options(planner_options) if plan is None else {},
-        "plan_source": (str(plan) if isinstance(plan, (str, Path)) else "given") if plan is not None else None,
-        "model": str(model), **_top_level(settings), "settings": settings.model_dump(mode="json"),
-        "dry_run": dry_run, "scores": {}, "timings": {}, "warnings": [], "violations": [], "error": None,
-        "files": {"plan": None, "layout": None, "images": []}, "versions": output.package_versions(),
+        "plan_source": (str(plan) if isinstance(plan, (str, os.PathLike)) else "given") if plan is not None else None,
+        "model": model, **_top_level(settings), "settings": settings.model_dump(mode="json"),
+        "dry_run": dry_run, "scores": {}, "images": [], "timings": {}, "warnings": [], "violations": [],
+        "error": None, "files": {"plan": None, "layout": None, "images": [], "contact_sheet": None},
+        "versions": output.package_versions(),
     }
-    run = _RunFolder(Path(out_dir) if out_dir is not None else None, metadata)
+    run = _RunFolder(out, metadata)
     timings: dict[str, float] = {}
     try:
         # 1. the plan: made here, or given and checked
@@ -373,7 +488,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
             the_plan = plan_prompt(prompt, planner, canvas=make_canvas(width, height, default=side), seed=seed,
                                    **planner_options)
         else:
-            the_plan = load_plan(plan) if isinstance(plan, (str, Path)) else parse_plan(plan.model_dump())
+            the_plan = load_plan(plan) if isinstance(plan, (str, os.PathLike)) else parse_plan(plan.model_dump())
             if width is not None or height is not None:
                 the_plan.canvas = make_canvas(width, height, the_plan.canvas)
             metadata["violations"] = check(the_plan)
@@ -404,24 +519,26 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         _emit(on_event, "rendered", scores=dict(rendered.scores))
 
         t0 = time.perf_counter()
-        run.write_images(rendered.images)
+        run.write_images(rendered.images, rendered.seeds)
         timings["save_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         cfg = rendered.config
         metadata["warnings"] += rendered.warnings
         run.update(status="ok", scores={k: round(float(v), 4) for k, v in rendered.scores.items()},
+                   images=_image_records(rendered.images, rendered.seeds, rendered.image_scores),
                    timings=dict(timings), **_top_level(rendered.settings),
                    settings=rendered.settings.model_dump(mode="json"), render_config=_jsonable(cfg))
         result.images, result.scores, result.timings = list(rendered.images), dict(rendered.scores), timings
+        result.seeds, result.image_scores = list(rendered.seeds), list(rendered.image_scores)
         result.warnings = list(metadata["warnings"])
         return result
     except PlanAndRenderError as e:
         timings["total_s"] = time.perf_counter() - t_start
         run.update(status="error", error=e.record()["error"], timings=dict(timings))
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through the CLI's handler (``Terminated``)
         timings["total_s"] = time.perf_counter() - t_start
-        run.update(status="interrupted", timings=dict(timings))
+        run.update(status="terminated" if isinstance(e, Terminated) else "interrupted", timings=dict(timings))
         raise
     except Exception as e:
         timings["total_s"] = time.perf_counter() - t_start

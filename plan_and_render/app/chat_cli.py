@@ -26,7 +26,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import PlanAndRenderError, UsageError
+from ..errors import PlanAndRenderError, Terminated, UsageError
+from ..renderer.settings import MAX_SEED
 from ..scene import ScenePlan
 from .options import render_options, render_settings, size_help
 from .output import atomic_write
@@ -35,7 +36,7 @@ from .store import Store, default_path, iso
 from .terminal import error_line, info_line, plan_table, quiet_libraries, stdout_console
 
 COMMANDS_HELP = """commands: /undo [N], /redo [N], /show, /plan (JSON), /history, /render, /export FILE, /id, /help,
-/quit. Anything else is an edit, e.g.:
+/quit (or quit, exit). Anything else is an edit, e.g.:
   add a dog behind the vase | move the cat a bit left | put the cat right of the dog | make the vase bigger
   make the cat black | turn the cat into a fox | swap the cat and the dog | remove the dog
   change the background to a beach | undo | redo"""
@@ -51,6 +52,9 @@ def _report(result: EditResult) -> None:
             info_line(f"- {note}")
 
 
+LEAVE_WORDS = ("quit", "exit", "/quit", "/exit", "/q")
+
+
 class _Chat:
     """The read-eval-print loop around one Session."""
 
@@ -60,16 +64,21 @@ class _Chat:
         self.interactive = sys.stdin.isatty()
 
     def read(self) -> str | None:
+        """One line of input (None at the end). Bytes that are not UTF-8 stay as surrogate escapes, so the
+        session refuses the line in one error line instead of storing garbage."""
         if self.interactive:
             try:
                 return input("you> ")
             except EOFError:
                 return None
-        line = sys.stdin.readline()
-        if not line:
+            except UnicodeDecodeError:
+                return "\udcff"  # the terminal sent bytes that are not UTF-8: the session says so
+        pipe = getattr(sys.stdin, "buffer", None)
+        raw = pipe.readline() if pipe is not None else sys.stdin.readline()
+        if not raw:
             return None
-        line = line.rstrip("\n")
-        info_line(f"you> {line}")
+        line = (raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw).rstrip("\r\n")
+        info_line(f"you> {line.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}")
         return line
 
     def show(self) -> None:
@@ -86,17 +95,22 @@ class _Chat:
             return
         paths = result.config.get("paths", [])
         scores = ", ".join(f"{k} {v:.2f}" for k, v in result.scores.items())
-        info_line(f"rendered {len(result.images)} image(s) with seed {self.s.seed}: {', '.join(paths) or '(not saved)'}"
-              + (f"  [attention in box: {scores}]" if scores else ""))
+        done = (f"rendered {len(result.images)} image(s) with seed {self.s.seed}"
+                if result.config.get("reused_from") is None else
+                f"this layout was rendered at turn {result.config['reused_from']} (same settings); its image(s)")
+        info_line(f"{done}: {', '.join(paths) or '(not saved)'}" + (f"  [attention in box: {scores}]" if scores else ""))
 
     def command(self, line: str) -> bool:
         """Run a /command; False = leave the chat."""
         name, _, arg = line[1:].strip().partition(" ")
         name, arg = name.lower(), arg.strip()
-        if name in ("quit", "exit", "q"):
+        if f"/{name}" in LEAVE_WORDS:
             return False
         if name in ("undo", "redo"):
-            steps = int(arg) if arg.isdigit() else 1
+            if arg and not (arg.isdigit() and 1 <= int(arg) <= 100):
+                error_line(f"/{name} takes a number of steps from 1 to 100, e.g. /{name} 2 (not {arg!r})")
+                return True
+            steps = int(arg) if arg else 1
             result = self.s.undo(steps) if name == "undo" else self.s.redo(steps)
             _report(result)
             if result.ok:
@@ -146,6 +160,8 @@ class _Chat:
                 line = line.strip()
                 if not line:
                     continue
+                if line.lower() in LEAVE_WORDS:  # not an edit: never recorded as a turn
+                    break
                 try:
                     if line.startswith("/"):
                         if not self.command(line):
@@ -158,13 +174,27 @@ class _Chat:
                     raise
                 except Exception as exc:  # a bug must not end the chat or print a traceback
                     error_line(f"unexpected {type(exc).__name__}: {exc}")
-        except KeyboardInterrupt:
-            error_line(f"interrupted; session {self.s.id} is saved up to turn {self.s.turn}"
-                 + (f" (resume: plan-and-render chat --session {self.s.id})" if self.store_path else ""))
-            return 130
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (``Terminated``, from the CLI's handler)
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            error_line(f"{what}; session {self.s.id} is saved up to turn {self.s.turn}"
+                       + (f" (resume: plan-and-render chat --session {self.s.id})" if self.store_path else ""))
+            return 143 if isinstance(e, Terminated) else 130
         if self.store_path:
             info_line(f"session {self.s.id} saved (resume: plan-and-render chat --session {self.s.id})")
         return 0
+
+
+def _model_found(model: str) -> bool:
+    """Whether the model's weights can be found; if not, one error line and the chat goes on without rendering."""
+    from . import api
+
+    try:
+        api.find_model(model)
+        return True
+    except PlanAndRenderError as exc:
+        error_line(f"render failed: {exc.message}")
+        info_line("(rendering is off for this chat; the plan edits still work)")
+        return False
 
 
 def _history(turns, console: Console) -> None:
@@ -214,6 +244,8 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
         raise UsageError("--no-store cannot resume a stored session")
     st = None if memory else _open_store(store, must_exist=bool(session_id))
     render_kw = given
+    if render and not session_id:  # a missing model is said once, before a planner loads
+        render = _model_found(model or api.DEFAULT_MODEL)
     if session_id:
         s = Session.resume(session_id, store=st, planner=planner)
         if model:
@@ -243,7 +275,8 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
 @click.option("--model", "-m", help="Diffusion weights (hub id, folder, file). Offline demo: models/shapes-tiny.")
 @store_option
 @click.option("--no-store", is_flag=True, help="Keep this chat in memory only.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the layout and every render.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed for the layout and every render.")
 @click.option("--width", type=int, help=size_help("Canvas/image width"))
 @click.option("--height", type=int, help=size_help("Canvas/image height"))
 @render_options(*CHAT_RENDER)

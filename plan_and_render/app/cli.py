@@ -6,15 +6,17 @@
     plan-and-render chat | sessions ...       chat-style layout edits (``chat_cli``)
 
 ``generate`` is the group's default command (click-default-group, as simonw/llm does it), so a bare
-prompt runs it. ``main`` is the one place that turns an exception into an exit: one ``error: ...`` line
-on stderr and 2 for bad usage, 1 for everything else, 130 for Ctrl-C, never a traceback
-(``PLAN_AND_RENDER_DEBUG=1`` prints the traceback of an unexpected error).
+prompt runs it. ``exit_code`` is the one place that turns an exception into an exit: one ``error: ...``
+line on stderr and 2 for bad usage, 1 for everything else, 130 for Ctrl-C, 143 for SIGTERM, never a
+traceback (``PLAN_AND_RENDER_DEBUG=1`` prints the traceback of an unexpected error).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,7 +25,8 @@ import click
 from click_default_group import DefaultGroup
 from rich.table import Table
 
-from ..errors import PlanAndRenderError, UsageError
+from ..errors import PlanAndRenderError, Terminated, UsageError
+from ..renderer.settings import MAX_SEED
 from . import api, chat_cli
 from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
@@ -48,8 +51,8 @@ Offline demo:
   {PROG} "a red circle above a blue square" --planner rules --model models/shapes-tiny --steps 20
 
 \b
-Errors are one line on stderr with a non-zero exit (2: bad usage, 1: other errors, 130: interrupted);
-set {DEBUG_ENV}=1 to see the traceback of an unexpected error.
+Errors are one line on stderr with a non-zero exit (2: bad usage, 1: other errors, 130: interrupted,
+143: terminated); set {DEBUG_ENV}=1 to see the traceback of an unexpected error.
 """
 
 # --------------------------------------------------------------------------
@@ -87,8 +90,8 @@ def cli() -> None:
 @click.option("--model", "-m", default=api.DEFAULT_MODEL, show_default=True, help="Diffusion weights: hub id "
               "(HF cache), local diffusers folder, or one .safetensors/.ckpt file. Offline demo: models/shapes-tiny.")
 @render_options()
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Write this run into DIR "
-              "(default: ./outputs/<timestamp>-<slug>/).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Write this run into DIR (default: "
+              "./outputs/<timestamp>-<slug>/). The run owns it: files an earlier run wrote there are removed first.")
 @click.option("--dry-run", is_flag=True, help="Plan and write the preview only; no rendering.")
 def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner_device, model, out, dry_run,
                  **render) -> None:
@@ -98,6 +101,8 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
         raise UsageError(f"missing PROMPT: {PROG} \"a cat to the left of a vase\" (or --plan FILE)")
     if plan_file is not None and plan_file.is_dir():
         raise UsageError(f"--plan {str(plan_file)!r} is a folder; give a plan JSON file")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; give a folder (a run writes several files into it)")
     settings = render_settings(render)  # every render option checked before anything is written
     quiet_libraries(rendering=not dry_run)
 
@@ -123,9 +128,13 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
         result = api.generate(
             prompt, plan=plan_file, planner=planner, model=model, settings=settings, out_dir=run_dir, dry_run=dry_run,
             progress=sys.stderr.isatty(), on_event=on_event, planner_options=opts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         kept = [n for n in ("plan.json", "layout.png", "metadata.json") if (Path(run_dir) / n).exists()]
-        raise _Interrupted(f"interrupted; kept {', '.join(kept) or 'nothing'} in {run_dir}") from None
+        if not kept:
+            _discard(Path(run_dir), parent_too=out is None)
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        raise _Interrupted(f"{what}; kept {', '.join(kept) or 'nothing'} in {run_dir}",
+                           143 if isinstance(e, Terminated) else 130) from None
     except PlanAndRenderError as e:
         where = [n for n in ("plan.json", "layout.png") if (Path(run_dir) / n).exists()]
         if not where:  # no plan was made: leave no folder behind that holds only the error
@@ -134,17 +143,26 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
         raise
 
     if result.scores:
-        table = Table(title="attention in box (share of each object's attention inside its box)", title_justify="left")
-        table.add_column("object")
-        table.add_column("score", justify="right")
-        for oid, s in result.scores.items():
-            table.add_row(oid, f"{s:.2f}")
-        err.print(table)
+        _scores_table(result, err)
     t = result.timings
     if result.images:
-        err.print(f"rendered {len(result.images)} image(s) in {t.get('render_s', 0):.1f} s "
-                  f"(load {t.get('load_s', 0):.1f} s); metadata.json has the settings and timings")
+        sheet = " and contact-sheet.png" if len(result.images) > 1 else ""
+        err.print(f"rendered {len(result.images)} image(s){sheet} in {t.get('render_s', 0):.1f} s "
+                  f"(load {t.get('load_s', 0):.1f} s); metadata.json has the settings, seeds and timings")
     click.echo(str(run_dir))  # stdout: the folder, for scripts
+
+
+def _scores_table(result: api.Result, err) -> None:
+    """Each object's attention-in-box share: one column, or one per image (headed by its seed)."""
+    table = Table(title="attention in box (share of each object's attention inside its box)", title_justify="left")
+    table.add_column("object")
+    per_image = result.image_scores if len(result.image_scores) > 1 else []
+    for k, seed in enumerate(result.seeds[:len(per_image)]):
+        table.add_column(f"image {k + 1} (seed {seed})", justify="right")
+    table.add_column("score" if not per_image else "mean", justify="right")
+    for oid, s in result.scores.items():
+        table.add_row(oid, *(f"{scores.get(oid, 0.0):.2f}" for scores in per_image), f"{s:.2f}")
+    err.print(table)
 
 
 def _discard(folder: Path, parent_too: bool = False) -> None:
@@ -172,7 +190,8 @@ def _discard(folder: Path, parent_too: bool = False) -> None:
 @click.option("--preview", type=click.Path(path_type=Path), help="Also write the layout preview PNG here.")
 @click.option("--width", type=int, help="Canvas width in pixels (default 512).")
 @click.option("--height", type=int, help="Canvas height in pixels (default 512).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Layout seed (relations hold for every seed).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Layout seed (relations hold for every seed).")
 @click.option("--from-file", type=click.Path(path_type=Path), help="Batch: plan every line of this file.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Batch output .jsonl (one plan or error record "
               "a line, input order; rerunning resumes).")
@@ -192,6 +211,8 @@ def plan_cmd(prompt, as_json, planner, base_url, retries, timeout, planner_devic
         raise UsageError("--out and --retry-errors belong to batch planning (--from-file)")
     if prompt is None:
         raise UsageError(f"missing PROMPT: {PROG} plan \"a cat to the left of a vase\" (or --from-file FILE)")
+    if preview is not None and preview.is_dir():
+        raise UsageError(f"--preview {str(preview)!r} is a folder; give a file name such as layout.png")
     quiet_libraries()
     try:
         plan = api.plan(prompt, planner, width=width, height=height, seed=seed, **opts)
@@ -259,7 +280,11 @@ chat_cli.register(cli)
 
 
 class _Interrupted(Exception):
-    """Ctrl-C, with the message that says what was kept."""
+    """Ctrl-C (exit 130) or SIGTERM (143), with the message that says what was kept."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code
 
 
 def exit_code(e: BaseException) -> int:
@@ -273,8 +298,14 @@ def exit_code(e: BaseException) -> int:
     if isinstance(e, PlanAndRenderError):
         error_line(e.message)
         return 2 if isinstance(e, UsageError) else 1
-    if isinstance(e, (KeyboardInterrupt, click.Abort, _Interrupted)):
-        error_line(str(e) if isinstance(e, _Interrupted) else "interrupted")
+    if isinstance(e, _Interrupted):
+        error_line(str(e))
+        return e.code
+    if isinstance(e, Terminated):
+        error_line("terminated")
+        return 143
+    if isinstance(e, (KeyboardInterrupt, click.Abort)):
+        error_line("interrupted")
         return 130
     if isinstance(e, OSError) and e.filename is not None:
         error_line(f"cannot write or read {e.filename}: {e.strerror or e}")
@@ -290,8 +321,18 @@ def _command_path(e: click.ClickException) -> str:
     return ctx.command_path if ctx is not None else PROG
 
 
+def _terminate(_signum, _frame) -> None:
+    raise Terminated("terminated")
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
+    """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code.
+
+    SIGTERM (``kill``, a job scheduler, a container stopping) raises ``Terminated`` in the command, so it
+    stops the way Ctrl-C does - files kept, metadata.json saying "terminated", a chat turn never half-written.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         rv = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name=PROG, standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -300,6 +341,9 @@ def run(argv: list[str] | None = None) -> int:
         if isinstance(e, SystemExit):
             raise
         return exit_code(e)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return rv if isinstance(rv, int) else 0
 
 

@@ -21,6 +21,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import UsageError
+
 DEFAULT_OUTPUTS = Path("outputs")
 
 # Names that must never reach metadata.json, whatever a caller passes in options.
@@ -46,6 +48,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path`` (same suffix); on success it replaces ``path`` with the mode a
     plain ``open()`` would have given (images and metadata are meant to be shared and served)."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{str(path)!r} is a folder; give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.fchmod(fd, FILE_MODE)
@@ -111,6 +115,32 @@ def new_run_dir(prompt: str, root: str | Path = DEFAULT_OUTPUTS, now: datetime |
 def image_names(n: int) -> list[str]:
     """``image.png`` for one image, ``image-1.png`` ... ``image-N.png`` for several."""
     return ["image.png"] if n == 1 else [f"image-{i}.png" for i in range(1, n + 1)]
+
+
+CONTACT_SHEET = "contact-sheet.png"
+# The files a run writes into its folder (and the temp files of ``atomic_path`` a kill may leave).
+_RUN_FILES = re.compile(r"(plan\.json|layout\.png|metadata\.json|image(-\d+)?\.png|" + re.escape(CONTACT_SHEET)
+                        + r")|\.(plan|layout|metadata|image(-\d+)?|contact-sheet)\..+\.tmp\.(json|png)")
+
+
+def claim_run_dir(folder: str | Path) -> Path:
+    """Make ``folder`` this run's own: create it, or remove from it the files an earlier run wrote there
+    (plan.json, layout.png, image*.png, contact-sheet.png, metadata.json; other files stay).
+
+    So a folder never holds images of one run beside the plan of another - not after a run with fewer
+    images, and not after a run killed halfway. A path that is a file is a UsageError.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output folder {str(folder)!r} is a file; give a folder (a run writes several files)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in folder.iterdir():
+            if _RUN_FILES.fullmatch(entry.name) and entry.is_file():
+                entry.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot use output folder {str(folder)!r}: {e.strerror or e}") from None
+    return folder
 
 
 def contact_sheet(images: list, labels: list[str] | None = None, columns: int | None = None, gap: int = 4):

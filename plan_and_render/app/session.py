@@ -17,18 +17,29 @@ undo and redo stacks exactly, which is how ``resume`` works.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+from pydantic import ValidationError
+
 from plan_and_render.errors import PlanAndRenderError, UsageError
 from plan_and_render.planner import make_plan, parse_instruction
 from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from plan_and_render.scene import Canvas, ScenePlan
+from plan_and_render.scene import MAX_PROMPT_CHARS, Canvas, ScenePlan, clean_text, first_error
 
+from . import api
 from .output import atomic_save_image, atomic_write
 from .store import StaleSession, Store, TurnRecord, default_path
+
+MAX_EDIT_CHARS = MAX_PROMPT_CHARS  # an instruction is checked before it is parsed, so a huge paste cannot hang
+MAX_HISTORY_STEPS = 100  # undo/redo steps in one go (the edit operations' own bound)
 
 
 @dataclass
@@ -63,7 +74,31 @@ def _store(store: Store | str | Path | bool | None) -> Store | None:
         return store
     if store is True or store == "default":
         return Store(default_path())
+    if not isinstance(store, (str, os.PathLike)):
+        raise UsageError(f"store must be a database path, a Store, True (the default database) or None, not {store!r}")
     return Store(store)
+
+
+def _instruction_problem(instruction: str) -> str | None:
+    """Why an instruction cannot be read (None if it can): not text a person typed, or far too long."""
+    if any("\udc80" <= c <= "\udcff" for c in instruction):
+        return "the line is not valid UTF-8 text (undecodable bytes); type the instruction again"
+    if len(instruction) > MAX_EDIT_CHARS:
+        return f"the instruction has {len(instruction)} characters; the limit is {MAX_EDIT_CHARS}"
+    return None
+
+
+def _steps(steps: object, what: str) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_HISTORY_STEPS:
+        raise UsageError(f"{what} takes a number of steps from 1 to {MAX_HISTORY_STEPS}, not {steps!r}")
+    return steps
+
+
+def _render_key(plan: ScenePlan, model: object, method: object, opts: dict) -> str:
+    """What decides a render's pixels (plan, model, method, settings), as one hash."""
+    what = {"plan": plan.model_dump(mode="json"), "model": str(model), "method": str(method),
+            "settings": {k: v for k, v in opts.items() if k not in ("progress", "callback")}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _empty_plan(canvas: Canvas) -> ScenePlan:
@@ -77,6 +112,16 @@ class Session:
                  None = None, session_id: str | None = None, canvas: Canvas | dict | None = None, seed: int = 0,
                  model: str | None = None, method: str = "refocus", plan: ScenePlan | None = None,
                  render_options: dict | None = None, pipeline: Any = None, **planner_options: Any):
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"the prompt must be text (a str) or None, not {type(prompt).__name__}")
+        if planner is not None:
+            api.check_planner_arg(planner)
+        if session_id is not None and (not isinstance(session_id, str) or not session_id.strip()):
+            raise UsageError(f"give a session id (a str; see 'plan-and-render sessions list'), not {session_id!r}")
+        if plan is not None:
+            api.check_plan_arg(plan)
+        if render_options is not None and not isinstance(render_options, dict):
+            raise UsageError(f"render_options must be a dict of render settings, not {type(render_options).__name__}")
         self.store = _store(store)
         self.pipeline = pipeline  # an already-loaded renderer pipeline, used instead of ``model``
         self._given_backend = planner if planner is not None and not isinstance(planner, str) else None
@@ -95,6 +140,8 @@ class Session:
                 raise UsageError("resuming a session needs a store (a database path)")
             rec = self.store.get_session(session_id)
             self.id, self.seed, self.model, self.method = rec.id, rec.seed, rec.model, rec.method or method
+            if model is not None:
+                self.model = api.model_path(model)
             self.canvas = Canvas.model_validate(rec.canvas)
             self.prompt = rec.prompt
             self.render_options = {**rec.meta.get("render_options", {}), **(render_options or {})}
@@ -103,15 +150,12 @@ class Session:
             if not self._turns:
                 raise UsageError(f"session {rec.id} has no turns (it was never completed)")
             return
-        import uuid
-
-        from .api import DEFAULT_PLANNER
-
-        self.planner = self.planner or DEFAULT_PLANNER
-        self.canvas = Canvas.model_validate(canvas) if canvas is not None else Canvas()
-        self.seed, self.model, self.method = int(seed), model, method
+        self.planner = self.planner or api.DEFAULT_PLANNER
+        self.canvas = api.make_canvas(canvas=canvas, default=Canvas().width)
+        # a model folder is stored as its absolute path, so the session renders when resumed from anywhere
+        self.seed, self.model, self.method = api.check_seed(seed), model and api.model_path(model), method
         self.render_options = dict(render_options or {})
-        self.prompt = prompt.strip() if prompt else None
+        self.prompt = api.check_prompt_arg(prompt) if prompt and prompt.strip() else None
         if plan is not None:
             first, action = plan.model_copy(deep=True), "plan"
             self.canvas = first.canvas
@@ -137,6 +181,9 @@ class Session:
     def resume(cls, session_id: str, store: Store | str | Path | bool | None = True, planner: str | None = None,
                **options: Any) -> "Session":
         """Reopen a stored session (id or unique prefix); the planner defaults to the one it was made with."""
+        if not isinstance(session_id, str) or not session_id.strip():
+            raise UsageError(f"give the id of the session to resume (see 'plan-and-render sessions list'), "
+                             f"not {session_id!r}")
         return cls(store=store, session_id=session_id, planner=planner, **options)
 
     @classmethod
@@ -149,9 +196,7 @@ class Session:
     def backend(self):
         """The planner backend, built on first use and shared across sessions (models load once)."""
         if self._backend is None:
-            from .api import get_planner
-
-            self._backend = get_planner(self.planner, **self.planner_options)
+            self._backend = api.get_planner(self.planner, **self.planner_options)
         return self._backend
 
     # -- state -------------------------------------------------------------
@@ -223,8 +268,6 @@ class Session:
                                           state=state, meta=meta, expected=expected)
         else:
             turn = expected
-        import time
-
         self._advance(TurnRecord(self.id, turn, time.time(), action, instruction, ops, body,
                                  turn if state is None else state, [], meta))
         return turn
@@ -252,8 +295,16 @@ class Session:
         return script
 
     def edit(self, instruction: str, ops: EditScript | list | None = None) -> EditResult:
-        """Apply one instruction (or given ``ops``); returns what happened, never raises for bad edits."""
-        instruction = " ".join((instruction or "").split())
+        """Apply one instruction (or given ``ops``); returns what happened, never raises for bad edits.
+
+        The instruction is checked before it is parsed: undecodable bytes and more than ``MAX_EDIT_CHARS``
+        characters are an error result; terminal escape sequences and control characters are dropped."""
+        if instruction is not None and not isinstance(instruction, str):
+            raise UsageError(f"the instruction must be text (a str), not {type(instruction).__name__}")
+        problem = _instruction_problem(instruction or "")
+        if problem:
+            return EditResult("", self.plan, error=problem)
+        instruction = " ".join(clean_text(instruction or "").split())
         if not instruction and ops is None:
             return EditResult(instruction, self.plan, error="the instruction is empty: say what to change")
         for _attempt in range(8):
@@ -265,6 +316,8 @@ class Session:
                 continue  # another process edited this session meanwhile: redo on top of its turn
             except PlanAndRenderError as exc:
                 return EditResult(instruction, self.plan, error=exc.message)
+            except ValidationError as exc:  # an operation out of bounds ("add forty cats": count 40 > 30)
+                return EditResult(instruction, self.plan, error=f"cannot do that: {first_error(exc)}")
         return EditResult(instruction, self.plan, error="the session is being edited elsewhere; try again")
 
     def _script(self, instruction: str, ops: EditScript | list | None) -> EditScript:
@@ -275,9 +328,9 @@ class Session:
             return ops
         try:
             return EditScript.model_validate({"ops": list(ops)})
-        except Exception as exc:  # pydantic ValidationError: say which op is wrong, in one line
-            first = str(exc).splitlines()
-            raise EditError(f"invalid edit operations: {' '.join(first[:3])}") from None
+        except (ValidationError, TypeError) as exc:  # say which op is wrong, in one line
+            why = first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise EditError(f"invalid edit operations: {why}") from None
 
     def _run(self, instruction: str, script: EditScript) -> EditResult:
         dumped = [o.model_dump(mode="json") for o in script.ops]
@@ -318,9 +371,11 @@ class Session:
         return repr(rec.instruction) if rec and rec.instruction else "the start"
 
     def undo(self, steps: int = 1) -> EditResult:
+        steps = _steps(steps, "undo")
         return self.edit(f"/undo {steps}" if steps > 1 else "/undo", ops=[{"op": "undo", "steps": steps}])
 
     def redo(self, steps: int = 1) -> EditResult:
+        steps = _steps(steps, "redo")
         return self.edit(f"/redo {steps}" if steps > 1 else "/redo", ops=[{"op": "redo", "steps": steps}])
 
     # -- rendering and export ----------------------------------------------
@@ -331,9 +386,10 @@ class Session:
         Keyword arguments go to ``plan_and_render.api.render`` (steps, width, height, num_images, ...); the
         session's model (or ``pipeline``), method and render options are the defaults. Images are written
         atomically to the store's image folder (and recorded on the newest turn) or to ``out_dir``.
-        """
-        from . import api
 
+        A layout already rendered with the same settings - the state an undo returns to - is not rendered
+        again: its stored images are returned (``result.config["reused_from"]`` is the turn that made them).
+        """
         opts = {**self.render_options, **kw}
         opts.setdefault("seed", self.seed)
         opts.setdefault("progress", False)
@@ -342,27 +398,63 @@ class Session:
         plan = self.plan
         if not plan.objects:
             raise UsageError("the scene is empty: add an object before rendering")
+        self._sync()
+        key = _render_key(plan, model if self.pipeline is None else getattr(self.pipeline, "name", "pipeline"),
+                          method, opts)
+        stored = self._stored_render(key) if out_dir is None else None
+        if stored is not None:
+            return self._record_render(stored, key, [str(p) for p in stored.config["paths"]])
         if self.pipeline is not None:
-            for key in ("device", "dtype"):
-                opts.pop(key, None)
+            for name in ("device", "dtype"):
+                opts.pop(name, None)
             result = self.pipeline(plan, method=method, **opts)
         else:
             result = api.render(plan, model=model, method=method, **opts)
         paths: list[str] = []
         self._sync()
         turn = self.turn
+        seeds = getattr(result, "seeds", None) or [opts["seed"]] * len(result.images)
         for i, image in enumerate(result.images):
             if out_dir is not None:
                 paths.append(str(atomic_save_image(image, Path(out_dir) / f"turn{turn:04d}-{i}.png")))
             elif self.store is not None:
-                paths.append(str(self.store.save_image(self.id, turn, i, image, seed=opts["seed"])))
-        if paths:
-            if self.store is not None:
-                self.store.add_images(self.id, turn, paths)
-            self._turns[-1].images.extend(paths)
+                paths.append(str(self.store.save_image(self.id, turn, i, image, seed=seeds[i])))
         result.config = {**getattr(result, "config", {}), "paths": paths}
+        return self._record_render(result, key, paths)
+
+    def _record_render(self, result, key: str, paths: list[str]):
+        """Note the images (and what made them) on the newest turn, so the layout is not rendered twice."""
+        if paths:
+            config = {k: v for k, v in result.config.items() if k not in ("paths", "reused_from")}
+            entry = {"key": key, "turn": result.config.get("reused_from", self.turn), "images": paths,
+                     "scores": dict(result.scores),
+                     "seeds": list(getattr(result, "seeds", [])),
+                     "image_scores": list(getattr(result, "image_scores", [])),
+                     "config": json.loads(json.dumps(config, default=str))}
+            renders = [*self._turns[-1].meta.get("renders", []), entry]
+            if self.store is not None:
+                self.store.add_images(self.id, self.turn, paths, meta={"renders": renders})
+            self._turns[-1].images.extend(paths)
+            self._turns[-1].meta["renders"] = renders
         self.last_render = result
         return result
+
+    def _stored_render(self, key: str):
+        """The newest render of this layout with these settings whose image files still exist, else None."""
+        for rec in reversed(self._turns):
+            for entry in reversed(rec.meta.get("renders", [])):
+                if entry.get("key") == key and entry["images"] and all(Path(p).is_file() for p in entry["images"]):
+                    from plan_and_render.renderer import RenderResult  # torch: loaded by the first render anyway
+
+                    images = []
+                    for p in entry["images"]:
+                        with Image.open(p) as im:
+                            images.append(im.convert("RGB"))
+                    return RenderResult(images, dict(entry["scores"]), seeds=list(entry.get("seeds", [])),
+                                        image_scores=list(entry.get("image_scores", [])),
+                                        config={**entry.get("config", {}), "paths": list(entry["images"]),
+                                                "reused_from": entry.get("turn", rec.turn)})
+        return None
 
     def to_dict(self) -> dict:
         """The whole session as JSON-able data (what ``export`` writes)."""

@@ -25,6 +25,7 @@ import os
 import sqlite3
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,15 @@ class TurnRecord:
                 **{k: v for k, v in self.meta.items()}, "plan": self.plan}
 
 
+def _damaged(path: Path, why: object) -> str | None:
+    """The message for a damaged database file (None when ``why`` is another kind of failure)."""
+    text = str(why)
+    if not any(w in text for w in ("malformed", "not a database", "corrupt", "*** in database")):
+        return None
+    return (f"the session store {path} is damaged ({' '.join(text.split())[:120]}); nothing was written to it: move it "
+            "away (or restore a backup) and start again, or give another --store")
+
+
 def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -133,14 +143,33 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._check_intact()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             with self._write():
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     self.db.execute(statement)
+        except StoreError:
+            raise
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the session store {self.path}: {exc}") from None
+            raise StoreError(_damaged(self.path, exc) or f"cannot open the session store {self.path}: {exc}") from None
+
+    def _check_intact(self) -> None:
+        """Refuse a damaged database before anything is read from or written into it (a new session
+        written into a corrupt file could be lost with it). ``quick_check`` reads every page once."""
+        verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            self.db.close()
+            raise StoreError(_damaged(self.path, verdict))
+
+    @contextmanager
+    def _reading(self):
+        """Reads that meet a damaged page (or a vanished file) are one StoreError line."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(_damaged(self.path, exc) or f"cannot read the session store {self.path}: {exc}") from None
 
     # -- plumbing ---------------------------------------------------------
 
@@ -209,10 +238,11 @@ class Store:
         ref = (ref or "").strip()
         if not ref:
             raise UsageError("give a session id (see 'plan-and-render sessions list')")
-        rows = self.db.execute(self._SELECT + " WHERE s.id = ?", (ref,)).fetchall()
-        if not rows:
-            like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self.db.execute(self._SELECT + " WHERE s.id LIKE ? ESCAPE '\\'", (like,)).fetchall()
+        with self._reading():
+            rows = self.db.execute(self._SELECT + " WHERE s.id = ?", (ref,)).fetchall()
+            if not rows:
+                like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                rows = self.db.execute(self._SELECT + " WHERE s.id LIKE ? ESCAPE '\\'", (like,)).fetchall()
         if not rows:
             raise UsageError(f"no session {ref!r} in {self.path} (see 'plan-and-render sessions list')")
         if len(rows) > 1:
@@ -221,7 +251,8 @@ class Store:
 
     def list_sessions(self, limit: int | None = None) -> list[SessionRecord]:
         sql = self._SELECT + " ORDER BY s.updated DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [self._session(r) for r in self.db.execute(sql).fetchall()]
+        with self._reading():
+            return [self._session(r) for r in self.db.execute(sql).fetchall()]
 
     # -- turns -------------------------------------------------------------
 
@@ -253,25 +284,27 @@ class Store:
             raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
         return turn
 
-    def add_images(self, session_id: str, turn: int, paths: list[str]) -> None:
-        """Record image files (already written) on a turn."""
+    def add_images(self, session_id: str, turn: int, paths: list[str], meta: dict | None = None) -> None:
+        """Record image files (already written) on a turn; ``meta`` keys are merged into the turn's meta."""
         try:
             with self._write():
-                row = self.db.execute("SELECT images FROM turns WHERE session_id = ? AND turn = ?",
+                row = self.db.execute("SELECT images, meta FROM turns WHERE session_id = ? AND turn = ?",
                                       (session_id, turn)).fetchone()
                 if row is None:
                     raise UsageError(f"session {session_id} has no turn {turn}")
                 images = json.loads(row[0]) + [str(p) for p in paths]
-                self.db.execute("UPDATE turns SET images = ? WHERE session_id = ? AND turn = ?",
-                                (json.dumps(images), session_id, turn))
+                merged = {**json.loads(row[1]), **(meta or {})}
+                self.db.execute("UPDATE turns SET images = ?, meta = ? WHERE session_id = ? AND turn = ?",
+                                (json.dumps(images), json.dumps(merged), session_id, turn))
                 self.db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
 
     def turns(self, session_id: str, after: int = -1) -> list[TurnRecord]:
-        rows = self.db.execute(
-            "SELECT session_id, turn, created, action, instruction, ops, plan, state, images, meta FROM turns "
-            "WHERE session_id = ? AND turn > ? ORDER BY turn", (session_id, after)).fetchall()
+        with self._reading():
+            rows = self.db.execute(
+                "SELECT session_id, turn, created, action, instruction, ops, plan, state, images, meta FROM turns "
+                "WHERE session_id = ? AND turn > ? ORDER BY turn", (session_id, after)).fetchall()
         return [TurnRecord(session_id=r[0], turn=r[1], created=r[2], action=r[3], instruction=r[4],
                            ops=json.loads(r[5]), plan=json.loads(r[6]), state=r[7], images=json.loads(r[8]),
                            meta=json.loads(r[9])) for r in rows]

@@ -14,14 +14,15 @@ import warnings
 from rich.console import Console
 from rich.table import Table
 
-from ..scene import ScenePlan
+from ..scene import ScenePlan, clean_text
 
 PROG = "plan-and-render"
 DEBUG_ENV = "PLAN_AND_RENDER_DEBUG"
 
 
 def one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    """One printable line: escape sequences a message may echo from input are dropped, whitespace collapsed."""
+    return " ".join(clean_text(str(text)).split())
 
 
 def error_line(message: object) -> None:
@@ -56,21 +57,23 @@ def plan_table(plan: ScenePlan, console: Console | None = None, title: str | Non
     what ``plan`` prints and what each chat turn shows."""
     console = console or stdout_console()
     c = plan.canvas
-    table = Table(title=title or f"{plan.prompt or '(empty scene)'}  ({c.width}x{c.height})", title_justify="left")
+    title = one_line(title or f"{plan.prompt or '(empty scene)'}  ({c.width}x{c.height})")
+    table = Table(title=title, title_justify="left")
     for col in ("id", "name", "phrase", "box x0,y0,x1,y1", "pixels", "where"):
         table.add_column(col, justify="right" if col == "pixels" else "left")
     for o in plan.objects:
         x0, y0, x1, y1 = o.box
         px = f"{round(x0 * c.width)},{round(y0 * c.height)} {round((x1 - x0) * c.width)}x{round((y1 - y0) * c.height)}"
         where = " ".join(str(v) for v in (getattr(o, "region", None), getattr(o, "depth", None)) if v)
-        table.add_row(o.id, o.name, o.phrase, f"{x0:.2f},{y0:.2f},{x1:.2f},{y1:.2f}", px, where)
+        table.add_row(*(one_line(v) for v in (o.id, o.name, o.phrase)), f"{x0:.2f},{y0:.2f},{x1:.2f},{y1:.2f}", px,
+                      where)
     console.print(table)
     if plan.relations:
-        console.print("relations: " + "; ".join(str(r) for r in plan.relations))
+        console.print(one_line("relations: " + "; ".join(str(r) for r in plan.relations)))
     if plan.background:
-        console.print(f"background: {plan.background}")
+        console.print(one_line(f"background: {plan.background}"))
     if plan.negative_prompt:
-        console.print(f"negative prompt: {plan.negative_prompt}")
+        console.print(one_line(f"negative prompt: {plan.negative_prompt}"))
     if not plan.objects:
         console.print("(no objects: background only)")
 

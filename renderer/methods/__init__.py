@@ -16,11 +16,12 @@ validated cheaply; a method's module is imported when its class or its config is
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from dataclasses import fields, replace
 from functools import cache
 from importlib import metadata
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, get_type_hints
 
 from plan_and_render.errors import UsageError
 
@@ -171,7 +172,31 @@ def config_for(name: str, overrides: dict | None = None):
     for k, v in overrides.items():  # JSON gives lists where the dataclass holds tuples
         if isinstance(v, list):
             overrides[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+    _check_types(name, cls, overrides)
     return replace(cls(), **overrides)
+
+
+def _check_types(name: str, cls: type, overrides: dict[str, Any]) -> None:
+    """Each value has its field's type (strictly: "20" is not 20) and its numbers are finite, so a wrong
+    option is one UsageError now, not a TypeError or a black image halfway through a render."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = get_type_hints(cls)
+    for key, value in overrides.items():
+        hint = hints[key]
+        try:
+            TypeAdapter(hint).validate_python(value, strict=True)
+        except ValidationError:
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise UsageError(f"option {key} of method {name!r} must be {kind}, not {value!r}") from None
+        if not all(math.isfinite(x) for x in _numbers(value)):
+            raise UsageError(f"option {key} of method {name!r} must be finite, not {value!r}")
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _numbers(v)]
+    return [value] if isinstance(value, float) else []
 
 
 def check_options(options: object) -> dict[str, dict]:
