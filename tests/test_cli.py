@@ -227,7 +227,8 @@ def test_generate_writes_the_run_folder(capsys, tmp_path):
     assert set(meta["scores"]) == {"circle-1", "square-1"} and all(0 <= s <= 1 for s in meta["scores"].values())
     assert {"plan_s", "preview_s", "load_s", "loop_s", "render_s", "total_s"} <= set(meta["timings"])
     assert meta["versions"]["torch"] and meta["versions"]["diffusers"] and meta["versions"]["python"]
-    assert meta["files"] == {"plan": "plan.json", "layout": "layout.png", "images": ["image.png"]}
+    assert meta["files"] == {"plan": "plan.json", "layout": "layout.png", "images": ["image.png"],
+                             "contact_sheet": None}
     assert "attention in box" in err and "circle-1" in err
 
 
@@ -269,7 +270,7 @@ def test_generate_from_a_hand_edited_plan_warns_about_violations(capsys, tmp_pat
     assert code == 0, err
     assert "warning: relation 'circle-1 left_of square-1' does not hold" in err
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["image-1.png", "image-2.png", "layout.png", "metadata.json", "plan.json"]
+    assert names == ["contact-sheet.png", "image-1.png", "image-2.png", "layout.png", "metadata.json", "plan.json"]
     meta = json.loads((out_dir / "metadata.json").read_text())
     assert meta["planner"] is None and meta["plan_source"].endswith("edited.json")
     assert meta["violations"] and "circle-1 left_of square-1" in meta["violations"][0]
@@ -301,17 +302,18 @@ def test_default_size_is_the_local_models_native_size(capsys, tmp_path):
 
 
 @needs_geometry
-def test_missing_weights_keep_plan_and_preview_and_say_what_to_do(capsys, tmp_path, monkeypatch):
+def test_missing_weights_are_reported_before_planning_and_say_what_to_do(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    BUILT.clear()
     out_dir = tmp_path / "r"
-    code, _, err = run(capsys, "a cat on a sofa", "--planner", "rules", "--model", str(tmp_path / "no-weights"),
+    code, _, err = run(capsys, "a cat on a sofa", "--planner", "test-garbage", "--model", str(tmp_path / "no-weights"),
                        "--out", str(out_dir))
     assert code == 1
-    line = the_error_line(err)
-    assert "does not exist" in line and "--model" in line and "models/shapes-tiny" in line
-    assert (out_dir / "plan.json").exists() and (out_dir / "layout.png").exists()
-    meta = json.loads((out_dir / "metadata.json").read_text())
-    assert meta["status"] == "error" and meta["error"]["type"] == "model_unavailable"
+    line = one_error_line(err)  # the only line: nothing was planned
+    assert "not found" in line and "--model" in line and "models/shapes-tiny" in line
+    assert BUILT == [] and not out_dir.exists()  # the planner was never built, no folder was written
+    code, _, err = run(capsys, "a cat on a sofa", "--planner", "rules", "--model", "nobody/no-model")
+    assert code == 1 and "HF_HUB_OFFLINE is set" in one_error_line(err) and "cannot be reached" not in err
 
 
 @needs_geometry

@@ -383,8 +383,8 @@ def test_missing_weights_is_one_line_model_unavailable(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     (tmp_path / "empty").mkdir()
-    cases = [("nobody/no-such-model", "not in the local Hugging Face cache"),
-             (str(tmp_path / "missing.safetensors"), "does not exist"),
+    cases = [("nobody/no-such-model", "not found: .* and no 'nobody/no-such-model' in the local Hugging Face cache"),
+             (str(tmp_path / "missing.safetensors"), "model not found"),
              (str(tmp_path / "empty"), "model_index.json")]
     for model, msg in cases:
         with pytest.raises(ModelUnavailableError, match=msg) as e:
