@@ -67,10 +67,11 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
     Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found, and
     ``UsageError`` for a device this machine does not have - both before any weights load.
     """
-    from . import loading
     from .locate import model_text
 
-    model = model_text(model)
+    model = model_text(model)  # a wrong argument fails before torch is imported
+    from . import loading
+
     device = loading.check_device(device) if device else loading.default_device()
     key = (model_key(model), device, loading.torch_dtype(dtype, device))
     if key not in _CACHE:

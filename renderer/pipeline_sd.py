@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from plan_and_render.errors import UsageError
 from plan_and_render.scene import ScenePlan
 
-from . import guidance, saving
+from . import guidance, memory, saving
 from .settings import RenderSettings, dtype_name
 
 
@@ -180,6 +180,11 @@ class LayoutPipeline:
                                  s.method_options, n_ctx=cond.shape[1], scheduler=self.scheduler,
                                  early_stop=early_stop)
         warnings += guider.warnings
+        try:  # the maps those processors will make must fit in memory: say so before any is made
+            memory.check_memory(self.unet, (lat_h, lat_w), s.num_images, cond.shape[1], (s.width, s.height))
+        except UsageError:
+            guider.close()
+            raise
 
         # 3. initial noise: one seed per image
         self.scheduler.set_timesteps(s.steps, device=self.device)

@@ -29,7 +29,7 @@ from .. import renderer
 from ..errors import ModelUnavailableError, PlanAndRenderError, Terminated, UsageError
 from ..renderer.locate import locate_model, model_text
 from ..renderer.settings import DEFAULT_METHOD, MAX_SEED, RenderSettings, check_pixels
-from ..scene import Canvas, ScenePlan, first_error
+from ..scene import MAX_PLAN_OBJECTS, Canvas, ScenePlan, first_error
 
 from . import output
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # torch-heavy imports stay lazy: planning must not pay for th
 DEFAULT_PLANNER = "local"
 DEFAULT_MODEL = renderer.DEFAULT_MODEL
 DEFAULT_SIZE = 512
+# A plan file larger than this is refused before it is read: MAX_PLAN_OBJECTS objects and their relations
+# take well under a megabyte, and parsing a runaway file (600,000 objects, 50 MB) would take seconds.
+MAX_PLAN_BYTES = 4_000_000
 
 
 def demo_model() -> str:
@@ -109,7 +112,11 @@ def model_path(model: str | Path) -> str:
 
 
 def _with_demo_hint(e: ModelUnavailableError, model: object) -> ModelUnavailableError:
-    return e if "shapes-tiny" in str(model) else ModelUnavailableError(f"{e.message}; {DEMO_MODEL_HINT}")
+    """Name the shipped demo model (where it really is, when the name given was meant to be it)."""
+    if str(model) == demo_model():
+        return e
+    hint = f"the demo model is at {demo_model()}" if "shapes-tiny" in str(model) else DEMO_MODEL_HINT
+    return ModelUnavailableError(f"{e.message}; {hint}")
 
 
 def clear_cache() -> None:
@@ -207,6 +214,8 @@ def parse_plan(data: str | bytes | dict, source: str = "plan") -> ScenePlan:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UsageError(f"{source} is not valid JSON ({e.msg if hasattr(e, 'msg') else e} at line "
                              f"{getattr(e, 'lineno', '?')}); expected a scene plan as in plan-format.md") from None
+        except RecursionError:
+            raise UsageError(f"{source} is nested too deeply to be a scene plan (see plan-format.md)") from None
     if not isinstance(data, dict):
         raise UsageError(f"{source} must be a JSON object (a scene plan), not {type(data).__name__}")
     if "error" in data and "objects" not in data:
@@ -222,6 +231,10 @@ def load_plan(path: str | Path) -> ScenePlan:
     """Read and validate a plan JSON file (e.g. one written by ``plan --json`` and edited by hand)."""
     path = check_path_arg(path, "the plan file")
     try:
+        size = path.stat().st_size
+        if size > MAX_PLAN_BYTES:
+            raise UsageError(f"plan file {str(path)!r} has {size / 1e6:.1f} MB; a scene plan (at most "
+                             f"{MAX_PLAN_OBJECTS} objects) is never more than {MAX_PLAN_BYTES / 1e6:.0f} MB")
         text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"plan file {str(path)!r} does not exist") from None
@@ -516,7 +529,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         rendered = render(the_plan, model, settings, progress=progress)
         timings.update({k: float(v) for k, v in rendered.timings.items() if k != "total_s"})
         timings["render_s"] = float(rendered.timings.get("total_s", 0.0))
-        _emit(on_event, "rendered", scores=dict(rendered.scores))
+        _emit(on_event, "rendered", scores=dict(rendered.scores), warnings=list(rendered.warnings))
 
         t0 = time.perf_counter()
         run.write_images(rendered.images, rendered.seeds)

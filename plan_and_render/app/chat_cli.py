@@ -234,7 +234,7 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
     """Open (or resume) a session and run the chat loop; ``render_values`` are the render options given."""
     from . import api
 
-    quiet_libraries(rendering=True)
+    quiet_libraries(rendering=render)
     settings = render_settings(render_values)  # bad values fail before a session is opened
     given = {k: getattr(settings, k) for k, v in render_values.items() if v is not None}
     method = given.pop("method", None)

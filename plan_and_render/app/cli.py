@@ -27,6 +27,7 @@ from rich.table import Table
 
 from ..errors import PlanAndRenderError, Terminated, UsageError
 from ..renderer.settings import MAX_SEED
+from ..scene import clean_text
 from . import api, chat_cli
 from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
@@ -108,7 +109,7 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
 
     from . import output
 
-    run_dir = out if out is not None else output.new_run_dir(prompt if prompt is not None else plan_file.stem)
+    run_dir = out if out is not None else output.new_run_dir(clean_text(prompt) if prompt is not None else plan_file.stem)
     err = stderr_console()
 
     def on_event(name: str, data: dict) -> None:
@@ -122,6 +123,9 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
         elif name == "rendering":
             steps = f"{data['steps']} steps" if data["steps"] else "the model's steps"
             err.print(f"rendering with {data['model']} ({data['method']}, {steps})...")
+        elif name == "rendered":
+            for w in data["warnings"]:
+                warn_line(w)
 
     opts = backend_options(base_url, retries, timeout, planner_device) if plan_file is None else {}
     try:
@@ -157,8 +161,8 @@ def _scores_table(result: api.Result, err) -> None:
     table = Table(title="attention in box (share of each object's attention inside its box)", title_justify="left")
     table.add_column("object")
     per_image = result.image_scores if len(result.image_scores) > 1 else []
-    for k, seed in enumerate(result.seeds[:len(per_image)]):
-        table.add_column(f"image {k + 1} (seed {seed})", justify="right")
+    for seed in result.seeds[:len(per_image)]:
+        table.add_column(f"seed {seed}", justify="right")
     table.add_column("score" if not per_image else "mean", justify="right")
     for oid, s in result.scores.items():
         table.add_row(oid, *(f"{scores.get(oid, 0.0):.2f}" for scores in per_image), f"{s:.2f}")

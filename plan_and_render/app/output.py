@@ -50,8 +50,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{str(path)!r} is a folder; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as e:  # name the file the caller asked for, not the folder or the temp file
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)

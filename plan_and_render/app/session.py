@@ -32,13 +32,15 @@ from pydantic import ValidationError
 from plan_and_render.errors import PlanAndRenderError, UsageError
 from plan_and_render.planner import make_plan, parse_instruction
 from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from plan_and_render.scene import MAX_PROMPT_CHARS, Canvas, ScenePlan, clean_text, first_error
+from plan_and_render.scene import Canvas, ScenePlan, clean_text, first_error
 
 from . import api
 from .output import atomic_save_image, atomic_write
 from .store import StaleSession, Store, TurnRecord, default_path
 
-MAX_EDIT_CHARS = MAX_PROMPT_CHARS  # an instruction is checked before it is parsed, so a huge paste cannot hang
+# An instruction is one or a few edits; its length is checked before it is parsed, so a pasted page cannot
+# hang the chat (the rules parser is not linear in the length of what it cannot read).
+MAX_EDIT_CHARS = 500
 MAX_HISTORY_STEPS = 100  # undo/redo steps in one go (the edit operations' own bound)
 
 
@@ -151,7 +153,8 @@ class Session:
                 raise UsageError(f"session {rec.id} has no turns (it was never completed)")
             return
         self.planner = self.planner or api.DEFAULT_PLANNER
-        self.canvas = api.make_canvas(canvas=canvas, default=Canvas().width)
+        native = api.native_size(model) if isinstance(model, (str, os.PathLike)) else None  # 64 for shapes-tiny
+        self.canvas = api.make_canvas(canvas=canvas, default=native or Canvas().width)
         # a model folder is stored as its absolute path, so the session renders when resumed from anywhere
         self.seed, self.model, self.method = api.check_seed(seed), model and api.model_path(model), method
         self.render_options = dict(render_options or {})

@@ -63,6 +63,9 @@ CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 """
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
 class StoreError(PlanAndRenderError):
     """The session store cannot be opened, read or written."""
 
@@ -141,6 +144,7 @@ class Store:
         self.timeout = timeout
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_sqlite_file()
             self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._check_intact()
@@ -154,6 +158,15 @@ class Store:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(_damaged(self.path, exc) or f"cannot open the session store {self.path}: {exc}") from None
+
+    def _check_sqlite_file(self) -> None:
+        """A file that exists must already be an SQLite database: SQLite would take a short text file for an
+        empty database and write its tables over it."""
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    raise StoreError(f"{self.path} is not a session database (not an SQLite file); nothing was "
+                                     "written to it: give another --store")
 
     def _check_intact(self) -> None:
         """Refuse a damaged database before anything is read from or written into it (a new session
