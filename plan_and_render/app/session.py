@@ -10,7 +10,8 @@
 
 Every state the user can return to is a turn: turn 0 is the first plan, each
 edit / undo / redo adds one (a clarifying question is a turn too, so history
-reads like the conversation). A turn stores its resulting plan and ``state``,
+reads like the conversation); a plan made outside the edit language (boxes
+drawn with the mouse in the web UI, an uploaded file) is a ``layout`` turn. A turn stores its resulting plan and ``state``,
 the turn whose plan is current afterwards; replaying the turn log rebuilds the
 undo and redo stacks exactly, which is how ``resume`` works.
 """
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from plan_and_render.errors import PlanAndRenderError, UsageError
 from plan_and_render.planner import make_plan, parse_instruction
 from plan_and_render.planner.edit_ops import PLAN_OPS, Applied, ClarifyOp, EditError, EditScript, apply, edit_context
-from plan_and_render.scene import Canvas, ScenePlan
+from plan_and_render.scene import Canvas, ScenePlan, first_error
 
 from .output import atomic_save_image, atomic_write
 from .store import StaleSession, Store, TurnRecord, default_path
@@ -194,7 +197,7 @@ class Session:
                 elif op.get("op") == "redo" and self._redo:
                     self._undo.append(self._current)
                     self._current = self._redo.pop()
-        if any(k in PLAN_OPS for k in kinds) or rec.action == "plan":
+        if any(k in PLAN_OPS for k in kinds) or rec.action in ("plan", "layout"):
             self._undo.append(self._current)
             self._redo.clear()
             self._current = rec.turn
@@ -233,7 +236,7 @@ class Session:
 
     def _last_targets(self) -> list[str]:
         for rec in reversed(self._turns):
-            if rec.action == "edit":
+            if rec.action in ("edit", "layout"):
                 return list(rec.meta.get("targets", []))
             if rec.action in ("plan", "start"):
                 break
@@ -313,6 +316,26 @@ class Session:
         turn = self._commit(action, instruction, dumped, applied.plan, meta, state=state)
         return EditResult(instruction, self.plan, ops=dumped, notes=notes, turn=turn)
 
+    def set_plan(self, plan: ScenePlan, instruction: str, notes: list[str] | None = None,
+                 targets: list[str] | None = None) -> EditResult:
+        """Make ``plan`` current as one ``layout`` turn: a plan made outside the edit language (boxes dragged
+        in the web UI, an uploaded file). Undo returns to the plan before it; ``targets`` are what "it" means
+        in the next instruction. Relations the new boxes break are kept: the caller reports them."""
+        body = plan.model_dump(mode="json")
+        try:
+            plan = ScenePlan.model_validate(body)  # a plan changed in place was never checked
+        except ValidationError as exc:
+            return EditResult(instruction, self.plan, error=f"invalid plan: {first_error(exc)}")
+        meta = {"notes": list(notes or []), "targets": list(targets or [])}
+        for _attempt in range(8):
+            self._sync()
+            try:
+                turn = self._commit("layout", instruction, [], plan, meta)
+                return EditResult(instruction, self.plan, notes=meta["notes"], turn=turn)
+            except StaleSession:
+                continue  # another process added a turn first: this plan still replaces the newest
+        return EditResult(instruction, self.plan, error="the session is being edited elsewhere; try again")
+
     def _label(self, turn: int) -> str:
         rec = next((t for t in self._turns if t.turn == turn), None)
         return repr(rec.instruction) if rec and rec.instruction else "the start"
@@ -330,7 +353,7 @@ class Session:
 
         Keyword arguments go to ``plan_and_render.api.render`` (steps, width, height, num_images, ...); the
         session's model (or ``pipeline``), method and render options are the defaults. Images are written
-        atomically to the store's image folder (and recorded on the newest turn) or to ``out_dir``.
+        atomically to the store's image folder (and recorded on the turn whose plan was rendered) or to ``out_dir``.
         """
         from . import api
 
@@ -339,7 +362,8 @@ class Session:
         opts.setdefault("progress", False)
         model = opts.pop("model", None) or self.model or api.DEFAULT_MODEL
         method = opts.pop("method", None) or self.method or api.DEFAULT_METHOD
-        plan = self.plan
+        self._sync()
+        plan, turn = self.plan, self.turn  # the images belong to the turn whose plan is rendered
         if not plan.objects:
             raise UsageError("the scene is empty: add an object before rendering")
         if self.pipeline is not None:
@@ -349,8 +373,6 @@ class Session:
         else:
             result = api.render(plan, model=model, method=method, **opts)
         paths: list[str] = []
-        self._sync()
-        turn = self.turn
         for i, image in enumerate(result.images):
             if out_dir is not None:
                 paths.append(str(atomic_save_image(image, Path(out_dir) / f"turn{turn:04d}-{i}.png")))
@@ -359,7 +381,7 @@ class Session:
         if paths:
             if self.store is not None:
                 self.store.add_images(self.id, turn, paths)
-            self._turns[-1].images.extend(paths)
+            next(t for t in self._turns if t.turn == turn).images.extend(paths)
         result.config = {**getattr(result, "config", {}), "paths": paths}
         self.last_render = result
         return result
