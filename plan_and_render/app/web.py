@@ -186,11 +186,11 @@ def _clamped(box: tuple[float, ...]) -> tuple[float, float, float, float]:
 
 def _adds(plan: ScenePlan, text: str) -> AddOp:
     """``text`` ("a red ball") as the edit language's add operation, read by the rules parser."""
-    script, _ = parse_instruction(f"add {text.strip()}", edit_context(plan), "rules")
-    if script.clarification:
+    script, _ = parse_instruction(f"add {text.strip()}", edit_context(plan), "rules") if text.strip() else (None, "")
+    if script is not None and script.clarification:
         raise UsageError(script.clarification)
-    op = next((o for o in script.ops if isinstance(o, AddOp)), None)
-    if op is None or not text.strip():
+    op = next((o for o in script.ops if isinstance(o, AddOp)), None) if script is not None else None
+    if op is None:
         raise UsageError(f"cannot read {text!r} as something to add; name it, e.g. 'a red ball'")
     return op
 

@@ -14,6 +14,7 @@ const app = {
   drag: null, // the mouse gesture in progress on the layout
   pendingBox: null, // a box drawn on empty space, waiting for its name
   job: null, // id of the render job this page waits for
+  jobs: [], // ids of every render job this page asked for, oldest first
   renderAgain: false, // a change arrived while a render ran: render once more when it ends
   results: {}, // turn -> the render result shown for it (images with scores)
   metrics: {}, // readyMs: response start -> interactive; layoutMs: mouse-up -> plan view updated
@@ -474,6 +475,7 @@ async function startRender() {
   say("");
   const job = await call("POST", `/api/sessions/${sid()}/render`, renderSettings());
   app.job = job.id;
+  app.jobs.push(job.id);
   showProgress(job);
   poll(job.id);
 }
