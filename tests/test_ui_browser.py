@@ -1,13 +1,14 @@
 """The web UI in a real browser: Debian's headless Chromium driven by playwright (tools/browser.py).
 
 A real server (uvicorn on a free port) over a temporary store, the rules planner and models/shapes-tiny at
-2 steps. Skipped, with the reason, where Chromium or playwright is missing; .ci/run installs Chromium so CI
-runs them. The drag latency and page-ready figures are measured in the page; benchmarks/ui.py records them.
+2 steps. Skipped, with the reason, where Chromium or playwright is missing - except under CI (CI=true), where
+that is a failure: .ci/run installs Chromium, and these tests must run there. The drag latency and page-ready figures are measured in the page; benchmarks/ui.py records them.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -23,8 +24,16 @@ PROMPT = "a red circle above a blue square"
 DRAG_LIMIT_MS = 200
 READY_LIMIT_MS = 3000
 
-pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("torch_one_thread"),
-              pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("torch_one_thread")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_browser():
+    reason = browser.missing()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the browser tests: {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
