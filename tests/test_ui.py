@@ -23,7 +23,7 @@ from plan_and_render.app.render_queue import RenderQueue
 from plan_and_render.app.session import Session
 from plan_and_render.app.store import Store
 from plan_and_render.app.web import STATIC, UIConfig, create_app
-from plan_and_render.errors import ConflictError
+from plan_and_render.errors import ConflictError, PlanAndRenderError
 from plan_and_render.geometry.preview import colours
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,4 +414,25 @@ def test_queue_runs_jobs_one_at_a_time_in_order_and_survives_failures():
     assert order == [("first", 1), ("bad", 1), ("bug", 1), ("last", 1)] and q.peak_running == 1
     starts = sorted((s["started"], s["finished"]) for s in snaps)
     assert all(a[1] <= b[0] for a, b in zip(starts, starts[1:]))
-    q.close()
+
+
+def test_shutdown_stops_the_running_job_at_its_next_step_and_cancels_the_queue():
+    q = RenderQueue()
+    stepping = threading.Event()
+
+    def endless(progress):
+        for i in range(10_000):
+            progress(i, 10_000)
+            stepping.set()
+            time.sleep(0.01)
+        return {}
+
+    running, waiting = q.submit(endless), q.submit(endless)
+    assert stepping.wait(5)
+    t0 = time.monotonic()
+    q.shutdown(timeout=5)
+    assert time.monotonic() - t0 < 1
+    assert q.snapshot(running.id)["error"] == {"type": "cancelled", "message": "cancelled: the server stopped"}
+    assert q.snapshot(waiting.id)["state"] == "error" and q.snapshot(waiting.id)["started"] is None
+    with pytest.raises(PlanAndRenderError, match="stopping"):
+        q.submit(endless)

@@ -11,6 +11,9 @@ answering requests (plans, drags, progress polls) while the worker samples. ``wo
 ``progress(step, steps)`` function to call from the pipeline's per-step callback, and returns the
 job's result (a JSON-able dict). A failure is kept as one line: a ``PlanAndRenderError``'s own
 message, anything else as ``unexpected <Type>: <message>``; the worker goes on with the next job.
+``shutdown`` (the server stopping) ends the running job at its next step - ``progress`` raises
+``Cancelled`` inside the sampling loop - and cancels the queued ones, so no render is cut off mid-step
+by the interpreter exiting.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 Work = Callable[[Progress], dict]
 KEEP_FINISHED = 256  # finished jobs remembered for their pages to collect
+
+
+class Cancelled(PlanAndRenderError):
+    """The render was stopped before it finished (the server is shutting down)."""
+
+    type = "cancelled"
 
 
 @dataclass
@@ -63,11 +72,14 @@ class RenderQueue:
         self._worker: threading.Thread | None = None
         self.running = 0  # jobs inside ``work`` right now
         self.peak_running = 0  # the most ever inside ``work`` at once: 1 is the promise
+        self._closing = False
 
     def submit(self, work: Work, label: str = "") -> Job:
         """Queue ``work``; it runs after every job submitted before it."""
         job = Job(uuid.uuid4().hex[:16], work, label, next(self._order))
         with self._lock:
+            if self._closing:
+                raise Cancelled("the server is stopping; no new renders")
             self._jobs[job.id] = job
             self._forget_old()
             if self._worker is None or not self._worker.is_alive():
@@ -97,18 +109,29 @@ class RenderQueue:
             states = [j.state for j in self._jobs.values()]
         return {"queued": states.count("queued"), "running": self.running, "peak_running": self.peak_running}
 
-    def close(self) -> None:
-        """Let the worker finish the job in hand and stop (queued jobs stay queued)."""
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop: the running job ends at its next step, queued ones are cancelled, the worker exits."""
+        with self._lock:
+            self._closing = True
+            for job in self._jobs.values():
+                if job.state == "queued":
+                    job.state, job.error = "error", {"type": Cancelled.type, "message": "cancelled: the server stopped"}
+            worker = self._worker
         self._queue.put(None)
+        if worker is not None:
+            worker.join(timeout)
 
     # -- the worker -----------------------------------------------------------------
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            self._execute(job)
+            if job.state == "queued":  # not cancelled meanwhile
+                self._execute(job)
 
     def _execute(self, job: Job) -> None:
         def progress(step: int, steps: int) -> None:
+            if self._closing:
+                raise Cancelled("cancelled: the server stopped")
             job.step, job.steps = int(step), int(steps)
 
         with self._lock:

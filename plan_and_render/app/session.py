@@ -205,8 +205,13 @@ class Session:
             self._current = rec.state
 
     def refresh(self) -> "Session":
-        """Pick up turns another process (or Session object) committed to the same store."""
+        """Pick up turns another process (or Session object) committed to the same store, and the images
+        recorded on turns since this object read them."""
         self._sync()
+        if self.store is not None:
+            images = self.store.images(self.id)
+            for rec in self._turns:
+                rec.images = images.get(rec.turn, rec.images)
         return self
 
     def _sync(self) -> None:

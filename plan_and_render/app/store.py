@@ -276,6 +276,11 @@ class Store:
                            ops=json.loads(r[5]), plan=json.loads(r[6]), state=r[7], images=json.loads(r[8]),
                            meta=json.loads(r[9])) for r in rows]
 
+    def images(self, session_id: str) -> dict[int, list[str]]:
+        """Turn -> its image paths: the one column that changes after a turn is committed (``add_images``)."""
+        rows = self.db.execute("SELECT turn, images FROM turns WHERE session_id = ?", (session_id,)).fetchall()
+        return {turn: json.loads(images) for turn, images in rows}
+
     def save_image(self, session_id: str, turn: int, index: int, image, seed: int | None = None) -> Path:
         """Write one PIL image atomically under the session's image folder."""
         stamp = uuid.uuid4().hex[:6]  # two renders of one turn never collide

@@ -39,13 +39,14 @@ import logging
 import tempfile
 import threading
 import zipfile
-from collections import Counter
-from contextlib import contextmanager
+from collections import Counter, OrderedDict
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -71,6 +72,7 @@ STATIC = Path(__file__).with_name("ui_static")
 STATUS = {"usage": 400, "invalid_prompt": 400, "conflict": 409, "invalid_edit": 400, "llm": 502,
           "model_unavailable": 503, "store": 500}
 SHOWN_IMAGES = 8  # the newest images of a turn the page shows
+SESSIONS_PER_THREAD = 32  # open sessions each server thread keeps
 
 
 @dataclass
@@ -266,7 +268,16 @@ class UI:
             return self._locks.setdefault(sid, threading.Lock())
 
     def resume(self, sid: str) -> Session:
-        return Session.resume(sid, store=self.store(), planner=self.config.planner, **self.config.planner_options)
+        """The session, up to date. Each thread keeps the sessions it opened and reads only the turns added
+        since (turns are append-only), instead of replaying a long history on every drag."""
+        cache = self._local.__dict__.setdefault("sessions", OrderedDict())
+        s = cache.pop(sid, None)
+        if s is None:
+            s = Session.resume(sid, store=self.store(), planner=self.config.planner, **self.config.planner_options)
+        cache[sid] = s
+        while len(cache) > SESSIONS_PER_THREAD:
+            cache.popitem(last=False)
+        return s.refresh()
 
     @contextmanager
     def session(self, sid: str) -> Iterator[Session]:
@@ -331,8 +342,16 @@ def _png(image) -> Response:
 
 def create_app(config: UIConfig) -> FastAPI:
     """The FastAPI app for ``config`` (``app.state.ui`` holds the server's state, for tests)."""
-    app = FastAPI(title="plan-and-render", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    ui = app.state.ui = UI(config)
+    ui = UI(config)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await run_in_threadpool(ui.queue.shutdown)  # a running render stops at its next step
+
+    app = FastAPI(title="plan-and-render", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
+    app.state.ui = ui
 
     @app.exception_handler(PlanAndRenderError)
     async def _known(_request: Request, exc: PlanAndRenderError) -> JSONResponse:
