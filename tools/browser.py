@@ -85,6 +85,7 @@ def open_page(page: Any, url: str, timeout_ms: float = 15000) -> float:
 
 # Resolves with ms from the mouse-up to the next frame after the plan table row of ``id`` changes: what the
 # user sees as "the plan updated". Installed before the drag; the Python side awaits window.__planUpdate.
+# window.__dragParts splits that time with the layout request's Resource Timing and its Server-Timing header.
 _PROBE = """(id) => {
   const body = document.querySelector("#plan-table tbody");
   const row = () => (body.querySelector(`tr[data-id="${id}"]`) || {}).textContent || "";
@@ -95,7 +96,15 @@ _PROBE = """(id) => {
     const obs = new MutationObserver(() => {
       if (up === null || row() === before) return;
       obs.disconnect();
-      requestAnimationFrame(() => resolve(performance.now() - up));
+      requestAnimationFrame(() => {
+        const total = performance.now() - up;
+        const req = performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/layout")).pop();
+        window.__dragParts = req && req.startTime >= up ? {
+          total, to_request: req.startTime - up, request: req.responseEnd - req.startTime,
+          server: req.serverTiming.length ? req.serverTiming[0].duration : null,
+          after_response: up + total - req.responseEnd } : { total };
+        resolve(total);
+      });
     });
     obs.observe(body, { childList: true, subtree: true, characterData: true });
   });

@@ -38,6 +38,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 import zipfile
 from collections import Counter, OrderedDict
 from contextlib import asynccontextmanager, contextmanager
@@ -364,10 +365,14 @@ def create_app(config: UIConfig) -> FastAPI:
         return _error("usage", f"{where}: {err.get('msg')}" if where else str(err.get("msg")), 400)
 
     @app.middleware("http")
-    async def _unexpected(request: Request, call_next):
-        """A bug answers one line (the traceback goes to the server's log with PLAN_AND_RENDER_DEBUG=1)."""
+    async def _timed(request: Request, call_next):
+        """A Server-Timing header on every answer (the browser shows it; the benchmark splits a drag's time with
+        it); a bug answers one line (the traceback goes to the server's log with PLAN_AND_RENDER_DEBUG=1)."""
+        t0 = time.perf_counter()
         try:
-            return await call_next(request)
+            response = await call_next(request)
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+            return response
         except Exception as exc:  # noqa: BLE001 - the server must survive anything one request does
             if debug_enabled():
                 log.exception("%s %s failed", request.method, request.url.path)
