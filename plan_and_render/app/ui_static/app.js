@@ -90,6 +90,7 @@ function showSession(view) {
   $("download-plan").href = `${base}/plan.json`;
   $("download-run").href = `${base}/run.zip`;
   $("download-session").href = `${base}/session.json`;
+  $("downloads").hidden = false;
 }
 
 function drawLayout() {
