@@ -218,6 +218,22 @@ def test_two_session_objects_on_one_store_build_on_each_other(tmp_path):
     assert _box(a, "cat-1")[0] == pytest.approx(0.10) and _box(a, "vase-1")[1] == pytest.approx(0.35)
 
 
+def test_set_plan_is_an_undoable_layout_turn_and_refresh_sees_new_images(tmp_path):
+    db = tmp_path / "s.db"
+    a = Session(plan=_plan(), planner="rules", store=db)
+    b = Session.resume(a.id, store=Store(db))
+    moved = a.plan.model_copy(deep=True)
+    moved.objects[0].box = (0.0, 0.0, 0.2, 0.2)
+    result = a.set_plan(moved, "(mouse) moved cat-1", notes=["moved cat-1"], targets=["cat-1"])
+    assert result.ok and result.turn == 1 and a.plan == moved
+    assert a.edit("make it black").notes == ["changed cat-1: now 'a black cat'"]  # "it": the dragged object
+    r = Session.resume(a.id, store=db)  # the replay puts the layout turn on the undo stack too
+    assert [t.action for t in r.history] == ["plan", "layout", "edit"]
+    assert r.undo().ok and r.plan == moved and r.undo().ok and r.plan == _plan()
+    Store(db).add_images(a.id, 1, ["/tmp/turn1.png"])  # as a render in another thread records them
+    assert b.refresh().history[1].images == ["/tmp/turn1.png"]
+
+
 def test_resume_errors_are_clear(tmp_path):
     from plan_and_render.errors import UsageError
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from ..errors import PlanAndRenderError, Terminated, UsageError
 from ..renderer.settings import MAX_SEED
 from ..scene import clean_text
-from . import api, chat_cli
+from . import api, chat_cli, ui
 from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
                        warn_line)
@@ -46,6 +46,7 @@ Default command (the same as `{PROG} generate`):
 Commands (each has --help):
   plan      prints a plan: a table, or the plan JSON (--json); --from-file plans a file of prompts
   chat      edits a layout in conversation; sessions lists, shows, exports and resumes chat sessions
+  ui        the web UI: plan, drag the layout, render and edit by chat in the browser
 
 \b
 Offline demo:
@@ -276,6 +277,7 @@ def _plan_batch(from_file: Path, out: Path, planner: str, canvas, seed: int, ret
 
 
 chat_cli.register(cli)
+ui.register(cli)
 
 
 # --------------------------------------------------------------------------

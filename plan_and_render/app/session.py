@@ -10,7 +10,8 @@
 
 Every state the user can return to is a turn: turn 0 is the first plan, each
 edit / undo / redo adds one (a clarifying question is a turn too, so history
-reads like the conversation). A turn stores its resulting plan and ``state``,
+reads like the conversation); a plan made outside the edit language (boxes
+drawn with the mouse in the web UI, an uploaded file) is a ``layout`` turn. A turn stores its resulting plan and ``state``,
 the turn whose plan is current afterwards; replaying the turn log rebuilds the
 undo and redo stacks exactly, which is how ``resume`` works.
 """
@@ -242,7 +243,7 @@ class Session:
                 elif op.get("op") == "redo" and self._redo:
                     self._undo.append(self._current)
                     self._current = self._redo.pop()
-        if any(k in PLAN_OPS for k in kinds) or rec.action == "plan":
+        if any(k in PLAN_OPS for k in kinds) or rec.action in ("plan", "layout"):
             self._undo.append(self._current)
             self._redo.clear()
             self._current = rec.turn
@@ -250,8 +251,13 @@ class Session:
             self._current = rec.state
 
     def refresh(self) -> "Session":
-        """Pick up turns another process (or Session object) committed to the same store."""
+        """Pick up turns another process (or Session object) committed to the same store, and the images
+        recorded on turns since this object read them."""
         self._sync()
+        if self.store is not None:
+            images = self.store.images(self.id)
+            for rec in self._turns:
+                rec.images = images.get(rec.turn, rec.images)
         return self
 
     def _sync(self) -> None:
@@ -279,7 +285,7 @@ class Session:
 
     def _last_targets(self) -> list[str]:
         for rec in reversed(self._turns):
-            if rec.action == "edit":
+            if rec.action in ("edit", "layout"):
                 return list(rec.meta.get("targets", []))
             if rec.action in ("plan", "start"):
                 break
@@ -369,6 +375,26 @@ class Session:
         turn = self._commit(action, instruction, dumped, applied.plan, meta, state=state)
         return EditResult(instruction, self.plan, ops=dumped, notes=notes, turn=turn)
 
+    def set_plan(self, plan: ScenePlan, instruction: str, notes: list[str] | None = None,
+                 targets: list[str] | None = None) -> EditResult:
+        """Make ``plan`` current as one ``layout`` turn: a plan made outside the edit language (boxes dragged
+        in the web UI, an uploaded file). Undo returns to the plan before it; ``targets`` are what "it" means
+        in the next instruction. Relations the new boxes break are kept: the caller reports them."""
+        body = plan.model_dump(mode="json")
+        try:
+            plan = ScenePlan.model_validate(body)  # a plan changed in place was never checked
+        except ValidationError as exc:
+            return EditResult(instruction, self.plan, error=f"invalid plan: {first_error(exc)}")
+        meta = {"notes": list(notes or []), "targets": list(targets or [])}
+        for _attempt in range(8):
+            self._sync()
+            try:
+                turn = self._commit("layout", instruction, [], plan, meta)
+                return EditResult(instruction, self.plan, notes=meta["notes"], turn=turn)
+            except StaleSession:
+                continue  # another process added a turn first: this plan still replaces the newest
+        return EditResult(instruction, self.plan, error="the session is being edited elsewhere; try again")
+
     def _label(self, turn: int) -> str:
         rec = next((t for t in self._turns if t.turn == turn), None)
         return repr(rec.instruction) if rec and rec.instruction else "the start"
@@ -388,7 +414,7 @@ class Session:
 
         Keyword arguments go to ``plan_and_render.api.render`` (steps, width, height, num_images, ...); the
         session's model (or ``pipeline``), method and render options are the defaults. Images are written
-        atomically to the store's image folder (and recorded on the newest turn) or to ``out_dir``.
+        atomically to the store's image folder (and recorded on the turn whose plan was rendered) or to ``out_dir``.
 
         A layout already rendered with the same settings - the state an undo returns to - is not rendered
         again: its stored images are returned (``result.config["reused_from"]`` is the turn that made them).
@@ -398,15 +424,15 @@ class Session:
         opts.setdefault("progress", False)
         model = opts.pop("model", None) or self.model or api.DEFAULT_MODEL
         method = opts.pop("method", None) or self.method or api.DEFAULT_METHOD
-        plan = self.plan
+        self._sync()
+        plan, turn = self.plan, self.turn  # the images belong to the turn whose plan is rendered
         if not plan.objects:
             raise UsageError("the scene is empty: add an object before rendering")
-        self._sync()
         key = _render_key(plan, model if self.pipeline is None else getattr(self.pipeline, "name", "pipeline"),
                           method, opts)
         stored = self._stored_render(key) if out_dir is None else None
         if stored is not None:
-            return self._record_render(stored, key, [str(p) for p in stored.config["paths"]])
+            return self._record_render(stored, key, [str(p) for p in stored.config["paths"]], turn)
         if self.pipeline is not None:
             for name in ("device", "dtype"):
                 opts.pop(name, None)
@@ -414,8 +440,6 @@ class Session:
         else:
             result = api.render(plan, model=model, method=method, **opts)
         paths: list[str] = []
-        self._sync()
-        turn = self.turn
         seeds = getattr(result, "seeds", None) or [opts["seed"]] * len(result.images)
         for i, image in enumerate(result.images):
             if out_dir is not None:
@@ -423,22 +447,23 @@ class Session:
             elif self.store is not None:
                 paths.append(str(self.store.save_image(self.id, turn, i, image, seed=seeds[i])))
         result.config = {**getattr(result, "config", {}), "paths": paths}
-        return self._record_render(result, key, paths)
+        return self._record_render(result, key, paths, turn)
 
-    def _record_render(self, result, key: str, paths: list[str]):
-        """Note the images (and what made them) on the newest turn, so the layout is not rendered twice."""
+    def _record_render(self, result, key: str, paths: list[str], turn: int):
+        """Note the images (and what made them) on the turn whose plan was rendered, so that layout is not
+        rendered twice."""
         if paths:
             config = {k: v for k, v in result.config.items() if k not in ("paths", "reused_from")}
-            entry = {"key": key, "turn": result.config.get("reused_from", self.turn), "images": paths,
+            rec = next(t for t in self._turns if t.turn == turn)
+            entry = {"key": key, "turn": result.config.get("reused_from", turn), "images": paths,
                      "scores": dict(result.scores),
                      "seeds": list(getattr(result, "seeds", [])),
                      "image_scores": list(getattr(result, "image_scores", [])),
                      "config": json.loads(json.dumps(config, default=str))}
-            renders = [*self._turns[-1].meta.get("renders", []), entry]
             if self.store is not None:
-                self.store.add_images(self.id, self.turn, paths, meta={"renders": renders})
-            self._turns[-1].images.extend(paths)
-            self._turns[-1].meta["renders"] = renders
+                self.store.add_images(self.id, turn, paths, render=entry)
+            rec.images.extend(paths)
+            rec.meta.setdefault("renders", []).append(entry)
         self.last_render = result
         return result
 

@@ -297,8 +297,9 @@ class Store:
             raise StoreError(f"cannot write to the session store {self.path}: {exc}") from None
         return turn
 
-    def add_images(self, session_id: str, turn: int, paths: list[str], meta: dict | None = None) -> None:
-        """Record image files (already written) on a turn; ``meta`` keys are merged into the turn's meta."""
+    def add_images(self, session_id: str, turn: int, paths: list[str], render: dict | None = None) -> None:
+        """Record image files (already written) on a turn, and ``render`` (what made them) in the list
+        ``renders`` of the turn's meta - in one transaction, so concurrent renders of a turn all stay."""
         try:
             with self._write():
                 row = self.db.execute("SELECT images, meta FROM turns WHERE session_id = ? AND turn = ?",
@@ -306,7 +307,9 @@ class Store:
                 if row is None:
                     raise UsageError(f"session {session_id} has no turn {turn}")
                 images = json.loads(row[0]) + [str(p) for p in paths]
-                merged = {**json.loads(row[1]), **(meta or {})}
+                merged = json.loads(row[1])
+                if render is not None:
+                    merged.setdefault("renders", []).append(render)
                 self.db.execute("UPDATE turns SET images = ?, meta = ? WHERE session_id = ? AND turn = ?",
                                 (json.dumps(images), json.dumps(merged), session_id, turn))
                 self.db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
@@ -321,6 +324,12 @@ class Store:
         return [TurnRecord(session_id=r[0], turn=r[1], created=r[2], action=r[3], instruction=r[4],
                            ops=json.loads(r[5]), plan=json.loads(r[6]), state=r[7], images=json.loads(r[8]),
                            meta=json.loads(r[9])) for r in rows]
+
+    def images(self, session_id: str) -> dict[int, list[str]]:
+        """Turn -> its image paths: the one column that changes after a turn is committed (``add_images``)."""
+        with self._reading():
+            rows = self.db.execute("SELECT turn, images FROM turns WHERE session_id = ?", (session_id,)).fetchall()
+        return {turn: json.loads(images) for turn, images in rows}
 
     def save_image(self, session_id: str, turn: int, index: int, image, seed: int | None = None) -> Path:
         """Write one PIL image atomically under the session's image folder."""
