@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,31 @@ def planner_plugins(tmp_path_factory, monkeypatch):
         return folder
 
     return install
+
+
+TEST_CACHE_ENV = "PLAN_AND_RENDER_TEST_CACHE"
+
+
+@pytest.fixture(scope="session")
+def gemma_cache(request) -> Path:
+    """The model cache of the slow smoke tests that load the bundled Gemma 3 270M (the ``local`` planner):
+    ``$PLAN_AND_RENDER_TEST_CACHE``, else ``.cache/test-models`` in the checkout (git ignores it) - never
+    the user's home folder. Its first use converts the model there (1.1 GB, one to three minutes), and
+    says so, once, with the folder; later runs reuse it. See docs/development.md."""
+    from plan_and_render.planner.backends import gguf_cache
+
+    folder = Path(os.environ.get(TEST_CACHE_ENV) or Path(__file__).resolve().parents[1] / ".cache" / "test-models")
+    folder = folder.expanduser().resolve()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PLAN_AND_RENDER_CACHE", str(folder))
+    ready = any(gguf_cache.is_complete(p) for p in (folder / "models").glob("gemma*"))
+    what = ("using the converted Gemma 3 270M in" if ready else
+            "converting the bundled Gemma 3 270M (1.1 GB, one to three minutes) into")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown even while output is captured
+            reporter.ensure_newline()
+            reporter.write_line(f"slow smoke tests: {what} {folder} (choose the folder with {TEST_CACHE_ENV}=DIR)")
+    yield folder
+    patch.undo()

@@ -639,6 +639,7 @@ def test_examples_run_offline_with_dry_run(tmp_path, script):
 
 
 @needs_geometry
+@pytest.mark.usefixtures("gemma_cache")
 @pytest.mark.slow
 @pytest.mark.skipif("local" not in available(), reason="the local planner backend is not installed")
 def test_default_local_planner_smoke(capsys):

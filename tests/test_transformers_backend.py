@@ -461,6 +461,7 @@ def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("gemma_cache")
 @pytest.mark.slow
 @pytest.mark.skipif("local" not in available(), reason="the local planner backend is not installed")
 def test_local_gemma_plans_a_prompt():

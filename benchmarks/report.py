@@ -1,0 +1,264 @@
+"""The tables of docs/benchmarks.md, generated from benchmarks/results/*.json.
+
+    python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md
+    python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
+
+Each table sits between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; everything outside the
+markers is prose and stays as written. NAME is a results file's stem (``shapes`` for shapes.json) and picks
+the function below that turns that file into a table. A figure is written by the benchmark that measured
+it and copied by this script, never typed by hand; tests/test_docs.py checks the committed page is what
+this script makes from the committed JSON, so a new result is one command away from the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
+
+
+# --------------------------------------------------------------------------
+# small formatting helpers: a missing figure is "-", never a crash
+# --------------------------------------------------------------------------
+
+
+def get(data: Any, *path: str | int, default: Any = None) -> Any:
+    for key in path:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return data
+
+
+def num(value: Any, digits: int = 1, scale: float = 1.0, suffix: str = "") -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value * scale:,.{digits}f}{suffix}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def source(data: dict, name: str, *commands: str | None) -> str:
+    """The line under a table: the command(s) that wrote the file, and when or where if recorded."""
+    cmds = [c.strip() for c in commands if c and c.strip()] or [f"(see benchmarks/results/{name}.json)"]
+    when = get(data, "measured_on") or get(data, "date") or get(data, "machine")
+    tail = f"; {when}" if when else ""
+    return f"\nFrom `benchmarks/results/{name}.json`: " + "; ".join(f"`{c}`" for c in cmds) + f"{tail}.\n"
+
+
+# --------------------------------------------------------------------------
+# one function per results file
+# --------------------------------------------------------------------------
+
+
+def planner(d: dict) -> str:
+    rows = []
+    for name, b in get(d, "backends", default={}).items():
+        c = get(b, "nsr_counting", default={})
+        rows.append([f"`{name}`", num(get(b, "nsr_spatial", "accuracy")),
+                     f"{num(get(c, 'precision'))} / {num(get(c, 'recall'))} / {num(get(c, 'accuracy'))}",
+                     num(get(b, "lmd", "accuracy")), num(get(b, "median_s_per_prompt"), 4),
+                     num(get(b, "cold_start_s"), 2), str(get(b, "measured_on") or "-")])
+    first = next(iter(get(d, "backends", default={}).values()), {})
+    return table(["planner", "NSR-1K spatial %", "counting P / R / exact acc %", "LMD-400 %",
+                  "median s / prompt (warm)", "cold start s", "measured"], rows) + source({}, "planner",
+                                                                                      get(first, "command"))
+
+
+def planner_cold_idle(d: dict) -> str:
+    rows = [[f"`{name}`", num(get(b, "cold_start_process_s"), 2),
+             ", ".join(num(x, 2) for x in get(b, "cold_start_process_runs", default=[])) or "-",
+             num(get(b, "median_s_per_prompt"), 2), str(get(b, "measured_on") or "-")]
+            for name, b in get(d, "backends", default={}).items() if "cold_start_process_s" in b]
+    first = next(iter(get(d, "backends", default={}).values()), {})
+    return table(["planner", "cold start s (median of fresh processes)", "each run s", "median s / prompt",
+                  "measured"], rows) + source({}, "planner_cold_idle", get(first, "command"))
+
+
+def geometry(d: dict) -> str:
+    lmd = get(d, "lmd", default={})
+    scores = table(["set", "score"], [
+        [f"NSR-1K spatial val ({get(d, 'nsr_spatial', 'n', default='-')})", num(get(d, "nsr_spatial", "accuracy"), suffix=" %")],
+        [f"NSR-1K counting val ({get(d, 'nsr_counting', 'n', default='-')}) precision / recall / accuracy",
+         " / ".join(num(get(d, "nsr_counting", k)) for k in ("precision", "recall", "accuracy")) + " %"],
+        *[[f"LMD-400 {kind} ({get(v, 'n', default='-')})", num(get(v, "accuracy"), suffix=" %")] for kind, v in lmd.items()],
+    ])
+    timing = table(["plans", "CPU median ms (wall)", "CPU p99 ms (wall)", "LP repair"], [
+        [f"{label}: {get(d, key, 'plans', default='-')}",
+         f"{num(get(d, key, 'cpu_median_ms'), 2)} ({num(get(d, key, 'wall_median_ms'), 2)})",
+         f"{num(get(d, key, 'cpu_p99_ms'), 2)} ({num(get(d, key, 'wall_p99_ms'), 2)})",
+         num(get(d, key, "repaired_share"), 1, 100, " %")]
+        for label, key in (("benchmark plans", "benchmark_timing"), ("random scenes", "random_timing"))])
+    load = get(d, "load_average_1min")
+    note = f"\nCPU time of the process; wall-clock time in brackets (load average {num(load, 1)} during the run).\n" \
+        if load is not None else ""
+    return scores + "\n" + timing + note + source(d, "geometry", (get(d, "command") or "").strip())
+
+
+def chat(d: dict) -> str:
+    rows = [["instructions", f"{get(d, 'instructions', default='-')}: {get(d, 'applied', default='-')} applied, "
+                             f"{get(d, 'questions', default='-')} answered with a question, {get(d, 'refused', default='-')} refused"],
+            ["edits where an object the edit did not touch moved",
+             f"{get(d, 'edits_moving_untouched_objects', default='-')} of {get(d, 'edits_checked', default='-')} checked"],
+            ["relations violated after an edit", str(get(d, "relation_violations_after_edits", default="-"))],
+            ["edits that moved a related object to make room",
+             f"{get(d, 'edits_that_freed_neighbours', default='-')} of {get(d, 'edits_checked', default='-')}"],
+            ["rules parse time, median", num(get(d, "parse_ms_median"), 2, suffix=" ms")],
+            ["apply + geometry + SQLite commit, median / p90",
+             f"{num(get(d, 'apply_and_store_ms_median'), 1)} / {num(get(d, 'apply_and_store_ms_p90'), 1)} ms"]]
+    return table(["figure", "value"], rows) + source(d, "chat", get(d, "command") or "python3 -m benchmarks.chat")
+
+
+def openai_overhead(d: dict) -> str:
+    rows = [[f"`{get(r, 'mode')}`", str(get(r, "prompts", default="-")), num(get(r, "identical"), 0, 100, " %"),
+             str(get(r, "errors", default="-")), num(get(r, "median_warm_s"), 1, 1000, " ms"), num(get(r, "cold_s"), 2, suffix=" s")]
+            for r in get(d, "results", default=[])]
+    return table(["mode", "prompts", "graphs back identical", "errors", "median per prompt", "cold start"], rows) + \
+        source(d, "openai_overhead", get(d, "command") or "python3 -m benchmarks.openai_overhead --limit 150")
+
+
+def renderer(d: dict) -> str:
+    out = []
+    for key in ("sd15-gpu", "sdxl-gpu"):
+        run = get(d, key)
+        if not run:
+            continue
+        rows = [[f"`{m}`", num(get(r, "time_x"), 2), num(get(r, "wall_s"), 2), num(get(r, "peak_gib"), 2),
+                 num(get(r, "loop_peak_x"), 2)] for m, r in get(run, "methods", default={}).items()]
+        out.append(f"**{get(run, 'suite', default=key)}, {get(run, 'size', default='-')} px, "
+                   f"{get(run, 'steps', default='-')} steps, {get(run, 'dtype', default='-')}, "
+                   f"{get(run, 'device', default='-')}** ({get(run, 'measured_by', default='')})\n\n" +
+                   table(["method", "time x none", "wall s", "peak GiB", "sampling-loop peak x none"], rows))
+    tiny = get(d, "tiny-cpu")
+    if tiny:
+        methods = get(tiny, "methods", default={})
+        out.append(f"**tiny random SD, {get(tiny, 'size', default='-')} px, {get(tiny, 'steps', default='-')} steps, "
+                   f"{get(tiny, 'device', default='-')}** (CPU time, worst case)\n\n" +
+                   table(["", *(f"`{m}`" for m in methods)],
+                         [["CPU time x none", *(num(get(r, "time_x"), 2) for r in methods.values())]]))
+    notes = get(d, "_notes")
+    return "\n".join(out) + (f"\n{notes}\n" if isinstance(notes, str) else "") + \
+        source({}, "renderer", "python3 -m benchmarks.renderer --suite tiny",
+               "python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda")
+
+
+def _shapes_rows(summary: dict, passes: bool = False) -> list[list[str]]:
+    rows = []
+    for m, s in summary.items():
+        row = [f"`{m}`", num(get(s, "presence"), 1, 100), num(get(s, "all_present"), 0, 100), num(get(s, "box_iou"), 3),
+               num(get(s, "box_iou_gt_0.5"), 1, 100), num(get(s, "mask_iou"), 3), num(get(s, "relation_acc"), 1, 100),
+               num(get(s, "attn_in_box"), 2), num(get(s, "s_per_image"), 2)]
+        if passes:
+            row += [num(get(s, "fwd_per_image"), 1), num(get(s, "bwd_per_image"), 1)]
+        rows.append(row)
+    return rows
+
+
+SHAPES_HEADER = ["method", "presence %", "all present %", "box IoU", "box IoU > 0.5 %", "mask IoU",
+                 "relations hold %", "attention in box", "s / image"]
+
+
+def shapes(d: dict) -> str:
+    c = get(d, "config", default={})
+    head = (f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps, guidance scale "
+            f"{get(c, 'guidance_scale', default='-')}, {get(c, 'device', default='-')}, render seed = "
+            f"{get(c, 'render_seeds', default='-')}\n\n")
+    return head + table(SHAPES_HEADER, _shapes_rows(get(d, "summary", default={}))) + \
+        source({}, "shapes", *get(c, "commands", default=[]))
+
+
+def shapes_passes(d: dict) -> str:
+    c = get(d, "config", default={})
+    head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
+    return head + table([*SHAPES_HEADER, "extra forwards / image", "extra backwards / image"],
+                        _shapes_rows(get(d, "summary", default={}), passes=True)) + \
+        source({}, "shapes_passes", *get(c, "commands", default=[]))
+
+
+def renderer_sweep(d: dict) -> str:
+    out = []
+    for name, run in d.items():
+        base = get(run, "baseline", default={})
+        rows = [["none (no refinement)", num(get(base, "cn_iou"), 3), num(get(base, "in_box"), 3),
+                 num(get(base, "presence"), 0, 100), num(get(base, "seconds"), 2)]]
+        rows += [[f"step {step}", num(get(c, "cn_iou"), 3), num(get(c, "in_box"), 3), num(get(c, "presence"), 0, 100),
+                  num(get(c, "seconds"), 2)] for step, c in get(run, "candidates", default={}).items()]
+        out.append(f"**{name}**: {get(run, 'plans', default='-')} plans, {get(run, 'steps', default='-')} steps, "
+                   f"lowest L_CN + L_IoU at step {get(run, 'best', default='-')}\n\n" +
+                   table(["refinement", "L_CN + L_IoU", "in box", "presence %", "s / image"], rows) +
+                   source({}, "renderer_sweep", get(run, "command")))
+    return "\n".join(out)
+
+
+def quickstart(d: dict) -> str:
+    rows = [[f"`{get(r, 'command')}`", str(get(r, "threads", default="-")), num(get(r, "wall_s"), 1, suffix=" s"),
+             num(get(r, "render_s_per_image"), 1, suffix=" s") if get(r, "render_s_per_image") is not None else "-"]
+            for r in get(d, "runs", default=[])]
+    load = get(d, "load_average_1min")
+    return table(["command (fresh process)", "torch threads", "wall time", "render per image"], rows) + \
+        source(d, "quickstart", get(d, "command")) + \
+        (f"Load average (1 min) {num(load, 1)} on {get(d, 'cpus', default='-')} CPUs during the run.\n" if load else "")
+
+
+TABLES: dict[str, Callable[[dict], str]] = {
+    "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
+    "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
+    "shapes_passes": shapes_passes, "renderer_sweep": renderer_sweep,
+}
+
+
+# --------------------------------------------------------------------------
+# the page
+# --------------------------------------------------------------------------
+
+
+def render_table(name: str, results: Path = RESULTS) -> str:
+    path = results / f"{name}.json"
+    if name not in TABLES:
+        raise SystemExit(f"docs/benchmarks.md has a marker for {name!r}, but benchmarks.report has no table for it")
+    if not path.is_file():
+        return f"(no `benchmarks/results/{name}.json` yet)\n"
+    return TABLES[name](json.loads(path.read_text()))
+
+
+def render_doc(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every marked table regenerated from ``results``."""
+    return MARKER.sub(lambda m: m.group(1) + "\n" + render_table(m.group("name"), results) + "\n" + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if docs/benchmarks.md is not up to date")
+    ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    old = args.doc.read_text()
+    new = render_doc(old, args.results)
+    if args.check:
+        if new != old:
+            print(f"{args.doc} is out of date: run python3 -m benchmarks.report", file=sys.stderr)
+            return 1
+        print(f"{args.doc} is up to date")
+        return 0
+    if new != old:
+        args.doc.write_text(new)
+    names = [m.group("name") for m in MARKER.finditer(new)]
+    print(f"{args.doc}: {len(names)} table(s) from {args.results}: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
