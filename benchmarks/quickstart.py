@@ -1,12 +1,13 @@
 """How long the README's commands take, each in a fresh process as a newcomer runs them.
 
-    python3 -m benchmarks.quickstart [--repeats 3] [--local]   # -> benchmarks/results/quickstart.json
+    python3 -m benchmarks.quickstart [--repeats 3] [--local] [--suite]   # -> benchmarks/results/quickstart.json
 
 Times (median of ``--repeats`` runs) the plan-only command, the offline demo on models/shapes-tiny with
 one torch thread and with torch's default (every core), and ``-n 4``; the render time per image comes
 from each run's metadata.json. ``--local`` also times planning with the default local planner (its
-converted model must already be in the cache). The machine's load average is recorded: on a shared
-machine it decides the figures more than the code does.
+converted model must already be in the cache); ``--suite`` times the README's test command once
+(``--suite-only`` keeps the commands' figures already in the file). The machine's load average is
+recorded: on a shared machine it decides the figures more than the code does.
 """
 
 from __future__ import annotations
@@ -55,25 +56,45 @@ def timed(args: list[str], threads: int | None, repeats: int, out_dir: Path | No
             "render_s_per_image": round(statistics.median(renders), 2) if renders else None}
 
 
+def test_suite() -> dict:
+    """The README's test command, once, on one torch thread; its summary line is kept."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    summary = (proc.stdout.strip().splitlines() or ["?"])[-1].strip("= ")
+    return {"command": "python3 -m pytest -q", "threads": 1, "wall_s": round(wall, 1), "runs_s": [round(wall, 1)],
+            "render_s_per_image": None, "result": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--local", action="store_true", help="also time the default local planner (model cached)")
+    ap.add_argument("--suite", action="store_true", help="also time python3 -m pytest -q (once)")
+    ap.add_argument("--suite-only", action="store_true", help="time the test suite; keep the other figures")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     demo = [DEMO, "--planner", "rules", "--model", "models/shapes-tiny", "--steps", "25"]
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        runs.append(timed(["plan", DEMO, "--planner", "rules"], None, args.repeats, None))
-        runs.append(timed(demo, 1, args.repeats, out))
-        runs.append(timed(demo, None, args.repeats, out))
-        runs.append(timed([*demo, "-n", "4"], 1, args.repeats, out))
-        if args.local:
-            runs.append(timed(["plan", DEMO], 1, args.repeats, None))
+    if args.suite_only:
+        runs = [r for r in json.loads(args.out.read_text())["runs"] if "pytest" not in r["command"]]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run"
+            runs.append(timed(["plan", DEMO, "--planner", "rules"], None, args.repeats, None))
+            runs.append(timed(demo, 1, args.repeats, out))
+            runs.append(timed(demo, None, args.repeats, out))
+            runs.append(timed([*demo, "-n", "4"], 1, args.repeats, out))
+            if args.local:
+                runs.append(timed(["plan", DEMO], 1, args.repeats, None))
+    if args.suite or args.suite_only:
+        runs.append(test_suite())
     for r in runs:
         print(f"{r['wall_s']:7.1f} s  {str(r['render_s_per_image'] or '-'):>6} s/image  threads {r['threads']}: {r['command']}")
     result = {"command": "python3 -m benchmarks.quickstart" + (" --local" if args.local else "")
+              + (" --suite" if args.suite or args.suite_only else "")
               + (f" --repeats {args.repeats}" if args.repeats != 3 else ""),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

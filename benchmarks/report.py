@@ -1,6 +1,6 @@
 """The tables of docs/benchmarks.md, generated from benchmarks/results/*.json.
 
-    python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md
+    python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md and README.md
     python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
 
 Each table sits between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; everything outside the
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")  # the pages with generated tables
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -204,13 +204,15 @@ def renderer_sweep(d: dict) -> str:
 
 
 def quickstart(d: dict) -> str:
-    rows = [[f"`{get(r, 'command')}`", str(get(r, "threads", default="-")), num(get(r, "wall_s"), 1, suffix=" s"),
+    rows = [[f"`{get(r, 'command')}`" + (f" ({get(r, 'result')})" if get(r, "result") else ""),
+             str(get(r, "threads", default="-")), num(get(r, "wall_s"), 1, suffix=" s"),
              num(get(r, "render_s_per_image"), 1, suffix=" s") if get(r, "render_s_per_image") is not None else "-"]
             for r in get(d, "runs", default=[])]
     load = get(d, "load_average_1min")
-    return table(["command (fresh process)", "torch threads", "wall time", "render per image"], rows) + \
+    return table(["command (a fresh process each)", "torch threads", "wall time", "render per image"], rows) + \
         source(d, "quickstart", get(d, "command")) + \
-        (f"Load average (1 min) {num(load, 1)} on {get(d, 'cpus', default='-')} CPUs during the run.\n" if load else "")
+        (f"Load average (1 min) {num(load, 1)} on {get(d, 'cpus', default='-')} CPUs at the end of the run.\n"
+         if load else "")
 
 
 TABLES: dict[str, Callable[[dict], str]] = {
@@ -241,22 +243,23 @@ def render_doc(text: str, results: Path = RESULTS) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if docs/benchmarks.md is not up to date")
-    ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument("--check", action="store_true", help="exit 1 if a page is not up to date")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    old = args.doc.read_text()
-    new = render_doc(old, args.results)
-    if args.check:
+    stale = []
+    for page in PAGES:
+        old = page.read_text()
+        new = render_doc(old, args.results)
         if new != old:
-            print(f"{args.doc} is out of date: run python3 -m benchmarks.report", file=sys.stderr)
-            return 1
-        print(f"{args.doc} is up to date")
-        return 0
-    if new != old:
-        args.doc.write_text(new)
-    names = [m.group("name") for m in MARKER.finditer(new)]
-    print(f"{args.doc}: {len(names)} table(s) from {args.results}: {', '.join(names)}")
+            stale.append(page)
+            if not args.check:
+                page.write_text(new)
+        names = [m.group("name") for m in MARKER.finditer(new)]
+        print(f"{page.relative_to(ROOT)}: {len(names)} table(s): {', '.join(names)}")
+    if args.check and stale:
+        print(f"out of date: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; run python3 -m benchmarks.report",
+              file=sys.stderr)
+        return 1
     return 0
 
 

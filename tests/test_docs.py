@@ -1,0 +1,198 @@
+"""The docs check: every shell command in README.md and docs/*.md runs, and the benchmark tables are the
+ones the committed results give.
+
+Each page's ```bash blocks run in order, in one fresh copy of the repository (outputs land in the copy;
+a block may use a file an earlier block of the page wrote), from its root, with this checkout's
+``plan-and-render`` and ``python3`` first on PATH, offline, each with a time limit. A block preceded by
+``<!-- docs-check: skip (why) -->`` is not run; one preceded by ``<!-- docs-check: slow -->`` runs, and
+makes its page's test ``slow``. The README's Python example runs too. docs/development.md describes
+the convention for everyone who writes docs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK_TIMEOUT_S = 300
+README_MAX_LINES = 300
+
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})(?P<lang>[\w+-]*)[ \t]*$")
+SKIP = re.compile(r"^<!--\s*docs-check:\s*skip\s*\((?P<why>[^)]*)\)\s*-->$")
+SLOW = re.compile(r"^<!--\s*docs-check:\s*slow\s*-->$")
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # of the opening fence, 1-based
+    lang: str
+    code: str
+    skip: str | None  # the reason given, when marked skip
+    slow: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(text: str, page: Path = ROOT / "README.md") -> list[Block]:
+    """The fenced code blocks of a Markdown text, each with the docs-check marker on the line before it."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == m.group("ticks")), len(lines))
+        before = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        skip = SKIP.match(before)
+        indent = len(m.group("indent"))
+        code = "\n".join(ln[indent:] for ln in lines[i + 1:end]) + "\n"
+        out.append(Block(page, i + 1, m.group("lang"), code, skip.group("why").strip() if skip else None,
+                         bool(SLOW.match(before))))
+        i = end + 1
+    return out
+
+
+def prose(text: str) -> str:
+    """``text`` without the contents of its code blocks (an example marker inside one is not a marker)."""
+    lines = text.splitlines()
+    inside = set()
+    for b in blocks(text):
+        inside.update(range(b.line, b.line + len(b.code.splitlines()) + 1))
+    return "\n".join(ln for k, ln in enumerate(lines, 1) if k not in inside)
+
+
+def page_blocks(page: Path, lang: str = "bash") -> list[Block]:
+    return [b for b in blocks(page.read_text(), page) if b.lang == lang]
+
+
+def _page_param(page: Path):
+    marks = [pytest.mark.slow] if any(b.slow for b in page_blocks(page)) else []
+    return pytest.param(page, marks=marks, id=str(page.relative_to(ROOT)))
+
+
+def repository_copy(dest: Path) -> Path:
+    """The files git knows (tracked, and new ones it does not ignore) copied to ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True)
+    if listed.returncode:
+        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "outputs", "__pycache__"))
+        return dest
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def docs_env(home: Path) -> dict[str, str]:
+    """This checkout's tools first on PATH; offline; state (sessions, caches) inside the test's folder."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1", "PLAN_AND_RENDER_HOME": str(home / "home"),
+            "PLAN_AND_RENDER_CACHE": str(home / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+# --------------------------------------------------------------------------
+# the convention itself
+# --------------------------------------------------------------------------
+
+
+def test_blocks_and_their_markers_are_read_as_documented():
+    text = ("Intro\n\n<!-- docs-check: skip (needs a GPU) -->\n```bash\nnvidia-smi\n```\n\n"
+            "<!-- docs-check: slow -->\n\n```bash\necho slow\n```\n"
+            "- a list item:\n\n  ```bash\n  echo indented\n  ```\n"
+            "```text\n$ not run\n```\n````markdown\n```bash\nnested\n```\n````\n")
+    got = [(b.lang, b.code, b.skip, b.slow) for b in blocks(text)]
+    assert got == [("bash", "nvidia-smi\n", "needs a GPU", False), ("bash", "echo slow\n", None, True),
+                   ("bash", "echo indented\n", None, False), ("text", "$ not run\n", None, False),
+                   ("markdown", "```bash\nnested\n```\n", None, False)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_skipped_block_says_why(page):
+    for b in page_blocks(page):
+        assert b.skip is None or len(b.skip) >= 5, f"{b.where}: docs-check: skip needs a reason"
+    text = page.read_text()
+    markers = len(re.findall(r"^<!--\s*docs-check:.*-->$", prose(text), re.M))
+    marked = sum(1 for b in blocks(text, page) if b.skip is not None or b.slow)
+    assert markers == marked, f"{page.name}: a docs-check marker that is not right before a code block"
+
+
+# --------------------------------------------------------------------------
+# the commands run
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES if any(b.skip is None for b in page_blocks(p))])
+def test_the_commands_of_each_page_run(page, tmp_path):
+    repo = repository_copy(tmp_path / "repo")
+    env = docs_env(tmp_path)
+    for b in page_blocks(page):
+        if b.skip is not None:
+            continue
+        try:
+            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", b.code], cwd=repo, env=env,
+                                  capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{b.where}: still running after {BLOCK_TIMEOUT_S} s; mark it <!-- docs-check: skip (why) -->")
+        assert proc.returncode == 0, f"{b.where} failed ({proc.returncode}):\n{b.code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr, f"{b.where}:\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs(tmp_path):
+    (example,) = page_blocks(ROOT / "README.md", "python")
+    repo = repository_copy(tmp_path / "repo")
+    proc = subprocess.run([sys.executable, "-c", example.code], cwd=repo, env=docs_env(tmp_path), capture_output=True,
+                          text=True, timeout=BLOCK_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (repo / "outputs" / "api-demo" / "again.png").is_file()
+
+
+# --------------------------------------------------------------------------
+# the pages themselves
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", report.PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_benchmark_tables_are_generated_from_the_committed_results(page):
+    text = page.read_text()
+    assert report.MARKER.search(text), f"{page.name} has no generated tables"
+    assert report.render_doc(text) == text, f"{page.name} is out of date: run python3 -m benchmarks.report"
+
+
+def test_the_report_fills_only_between_markers_and_keeps_missing_figures_visible(tmp_path):
+    (tmp_path / "chat.json").write_text('{"instructions": 3, "applied": 2, "questions": 1, "refused": 0}')
+    text = "Prose 1.\n<!-- report:chat -->\nold table\n<!-- /report:chat -->\nProse 2.\n<!-- report:geometry -->\n" \
+           "<!-- /report:geometry -->\n"
+    out = report.render_doc(text, tmp_path)
+    assert out.startswith("Prose 1.\n<!-- report:chat -->\n") and "old table" not in out and "Prose 2." in out
+    assert "| instructions | 3: 2 applied, 1 answered with a question, 0 refused |" in out
+    assert "| rules parse time, median | - |" in out  # a figure the file lacks is "-", not a crash
+    assert "(no `benchmarks/results/geometry.json` yet)" in out
+    assert report.render_doc(out, tmp_path) == out
+
+
+def test_the_readme_is_a_short_page():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES
+    assert "docs/images/" in "\n".join(lines) and (ROOT / "docs" / "images" / "demo.png").is_file()
+    setup = next(b for b in page_blocks(ROOT / "README.md"))
+    assert setup.code.splitlines() == ["python3 -m pip install torch==2.13.0 -e '.[test]'", "python3 -m pytest -q"]
+    ci = (ROOT / ".ci" / "run").read_text().replace(" -q ", " ")
+    assert all(cmd in ci for cmd in setup.code.splitlines())  # CI runs the README's set-up commands
