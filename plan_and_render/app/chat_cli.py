@@ -249,7 +249,7 @@ def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[st
     if session_id:
         s = Session.resume(session_id, store=st, planner=planner)
         if model:
-            s.model = model
+            s.model = api.model_path(model)  # absolute for a folder: the session renders from anywhere
         if method:
             s.method = method
         if width or height:
