@@ -124,7 +124,8 @@ def _normalize_object(obj: GraphObject, warnings: list[str]) -> GraphObject:
     size = size or parts.size
     if parts.name != obj.name:
         warnings.append(f"{obj.id}: name {obj.name!r} normalised to {parts.name!r}")
-    return GraphObject(id=obj.id.strip(), name=parts.name or obj.name, count=count, attributes=_dedupe(attributes), size=size)
+    return GraphObject(id=obj.id.strip(), name=parts.name or obj.name, count=count, attributes=_dedupe(attributes),
+                       size=size, region=obj.region, depth=obj.depth)
 
 
 def _unique_ids(objects: list[GraphObject], warnings: list[str]) -> list[GraphObject]:
