@@ -27,8 +27,8 @@ from ...errors import InvalidPromptError
 from ..expand import slug
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SYMMETRIC_PREDICATES, VAGUE_COUNTS, is_plural,
-                      parse_count)
+from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
+                      is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
 
@@ -84,6 +84,11 @@ _SCENE_NOUNS = frozenset(
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley bridge air
     sand universe area world tarmac platform dirt mud field""".split()
 )
+# Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
+_LANDMARKS = frozenset(
+    """mountain hill city town village forest bridge island castle tower lighthouse skyline volcano cliff
+    building house tree""".split()
+)
 # Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
@@ -97,11 +102,8 @@ _CONTAINERS = frozenset(
     tray bucket pitcher jug sack crate bunch cone bar""".split()
 )
 
-_SIDE_WORDS = {
-    "left": ("h", 0), "right": ("h", 2), "top": ("v", 0), "bottom": ("v", 2), "middle": (None, 1),
-    "center": (None, 1), "centre": (None, 1), "upper": ("v", 0), "lower": ("v", 2),
-    "left-hand": ("h", 0), "right-hand": ("h", 2), "foreground": ("d", 0),
-}
+# Side words of region phrases ("on the left", "at the very top", "in the middle")
+_SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w != "central"}
 _FRAME_SUFFIX = ("of the image", "of the picture", "of the photo", "of the scene", "of the frame", "of the canvas",
                  "of the composition", "of the view", "of the photograph", "of the painting")
 
@@ -117,13 +119,14 @@ _SKIP_PHRASES = {"left", "right", "after", "before", "around", "top of", "bottom
 
 @dataclass
 class Tok:
-    kind: str  # NP REL ABS ORDER NEG WITH AND END PRON EACH FLANK OTHER
+    kind: str  # NP REL ABS DEPTH ORDER NEG WITH AND END PRON EACH FLANK VOID RELPRO OTHER
     text: str = ""
     pred: str | None = None
     axis: str | None = None
     level: int = 0
     pron: bool = False  # REL whose object is "it" ("to its left")
     bare: bool = False  # ABS without "the" ("on top")
+    # DEPTH: pred is "foreground" / "background"; VOID ("nobody"): pred "person" when it excludes people
     forward: bool = True
     np: "NP | None" = None
 
@@ -169,23 +172,69 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
             for side, pred in (("left", "left_of"), ("right", "right_of")):
                 for tail in ("", " side", "-hand side", " hand side"):
                     put(f"{pre} {poss} {side}{tail}", Tok("REL", f"{pre} {poss} {side}", pred=pred, pron=True))
-    # absolute positions
+    # absolute positions: regions of the canvas ("in the top left corner", "toward the left edge")
     for side, (axis, level) in _SIDE_WORDS.items():
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
-                    "at the very", "on the very", "in the very", "towards the", "toward the", "along the"):
-            for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side"):
+                    "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
+                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the",
+                    "up in the", "down in the", "high in the", "low in the", "into the"):
+            for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
+                         " third", " portion", " section"):
                 base = f"{pre} {side}{tail}"
                 put(base, Tok("ABS", base, axis=axis, level=level))
-                for frame in _FRAME_SUFFIX if tail in ("", " side", " part", " corner") else ():
+                for frame in _FRAME_SUFFIX if tail in ("", " side", " part", " corner", " edge", " half", " third") \
+                        else ():
                     put(f"{base} {frame}", Tok("ABS", base, axis=axis, level=level))
         put(f"on {side}", Tok("ABS", f"on {side}", axis=axis, level=level, bare=True))
     for side in ("left", "right"):
         for v in ("top", "bottom", "upper", "lower"):
-            for pre in ("in the", "at the", "on the"):
-                for tail in (" corner", "", " side", " part"):
+            for pre in ("in the", "at the", "on the", "to the", "toward the", "towards the", "near the", "into the",
+                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the"):
+                for tail in (" corner", "", " side", " part", " area", " region", " hand corner", "-hand corner",
+                             " quadrant", " third"):
                     text = f"{pre} {v} {side}{tail}"
-                    put(text, Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1]))
-    put("in the background", Tok("OTHER", "in the background"))
+                    tok = Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1])
+                    put(text, tok)
+                    for frame in _FRAME_SUFFIX if tail in (" corner", "", " part", " side") else ():
+                        put(f"{text} {frame}", tok)
+    for text, (axis, level) in {"high up": ("v", 0), "up high": ("v", 0), "way up high": ("v", 0),
+                                "low down": ("v", 2), "down low": ("v", 2), "up top": ("v", 0),
+                                "dead center": (None, 1), "dead centre": (None, 1), "right in the middle": (None, 1),
+                                "smack in the middle": (None, 1), "dead in the center": (None, 1),
+                                "dead in the middle": (None, 1), "centered": (None, 1), "centred": (None, 1),
+                                "front and center": (None, 1), "front and centre": (None, 1)}.items():
+        put(text, Tok("ABS", text, axis=axis, level=level))
+    # depth: "in the distance", "up close in the foreground"
+    for text, depth in {
+        "in the foreground": "foreground", "in the very foreground": "foreground",
+        "in the near foreground": "foreground", "up close": "foreground", "close up": "foreground",
+        "close to the camera": "foreground", "near the camera": "foreground", "close to the viewer": "foreground",
+        "nearest the camera": "foreground", "nearest to the camera": "foreground",
+        "closest to the camera": "foreground", "at the front": "foreground", "in the front": "foreground",
+        "in the background": "background", "in the far background": "background",
+        "far in the background": "background", "far off in the background": "background",
+        "way in the background": "background", "in the very background": "background",
+        "in the distant background": "background", "in the distance": "background",
+        "in the far distance": "background", "off in the distance": "background",
+        "far in the distance": "background", "far away": "background", "far off": "background",
+        "far far away": "background", "in the back": "background", "at the back": "background",
+        "way back": "background", "on the horizon": "background", "in the far back": "background",
+        "at the far back": "background", "far behind": "background",
+    }.items():
+        put(text, Tok("DEPTH", text, pred=depth))
+    # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
+    for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
+                 "none", "anything", "anything else", "anyone", "anyone else", "anybody", "anybody else",
+                 "everything else", "something else"):
+        put(text, Tok("VOID", text, pred="person" if text.startswith(("no", "any")) and "thing" not in text
+                      and text != "none" else None))
+    # relative clauses: "a plate that is left of a fork" - the plate is the next relation's subject
+    for pro in ("that", "which", "who"):
+        for verb in ("is", "are", "was", "were", "'s", "sits", "sit", "stands", "stand", "lies", "lie", "rests",
+                     "rest", "hangs", "hang", "floats", "float", "flies", "fly", "sat", "stood", "lay", "is placed",
+                     "is located", "is positioned", "are placed", "are located", "is sitting", "is standing",
+                     "are sitting", "are standing", "is lying", "is hanging", "is floating", "is flying"):
+            put(f"{pro} {verb}", Tok("RELPRO", f"{pro} {verb}"))
     # orders
     for a, b, axis, fwd in (("left", "right", "h", True), ("right", "left", "h", False),
                             ("top", "bottom", "v", True), ("bottom", "top", "v", False)):
@@ -246,6 +295,7 @@ _IN_FRAME_RE = re.compile(
     r"view|painting|illustration)\b",
     re.I,
 )
+_HYPHENATED_SIDES = re.compile(r"\b(top|upper|bottom|lower|middle|center|centre)-(left|right)\b")
 _NUMBER_OF_RE = re.compile(
     r"(?:,\s*)?(?:and\s+)?(?:the\s+)?(?:number|amount|count)\s+of\s+(?:the\s+)?([a-z][a-z ]*?)\s+(?:is|are|was)\s+"
     r"(more|greater|larger|higher|bigger|less|fewer|smaller|lower|equal|the same)\s*"
@@ -372,7 +422,8 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
 
 def lex(text: str) -> list[Tok]:
     """Words -> tokens; unknown words become OTHER and are ignored by the parser."""
-    words = re.findall(r"[\w'-]+|[,.;:!?&]", text.lower())
+    text = _HYPHENATED_SIDES.sub(r"\1 \2", text.lower())  # "top-left" -> "top left"
+    words = re.findall(r"[\w'-]+|[,.;:!?&]", text)
     words = [w.strip("'") or w for w in words]
     toks: list[Tok] = []
     i = 0
@@ -383,6 +434,9 @@ def lex(text: str) -> list[Tok]:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
                 i += 1
+                continue
+            if tok.text == "close up" and i + n < len(words) and words[i + n] in ("of", "photo", "shot", "view"):
+                i += n  # "a close up of a cat" is a frame, not a depth
                 continue
             toks.append(tok)
             i += n
@@ -429,7 +483,8 @@ class _Builder:
         self.relations: list[tuple[str, str, str, str | None]] = []
         self.background: list[str] = []
         self.excluded: list[str] = []
-        self.positions: dict[str, dict[str, int]] = {}
+        self.positions: dict[str, dict[str, int]] = {}  # id -> {"h": column, "v": row, "m": 1 (middle)}
+        self.depths: dict[str, str] = {}
 
     def add(self, np: NP) -> str:
         parts = normalize_name(_whole_for_part(np.words))
@@ -488,6 +543,12 @@ def _is_scene(np: NP) -> bool:
     return name.split()[-1] in _SCENE_NOUNS if name else False
 
 
+def _is_landmark(np: NP) -> bool:
+    """A place that can also be a thing in the picture ("mountains in the background")."""
+    name = normalize_name(np.text).name
+    return bool(name) and name.split()[-1] in _LANDMARKS
+
+
 def _is_frame(np: NP) -> bool:
     return normalize_name(np.text).name in _FRAME_NOUNS
 
@@ -536,7 +597,7 @@ def parse(prompt: str) -> SceneGraph:
         if ys and others:
             ys[0].count, ys[0].vague = others[0].count, False
 
-    _positions_to_relations(b)
+    regions = _regions(b)
 
     objects = []
     for o in b.objects:
@@ -546,7 +607,8 @@ def parse(prompt: str) -> SceneGraph:
         if count < 1:
             b.excluded.append(o.name)
             continue
-        objects.append(GraphObject(id=o.id, name=o.name, count=count, attributes=o.attributes, size=o.size))
+        objects.append(GraphObject(id=o.id, name=o.name, count=count, attributes=o.attributes, size=o.size,
+                                   region=regions.get(o.id), depth=b.depths.get(o.id)))
     kept = {o.id for o in objects}
     relations = [
         GraphRelation(subject=s, predicate=p, object=o, object2=o2)
@@ -593,36 +655,19 @@ def _apply_comparison(b: _Builder, x_text: str, kind: str, y_text: str) -> None:
         x.count, y.count = 3, 2
 
 
-def _positions_to_relations(b: _Builder) -> None:
-    """Absolute sides -> relations between objects on different sides."""
-    pred = {"h": "left_of", "v": "above"}
-    for axis in ("h", "v"):
-        levels: dict[int, list[str]] = {}
-        for oid, pos in b.positions.items():
-            if axis in pos:
-                levels.setdefault(pos[axis], []).append(oid)
-        if not levels:
-            continue
-        order = sorted(levels)
-        if len(order) >= 2:
-            for lo, hi in zip(order, order[1:]):
-                b.relate(levels[lo], pred[axis], levels[hi])
-            continue
-        (level,) = order
-        if level == 1:
-            continue
-        marked = set(levels[level])
-        related = {(s, o) for s, _p, o, _o2 in b.relations} | {(o, s) for s, _p, o, _o2 in b.relations}
-        others = [o.id for o in b.objects if o.id not in marked and not any((m, o.id) in related for m in marked)]
-        if level == 0:
-            b.relate(sorted(marked, key=_order_key(b)), pred[axis], others)
-        else:
-            b.relate(others, pred[axis], sorted(marked, key=_order_key(b)))
-
-
-def _order_key(b: _Builder):
-    index = {o.id: i for i, o in enumerate(b.objects)}
-    return lambda oid: index[oid]
+def _regions(b: _Builder) -> dict[str, str]:
+    """Absolute positions -> each object's region ("in the top left corner" -> ``top_left``).
+    They are not relations between objects: "a kite in the top left corner and a boat at the
+    bottom right" puts each in its own part of the canvas."""
+    out = {}
+    for oid, pos in b.positions.items():
+        column, row = pos.get("h"), pos.get("v")
+        if "m" in pos:  # "in the middle": whichever axis nothing else names
+            column, row = (1 if column is None else column), (1 if row is None else row)
+        region = region_from_thirds(column, row)
+        if region:
+            out[oid] = region
+    return out
 
 
 def _walk(toks: list[Tok], b: _Builder) -> None:
@@ -640,6 +685,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
     order_nps: list[str] = []
     clause_nps: list[str] = []
     mode = "subject"  # subject | with | neg | object | loose
+    void = False  # after "nobody" / "nothing": what they do relates nothing ("nobody sitting on it")
+    pending_depth: list[Tok] = []  # "in the distance, a castle": the depth waits for its noun
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
@@ -676,8 +723,10 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         pending, rel_objects, rel_subjects = None, [], []
 
     def end_clause(hard: bool) -> None:
-        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted
+        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
+        nonlocal pending_depth
         finish_relation()
+        void = False
         if order is not None:
             chain = order_nps if len(order_nps) >= 2 else clause_nps
             pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
@@ -687,7 +736,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             order, order_nps = None, []
         subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
         if hard:
-            pending_abs, inverted = [], []
+            pending_abs, inverted, pending_depth = [], [], []
 
     i = 0
     while i < len(toks):
@@ -696,6 +745,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         if t.kind == "END":
             end_clause(hard=True)
         elif t.kind == "AND":
+            void = False
             if pending is not None and (pending.pred == "between") and len(rel_objects) == 1:
                 pass  # "between X and Y"
             elif pending is not None and pending.kind == "SIZE" and nxt is not None and nxt.kind == "NP":
@@ -706,7 +756,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                     and nxt.np.count is not None and not nxt.np.vague
                 after = toks[i + 2] if i + 2 < len(toks) else None
                 if counted and (t.text == "and" or (t.text == "," and after is not None
-                                                    and after.kind in ("REL", "ABS", "WITH", "END"))):
+                                                    and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
                     # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
                     end_clause(hard=False)
                     i += 1
@@ -735,7 +785,9 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 b.excluded.append(normalize_name(np.text).name)
                 i += 1
                 continue
-            scene = _is_scene(np)
+            void = False
+            placed_next = nxt is not None and (nxt.kind == "DEPTH" or nxt.kind == "ABS" and not nxt.bare)
+            scene = _is_scene(np) and not (placed_next and _is_landmark(np))
             if pending is not None:
                 if scene and pending.pred in ("inside", "on", "near", "above", "below", "under", "behind", "next_to", "in_front_of", "between") and not (
                     pending.pred == "between" and rel_objects
@@ -780,6 +832,9 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 for a in pending_abs:
                     _mark(b, [oid], a)
                 pending_abs = []
+            for d in pending_depth:
+                b.depths[oid] = d.pred or "background"
+            pending_depth = []
             if inverted:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
@@ -799,6 +854,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             last = [*last, oid] if after_and and last else [oid]
             after_and = False
             was_object = False
+        elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
+            pass  # "a bench with nobody sitting on it": what nobody does places nothing
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
             chained = support_obj if support_at == i - 1 and t.pred == "on" and pending is None else []
             finish_relation()
@@ -839,6 +896,24 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
                 pending_abs.append(t)
+        elif t.kind == "DEPTH":
+            if focus and not (mode == "subject" and not subjects):
+                for oid in last if last and not was_object else focus:
+                    b.depths[oid] = t.pred or "background"
+                last = []
+            else:
+                pending_depth.append(t)
+        elif t.kind == "VOID":
+            finish_relation()
+            if t.pred == "person" and (mode == "neg" or t.text.startswith("no")):
+                b.excluded.append("person")  # "with nobody around": no people in the picture
+            void = True
+            mode = "loose" if mode == "neg" else mode
+        elif t.kind == "RELPRO":  # "a plate that is left of a fork": the plate relates next
+            finish_relation()
+            if last:
+                focus = list(last)
+                was_object = False
         elif t.kind == "ORDER":
             order = t
             order_nps = []
@@ -849,6 +924,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             mode = "neg"
         elif t.kind == "WITH":
             finish_relation()
+            void = False
             host = list(last or focus)
             mode = "with"
             after_and = False
@@ -914,7 +990,7 @@ def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
         elif tok.axis in ("h", "v"):
             pos[tok.axis] = tok.level
         elif tok.axis is None:  # middle / centre
-            pos.setdefault("h", 1)
+            pos["m"] = 1
 
 
 class RulesPlanner(Planner):
