@@ -299,7 +299,7 @@ ADJECTIVES: frozenset[str] = COLOURS | MATERIALS | frozenset(SIZE_WORDS) | DESCR
 COMPOUND_NOUNS: frozenset[str] = frozenset(
     """traffic light|fire hydrant|stop sign|parking meter|sports ball|baseball bat|baseball glove|tennis racket
     |wine glass|hot dog|potted plant|dining table|cell phone|teddy bear|hair drier|hair dryer|ice cream
-    |light bulb|red panda|brown bear|black bear|red pepper|green pepper|yellow pepper|white board|black board
+    |light bulb|red panda|red pepper|green pepper|yellow pepper|white board|black board
     |red wine|white wine|blue jay|gold fish|orange juice|paper plane|hot air balloon|christmas tree|palm tree
     |guinea pig|sea lion|sea turtle|big ben|little league|blue whale|white house|green bean|green beans
     |red bull|black widow|golden retriever|silver fish|clean room|light house|dark room""".replace("\n", "").split("|")

@@ -391,7 +391,8 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
                 and not _is_verbish(nxt, first=False)
             modifier = modifier and parse_count(nxt) is None
-            if _is_verbish(w, first=False) and not modifier and " ".join([*content, w]) not in COMPOUND_NOUNS:
+            compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
+            if _is_verbish(w, first=False) and not modifier and not compound:  # "a black dining table" stays whole
                 break
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
             break  # "an umbrella set up", "a cat curled up"
