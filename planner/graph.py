@@ -6,7 +6,9 @@ picture. Each ordering predicate is an edge in a per-axis order graph
 objects whose regions or depths order them (a ``left`` region before a
 ``right`` one, the background behind the foreground); a cycle in any of them
 is a contradiction, reported with the relations and placements that form it:
-"cat-1 region right, cat-1 left_of dog-1, dog-1 region left". (That ids exist and
+"cat-1 region right, cat-1 left_of dog-1, dog-1 region left". So is one pair
+related both sideways and up/down ("a cup on a table" and "the cup left of the
+table"): the sector rule gives each pair one direction. (That ids exist and
 are unique is the contract's check: ``SceneGraph`` validates itself, and
 ``normalize.build_graph`` turns its refusal into the prompt's error.)
 """
@@ -66,11 +68,34 @@ def _order_graphs(graph: SceneGraph) -> dict[str, nx.DiGraph]:
     return axes
 
 
+# One sector each (plan-format.md): a pair cannot be related on both axes
+_SIDEWAYS = frozenset({"left_of", "right_of", "next_to"})
+_UPDOWN = frozenset({"above", "below", "on", "under"})
+
+
+def _crossed_pairs(graph: SceneGraph) -> list[list[GraphRelation]]:
+    """Pairs of relations that put the same two groups in different sectors."""
+    seen: dict[frozenset, GraphRelation] = {}
+    out = []
+    for r in graph.relations:
+        if r.subject == r.object or r.object2 is not None:
+            continue
+        key = frozenset((r.subject, r.object))
+        axis = "x" if r.predicate in _SIDEWAYS else "y" if r.predicate in _UPDOWN else None
+        if axis is None:
+            continue
+        other = seen.get((key, "y" if axis == "x" else "x"))
+        if other is not None:
+            out.append([other, r])
+        seen.setdefault((key, axis), r)
+    return out
+
+
 def find_conflicts(graph: SceneGraph) -> list[list[GraphRelation | Placement]]:
     """Every contradiction found: one list per cycle (first cycle per axis) of the relations and
     placements that form it, in the graph's own order (placements next to the relation naming
-    their object) so messages read like the prompt."""
-    conflicts = []
+    their object) so messages read like the prompt; then pairs related in two sectors."""
+    conflicts: list[list[GraphRelation | Placement]] = []
     order = {id(r): i for i, r in enumerate(graph.relations)}
     for axis, g in _order_graphs(graph).items():
         try:
@@ -81,7 +106,7 @@ def find_conflicts(graph: SceneGraph) -> list[list[GraphRelation | Placement]]:
         rels = sorted((r for r in reasons if isinstance(r, GraphRelation)), key=lambda r: order[id(r)])
         places = dict.fromkeys(p for why in reasons if isinstance(why, tuple) for p in why)
         conflicts.append(in_reading_order(rels, places))
-    return conflicts
+    return conflicts + _crossed_pairs(graph)
 
 
 def instance_label(graph: SceneGraph) -> dict[str, str]:

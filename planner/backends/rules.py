@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from ...errors import InvalidPromptError
 from ..expand import slug
+from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
+from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
                       is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
+
+MAX_READINGS = 24  # parses tried per prompt when the preferred reading contradicts itself
 
 # --------------------------------------------------------------------------
 # Word lists (general English, not tied to any benchmark)
@@ -89,6 +93,10 @@ _LANDMARKS = frozenset(
     """mountain hill city town village forest bridge island castle tower lighthouse skyline volcano cliff
     building house tree""".split()
 )
+# Who "his" and "her" can mean (besides the vocabulary's aliases of "person")
+_PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler teenager father mother
+    grandmother grandfather skier surfer player chef farmer soldier doctor nurse teacher student king queen
+    prince princess cowboy dancer rider""".split())
 # Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
@@ -141,6 +149,7 @@ class NP:
     name: str = ""
     attributes: list[str] = field(default_factory=list)
     size: str | None = None
+    quantity: str = ""  # the count word as written ("one", "two", "a dozen")
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +274,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                  "has", "have", "having", "holding", "containing", "carrying", "that contains", "which contains",
                  "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
                  "covered in", "alongside of"):
-        put(text, Tok("WITH", text))
+        # "holding", "carrying", "wearing": what is held goes where its holder goes
+        put(text, Tok("WITH", text, pred="holds" if text in ("holding", "carrying", "wearing") else None))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
     for text in (".", ";", "!", "?", "but"):
@@ -340,6 +350,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     j = i
     count: int | None = None
     vague = definite = False
+    quantity = ""
     # determiners and quantities
     while j < len(words):
         took = 0
@@ -355,7 +366,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             value = parse_count(head)
             if value is not None and head not in ("a", "an"):
                 if count is None or vague:
-                    count, vague = value, False
+                    count, vague, quantity = value, False, head
                 took = n
                 break
         if took:
@@ -416,7 +427,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
     if not content:
         return None, i
-    np = NP(words=content, count=count, vague=vague, definite=definite)
+    np = NP(words=content, count=count, vague=vague, definite=definite, quantity=quantity)
     np.text = " ".join(content)
     return np, k
 
@@ -490,12 +501,11 @@ class _Builder:
     def add(self, np: NP) -> str:
         parts = normalize_name(_whole_for_part(np.words))
         name = parts.name
-        if np.definite or np.count is None:
-            for o in self.objects:
-                if o.name == name:
-                    if np.count is not None and not np.vague and (o.count is None or o.vague):
-                        o.count, o.vague = np.count, False
-                    return o.id
+        same = self.mentioned(np, parts)
+        if same is not None:
+            if np.count is not None and not np.vague and (same.count is None or same.vague):
+                same.count, same.vague = np.count, False
+            return same.id
         base = slug(name)
         oid, k = base, 2
         while any(o.id == oid for o in self.objects):
@@ -509,6 +519,24 @@ class _Builder:
             count, vague = 2, True
         self.objects.append(_Obj(oid, name, count, vague, parts.attributes, parts.size, np.definite))
         return oid
+
+    def mentioned(self, np: NP, parts) -> "_Obj | None":
+        """The object an NP mentions again, if it does: "the cat" / "cats" / "the black cat" after
+        a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
+        before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
+        same = [o for o in self.objects if o.name == parts.name]
+        if not same:
+            return None
+        if np.quantity == "one" and not np.definite:
+            return next((o for o in same if (o.count or 1) >= 2), None)
+        if not (np.definite or np.count is None):
+            return None
+        if parts.attributes:
+            same = [o for o in same if set(parts.attributes) <= set(o.attributes)] or \
+                ([] if not np.definite else [o for o in same if not o.attributes])
+        if not np.definite and is_plural(np.words[-1]):
+            same = [o for o in same if o.vague or o.count is None or o.count >= 2]
+        return same[0] if same else None
 
     def relate(self, subjects: list[str], pred: str, objects: list[str], object2: str | None = None) -> None:
         if pred == "between" and object2 is None:  # "between them": the group flanks the subject
@@ -554,8 +582,74 @@ def _is_frame(np: NP) -> bool:
     return normalize_name(np.text).name in _FRAME_NOUNS
 
 
+class Choices:
+    """The parser's ambiguous decisions (which noun "it" means, which nouns a relation after a list
+    applies to...), made by a plan: ``picks[k]`` is the option taken at the k-th decision, 0 (the
+    preferred reading) where the plan says nothing. ``sizes`` records how many options each
+    decision had, so ``readings`` can list the other ways to read the prompt."""
+
+    def __init__(self, picks: tuple[int, ...] = ()):
+        self.picks, self.sizes = picks, []
+
+    def choose(self, options: list):
+        """One of ``options`` (the preferred first, no duplicates)."""
+        k = len(self.sizes)
+        self.sizes.append(len(options))
+        return options[min(self.picks[k], len(options) - 1)] if k < len(self.picks) else options[0]
+
+
+def _distinct(options: list) -> list:
+    out: list = []
+    for o in options:
+        if o not in out:
+            out.append(o)
+    return out
+
+
+def readings(prompt: str, limit: int = MAX_READINGS) -> Iterator[SceneGraph]:
+    """The distinct ways the rules read ``prompt``, the preferred first, then those that change
+    one decision, then two... (at most ``limit`` parses). A decision changed early changes what
+    is decided later, so each reading's own decisions are enumerated as it is met."""
+    prepared = _prepare(prompt)
+    queue: list[tuple[int, ...]] = [()]
+    seen: list[SceneGraph] = []
+    parses = 0
+    while queue and parses < limit:
+        picks = queue.pop(0)
+        choices = Choices(picks)
+        graph = _build(prompt, prepared, choices)
+        parses += 1
+        if graph not in seen:
+            seen.append(graph)
+            yield graph
+        last = max((k for k, p in enumerate(picks) if p), default=-1)
+        for k in range(last + 1, len(choices.sizes)):
+            base = tuple(picks[k2] if k2 < len(picks) else 0 for k2 in range(k))
+            queue += [(*base, alt) for alt in range(1, choices.sizes[k])]
+
+
+def consistent_first(graphs: Iterable[SceneGraph]) -> list[SceneGraph]:
+    """``graphs`` with those whose relations and placements can hold together (``check_graph``'s
+    test) first, each part in its own order."""
+    graphs = list(graphs)
+    ok = [g for g in graphs if not find_conflicts(g)]
+    return ok + [g for g in graphs if g not in ok]
+
+
 def parse(prompt: str) -> SceneGraph:
-    """Prompt -> SceneGraph by the phrasing rules above (see module docstring)."""
+    """Prompt -> SceneGraph by the phrasing rules above (see module docstring): the preferred
+    reading, or, when its relations contradict each other, the first other reading that does
+    not ("a table with a cup on it and a chair to its left": only the chair is left of it)."""
+    first = None
+    for graph in readings(prompt):
+        if not find_conflicts(graph):
+            return graph
+        first = first or graph
+    return first
+
+
+def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
+    """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
     text = " ".join(prompt.split())
     comparisons: list[tuple[str, str, str]] = []
 
@@ -583,10 +677,14 @@ def parse(prompt: str) -> SceneGraph:
             break
         text = text[m.end():]
     text = _IN_FRAME_RE.sub(" ", text)
+    return lex(text), comparisons, equal_targets
 
-    toks = lex(text)
+
+def _build(prompt: str, prepared: tuple, choices: Choices) -> SceneGraph:
+    """One reading of a prepared prompt, its ambiguous decisions made by ``choices``."""
+    toks, comparisons, equal_targets = prepared
     b = _Builder()
-    _walk(toks, b)
+    _walk(toks, b, choices)
 
     # comparisons: "two cats with a few dogs, the number of cats is more than that of dogs"
     for x_text, kind, y_text in comparisons:
@@ -671,8 +769,9 @@ def _regions(b: _Builder) -> dict[str, str]:
     return out
 
 
-def _walk(toks: list[Tok], b: _Builder) -> None:
+def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     """The clause-level state machine (see module docstring for the rules)."""
+    choose = (choices or Choices()).choose
     subjects: list[str] = []  # clause subjects
     focus: list[str] = []  # what the next relation applies to
     host: list[str] = []  # the noun before "with" ("a vase with a cat ...")
@@ -692,9 +791,11 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
     was_object = False
+    related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
+    holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
 
     def finish_relation() -> None:
-        nonlocal pending, rel_objects, rel_subjects
+        nonlocal pending, rel_objects, rel_subjects, related
         if pending is None:
             return
         subs = rel_subjects or focus
@@ -715,6 +816,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         elif rel_objects:
             if subs:
                 b.relate(subs, pending.pred, rel_objects)
+                related = list(subs)
             else:
                 inverted.append((pending.pred, list(rel_objects)))
         elif host and subs and host != subs:  # "a table with a cat underneath"
@@ -845,7 +947,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                     subjects.append(oid)
                 focus = list(subjects)
             elif mode == "with":
-                if after_and and focus and focus != host and not was_object:
+                if after_and and focus and focus != host and not was_object and focus != related:
                     focus = [*focus, oid]
                 else:
                     focus = [oid]
@@ -862,18 +964,24 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             finish_relation()
             pending = t
             rel_subjects = chained or (list(focus) if focus else [])
+            if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
+                rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
             if t.pron:  # "to its left": the object is the host / antecedent
-                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred)
+                rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
+                    related = list(rel_subjects)
                 pending = None
             elif nxt is not None and nxt.kind == "PRON":
-                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
+                rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     if t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
                     else:
                         b.relate(rel_subjects, t.pred or "near", target)
+                    related = list(rel_subjects)
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "EACH":
@@ -926,6 +1034,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         elif t.kind == "WITH":
             finish_relation()
             void = False
+            holder = t.pred == "holds"
             host = list(last or focus)
             mode = "with"
             after_and = False
@@ -966,21 +1075,50 @@ def _is_verb_token(word: str) -> bool:
     return _is_verbish(word, first=False)
 
 
-def _pronoun_target(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str]
-                    ) -> tuple[list[str], list[str]]:
-    """(subjects, antecedent) of a relation to "it": the "with" host, else the latest noun of the
-    clause before the subjects ("a vase, a cat to its left"), else, for a list subject, its
-    earlier members ("a table and a dog under it": dog under table), else the latest object
-    of an earlier clause ("a table without plates, a dog under it")."""
-    if host:
-        return subjects, host
+def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str], word: str,
+                     pred: str | None) -> list[tuple[list[str], list[str]]]:
+    """The readings of a relation to "it" / "them", as (subjects, antecedent) pairs, the preferred
+    first: the "with" host, else the latest noun of the clause before the subjects ("a vase, a
+    cat to its left"), else, for a list subject, its earlier members ("a table and a dog under
+    it": dog under table), else the latest object of an earlier clause ("a table without plates,
+    a dog under it"). "Them" prefers every earlier noun of the clause over a single one ("a dog
+    next to a cat, with a ball in front of them"); "in it" prefers a container ("a vase on a
+    table with flowers in it"), "his" / "her" a person ("a girl holding a balloon with a dog
+    to her right"). Then every other noun of the clause, then earlier clauses'."""
+    plural = word in ("them", "their", "themselves")
     earlier = [n for n in clause_nps if n not in subjects]
-    if earlier:
-        return subjects, earlier[-1:]
-    if len(subjects) >= 2:
-        return subjects[-1:], subjects[-2:-1]
     before = [o.id for o in b.objects if o.id not in subjects]
-    return subjects, before[-1:]
+    options: list[tuple[list[str], list[str]]] = []
+    if host:
+        options.append((subjects, host))
+        if len(subjects) >= 2:
+            options.append((subjects[-1:], host))
+    if earlier:
+        options.append((subjects, earlier[-1:]))
+    if len(subjects) >= 2:
+        options.append((subjects[-1:], subjects[-2:-1]))
+    options.append((subjects, before[-1:]))
+    many = [n for n in dict.fromkeys([*host, *earlier]) if n not in subjects]
+    single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
+    if plural and len(many) >= 2 and single(options[0][1]):
+        options.insert(0, (subjects, many))
+    options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
+    fits = {"inside": _is_container} if word in ("it", "its") else {}
+    test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
+    if test is not None:  # a container for "in it", a person for "her", when one is at hand
+        suited = [o for o in options if o[1] and all(test(b.get(n).name) for n in o[1])]
+        options = suited + [o for o in options if o not in suited]
+    return _distinct([(list(subs), list(target)) for subs, target in options
+                      if subs and target and not set(target) & set(subs)])
+
+
+def _is_container(name: str) -> bool:
+    return bool(name) and name.split()[-1] in _CONTAINERS
+
+
+def _is_person(name: str) -> bool:
+    head = name.split()[-1] if name else ""
+    return head in _PEOPLE or ALIASES.get(head) == "person"
 
 
 def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
@@ -1004,6 +1142,10 @@ class RulesPlanner(Planner):
 
     def graph(self, prompt: str) -> SceneGraph:
         return parse(prompt)
+
+    def readings(self, prompt: str) -> Iterator[SceneGraph]:
+        """Every reading ``parse`` considered, those that can hold together first."""
+        return iter(consistent_first(readings(prompt)))
 
     def edit_ops(self, instruction: str, context: dict):
         """Chat instruction -> ``EditScript`` by phrasing rules (see ``rules_edits``)."""
