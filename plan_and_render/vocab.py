@@ -47,7 +47,7 @@ SIDE_WORDS: dict[str, tuple[str | None, int]] = {
     "left": ("h", 0), "right": ("h", 2), "top": ("v", 0), "bottom": ("v", 2), "upper": ("v", 0),
     "lower": ("v", 2), "middle": (None, 1), "center": (None, 1), "centre": (None, 1), "left-hand": ("h", 0),
     "right-hand": ("h", 2), "leftmost": ("h", 0), "rightmost": ("h", 2), "topmost": ("v", 0),
-    "bottommost": ("v", 2), "central": (None, 1),
+    "bottommost": ("v", 2), "central": (None, 1), "high": ("v", 0), "low": ("v", 2),
 }
 # Depth words (a model or a person may write any of them) -> the Depth they mean
 DEPTH_WORDS: dict[str, str] = {
@@ -55,6 +55,14 @@ DEPTH_WORDS: dict[str, str] = {
     "close up": "foreground", "up close": "foreground", "near": "foreground", "nearby": "foreground",
     "background": "background", "back": "background", "far": "background", "far away": "background",
     "distance": "background", "distant": "background", "far off": "background", "far background": "background",
+}
+
+
+# Phrases that state a depth outright (DEPTH_WORDS also holds words such as "near", which mostly relate objects)
+DEPTH_CUES: dict[str, tuple[str, ...]] = {
+    "foreground": ("foreground", "up close", "close up", "close to the camera", "near the camera", "at the front"),
+    "background": ("background", "distance", "distant", "far away", "far off", "horizon", "in the back",
+                   "at the back"),
 }
 
 
@@ -93,6 +101,26 @@ def canonical_region(text: object) -> str | None:
         return None
     return region_from_thirds(column if column is not None else (1 if middle else None),
                               row if row is not None else (1 if middle else None))
+
+
+def stated_region(region: str, text: str) -> bool:
+    """Does ``text`` have the side words ``region`` needs ("top_left": top or upper, and left)?
+    A language model's region is kept only when the prompt states it."""
+    words = set(_clean_phrase(text).split())
+    column, row = REGION_THIRDS[region]
+    for axis, third in (("h", column), ("v", row)):
+        if third is None:
+            continue
+        if not any(SIDE_WORDS[w] == (axis, third) or (third == 1 and SIDE_WORDS[w][0] is None)
+                   for w in words if w in SIDE_WORDS):
+            return False
+    return True
+
+
+def stated_depth(depth: str, text: str) -> bool:
+    """Does ``text`` state ``depth`` ("in the distance", "up close in the foreground")?"""
+    t = f" {_clean_phrase(text)} "
+    return any(f" {cue} " in t or f" {cue}" in t and cue.isalpha() for cue in DEPTH_CUES.get(depth, ()))
 
 
 def canonical_depth(text: object) -> str | None:

@@ -111,7 +111,7 @@ _CONTAINERS = frozenset(
 )
 
 # Side words of region phrases ("on the left", "at the very top", "in the middle")
-_SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w != "central"}
+_SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w not in ("central", "high", "low")}
 _FRAME_SUFFIX = ("of the image", "of the picture", "of the photo", "of the scene", "of the frame", "of the canvas",
                  "of the composition", "of the view", "of the photograph", "of the painting")
 
