@@ -345,6 +345,14 @@ def _match(words: list[str], i: int) -> tuple[Tok | None, int]:
     return None, 0
 
 
+def _high_or_low(words: list[str], i: int) -> bool:
+    """ "high" / "low" saying where something is ("high in the sky", "low above the water")."""
+    return words[i] in ("high", "low") and i + 1 < len(words) and words[i + 1] in _HIGH_LOW_NEXT
+
+
+_HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
+
+
 def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
     j = i
@@ -401,12 +409,14 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             nxt = words[k + 1] if k + 1 < len(words) else ""
             modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
                 and not _is_verbish(nxt, first=False)
-            modifier = modifier and parse_count(nxt) is None
+            modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
             if _is_verbish(w, first=False) and not modifier and not compound:  # "a black dining table" stays whole
                 break
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
             break  # "an umbrella set up", "a cat curled up"
+        if content and _high_or_low(words, k):
+            break  # "a moon high in the sky"
         if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
                 and _is_content(words[k + 1]):
             k += 1  # "a colorfully painted bus": drop the adverb
@@ -455,6 +465,10 @@ def lex(text: str) -> list[Tok]:
             continue
         if w in _PRONOUNS:
             toks.append(Tok("PRON", w))
+            i += 1
+            continue
+        if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
+            toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
             i += 1
             continue
         np, j = _read_np(words, i)
@@ -898,6 +912,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     b.background.append(np.text if not np.definite else np.text)
                     if pending.pred != "between":
                         pending, rel_objects, rel_subjects = None, [], []
+                        was_object = True  # "two ducks on a pond, one lamp post ...": the ducks are placed
                     i += 1
                     continue
                 oid = b.add(np)
