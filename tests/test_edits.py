@@ -439,8 +439,8 @@ PHRASINGS = [
     ("can you move the vase closer to the cat", {"op": "move", "target": "vase-1", "predicate": "near",
                                                  "reference": "cat-1"}),
     ("move the cat away from the vase", {"op": "move", "target": "cat-1", "direction": "left"}),
-    ("move the cat to the top right corner", {"op": "move", "target": "cat-1", "direction": "right",
-                                              "amount": "max"}),
+    ("move the cat to the top right corner", {"op": "move", "target": "cat-1", "region": "top_right",
+                                              "direction": None}),
     ("the cat goes left", {"op": "move", "target": "cat-1", "direction": "left"}),
     ("the cat is too far left", {"op": "move", "target": "cat-1", "direction": "right"}),
     ("the vase is too high", {"op": "move", "target": "vase-1", "direction": "down"}),
@@ -496,7 +496,7 @@ def test_chained_and_listed_phrasings_give_several_ops():
     assert [(o.op, getattr(o, "predicate", None)) for o in ops] == [("add", "on"), ("relate", "right_of")]
     assert ops[1].subject == "cup-1" and ops[1].object == "vase-1"
     ops = parse_edit("move the cat to the top left corner", _plan()).ops
-    assert sorted((o.direction, o.amount) for o in ops) == [("left", "max"), ("up", "max")]
+    assert [(o.op, o.target, o.region, o.direction) for o in ops] == [("move", "cat-1", "top_left", None)]
     assert [o.target for o in parse_edit("remove the table and the vase", _plan()).ops] == ["table-1", "vase-1"]
     with pytest.raises(EditError, match="no relation 'cat-1 behind vase-1'"):
         parse_edit("the cat should not be behind the vase", _plan())
