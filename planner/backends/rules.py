@@ -807,6 +807,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
     holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
+    placed: list[str] = []  # what the latest region / depth phrase placed
 
     def finish_relation() -> None:
         nonlocal pending, rel_objects, rel_subjects, related
@@ -1016,13 +1017,18 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
-                _mark(b, last if last and not was_object else focus, t)
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
+                    (last if last and not was_object else focus)
+                _mark(b, placed, t)
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
                 pending_abs.append(t)
         elif t.kind == "DEPTH":
             if focus and not (mode == "subject" and not subjects):
-                for oid in last if last and not was_object else focus:
+                # "a dog up close in the foreground": phrases in a row place the same noun
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
+                    (last if last and not was_object else focus)
+                for oid in placed:
                     b.depths[oid] = t.pred or "background"
                 last = []
             else:
