@@ -80,7 +80,7 @@ def test_cyclic_inside_chain_is_a_conflict():
     "relations",
     [
         [("cat", "left_of", "dog"), ("dog", "left_of", "bird"), ("cat", "left_of", "bird")],
-        [("cat", "left_of", "dog"), ("cat", "above", "dog")],  # different axes
+        [("cat", "left_of", "dog"), ("cat", "above", "bird")],  # different axes, different pairs
         [("cat", "on", "dog"), ("dog", "above", "bird"), ("bird", "under", "dog")],
         [("cat", "next_to", "dog"), ("dog", "next_to", "cat")],  # symmetric predicates never cycle
         [("cat", "inside", "dog"), ("bird", "inside", "dog")],
