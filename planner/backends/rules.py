@@ -1018,7 +1018,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
                 placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
-                    (last if last and not was_object else focus)
+                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.positions))
                 _mark(b, placed, t)
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
@@ -1027,7 +1027,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             if focus and not (mode == "subject" and not subjects):
                 # "a dog up close in the foreground": phrases in a row place the same noun
                 placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
-                    (last if last and not was_object else focus)
+                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.depths))
                 for oid in placed:
                     b.depths[oid] = t.pred or "background"
                 last = []
@@ -1056,7 +1056,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             finish_relation()
             void = False
             holder = t.pred == "holds"
-            host = list(last or focus)
+            # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
+            # with the clause's subject; else with the noun just before it
+            comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
+            host = choose(_distinct([list(focus), list(last)] if comma else [list(last or focus), list(focus)]))
             mode = "with"
             after_and = False
             was_object = False
@@ -1131,6 +1134,21 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
         options = suited + [o for o in options if o not in suited]
     return _distinct([(list(subs), list(target)) for subs, target in options
                       if subs and target and not set(target) & set(subs)])
+
+
+def _placement_targets(last: list[str], focus: list[str], was_object: bool, placed) -> list[list[str]]:
+    """Which nouns a region / depth phrase places, the preferred first: the latest noun, or after a
+    relation's object the clause's subject ("a cat on a mat on the left") - unless the subject is
+    placed already ("a dog in the foreground behind a house in the background": the house)."""
+    if last and not was_object:
+        first = last
+    elif last and focus and all(placed(o) for o in focus):
+        first = last
+    else:
+        first = focus
+    options = _distinct([list(x) for x in (first, focus, last) if x])
+    fresh = [o for o in options if not any(placed(n) for n in o)]  # another reading never unsays a placement
+    return fresh or options[:1]
 
 
 def _is_container(name: str) -> bool:
