@@ -76,6 +76,7 @@ _LY_NOUNS = frozenset(
     "butterfly dragonfly firefly family lily jelly belly bully holly rally ally assembly supply doily gully tally".split()
 )
 _PRONOUNS = frozenset("it them itself themselves him her".split())
+_POSSESSIVES = frozenset("its their his her".split())
 _FRAME_NOUNS = frozenset(
     "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot".split()
 )
@@ -233,10 +234,11 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("DEPTH", text, pred=depth))
     # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
     for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
+                 "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
                  "none", "anything", "anything else", "anyone", "anyone else", "anybody", "anybody else",
                  "everything else", "something else"):
-        put(text, Tok("VOID", text, pred="person" if text.startswith(("no", "any")) and "thing" not in text
-                      and text != "none" else None))
+        person = text.startswith(("no", "any", "with")) and "thing" not in text and text != "none"
+        put(text, Tok("VOID", text, pred="person" if person else None))
     # relative clauses: "a plate that is left of a fork" - the plate is the next relation's subject
     for pro in ("that", "which", "who"):
         for verb in ("is", "are", "was", "were", "'s", "sits", "sit", "stands", "stand", "lies", "lie", "rests",
@@ -472,6 +474,10 @@ def lex(text: str) -> list[Tok]:
             i += 1
             continue
         np, j = _read_np(words, i)
+        if np is not None and len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
+            toks.append(Tok("PRON", "it"))  # "a dog on its roof": on the thing "its" means
+            i = j
+            continue
         if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
             whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
             if whole is not None:
@@ -838,6 +844,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             bare = _BARE_TO_HOST.get(pending.text)
             if bare:
                 b.relate(subs, bare, host)
+                related = list(subs)
         pending, rel_objects, rel_subjects = None, [], []
 
     def end_clause(hard: bool) -> None:
@@ -883,6 +890,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             elif pending is not None and rel_objects and nxt is not None and nxt.kind == "NP":
                 finish_relation()
                 was_object = True
+            elif pending is not None and not rel_objects and t.text == "and" and pending.text in _BARE_TO_HOST:
+                finish_relation()  # "a box with a ball inside and a cat on top of it": inside the box
             elif pending is not None and not rel_objects:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
@@ -934,7 +943,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
                 after_and = False
                 continue
-            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG")) and not pending_abs:
+            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG", "VOID")) \
+                    and not pending_abs:
                 b.background.append(np.text)
                 host = []
                 i += 1
@@ -1035,7 +1045,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pending_depth.append(t)
         elif t.kind == "VOID":
             finish_relation()
-            if t.pred == "person" and (mode == "neg" or t.text.startswith("no")):
+            if t.pred == "person" and (mode == "neg" or t.text.startswith(("no", "with"))):
                 b.excluded.append("person")  # "with nobody around": no people in the picture
             void = True
             mode = "loose" if mode == "neg" else mode
