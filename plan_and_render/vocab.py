@@ -103,10 +103,33 @@ def canonical_region(text: object) -> str | None:
                               row if row is not None else (1 if middle else None))
 
 
+_FRAME_WORDS = frozenset("image picture photo photograph frame canvas scene view painting composition shot".split())
+_SIDE_TAILS = frozenset("side hand edge part corner half area region".split())
+
+
+def _absolute_side_words(text: str) -> set[str]:
+    """The side words of ``text`` that say where on the canvas, not beside what: "on the left"
+    and "the left side of the picture" count, "left of the dog", "to its left", "on top of" do not."""
+    words = _clean_phrase(text).split()
+    out = set()
+    for i, w in enumerate(words):
+        if w not in SIDE_WORDS or (i and words[i - 1] in ("its", "their", "his", "her")):
+            continue
+        j = i + 1
+        while j < len(words) and words[j] in _SIDE_TAILS:
+            j += 1
+        if j < len(words) and words[j] in ("of", "than"):
+            rest = [x for x in words[j + 1:j + 3] if x not in ("the", "this", "a", "an")]
+            if not rest or rest[0] not in _FRAME_WORDS:
+                continue
+        out.add(w)
+    return out
+
+
 def stated_region(region: str, text: str) -> bool:
-    """Does ``text`` have the side words ``region`` needs ("top_left": top or upper, and left)?
-    A language model's region is kept only when the prompt states it."""
-    words = set(_clean_phrase(text).split())
+    """Does ``text`` have the side words ``region`` needs ("top_left": top or upper, and left), said of
+    the canvas rather than of another object? A language model's region is kept only when it is."""
+    words = _absolute_side_words(text)
     column, row = REGION_THIRDS[region]
     for axis, third in (("h", column), ("v", row)):
         if third is None:
