@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -372,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec, res in results.items():
         res["limit"], res["seed"], res["command"] = args.limit, args.seed, command
         res["measured_on"] = f"{platform.node()} {platform.machine()} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        res["threads"] = os.environ.get("OMP_NUM_THREADS", "unset")
         data["backends"][spec] = res
     out.write_text(json.dumps(data, indent=2))
     print(f"wrote {out}")
