@@ -113,9 +113,6 @@ _CONTAINERS = frozenset(
 
 # Side words of region phrases ("on the left", "at the very top", "in the middle")
 _SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w not in ("central", "high", "low")}
-_FRAME_SUFFIX = ("of the image", "of the picture", "of the photo", "of the scene", "of the frame", "of the canvas",
-                 "of the composition", "of the view", "of the photograph", "of the painting")
-
 # Bare adverbs that relate the focus to the "with" host ("a table with a cat on top").
 _BARE_TO_HOST = {"on top": "on", "underneath": "under", "beneath": "under", "below": "below", "above": "above",
                  "inside": "inside", "behind": "behind", "in front": "in_front_of", "nearby": "near",
@@ -191,10 +188,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
             for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
                          " third", " portion", " section"):
                 base = f"{pre} {side}{tail}"
-                put(base, Tok("ABS", base, axis=axis, level=level))
-                for frame in _FRAME_SUFFIX if tail in ("", " side", " part", " corner", " edge", " half", " third") \
-                        else ():
-                    put(f"{base} {frame}", Tok("ABS", base, axis=axis, level=level))
+                put(base, Tok("ABS", base, axis=axis, level=level))  # "... of the picture": see lex
         put(f"on {side}", Tok("ABS", f"on {side}", axis=axis, level=level, bare=True))
     for side in ("left", "right"):
         for v in ("top", "bottom", "upper", "lower"):
@@ -203,10 +197,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                 for tail in (" corner", "", " side", " part", " area", " region", " hand corner", "-hand corner",
                              " quadrant", " third"):
                     text = f"{pre} {v} {side}{tail}"
-                    tok = Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1])
-                    put(text, tok)
-                    for frame in _FRAME_SUFFIX if tail in (" corner", "", " part", " side") else ():
-                        put(f"{text} {frame}", tok)
+                    put(text, Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1]))
     for text, (axis, level) in {"high up": ("v", 0), "up high": ("v", 0), "way up high": ("v", 0),
                                 "low down": ("v", 2), "down low": ("v", 2), "up top": ("v", 0),
                                 "dead center": (None, 1), "dead centre": (None, 1), "right in the middle": (None, 1),
@@ -347,6 +338,11 @@ def _match(words: list[str], i: int) -> tuple[Tok | None, int]:
     return None, 0
 
 
+def _frame_at(words: list[str], j: int) -> bool:
+    """ "the picture", "this image"... starting at ``words[j]``."""
+    return j + 1 < len(words) and words[j] in ("the", "this") and words[j + 1] in _FRAME_NOUNS
+
+
 def _high_or_low(words: list[str], i: int) -> bool:
     """ "high" / "low" saying where something is ("high in the sky", "low above the water")."""
     return words[i] in ("high", "low") and i + 1 < len(words) and words[i + 1] in _HIGH_LOW_NEXT
@@ -454,6 +450,13 @@ def lex(text: str) -> list[Tok]:
     while i < len(words):
         w = words[i]
         tok, n = _match(words, i)
+        if tok is not None and tok.kind == "REL" and words[i + n - 1] == "of" and _frame_at(words, i + n):
+            side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
+            if side is not None and side.kind == "ABS" and m == n - 1:
+                tok, n = side, m
+        if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
+                and _frame_at(words, i + n + 1):
+            n += 3  # "in the top left corner of the image": the frame is the canvas
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
