@@ -7,12 +7,23 @@ language-model planners. It knows English phrasing rules, not prompts:
   "twin towers", "7 cats") and adjectives (colours, materials, size words);
 * predicates phrased many ways ("on top of", "beneath", "further left than"),
   pronoun and reversed constructions ("a vase with a cat to its left" ->
-  cat left_of vase, "a bench with a cat on top"), absolute sides ("a bottle
-  on the left and a dog on the right"), orders ("from left to right: a, b and
-  c"), "between X and Y", "on either side of X", "next to each other";
-* negation ("without", "no", "not any") -> excluded; places introduced by a
-  preposition ("in a field", "on a beach") -> background;
+  cat left_of vase, "a bench with a cat on top"), relative clauses ("a plate
+  that is left of a fork"), orders ("from left to right: a, b and c"),
+  "between X and Y", "on either side of X", "next to each other";
+* regions and depth, not relations: "in the top left corner", "toward the
+  left edge", "along the bottom", "high up in the middle", "dead center" ->
+  ``region``; "in the distance", "up close in the foreground" -> ``depth``;
+* negation ("without", "no", "not any") -> excluded; "nobody", "nothing
+  else" are no objects; places introduced by a preposition ("in a field", "on
+  a beach") -> background;
 * quantity comparisons ("the number of cats is more than that of dogs").
+
+Where English is ambiguous (which noun "it" or "them" means, whether a
+relation after "and a chair" is the chair's alone, who "holding an umbrella to
+the left of a car" is left of), the parser prefers one reading and records
+the others (``Choices``); ``readings`` lists them, and ``parse`` returns the
+first whose relations, regions and depths can hold together, so a prompt is
+refused as a conflict only when every reading contradicts itself.
 
 Anything it does not understand is skipped, so any text (including
 non-English) gives a best-effort graph rather than a crash.
