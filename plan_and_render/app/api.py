@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from .. import renderer
 from ..errors import ModelUnavailableError, PlanAndRenderError, UsageError
 from ..renderer.settings import DEFAULT_METHOD, RenderSettings
-from ..scene import Canvas, ScenePlan, first_error
+from ..scene import Canvas, PlanRelation, ScenePlan, first_error
 
 from . import output
 
@@ -163,7 +163,7 @@ def load_plan(path: str | Path) -> ScenePlan:
 
 
 def check(plan: ScenePlan) -> list[str]:
-    """The relations a plan violates, as readable lines (empty when all hold).
+    """The relations, regions and depths a plan violates, as readable lines (empty when all hold).
 
     Uses the geometry stage's checker, the same one tests and benchmarks use.
     """
@@ -171,7 +171,8 @@ def check(plan: ScenePlan) -> list[str]:
         from plan_and_render.geometry import check_plan
     except ImportError:  # geometry not installed: nothing to check against
         return []
-    return [f"relation '{v.relation}' does not hold: {v.reason}" for v in check_plan(plan)]
+    return [f"{'relation ' if isinstance(v.relation, PlanRelation) else ''}'{v.relation}' does not hold: {v.reason}"
+            for v in check_plan(plan)]
 
 
 # --------------------------------------------------------------------------
