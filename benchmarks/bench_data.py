@@ -328,3 +328,71 @@ def score_lmd(layout: Any, record: dict) -> bool:
                     return True
         return False
     raise ValueError(f"unknown LMD record type {kind!r}")
+
+
+# --------------------------------------------------------------------------
+# GenEval (metadata only: objects, counts, colours, positions at the layout level)
+# --------------------------------------------------------------------------
+
+GENEVAL_POSITION_MARGIN = 0.1  # the README's rule: centres apart by more than 0.1 x the two boxes' extents
+
+
+def load_geneval() -> list[dict]:
+    """GenEval's 553 records (``tag``, ``include`` [{class, count, color?, position?}], ``exclude``?, ``prompt``)."""
+    path = bench_dir() / "geneval" / "evaluation_metadata.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark file {path} not found; set {BENCH_ENV} to the shared/bench folder")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def geneval_position_holds(relation: str, subject: Box, reference: Box) -> bool:
+    """GenEval's position rule as the bench README states it for layouts: ``right of`` holds when
+    the subject's centre x exceeds the reference's by more than 0.1 x the sum of the two widths
+    (heights for ``above`` / ``below``; y grows downwards)."""
+    (sx, sy), (rx, ry) = centre(subject), centre(reference)
+    horizontal = relation in ("left of", "right of")
+    extent = (subject[2] - subject[0] + reference[2] - reference[0]) if horizontal else \
+        (subject[3] - subject[1] + reference[3] - reference[1])
+    need = GENEVAL_POSITION_MARGIN * extent
+    offset = sx - rx if horizontal else sy - ry
+    if relation in ("right of", "below"):
+        return offset > need
+    if relation in ("left of", "above"):
+        return offset < -need
+    raise ValueError(f"unknown GenEval position {relation!r}")
+
+
+@dataclass
+class GenevalScore:
+    """One GenEval record at the layout level: each part, and whether all of them hold."""
+
+    tag: str
+    objects: bool  # every class named is in the layout
+    counts: bool  # at least ``count`` of each (and fewer than an ``exclude`` count)
+    colours: bool | None  # enough of each coloured class carry the colour in their phrase (None: no colour asked)
+    position: bool | None  # every pair obeys the position rule (None: no position asked)
+
+    @property
+    def correct(self) -> bool:
+        return self.objects and self.counts and self.colours is not False and self.position is not False
+
+
+def score_geneval(layout: Any, record: dict) -> GenevalScore:
+    """GenEval's checks on a layout instead of detections: a class is present when items name it
+    (``names_match``), a colour when the item's phrase or name contains the colour word, a position
+    by ``geneval_position_holds`` for every (object, reference) pair."""
+    items = layout_items(layout)
+    include = record["include"]
+    found = [matching(items, inc["class"]) for inc in include]
+    counts = all(len(f) >= inc["count"] for f, inc in zip(found, include)) and all(
+        len(matching(items, ex["class"])) < ex["count"] for ex in record.get("exclude", []))
+    coloured = [(f, inc) for f, inc in zip(found, include) if "color" in inc]
+    colours = all(sum(_has_word(f"{it.phrase} {it.name}", inc["color"]) for it in f) >= inc["count"]
+                  for f, inc in coloured) if coloured else None
+    placed = [(f, inc) for f, inc in zip(found, include) if "position" in inc]
+    position = None
+    if placed:
+        position = all(bool(f) and bool(found[inc["position"][1]]) and all(
+            geneval_position_holds(inc["position"][0], s.box, r.box)
+            for s in f for r in found[inc["position"][1]] if s is not r) for f, inc in placed)
+    return GenevalScore(record["tag"], all(found), counts, colours, position)

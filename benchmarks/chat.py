@@ -4,13 +4,15 @@
 
 For every session: plan a prompt (rules), then apply random instructions built
 from templates over the objects currently in the scene (move, resize, add,
-remove, swap, change, relate, background, undo, redo, and ambiguous ones). After
+remove, swap, change, relate, region, depth, background, undo, redo, and
+ambiguous ones). After
 each applied edit it checks:
 
 * untouched boxes: objects the edit did not touch kept their boxes exactly
   (the only allowed exception is the noted "also moved X to make room");
-* relations: ``check_plan`` violations of the new plan (should be 0: a relation
-  either holds, was updated, or was dropped with a note);
+* relations: ``check_plan`` violations of the new plan, regions and depths
+  included (should be 0: a relation either holds, was updated, or was dropped
+  with a note);
 * outcome rates: applied / asked a question / refused (unknown object,
   impossible layout) and the time per edit (parse + apply) and per stored turn.
 
@@ -45,6 +47,8 @@ AMOUNTS = ["", " a bit", " a lot", " all the way"]
 COLOURS = ["red", "black", "white", "green", "golden"]
 NEW = ["dog", "ball", "cup", "bird", "book", "lamp", "cat"]
 RELS = ["behind", "in front of", "to the left of", "to the right of", "next to", "above", "on", "near"]
+REGIONS = ["the top right corner", "the top left corner", "the bottom left corner", "the bottom right corner"]
+DEPTHS = ["the foreground", "the background", "the distance"]
 
 
 def _refs(plan) -> list[str]:
@@ -60,7 +64,12 @@ def instruction(rng: random.Random, plan) -> str:
     a = rng.choice(refs)
     b = rng.choice(refs)
     kind = rng.choices(["move", "resize", "add", "remove", "swap", "colour", "relate", "rel_move", "background",
-                        "undo", "redo", "ambiguous"], weights=[5, 3, 3, 1, 1, 2, 1, 2, 1, 1, 1, 1])[0]
+                        "undo", "redo", "ambiguous", "region", "depth"],
+                       weights=[5, 3, 3, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1])[0]
+    if kind == "region":
+        return f"move {a} to {rng.choice(REGIONS)}"
+    if kind == "depth":
+        return f"put {a} in {rng.choice(DEPTHS)}"
     if kind == "move":
         return f"move {a} {rng.choice(DIRS)}{rng.choice(AMOUNTS)}"
     if kind == "resize":

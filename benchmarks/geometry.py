@@ -1,12 +1,12 @@
 """The geometry stage alone: ground-truth objects and relations of the layout
 benchmarks go straight into ``plan_and_render.geometry.solve`` (no planner), plus random
-satisfiable scenes, with solver timings.
+satisfiable scenes (half as many again with regions and depths), with solver timings.
 
     python3 -m benchmarks.geometry [--random 500] [--seed 0] [--out benchmarks/results/geometry.json]
 
 Scores use the rules of benchmarks/bench_data.py (NSR-1K spatial sector rule,
 NSR-1K counting, LMD-400 layout rules); every plan is also checked with the
-geometry checker (all relations hold, unrelated overlap within the bound).
+geometry checker (all relations, regions and depths hold, unrelated overlap within the bound).
 Targets (issue 3): 100 % on every layout rule; solve time per plan median
 < 5 ms and 99th percentile < 50 ms for up to 12 instances. Times are reported
 as this process's CPU time (what the solver costs) and as wall-clock time (which
@@ -37,7 +37,7 @@ from benchmarks.bench_data import (
 )
 from plan_and_render.planner.expand import slug
 from plan_and_render.geometry import solve
-from plan_and_render.geometry.check import check_relations, overlap_violations
+from plan_and_render.geometry.check import check_placements, check_relations, overlap_violations
 from plan_and_render.geometry.scenes import random_scene
 from plan_and_render.scene import Canvas, PlanObject, PlanRelation
 
@@ -102,6 +102,7 @@ class Timer:
         self.cpu.append(time.process_time() - c0)
         self.repaired += layout.repaired
         self.violations += len(check_relations(layout.boxes, relations))
+        self.violations += len(check_placements(layout.boxes, objects, canvas))  # regions and depths
         self.overlaps += len(overlap_violations(layout.boxes, relations))
         return [PlanObject(**{**o.model_dump(), "box": layout.boxes[o.id]}) for o in objects]
 
@@ -161,6 +162,15 @@ def run(n_random: int, seed: int) -> dict:
         random_timer.solve(scene.objects, scene.relations, scene.canvas, seed=len(sizes))
     out["random_timing"] = {**random_timer.summary(), "instances_max": max(sizes, default=0),
                             "instances_mean": round(statistics.fmean(sizes), 2) if sizes else 0}
+
+    placed_timer, placed = Timer(), 0  # the same, with the regions and depths their witnesses keep
+    while placed < max(1, n_random // 2):
+        scene = random_scene(rng, instances=rng.randint(1, 12), placements=True)
+        if scene is None:
+            continue
+        placed += 1
+        placed_timer.solve(scene.objects, scene.relations, scene.canvas, seed=placed)
+    out["placed_timing"] = placed_timer.summary()
     return out
 
 
@@ -182,7 +192,8 @@ def print_table(res: dict) -> None:
     s = Table(title="Solver time per plan (ms): CPU time of this process (wall clock in brackets)")
     for col in ("plans", "n", "median", "p99", "max", "LP repair", "violations", "overlaps", "errors"):
         s.add_column(col, justify="right")
-    for name, key in (("benchmarks", "benchmark_timing"), ("random, <= 12 instances", "random_timing")):
+    for name, key in (("benchmarks", "benchmark_timing"), ("random, <= 12 instances", "random_timing"),
+                      ("random with regions, depths", "placed_timing")):
         v = res[key]
         cell = lambda k: f"{v['cpu_' + k]:.2f} ({v['wall_' + k]:.2f})"  # noqa: E731
         s.add_row(name, str(v["plans"]), cell("median_ms"), cell("p99_ms"), cell("max_ms"),

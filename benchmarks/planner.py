@@ -1,8 +1,9 @@
 """Score planner backends on layout benchmarks (no images): NSR-1K spatial and
-counting (val) and LMD-400, with warm and cold timings.
+counting (val), LMD-400 and GenEval's metadata (553 prompts: objects, counts,
+colours, positions), with warm and cold timings.
 
     python3 -m benchmarks.planner --planner rules --planner local [--limit N] \
-        [--out benchmarks/results/planner.json]
+        [--sets spatial,counting,lmd,geneval] [--out benchmarks/results/planner.json]
 
 Each prompt goes through ``plan_and_render.planner.plan.make_plan`` - backend, normalisation,
 checks and the geometry stage - so the boxes scored are the ones the renderer
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -24,9 +26,11 @@ from pathlib import Path
 
 from benchmarks.bench_data import (
     aggregate_counting,
+    load_geneval,
     load_lmd,
     load_nsr_counting,
     load_nsr_spatial,
+    score_geneval,
     score_lmd,
     score_nsr_counting,
     score_nsr_spatial,
@@ -35,12 +39,14 @@ from benchmarks.bench_data import (
 from plan_and_render.errors import PlanAndRenderError
 from plan_and_render.scene import ScenePlan
 
-SETS = ("spatial", "counting", "lmd")
+SETS = ("spatial", "counting", "lmd", "geneval")
 REPORTED = {  # layout-level figures the benchmark README quotes (GPT-4 with LayoutGPT / LMD)
     "spatial": "GPT-4 91.6",
     "counting": "GPT-4 acc 78.1",
     "lmd": "GPT-4 100",
 }
+LOADERS = {"spatial": lambda: load_nsr_spatial("val"), "counting": lambda: load_nsr_counting("val"),
+           "lmd": load_lmd, "geneval": load_geneval}
 
 
 def spread(records: list, limit: int | None) -> list:
@@ -159,6 +165,27 @@ def run_lmd(r: Runner, records: list[dict]) -> dict:
     }
 
 
+def run_geneval(r: Runner, records: list[dict]) -> dict:
+    """GenEval's checks on the plans' boxes: share of prompts fully right, per tag, and per part
+    (objects, counts, colours, positions) over the prompts that ask for it."""
+    scores = []
+    for rec in records:
+        plan = r.plan(rec["prompt"])
+        scores.append(score_geneval(plan.objects if plan is not None else [], rec))
+    tags = sorted({s.tag for s in scores})
+
+    def share(values: list[bool]) -> float | None:
+        return round(100.0 * sum(values) / len(values), 1) if values else None
+
+    return {
+        "accuracy": 100.0 * sum(s.correct for s in scores) / len(scores) if scores else 0.0,
+        "n": len(scores),
+        "by_tag": {t: share([s.correct for s in scores if s.tag == t]) for t in tags},
+        "parts": {part: share([getattr(s, part) for s in scores if getattr(s, part) is not None])
+                  for part in ("objects", "counts", "colours", "position")},
+    }
+
+
 _COLD = """
 import json, sys
 from plan_and_render.planner.backends import get_planner
@@ -190,12 +217,10 @@ def compare_with_rules(runner: Runner, sets: list[str], limit: int | None, seed:
     parser's fails ("helped") and the reverse ("hurt") - what a cross-checked
     planner adds to the parser it checks against."""
     rules = Runner("rules", {}, seed, runner.geometry)
-    loaders = {"spatial": lambda: load_nsr_spatial("val"), "counting": lambda: load_nsr_counting("val"),
-               "lmd": load_lmd}
     out: dict = {}
     for name in sets:
         helped = hurt = changed = 0
-        for rec in spread(loaders[name](), limit):
+        for rec in spread(LOADERS[name](), limit):
             a, b = runner.plan(rec["prompt"]), rules.plan(rec["prompt"])
             ok_a, ok_b = _passes(name, a, rec, runner.geometry), _passes(name, b, rec, runner.geometry)
             helped += ok_a and not ok_b
@@ -207,6 +232,8 @@ def compare_with_rules(runner: Runner, sets: list[str], limit: int | None, seed:
 
 
 def _passes(name: str, plan: ScenePlan | None, rec: dict, geometry: bool) -> bool:
+    if name == "geneval":
+        return plan is not None and score_geneval(plan, rec).correct
     if name == "counting":
         return bool(score_nsr_counting(plan.objects if plan is not None else [], rec).correct)
     if name == "spatial":
@@ -229,6 +256,8 @@ def benchmark(spec: str, sets: list[str], limit: int | None, seed: int, options:
     if "lmd" in sets:
         records = spread(load_lmd(), limit)
         out["lmd"] = run_lmd(runner, records if geometry else [r for r in records if r["type"] != "spatial"])
+    if "geneval" in sets:
+        out["geneval"] = run_geneval(runner, spread(load_geneval(), limit))
     out["prompts_planned"] = len(runner.cache)
     out["median_s_per_prompt"] = statistics.median(runner.times) if runner.times else None
     out["mean_s_per_prompt"] = statistics.fmean(runner.times) if runner.times else None
@@ -269,16 +298,17 @@ def print_table(results: dict) -> None:
     from rich.table import Table
 
     table = Table(title="Planner benchmarks (layout level, %)")
-    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "s/prompt", "cold s*", "errors"):
+    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "GenEval", "s/prompt", "cold s*", "errors"):
         table.add_column(col, justify="right" if col != "backend" else "left")
     for spec, res in results.items():
-        sp, ct, lmd = res.get("nsr_spatial"), res.get("nsr_counting"), res.get("lmd")
+        sp, ct, lmd, ge = res.get("nsr_spatial"), res.get("nsr_counting"), res.get("lmd"), res.get("geneval")
         table.add_row(
             spec,
             (f"{sp['accuracy']:.1f}" if sp["accuracy"] is not None else "-") + f" ({sp['relation_stated']:.1f})"
             if sp else "-",
             f"{ct['precision']:.1f}/{ct['recall']:.1f}/{ct['accuracy']:.1f}" if ct else "-",
             f"{lmd['accuracy']:.1f}" if lmd else "-",
+            f"{ge['accuracy']:.1f}" if ge else "-",
             f"{res['median_s_per_prompt']:.4f}" if res.get("median_s_per_prompt") is not None else "-",
             (f"{res['cold_start_process_s']:.2f}" if res.get("cold_start_process_s") is not None else
              f"{res['cold_start_s']:.2f}" if res.get("cold_start_s") is not None else "-"),
@@ -343,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec, res in results.items():
         res["limit"], res["seed"], res["command"] = args.limit, args.seed, command
         res["measured_on"] = f"{platform.node()} {platform.machine()} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        res["threads"] = os.environ.get("OMP_NUM_THREADS", "unset")
         data["backends"][spec] = res
     out.write_text(json.dumps(data, indent=2))
     print(f"wrote {out}")

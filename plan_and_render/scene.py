@@ -25,7 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .vocab import SYMMETRIC_PREDICATES, Depth, Predicate, Region, canonical_predicate
+from .vocab import (SYMMETRIC_PREDICATES, Depth, Predicate, Region, canonical_depth, canonical_predicate,
+                    canonical_region)
 
 SizeHint = Literal["tiny", "small", "medium", "large", "huge"]
 
@@ -126,6 +127,18 @@ class GraphObject(BaseModel):
         if not v:
             raise ValueError("must not be empty")
         return v
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _canonical_region(cls, v: object) -> object:
+        """Accept what a model may write ("upper left", "top-left corner", "middle") as the region it means."""
+        return canonical_region(v) or v if isinstance(v, str) else v
+
+    @field_validator("depth", mode="before")
+    @classmethod
+    def _canonical_depth(cls, v: object) -> object:
+        """Accept "in the distance", "far background", "close up" as the depth they mean."""
+        return canonical_depth(v) or v if isinstance(v, str) else v
 
 
 class GraphRelation(BaseModel):

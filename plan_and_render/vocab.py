@@ -36,6 +36,127 @@ REGIONS: tuple[str, ...] = get_args(Region)
 Depth = Literal["foreground", "background"]
 DEPTHS: tuple[str, ...] = get_args(Depth)
 
+# Region -> (column, row) of the canvas thirds its box centre lies in: 0 left / top, 1 middle,
+# 2 right / bottom, None where the region says nothing about that axis (plan-format.md).
+REGION_THIRDS: dict[str, tuple[int | None, int | None]] = {
+    "left": (0, None), "right": (2, None), "top": (None, 0), "bottom": (None, 2), "center": (1, 1),
+    "top_left": (0, 0), "top_right": (2, 0), "bottom_left": (0, 2), "bottom_right": (2, 2),
+}
+# Side words -> (axis, third): "h" columns, "v" rows, None the middle of whichever axis is left open
+SIDE_WORDS: dict[str, tuple[str | None, int]] = {
+    "left": ("h", 0), "right": ("h", 2), "top": ("v", 0), "bottom": ("v", 2), "upper": ("v", 0),
+    "lower": ("v", 2), "middle": (None, 1), "center": (None, 1), "centre": (None, 1), "left-hand": ("h", 0),
+    "right-hand": ("h", 2), "leftmost": ("h", 0), "rightmost": ("h", 2), "topmost": ("v", 0),
+    "bottommost": ("v", 2), "central": (None, 1), "high": ("v", 0), "low": ("v", 2),
+}
+# Depth words (a model or a person may write any of them) -> the Depth they mean
+DEPTH_WORDS: dict[str, str] = {
+    "foreground": "foreground", "fore": "foreground", "front": "foreground", "close": "foreground",
+    "close up": "foreground", "up close": "foreground", "near": "foreground", "nearby": "foreground",
+    "background": "background", "back": "background", "far": "background", "far away": "background",
+    "distance": "background", "distant": "background", "far off": "background", "far background": "background",
+}
+
+
+# Phrases that state a depth outright (DEPTH_WORDS also holds words such as "near", which mostly relate objects)
+DEPTH_CUES: dict[str, tuple[str, ...]] = {
+    "foreground": ("foreground", "up close", "close up", "close to the camera", "near the camera", "at the front"),
+    "background": ("background", "distance", "distant", "far away", "far off", "horizon", "in the back",
+                   "at the back"),
+}
+
+
+def region_from_thirds(column: int | None, row: int | None) -> str | None:
+    """The region whose thirds are ``column`` / ``row`` (None: unconstrained). A middle third on
+    one axis only says nothing ("high up in the middle" is ``top``); both middle is ``center``."""
+    col = column if column in (0, 2) else None
+    r = row if row in (0, 2) else None
+    if col is None and r is None:
+        return "center" if 1 in (column, row) else None
+    for name, thirds in REGION_THIRDS.items():
+        if thirds == (col, r):
+            return name
+    return None  # pragma: no cover - every combination of 0/2/None is a region
+
+
+def canonical_region(text: object) -> str | None:
+    """The ``Region`` a phrasing means ("upper-left corner", "Top Right", "the middle",
+    "left side of the image" -> ``top_left``, ``top_right``, ``center``, ``left``), else None."""
+    if not isinstance(text, str):
+        return None
+    t = _clean_phrase(text)
+    if t.replace(" ", "_") in REGIONS:
+        return t.replace(" ", "_")
+    column = row = None
+    middle = False
+    for word in t.replace("dead ", "").split():
+        axis, third = SIDE_WORDS.get(word, ("", -1))
+        if axis == "h":
+            column = third
+        elif axis == "v":
+            row = third
+        elif axis is None:
+            middle = True
+    if column is None and row is None and not middle:
+        return None
+    return region_from_thirds(column if column is not None else (1 if middle else None),
+                              row if row is not None else (1 if middle else None))
+
+
+_FRAME_WORDS = frozenset("image picture photo photograph frame canvas scene view painting composition shot".split())
+_SIDE_TAILS = frozenset("side hand edge part corner half area region".split())
+
+
+def _absolute_side_words(text: str) -> set[str]:
+    """The side words of ``text`` that say where on the canvas, not beside what: "on the left"
+    and "the left side of the picture" count, "left of the dog", "to its left", "on top of" do not."""
+    words = _clean_phrase(text).split()
+    out = set()
+    for i, w in enumerate(words):
+        if w not in SIDE_WORDS or (i and words[i - 1] in ("its", "their", "his", "her")):
+            continue
+        j = i + 1
+        while j < len(words) and words[j] in _SIDE_TAILS:
+            j += 1
+        if j < len(words) and words[j] in ("of", "than"):
+            rest = [x for x in words[j + 1:j + 3] if x not in ("the", "this", "a", "an")]
+            if not rest or rest[0] not in _FRAME_WORDS:
+                continue
+        out.add(w)
+    return out
+
+
+def stated_region(region: str, text: str) -> bool:
+    """Does ``text`` have the side words ``region`` needs ("top_left": top or upper, and left), said of
+    the canvas rather than of another object? A language model's region is kept only when it is."""
+    words = _absolute_side_words(text)
+    column, row = REGION_THIRDS[region]
+    for axis, third in (("h", column), ("v", row)):
+        if third is None:
+            continue
+        if not any(SIDE_WORDS[w] == (axis, third) or (third == 1 and SIDE_WORDS[w][0] is None)
+                   for w in words if w in SIDE_WORDS):
+            return False
+    return True
+
+
+def stated_depth(depth: str, text: str) -> bool:
+    """Does ``text`` state ``depth`` ("in the distance", "up close in the foreground")?"""
+    t = f" {_clean_phrase(text)} "
+    return any(f" {cue} " in t or f" {cue}" in t and cue.isalpha() for cue in DEPTH_CUES.get(depth, ()))
+
+
+def canonical_depth(text: object) -> str | None:
+    """The ``Depth`` a phrasing means ("in the far background", "up close", "distance"), else None."""
+    if not isinstance(text, str):
+        return None
+    t = _clean_phrase(text)
+    t = re.sub(r"^(?:in|at|into|to|towards?)\s+(?:the\s+)?(?:very\s+)?", "", t)
+    if t in DEPTH_WORDS:
+        return DEPTH_WORDS[t]
+    hits = {DEPTH_WORDS[w] for w in t.split() if w in DEPTH_WORDS and w not in ("near", "close", "front", "back")}
+    return hits.pop() if len(hits) == 1 else None
+
 # predicate -> (axis, flip): each of these relations orders its two objects along
 # an axis, edge u -> v meaning "u comes first": further left (x), higher up (y),
 # further back (depth), contained in (containment); flip means the edge runs
@@ -229,7 +350,7 @@ ADJECTIVES: frozenset[str] = COLOURS | MATERIALS | frozenset(SIZE_WORDS) | DESCR
 COMPOUND_NOUNS: frozenset[str] = frozenset(
     """traffic light|fire hydrant|stop sign|parking meter|sports ball|baseball bat|baseball glove|tennis racket
     |wine glass|hot dog|potted plant|dining table|cell phone|teddy bear|hair drier|hair dryer|ice cream
-    |light bulb|red panda|brown bear|black bear|red pepper|green pepper|yellow pepper|white board|black board
+    |light bulb|red panda|red pepper|green pepper|yellow pepper|white board|black board
     |red wine|white wine|blue jay|gold fish|orange juice|paper plane|hot air balloon|christmas tree|palm tree
     |guinea pig|sea lion|sea turtle|big ben|little league|blue whale|white house|green bean|green beans
     |red bull|black widow|golden retriever|silver fish|clean room|light house|dark room""".replace("\n", "").split("|")
@@ -331,6 +452,8 @@ def singular_word(word: str) -> str:
         return w
     if w in IRREGULAR_PLURALS:
         return IRREGULAR_PLURALS[w]
+    if w.endswith("s") and w[:-1] in INVARIANT:
+        return w[:-1]  # "broccolis", "sheeps": an invariant noun given a plural anyway
     if w.endswith(("ss", "us", "is", "ous", "'s")):
         return w
     if w.endswith("ies") and len(w) > 4:

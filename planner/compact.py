@@ -5,13 +5,15 @@ lists one object of two and writes ``"on"`` for nearly every relation; asked
 for short lines that read like the prompt it copies counts, names and relation
 phrases correctly far more often. So ``local`` decodes this form::
 
-    Objects: 3 red apples; 1 table
+    Objects: 3 red apples; 1 table; 1 moon (top right, background)
     Relations: apples | on | table
     Background: a kitchen
     Excluded: none
 
 * an object is ``count phrase``; the phrase is words of the prompt, and
   ``plan_and_render.planner.normalize.normalize_name`` splits it into name, attributes, size;
+  an optional ``(region, depth)`` after it ("top left", "background") says where the
+  prompt puts it - the grammar offers only the regions and depths the prompt states;
 * a relation copies its phrase from the prompt (or a plain predicate name),
   and ``plan_and_render.vocab.canonical_predicate`` maps it; ``between`` takes two
   references;
@@ -33,7 +35,8 @@ import re
 from .expand import slug
 from .normalize import normalize_name, words
 from ..scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraphDraft
-from ..vocab import ADJECTIVES, PREDICATE_NAMES, PREDICATE_PHRASES, canonical_predicate, singularize
+from ..vocab import (ADJECTIVES, DEPTHS, PREDICATE_NAMES, PREDICATE_PHRASES, REGIONS, canonical_depth,
+                     canonical_predicate, canonical_region, singularize, stated_depth, stated_region)
 
 MAX_OBJECTS, MAX_RELATIONS, MAX_EXCLUDED, MAX_PHRASE_WORDS = 8, 8, 4, 4
 BASE_PHRASES = tuple(p.replace("_", " ") for p in PREDICATE_NAMES if p != "between")
@@ -62,7 +65,7 @@ def answer_lines(graph: SceneGraphDraft | dict, prompt: str = "") -> str:
     """The line-form answer for a scene graph (objects as ``count attributes name``)."""
     g = graph if isinstance(graph, SceneGraphDraft) else SceneGraphDraft.model_validate(graph)
     names = {o.id: o.name for o in g.objects}
-    objs = "; ".join(f"{o.count} {' '.join([*([o.size] if o.size else []), *o.attributes, o.name])}"
+    objs = "; ".join(f"{o.count} {' '.join([*([o.size] if o.size else []), *o.attributes, o.name])}{place(o)}"
                      for o in g.objects) or "none"
     rels = []
     for r in g.relations:
@@ -74,6 +77,18 @@ def answer_lines(graph: SceneGraphDraft | dict, prompt: str = "") -> str:
                         f"{names.get(r.object, r.object)}")
     return (f"Objects: {objs}\nRelations: {'; '.join(rels) or 'none'}\n"
             f"Background: {g.background or 'none'}\nExcluded: {', '.join(g.excluded) or 'none'}")
+
+
+def place(obj: GraphObject) -> str:
+    """`` (top left, background)``: an object's region and depth in the line form, or ""."""
+    parts = [p.replace("_", " ") for p in (obj.region, obj.depth) if p]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def stated_places(prompt: str) -> tuple[list[str], list[str]]:
+    """The regions and depths the prompt states (in the line form's spelling): all an answer may use."""
+    regions = [r.replace("_", " ") for r in REGIONS if stated_region(r, prompt)]
+    return regions, [d for d in DEPTHS if stated_depth(d, prompt)]
 
 
 # --------------------------------------------------------------------------
@@ -127,7 +142,7 @@ def grounded_grammar(prompt: str) -> str:
     return "\n".join([
         'root ::= " " objects "\\nRelations: " relations "\\nBackground: " background "\\nExcluded: " excluded "\\n"',
         f'objects ::= "none" | object ("; " object){{0,{MAX_OBJECTS - 1}}}',
-        'object ::= count " " name',
+        *where_rules(prompt),
         'count ::= [1-9] | [1-2] [0-9] | "30"',
         relations_rule(prompt),
         'background ::= "none" | place',
@@ -135,6 +150,16 @@ def grounded_grammar(prompt: str) -> str:
         f"name ::= {_alt(names)}",
         f"place ::= {_alt(places)}",
     ] + ([f"phrase ::= {_alt(relation_phrases(prompt))}"] if relation_phrases(prompt) else []))
+
+
+def where_rules(prompt: str) -> list[str]:
+    """``object``: ``count name``, and `` (region, depth)`` only when the prompt states one."""
+    regions, depths = stated_places(prompt)
+    if not regions and not depths:
+        return ['object ::= count " " name']
+    shapes = [s for s, ok in (("region", regions), ("depth", depths), ('region ", " depth', regions and depths)) if ok]
+    return ['object ::= count " " name (" (" where ")")?', f"where ::= {' | '.join(shapes)}"] + \
+        ([f"region ::= {_alt(regions)}"] if regions else []) + ([f"depth ::= {_alt(depths)}"] if depths else [])
 
 
 def relations_rule(prompt: str) -> str:
@@ -154,7 +179,7 @@ def relations_rule(prompt: str) -> str:
 # Back to a SceneGraph
 # --------------------------------------------------------------------------
 
-_OBJECT = re.compile(r"^(\d+)\s+(.+)$")
+_OBJECT = re.compile(r"^(\d+)\s+(.+?)(?:\s*\(([^()]*)\))?$")
 
 
 def parse_lines(text: str) -> SceneGraphDraft:
@@ -178,6 +203,9 @@ def parse_lines(text: str) -> SceneGraphDraft:
         if not m:
             continue
         parts = normalize_name(m.group(2))
+        where = [w.strip() for w in (m.group(3) or "").split(",") if w.strip()]
+        region = next((r for r in map(canonical_region, where) if r), None)
+        depth = next((d for d in map(canonical_depth, where) if d), None)
         base = slug(parts.name)
         oid, k = base, 2
         while any(o.id == oid for o in objects):
@@ -185,7 +213,7 @@ def parse_lines(text: str) -> SceneGraphDraft:
         for key in (m.group(2), parts.name, singularize(m.group(2))):
             ids.setdefault(key.lower(), oid)
         objects.append(GraphObject(id=oid, name=parts.name, count=max(1, min(MAX_INSTANCES, int(m.group(1)))),
-                                   attributes=parts.attributes, size=parts.size))
+                                   attributes=parts.attributes, size=parts.size, region=region, depth=depth))
 
     def ref(phrase: str) -> str:
         p = phrase.strip().lower()

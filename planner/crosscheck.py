@@ -21,6 +21,9 @@ count                   agreement -> that count. Otherwise the side whose number
                         neither are, the rules parser's count.
 attributes              the rules parser's when it found any, else the model's
                         words that occur in the prompt.
+region, depth           the rules parser's when it found one, else the model's
+                        when the prompt states it (``vocab.stated_region`` /
+                        ``stated_depth``: "top_left" needs a top and a left word).
 relations               per object pair: the rules parser's relation when it has
                         one; a model-only relation is kept when a phrase of its
                         predicate occurs in the prompt between the two names,
@@ -45,7 +48,7 @@ from .expand import slug
 from .graph import check_graph
 from .normalize import build_graph, negated_in_prompt, words
 from ..scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft, first_error
-from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize
+from ..vocab import ADJECTIVES, COUNT_PHRASES, PREDICATE_PHRASES, parse_count, singularize, stated_depth, stated_region
 
 _NON_OBJECTS = frozenset(
     """photo picture image scene view realistic photograph illustration drawing painting shot closeup background
@@ -176,6 +179,16 @@ class Merge:
     model_added: int = 0  # objects, counts, attributes or relations the final graph takes from the model
 
 
+def _stated_placement(prompt: str, model: GraphObject, rules: GraphObject | None) -> dict:
+    """The model's region / depth for an object where the rules parser has none and the prompt states it."""
+    out = {}
+    if model.region and not (rules and rules.region) and stated_region(model.region, prompt):
+        out["region"] = model.region
+    if model.depth and not (rules and rules.depth) and stated_depth(model.depth, prompt):
+        out["depth"] = model.depth
+    return out
+
+
 def _key(name: str) -> str:
     return singularize(name.lower().strip())
 
@@ -210,6 +223,11 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
                     obj = obj.model_copy(update={"attributes": attrs})
                     notes.append(f"{r.id}: attributes {attrs} from the model")
                     added += 1
+            placed = _stated_placement(prompt, m, r)
+            if placed:
+                obj = obj.model_copy(update=placed)
+                notes.append(f"{r.id}: {', '.join(f'{k} {v}' for k, v in placed.items())} from the model")
+                added += 1
         objects.append(obj)
     taken = {o.id for o in objects}
     for m in model.objects:
@@ -230,7 +248,8 @@ def merge(prompt: str, model: SceneGraph | None, rules: SceneGraph) -> Merge:
             oid, n = f"{slug(m.name)}_{n}", n + 1
         taken.add(oid)
         id_map[m.id] = oid
-        objects.append(m.model_copy(update={"id": oid, "attributes": [a for a in m.attributes if a in words(prompt)]}))
+        objects.append(m.model_copy(update={"id": oid, "attributes": [a for a in m.attributes if a in words(prompt)],
+                                            "region": None, "depth": None, **_stated_placement(prompt, m, None)}))
         notes.append(f"added model object {m.name!r} (the rules parser missed it)")
         added += 1
 

@@ -20,7 +20,13 @@ Geometry policy (the contract the tests check):
   holds is *updated* to the weaker, opposite or other directional predicate
   that now holds ("on" -> "above", "right_of" -> "left_of" after moving past,
   "behind" -> "in_front_of") or, if none holds, *dropped*; either way a note
-  names it. The user asked for the move, so it wins.
+  names it. A region or depth of a changed object that no longer holds is
+  dropped with a note (``swap`` exchanges them first). The user asked for the
+  move, so it wins.
+* A ``move`` (or ``add``) with a ``region`` and / or ``depth`` ("move the cat to
+  the top right corner", "put the dog in the foreground") sets them and
+  re-solves the object with every other box fixed; relations and regions of
+  the moved object that cannot hold with the new place are dropped with a note.
 * ``relate`` (and a relative ``move``) replaces the relations between the same
   two objects; relations of the subject to third objects that would form a
   contradiction (an ordering cycle, or a conflict the solver names) are
@@ -38,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConflictError, PlanAndRenderError
 from ..geometry import relation_holds, solve
+from ..geometry.check import Placement, check_placements, placements
 from .expand import article, slug
 from .graph import find_conflicts
 from ..scene import (
@@ -53,7 +60,8 @@ from ..scene import (
     first_error,
     relation_text,
 )
-from ..vocab import COLOURS, MATERIALS, SIZE_WORDS, Predicate, canonical_predicate, pluralize, singularize
+from ..vocab import (COLOURS, MATERIALS, SIZE_WORDS, Depth, Predicate, Region, canonical_depth, canonical_predicate,
+                     canonical_region, pluralize, singularize)
 
 __all__ = [
     "AMOUNTS", "AddOp", "Applied", "BackgroundOp", "ChangeOp", "ClarifyOp", "EditError", "EditOp", "EditScript",
@@ -96,6 +104,23 @@ class _Op(BaseModel):
         """Accept what a model may write ("on top of", "left-of") as the predicate it means."""
         return (canonical_predicate(v) or v) if isinstance(v, str) else v
 
+    @field_validator("region", mode="before", check_fields=False)
+    @classmethod
+    def _canonical_region(cls, v: object) -> object:
+        """Accept "upper left corner", "middle" as the region they mean."""
+        return (canonical_region(v) or v) if isinstance(v, str) else v
+
+    @field_validator("depth", mode="before", check_fields=False)
+    @classmethod
+    def _canonical_depth(cls, v: object) -> object:
+        """Accept "front", "in the distance" as the depth they mean."""
+        return (canonical_depth(v) or v) if isinstance(v, str) else v
+
+
+_REGION = "part of the picture it belongs in: left, right, top, bottom, center, top_left, top_right, bottom_left, " \
+    "bottom_right"
+_DEPTH = "foreground (near, larger, low) or background (far, smaller, higher up)"
+
 
 class AddOp(_Op):
     """Add ``count`` new instances, optionally related to an existing object."""
@@ -108,6 +133,8 @@ class AddOp(_Op):
     predicate: Predicate | None = Field(default=None, description="relation of the new object to `reference`")
     reference: str | None = Field(default=None, description=_TARGET)
     reference2: str | None = Field(default=None, description="second reference, only for 'between'")
+    region: Region | None = Field(default=None, description=_REGION)
+    depth: Depth | None = Field(default=None, description=_DEPTH)
 
     @model_validator(mode="after")
     def _relation_complete(self) -> "AddOp":
@@ -128,7 +155,8 @@ class RemoveOp(_Op):
 
 
 class MoveOp(_Op):
-    """Move by a direction and amount, or relative to another object (predicate + reference)."""
+    """Move by a direction and amount, relative to another object (predicate + reference), or to a
+    part of the picture (region) and / or a depth."""
 
     op: Literal["move"] = "move"
     target: str = Field(description=_TARGET)
@@ -137,11 +165,15 @@ class MoveOp(_Op):
     predicate: Predicate | None = None
     reference: str | None = None
     reference2: str | None = None
+    region: Region | None = Field(default=None, description=_REGION)
+    depth: Depth | None = Field(default=None, description=_DEPTH)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "MoveOp":
-        if self.direction is None and self.predicate is None:
-            raise ValueError("a move needs either a direction or a predicate with a reference object")
+        if self.direction is None and self.predicate is None and self.region is None and self.depth is None:
+            raise ValueError("a move needs a direction, a predicate with a reference object, a region or a depth")
+        if self.direction is not None and (self.region is not None or self.depth is not None):
+            self.direction = None  # "to the top right corner" says more than "up" and "right"
         if self.direction is not None and self.predicate is not None:
             if not self.reference:
                 self.predicate = None  # a direction plus a dangling predicate: the direction is the move
@@ -400,7 +432,7 @@ def _add(s: _State, op: AddOp) -> None:
     attrs = [a.lower() for a in op.attributes]
     group = _group_for(s.plan, name, attrs)
     new = [PlanObject(id=i, name=name, phrase=_phrase(name, attrs, op.size), attributes=attrs, size=op.size,
-                      group=group) for i in fresh_ids(s.plan, name, op.count)]
+                      group=group, region=op.region, depth=op.depth) for i in fresh_ids(s.plan, name, op.count)]
     s.plan.objects.extend(new)
     for o in new:
         if op.predicate == "between":
@@ -408,8 +440,9 @@ def _add(s: _State, op: AddOp) -> None:
                                  for a in refs for b in refs2 if a != b]
         elif op.predicate:
             s.plan.relations += [PlanRelation(subject=o.id, predicate=op.predicate, object=r) for r in refs]
-    _resolve_layout(s, [o.id for o in new])
+    _resolve_layout(s, [o.id for o in new], fresh=placements(new))
     where = f" {op.predicate} {', '.join(refs)}" if op.predicate else ""
+    where += "".join(f", {k} {v}" for k, v in (("region", op.region), ("depth", op.depth)) if v)
     s.notes.append(f"added {', '.join(o.id for o in new)} ({new[0].phrase}){where}")
 
 
@@ -432,6 +465,9 @@ def _union(boxes: list[Box]) -> Box:
 
 def _move(s: _State, op: MoveOp) -> None:
     ids = resolve_target(s.plan, op.target)
+    if op.region is not None or op.depth is not None:
+        _place_op(s, ids, op)
+        return
     if op.predicate is not None:
         _relate(s, RelateOp(subject=op.target, predicate=op.predicate, object=op.reference or "",
                             object2=op.reference2), verb="moved")
@@ -454,6 +490,26 @@ def _move(s: _State, op: MoveOp) -> None:
         s.set_box(i, (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy))
     s.notes.append(f"moved {', '.join(ids)} {op.direction} by {max(abs(dx), abs(dy)):.2f} of the canvas")
     _recheck(s, ids)
+
+
+def _place_op(s: _State, ids: list[str], op: MoveOp) -> None:
+    """Set the region / depth of ``ids`` and re-place them (relative to ``op.reference`` when given)."""
+    fresh = []
+    for i in ids:
+        o = s.obj(i)
+        o.region, o.depth = op.region or o.region, op.depth or o.depth
+        fresh += [p for p in placements([o]) if p.value in (op.region, op.depth)]
+        s.touched.append(i)
+    s.notes.append(f"placed {', '.join(ids)}: " + ", ".join(f"{k} {v}" for k, v in (("region", op.region),
+                                                                                ("depth", op.depth)) if v))
+    if op.predicate is not None:
+        _relate(s, RelateOp(subject=op.target, predicate=op.predicate, object=op.reference or "",
+                            object2=op.reference2), verb="moved", fresh=fresh)
+        return
+    try:
+        _resolve_layout(s, ids, fresh=fresh)
+    except ConflictError:  # the place needs room the kept boxes hold: lay the scene out again around it
+        _place(s, ids, everything=True)
 
 
 def _resize(s: _State, op: ResizeOp) -> None:
@@ -497,6 +553,8 @@ def _swap(s: _State, op: SwapOp) -> None:
 
     s.set_box(a, recentre(ba, bb))
     s.set_box(b, recentre(bb, ba))
+    oa, ob = s.obj(a), s.obj(b)
+    (oa.region, oa.depth), (ob.region, ob.depth) = (ob.region, ob.depth), (oa.region, oa.depth)
     swap = {a: b, b: a}
     s.plan.relations = [
         PlanRelation(**{**r.model_dump(), "subject": swap.get(r.subject, r.subject),
@@ -561,7 +619,7 @@ def _group_for_change(plan: ScenePlan, obj: PlanObject) -> str:
     return gid
 
 
-def _relate(s: _State, op: RelateOp, verb: str = "related") -> None:
+def _relate(s: _State, op: RelateOp, verb: str = "related", fresh: list[Placement] | None = None) -> None:
     subs = resolve_target(s.plan, op.subject)
     objs = resolve_target(s.plan, op.object)
     objs2 = resolve_target(s.plan, op.object2) if op.object2 else []
@@ -577,39 +635,50 @@ def _relate(s: _State, op: RelateOp, verb: str = "related") -> None:
     else:
         new = [PlanRelation(subject=x, predicate=op.predicate, object=t) for x in subs for t in objs]
     s.plan.relations = kept + new
-    dropped = _drop_contradictions(s, new, set(subs))
+    dropped = _drop_contradictions(s, new, set(subs), fresh or [])
     note = f"{verb} {', '.join(subs)}: now {'; '.join(relation_text(r) for r in new)}"
     if replaced:
         note += f" (replaces {'; '.join(relation_text(r) for r in replaced)})"
     if dropped:
-        note += f" (dropped contradicting {'; '.join(relation_text(r) for r in dropped)})"
+        note += f" (dropped contradicting {'; '.join(map(str, dropped))})"
     s.notes.append(note)
-    _resolve_layout(s, subs, new)
+    _resolve_layout(s, subs, new, fresh or [])
 
 
-def _drop_contradictions(s: _State, new: list[PlanRelation], subjects: set[str]) -> list[PlanRelation]:
-    """Remove older relations of ``subjects`` that form an ordering cycle with the new ones."""
-    dropped: list[PlanRelation] = []
-    for _ in range(len(s.plan.relations)):
+def _drop_contradictions(s: _State, new: list[PlanRelation], subjects: set[str],
+                         fresh: list[Placement] = ()) -> list[PlanRelation | Placement]:
+    """Remove older relations and regions / depths of ``subjects`` that form an ordering cycle
+    (or put a pair in two sectors) with the new relations and ``fresh`` placements."""
+    dropped: list[PlanRelation | Placement] = []
+    for _ in range(len(s.plan.relations) + 2 * len(s.plan.objects)):
         graph = _as_graph(s.plan)
         cycles = find_conflicts(graph)
         if not cycles:
             break
         cycle = cycles[0]
         index = {id(g): i for i, g in enumerate(graph.relations)}
-        victims = [s.plan.relations[index[id(g)]] for g in cycle]
-        victim = next((r for r in victims if r not in new and (r.subject in subjects or r.object in subjects)), None)
+        victims = [g if isinstance(g, Placement) else s.plan.relations[index[id(g)]] for g in cycle]
+        victim = next((r for r in victims if r not in new and r not in fresh and (
+            r.subject in subjects or not isinstance(r, Placement) and r.object in subjects)), None)
         if victim is None:
-            raise ConflictError("conflicting relations: " + ", ".join(relation_text(r) for r in victims))
-        s.plan.relations.remove(victim)
+            raise ConflictError("conflicting relations: " + ", ".join(map(str, victims)))
+        _forget(s, victim)
         dropped.append(victim)
     return dropped
 
 
+def _forget(s: _State, item: PlanRelation | Placement) -> None:
+    """Drop a relation, or an object's region / depth."""
+    if isinstance(item, Placement):
+        setattr(s.obj(item.subject), item.kind, None)
+    else:
+        s.plan.relations.remove(item)
+
+
 def _as_graph(plan: ScenePlan) -> SceneGraph:
-    """Instances as one-member groups, so the graph checks run on plan ids."""
+    """Instances as one-member groups (with their regions and depths), so the graph checks run on plan ids."""
     return SceneGraph(
-        objects=[GraphObject(id=o.id, name=o.name, count=1) for o in plan.objects],
+        objects=[GraphObject(id=o.id, name=o.name, count=1, region=o.region, depth=o.depth) for o in plan.objects],
         relations=[GraphRelation(subject=r.subject, predicate=r.predicate, object=r.object, object2=r.object2)
                    for r in plan.relations],
     )
@@ -655,31 +724,40 @@ def _neighbours(plan: ScenePlan, ids: set[str]) -> set[str]:
     return out - ids
 
 
-def _resolve_layout(s: _State, free: list[str], new: list[PlanRelation] | None = None) -> None:
+def _resolve_layout(s: _State, free: list[str], new: list[PlanRelation] | None = None,
+                    fresh: list[Placement] = ()) -> None:
     """Place ``free`` objects with every other box fixed; free their neighbours only if that fails.
 
-    When even that is impossible and the solver's conflict names older relations
-    of the free objects, those are dropped (the newest instruction wins) and the
-    placement is tried once more.
+    When even that is impossible and the solver's conflict names older relations,
+    regions or depths of the free objects, those are dropped (the newest
+    instruction - ``new`` relations, ``fresh`` placements - wins) and the placement
+    is tried once more.
     """
     try:
         _place(s, free)
         return
     except ConflictError as exc:
         older = [r for r in s.plan.relations if r not in (new or []) and set(free) & {r.subject, r.object, r.object2}]
-        named = [r for r in older if relation_text(r) in exc.message]
-        if not new or not named:
+        older += [p for p in placements(s.obj(i) for i in free) if p not in fresh]
+        named = [r for r in older if f"{r}," in f"{exc.message}," or f"{r} (" in exc.message]
+        if not (new or fresh) or not named:
             raise
-    s.plan.relations = [r for r in s.plan.relations if r not in named]
+    for item in named:
+        _forget(s, item)
     _place(s, free)
-    s.notes.append(f"dropped {'; '.join(relation_text(r) for r in named)} (it cannot hold together with the edit)")
+    s.notes.append(f"dropped {'; '.join(map(str, named))} (it cannot hold together with the edit)")
 
 
-def _place(s: _State, free: list[str]) -> None:
+def _place(s: _State, free: list[str], everything: bool = False) -> None:
+    """Solve ``free`` with the other boxes fixed; then with their neighbours free too; with
+    ``everything``, finally with every box free ("put the vase in the foreground" may need the
+    table it stood in front of to move)."""
     free_set = set(free)
     tries = [free_set, free_set | _neighbours(s.plan, free_set)]
     if tries[1] == tries[0]:
         tries = tries[:1]
+    if everything:
+        tries.append({o.id for o in s.plan.objects})
     error: ConflictError | None = None
     for extra, loose in enumerate(tries):
         fixed = {o.id: tuple(o.box) for o in s.plan.objects if o.id not in loose}
@@ -733,6 +811,25 @@ def _recheck(s: _State, changed: list[str]) -> None:
         else:
             s.notes.append(f"'{relation_text(r)}' no longer holds; dropped it")
     s.plan.relations = out
+    _recheck_placements(s, changed)
+
+
+def _recheck_placements(s: _State, changed: list[str]) -> None:
+    """Drop the regions and depths that a direct change broke: the changed objects' own, or, when a
+    background object now sits lower than a changed foreground one, the foreground's depth."""
+    for _ in range(2):
+        boxes = {o.id: tuple(o.box) for o in s.plan.objects}
+        broken = check_placements(boxes, s.plan.objects, s.plan.canvas)
+        if not broken:
+            return
+        for v in broken:
+            p = v.relation
+            culprits = [p] if p.subject in changed else [
+                q for q in placements(s.obj(i) for i in changed) if q.value == "foreground"]
+            for q in culprits:
+                if getattr(s.obj(q.subject), q.kind) is not None:
+                    _forget(s, q)
+                    s.notes.append(f"'{q}' no longer holds; dropped it")
 
 
 # --------------------------------------------------------------------------
@@ -772,6 +869,10 @@ def describe(plan: ScenePlan) -> str:
         seen.add(key)
         tail = f" and {label[key[3]]}" if key[3] else ""
         clauses.append(f"{label[key[0]]} {_PRED_WORDS[r.predicate]} {label[key[2]]}{tail}")
+    for g, members in groups.items():  # "the cat in the top right corner", "the dog in the foreground"
+        where = [_WHERE.get(p.value, f"in the {p.value}") for p in placements(members[:1])]
+        if where:
+            clauses.append(f"{label[g]} {' and '.join(where)}")
     if clauses:
         text += "; " + ", ".join(clauses)
     if plan.background:
@@ -779,6 +880,9 @@ def describe(plan: ScenePlan) -> str:
     return text
 
 
+_WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
+          "center": "in the center", "top_left": "in the top left corner", "top_right": "in the top right corner",
+          "bottom_left": "in the bottom left corner", "bottom_right": "in the bottom right corner"}
 _NUMBER = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 
 

@@ -84,7 +84,10 @@ def normalize_name(raw: str) -> NameParts:
         words = words[1:]
     attributes: list[str] = []
     size: str | None = None
-    while len(words) > 1 and words[0] in ADJECTIVES and " ".join(words[:2]) not in COMPOUND_NOUNS:
+    # an adjective starts the name only as part of a compound ("red panda"), unless the words after it
+    # are a compound themselves ("white wine glass" is a white "wine glass")
+    while len(words) > 1 and words[0] in ADJECTIVES and (" ".join(words[:2]) not in COMPOUND_NOUNS
+                                                         or " ".join(words[1:]) in COMPOUND_NOUNS):
         adj = words.pop(0)
         if adj in SIZE_WORDS and size is None:
             size = SIZE_WORDS[adj]
@@ -124,7 +127,8 @@ def _normalize_object(obj: GraphObject, warnings: list[str]) -> GraphObject:
     size = size or parts.size
     if parts.name != obj.name:
         warnings.append(f"{obj.id}: name {obj.name!r} normalised to {parts.name!r}")
-    return GraphObject(id=obj.id.strip(), name=parts.name or obj.name, count=count, attributes=_dedupe(attributes), size=size)
+    return GraphObject(id=obj.id.strip(), name=parts.name or obj.name, count=count, attributes=_dedupe(attributes),
+                       size=size, region=obj.region, depth=obj.depth)
 
 
 def _unique_ids(objects: list[GraphObject], warnings: list[str]) -> list[GraphObject]:

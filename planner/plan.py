@@ -10,8 +10,11 @@ import re
 
 from pydantic import ValidationError
 
+from itertools import islice
+from typing import Iterable
+
 from .. import vocab
-from ..errors import InvalidPromptError
+from ..errors import ConflictError, InvalidPromptError
 from ..geometry import solve
 from ..scene import (MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraphDraft, clean_text,
                      first_error)
@@ -134,6 +137,25 @@ def plan_from_graph(prompt: str, graph: SceneGraphDraft, canvas: Canvas | None =
         raise InvalidPromptError(f"the prompt makes an invalid plan: {first_error(e)}") from None
 
 
+MAX_READINGS = 8  # readings of one prompt the planner tries before it reports a conflict
+
+
+def plan_first_reading(prompt: str, readings: Iterable[SceneGraphDraft], canvas: Canvas | None = None,
+                       seed: int = 0) -> ScenePlan:
+    """The plan of the first reading (a backend's ``readings``) whose relations, regions and depths
+    can all hold. When none can, the first reading's ``ConflictError`` names its relations: a
+    conflict is reported only when every reading contradicts itself."""
+    first: ConflictError | None = None
+    for graph in islice(readings, MAX_READINGS):
+        try:
+            return plan_from_graph(prompt, graph, canvas, seed)
+        except ConflictError as e:
+            first = first or e
+    if first is None:  # a backend that read nothing at all
+        raise InvalidPromptError("no objects found in the prompt: name at least one thing to draw")
+    raise first
+
+
 def make_plan(
     prompt: str,
     planner: str | Planner = "local",
@@ -144,12 +166,18 @@ def make_plan(
     """Plan one prompt. ``planner`` is a backend spec or an already-built backend."""
     prompt = validate_prompt(prompt)
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
-    graph = backend.graph(prompt)
     non_english = looks_non_english(prompt)
+    tried: list[SceneGraphDraft] = []
+
+    def readings():
+        for graph in backend.readings(prompt):
+            tried.append(graph)
+            yield graph
+
     try:
-        plan = plan_from_graph(prompt, graph, canvas, seed)
+        plan = plan_first_reading(prompt, readings(), canvas, seed)
     except InvalidPromptError as e:
-        if non_english and not graph.objects:
+        if non_english and not (tried and tried[-1].objects):
             raise InvalidPromptError(f"{e.message} (the prompt does not look like English; rephrase it in English "
                                      "or use a language-model planner such as --planner local)") from None
         raise

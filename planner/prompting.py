@@ -67,7 +67,8 @@ def scene_summary(context: dict) -> str:
     lines = ["Scene (boxes are [x0, y0, x1, y1], 0..1, y grows downwards):"]
     for o in plan.get("objects", []):
         box = ", ".join(f"{v:.2f}" for v in o.get("box", ()))
-        lines.append(f"- {o['id']}: {o.get('phrase') or o.get('name', '')} [{box}]")
+        where = "".join(f", {k} {o[k]}" for k in ("region", "depth") if o.get(k))
+        lines.append(f"- {o['id']}: {o.get('phrase') or o.get('name', '')} [{box}]{where}")
     if not plan.get("objects"):
         lines.append("- (no objects)")
     rels = []

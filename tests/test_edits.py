@@ -439,8 +439,8 @@ PHRASINGS = [
     ("can you move the vase closer to the cat", {"op": "move", "target": "vase-1", "predicate": "near",
                                                  "reference": "cat-1"}),
     ("move the cat away from the vase", {"op": "move", "target": "cat-1", "direction": "left"}),
-    ("move the cat to the top right corner", {"op": "move", "target": "cat-1", "direction": "right",
-                                              "amount": "max"}),
+    ("move the cat to the top right corner", {"op": "move", "target": "cat-1", "region": "top_right",
+                                              "direction": None}),
     ("the cat goes left", {"op": "move", "target": "cat-1", "direction": "left"}),
     ("the cat is too far left", {"op": "move", "target": "cat-1", "direction": "right"}),
     ("the vase is too high", {"op": "move", "target": "vase-1", "direction": "down"}),
@@ -496,7 +496,7 @@ def test_chained_and_listed_phrasings_give_several_ops():
     assert [(o.op, getattr(o, "predicate", None)) for o in ops] == [("add", "on"), ("relate", "right_of")]
     assert ops[1].subject == "cup-1" and ops[1].object == "vase-1"
     ops = parse_edit("move the cat to the top left corner", _plan()).ops
-    assert sorted((o.direction, o.amount) for o in ops) == [("left", "max"), ("up", "max")]
+    assert [(o.op, o.target, o.region, o.direction) for o in ops] == [("move", "cat-1", "top_left", None)]
     assert [o.target for o in parse_edit("remove the table and the vase", _plan()).ops] == ["table-1", "vase-1"]
     with pytest.raises(EditError, match="no relation 'cat-1 behind vase-1'"):
         parse_edit("the cat should not be behind the vase", _plan())
@@ -610,3 +610,114 @@ def test_fewshot_edit_examples_are_valid_scripts():
                     assert value in ids, (ex["instruction"], field, value)
     assert len(edit_messages("x", edit_context(_plan()))) == 2 + 2 * len(shots)
     assert edit_completion("x", edit_context(_plan())).endswith("Instruction: x\nEdit: ")
+
+
+# --------------------------------------------------------------------------
+# regions and depth in chat edits
+# --------------------------------------------------------------------------
+
+from plan_and_render.geometry.check import DepthPrior, region_holds  # noqa: E402
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("move the cat to the top right corner", {"op": "move", "target": "cat-1", "region": "top_right"}),
+    ("drag the vase into the upper left of the picture", {"op": "move", "target": "vase-1", "region": "top_left"}),
+    ("put the cat in the foreground", {"op": "move", "target": "cat-1", "depth": "foreground"}),
+    ("move the vase to the background", {"op": "move", "target": "vase-1", "depth": "background"}),
+    ("push the vase far away", {"op": "move", "target": "vase-1", "depth": "background"}),
+    ("the cat should be in the bottom left corner", {"op": "move", "target": "cat-1", "region": "bottom_left"}),
+    ("the vase should be in the distance", {"op": "move", "target": "vase-1", "depth": "background"}),
+    ("add a tree in the background", {"op": "add", "name": "tree", "depth": "background", "region": None}),
+    ("add a bird in the top left corner", {"op": "add", "name": "bird", "region": "top_left"}),
+    ("add a lamp on the right", {"op": "add", "name": "lamp", "region": "right"}),
+    ("move the cat left", {"op": "move", "target": "cat-1", "direction": "left", "region": None}),
+])
+def test_rules_read_regions_and_depths_in_edits(text, expected):
+    ops = parse_edit(text, _plan()).ops
+    assert len(ops) == 1
+    got = ops[0].model_dump()
+    for key, value in expected.items():
+        assert got[key] == value, (key, got)
+
+
+def test_move_it_to_the_background_uses_the_previous_target():
+    ops = parse_edit("move it to the background", _plan(), last_targets=["vase-1"]).ops
+    assert [(o.op, o.target, o.depth) for o in ops] == [("move", "vase-1", "background")]
+
+
+def test_moving_to_a_region_places_it_there_and_keeps_the_others():
+    before = _plan()
+    out = apply(before, [{"op": "move", "target": "cat-1", "region": "top_right"}])
+    cat = out.plan.object_by_id("cat-1")
+    assert cat.region == "top_right" and region_holds("top_right", cat.box)
+    _untouched_equal(before, out.plan, set(out.touched))
+    assert check_plan(out.plan) == [] and any("region top_right" in n for n in out.notes)
+    assert "in the top right corner" in out.plan.prompt
+
+
+def test_a_region_that_contradicts_an_older_relation_drops_the_relation():
+    """The cat is left of the vase; sending it to the right third where the vase cannot follow drops that."""
+    out = apply(_plan(), [{"op": "move", "target": "cat-1", "region": "bottom_right"}])
+    assert out.plan.object_by_id("cat-1").region == "bottom_right" and check_plan(out.plan) == []
+    kept = {str(r) for r in out.plan.relations}
+    assert "cat-1 left_of vase-1" not in kept or region_holds("bottom_right", out.plan.object_by_id("cat-1").box)
+
+
+def test_put_in_the_foreground_makes_it_large_and_low():
+    out = apply(_plan(), [{"op": "move", "target": "cat-1", "depth": "foreground"}])
+    cat = out.plan.object_by_id("cat-1")
+    prior = DepthPrior.of(cat, out.plan.canvas)
+    x0, y0, x1, y1 = cat.box
+    assert cat.depth == "foreground" and y1 > 2 / 3 and (x1 - x0) * (y1 - y0) > prior.prior[0] * prior.prior[1]
+    assert check_plan(out.plan) == []
+
+
+def test_a_relation_against_a_region_drops_the_older_region():
+    """cat right, dog left, then "the cat left of the dog": the newest instruction wins over the cat's
+    region (the dog's stays); where both can hold, the solver keeps both."""
+    placed = apply(_plan(), [{"op": "move", "target": "cat-1", "region": "right"},
+                             {"op": "move", "target": "dog-1", "region": "left"}]).plan
+    out = apply(placed, [{"op": "relate", "subject": "cat-1", "predicate": "left_of", "object": "dog-1"}])
+    assert out.plan.object_by_id("cat-1").region is None and out.plan.object_by_id("dog-1").region == "left"
+    assert any("cat-1 region right" in n for n in out.notes) and check_plan(out.plan) == []
+    both = apply(apply(_plan(), [{"op": "move", "target": "cat-1", "region": "right"}]).plan,
+                 [{"op": "relate", "subject": "cat-1", "predicate": "left_of", "object": "dog-1"}])
+    assert both.plan.object_by_id("cat-1").region == "right" and check_plan(both.plan) == []
+
+
+def test_a_direct_move_drops_a_region_that_no_longer_holds():
+    placed = apply(_plan(), [{"op": "move", "target": "cat-1", "region": "left"}]).plan
+    out = apply(placed, [{"op": "move", "target": "cat-1", "direction": "right", "amount": "max"}])
+    assert out.plan.object_by_id("cat-1").region is None
+    assert any("'cat-1 region left' no longer holds" in n for n in out.notes) and check_plan(out.plan) == []
+    small = apply(placed, [{"op": "move", "target": "cat-1", "direction": "up", "amount": "small"}])
+    assert small.plan.object_by_id("cat-1").region == "left"  # still in the left third: kept
+
+
+def test_swap_exchanges_regions():
+    placed = apply(_plan(), [{"op": "move", "target": "dog-1", "region": "top_left"},
+                             {"op": "move", "target": "dog-2", "region": "top_right"}]).plan
+    out = apply(placed, [{"op": "swap", "first": "dog-1", "second": "dog-2"}])
+    d1, d2 = out.plan.object_by_id("dog-1"), out.plan.object_by_id("dog-2")
+    assert (d1.region, d2.region) == ("top_right", "top_left") and check_plan(out.plan) == []
+
+
+def test_adding_with_a_region_and_a_depth():
+    before = _plan()
+    out = apply(before, [{"op": "add", "name": "bird", "region": "top", "depth": "background"}])
+    bird = out.plan.object_by_id("bird-1")
+    assert (bird.region, bird.depth) == ("top", "background") and region_holds("top", bird.box)
+    _untouched_equal(before, out.plan, set(out.touched))
+    assert check_plan(out.plan) == []
+
+
+def test_edit_schema_takes_regions_and_depths_in_words():
+    op = MoveOp(target="cat-1", region="upper right", depth="in the distance", direction="up")
+    assert (op.region, op.depth, op.direction) == ("top_right", "background", None)
+    assert AddOp(name="cat", region="middle").region == "center"
+    schema = EditScript.model_json_schema()
+    assert "top_left" in json.dumps(schema["$defs"]["MoveOp"]) and "foreground" in json.dumps(schema["$defs"]["AddOp"])
+    with pytest.raises(ValidationError):
+        MoveOp(target="cat-1", region="somewhere")
+    with pytest.raises(ValidationError, match="a region or a depth"):
+        MoveOp(target="cat-1")

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from plan_and_render.errors import ConflictError
 from plan_and_render.geometry import OVERLAP_BOUND, check_relations, overlap_fraction, solve
-from plan_and_render.geometry.check import overlap_allowed
+from plan_and_render.geometry.check import FRONT_LINE, DepthPrior, check_placements, overlap_allowed, region_holds
 from plan_and_render.geometry.scenes import Scene, random_scene
 from plan_and_render.geometry.sizes import min_size
 from plan_and_render.geometry.solver import MARGIN
-from plan_and_render.scene import PlanRelation
+from plan_and_render.scene import Canvas, PlanObject, PlanRelation
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -27,13 +27,13 @@ sides = st.integers(4, 32).map(lambda k: 64 * k)  # 256..2048 px, any aspect rat
 
 
 @st.composite
-def scenes(draw, max_instances: int = 8) -> Scene:
+def scenes(draw, max_instances: int = 8, placements: bool = False) -> Scene:
     """Hypothesis draws the canvas, the instance budget and the generator's seed."""
     canvas = (draw(sides), draw(sides))
     n = draw(st.integers(1, max_instances))
     rng = random.Random(draw(st.integers(0, 2**32)))
     for _ in range(50):
-        scene = random_scene(rng, n, canvas=canvas)
+        scene = random_scene(rng, n, canvas=canvas, placements=placements)
         if scene is not None:
             return scene
     assume(False)
@@ -140,3 +140,59 @@ def test_the_generator_witness_is_a_valid_layout(scene):
     assert_valid(scene, scene.witness, fixed={i: None for i in scene.witness})  # margins differ (0.025 > MARGIN)
     lo, hi = 0.025 - 1e-9, 0.975 + 1e-9
     assert all(lo <= min(b) and max(b) <= hi for b in scene.witness.values())
+
+
+# --------------------------------------------------------------------------
+# regions and depths, together with the relations, at any aspect ratio
+# --------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(scenes(placements=True), st.integers(0, 2**16))
+def test_regions_and_depths_hold_with_random_relations(scene, seed):
+    """Scenes whose witness keeps some regions and depths (so they are satisfiable): every
+    region, depth and relation holds in the solved layout, at every aspect ratio."""
+    assert check_placements(scene.witness, scene.objects, scene.canvas) == []
+    layout = solve(scene.objects, scene.relations, scene.canvas, seed=seed)
+    assert_valid(scene, layout.boxes)
+    assert check_placements(layout.boxes, scene.objects, scene.canvas) == [], describe(scene)
+    for o in scene.objects:
+        if o.region:
+            assert region_holds(o.region, layout.boxes[o.id])
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes(placements=True), st.integers(0, 2**32))
+def test_kept_boxes_and_placements_together(scene, pick):
+    """Chat edits: re-solve some objects of a placed scene with the others kept."""
+    ids, rng = [o.id for o in scene.objects], random.Random(pick)
+    kept = {i: scene.witness[i] for i in rng.sample(ids, rng.randint(0, len(ids)))}
+    layout = solve(scene.objects, scene.relations, scene.canvas, seed=2, fixed=kept)
+    assert_valid(scene, layout.boxes, kept)
+    assert check_placements(layout.boxes, scene.objects, scene.canvas) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(["cat", "dog", "tree", "house", "cup", "car", "mountain", "bird"]), min_size=1,
+                max_size=4), st.lists(st.sampled_from([None, "foreground", "background"]), min_size=4, max_size=4),
+       sides, sides, st.integers(0, 2**16))
+def test_foreground_is_low_and_large_background_small_and_higher(names, depths, W, H, seed):
+    """The depth rules of plan-format.md, checked by hand on the solved boxes: a foreground box's
+    bottom edge is in the lowest third and its area beats the prior; a background box is smaller
+    (unless a backdrop or at the smallest size) and its bottom edge is above every foreground one."""
+    objects = [PlanObject(id=f"{n}-{k}", name=n, phrase=f"a {n}", depth=d)
+               for k, (n, d) in enumerate(zip(names, depths))]
+    canvas = Canvas(width=W, height=H)
+    fronts = [DepthPrior.of(o, canvas).prior for o in objects if o.depth == "foreground"]
+    # satisfiable: the foreground boxes, a bit larger than their priors, fit side by side along the bottom
+    assume(sum(1.2 * w for w, _ in fronts) <= 0.9 and all(1.2 * h <= 0.6 for _, h in fronts))
+    boxes = solve(objects, [], canvas, seed=seed).boxes
+    front_bottoms = [boxes[o.id][3] for o in objects if o.depth == "foreground"]
+    for o in objects:
+        b, prior = boxes[o.id], DepthPrior.of(o, canvas)
+        area, prior_area = (b[2] - b[0]) * (b[3] - b[1]), prior.prior[0] * prior.prior[1]
+        if o.depth == "foreground":
+            assert b[3] > FRONT_LINE and area > prior_area
+        elif o.depth == "background":
+            assert prior.backdrop or area < prior_area or prior.prior == prior.floor
+            assert all(b[3] < f for f in front_bottoms)

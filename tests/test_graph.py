@@ -50,6 +50,9 @@ def test_networkx_view_has_nodes_and_keyed_edges():
         ([("cat", "below", "dog"), ("dog", "below", "cat")], "cat-1 below dog-1, dog-1 below cat-1"),
         ([("cat", "inside", "dog"), ("dog", "inside", "cat")], "cat-1 inside dog-1, dog-1 inside cat-1"),
         ([("cat", "in_front_of", "dog"), ("cat", "behind", "dog")], "cat-1 in_front_of dog-1, cat-1 behind dog-1"),
+        # one pair in two sectors: the sector rule gives a pair one direction
+        ([("cat", "left_of", "dog"), ("cat", "above", "dog")], "cat-1 left_of dog-1, cat-1 above dog-1"),
+        ([("cat", "on", "dog"), ("dog", "next_to", "cat")], "cat-1 on dog-1, dog-1 next_to cat-1"),
     ],
 )
 def test_two_cycles_are_conflicts_naming_the_relations(relations, message):
@@ -80,7 +83,7 @@ def test_cyclic_inside_chain_is_a_conflict():
     "relations",
     [
         [("cat", "left_of", "dog"), ("dog", "left_of", "bird"), ("cat", "left_of", "bird")],
-        [("cat", "left_of", "dog"), ("cat", "above", "dog")],  # different axes
+        [("cat", "left_of", "dog"), ("cat", "above", "bird")],  # different axes, different pairs
         [("cat", "on", "dog"), ("dog", "above", "bird"), ("bird", "under", "dog")],
         [("cat", "next_to", "dog"), ("dog", "next_to", "cat")],  # symmetric predicates never cycle
         [("cat", "inside", "dog"), ("bird", "inside", "dog")],

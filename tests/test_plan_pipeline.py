@@ -12,12 +12,15 @@ from benchmarks.bench_data import (
     aggregate_counting,
     bench_dir,
     count_categories,
+    geneval_position_holds,
     layout_items,
+    load_geneval,
     load_lmd,
     load_nsr_counting,
     load_nsr_spatial,
     names_match,
     reference_layout,
+    score_geneval,
     score_lmd,
     score_nsr_counting,
     score_nsr_spatial,
@@ -244,6 +247,53 @@ def test_ground_truth_boxes_score_as_the_data_says():
     (checked by hand-computing the sectors from the raw file)."""
     spatial = load_nsr_spatial("val")
     assert sum(score_nsr_spatial(reference_layout(r), r) for r in spatial) == 269
+
+
+@pytest.mark.parametrize("relation, subject, reference, ok", [
+    # centres 0.4 apart; 0.1 x the widths (0.2 + 0.2) = 0.04: clearly right of
+    ("right of", (0.6, 0.4, 0.8, 0.6), (0.2, 0.4, 0.4, 0.6), True),
+    ("left of", (0.6, 0.4, 0.8, 0.6), (0.2, 0.4, 0.4, 0.6), False),
+    # centres 0.03 apart, less than 0.1 x (0.2 + 0.2): not right of, though the centre is further right
+    ("right of", (0.33, 0.4, 0.53, 0.6), (0.3, 0.4, 0.5, 0.6), False),
+    ("above", (0.4, 0.1, 0.6, 0.3), (0.4, 0.6, 0.6, 0.8), True),  # y grows downwards
+    ("below", (0.4, 0.1, 0.6, 0.3), (0.4, 0.6, 0.6, 0.8), False),
+])
+def test_geneval_position_rule(relation, subject, reference, ok):
+    assert geneval_position_holds(relation, subject, reference) is ok
+
+
+def test_score_geneval_checks_objects_counts_colours_and_positions():
+    colours = {"tag": "color_attr", "prompt": "a photo of a purple wine glass and a black apple",
+               "include": [{"class": "wine glass", "count": 1, "color": "purple"},
+                           {"class": "apple", "count": 1, "color": "black"}]}
+    right = [Item("wine glass", (0.1, 0.1, 0.3, 0.5), "a purple wine glass"), Item("apple", (0.6, 0.3, 0.8, 0.5),
+                                                                                 "a black apple")]
+    assert score_geneval(right, colours).correct
+    swapped = [Item("wine glass", right[0].box, "a black wine glass"), Item("apple", right[1].box, "a purple apple")]
+    s = score_geneval(swapped, colours)
+    assert (s.objects, s.counts, s.colours, s.correct) == (True, True, False, False)
+    counting = {"tag": "counting", "prompt": "a photo of two clocks", "include": [{"class": "clock", "count": 2}],
+                "exclude": [{"class": "clock", "count": 3}]}
+    two, three = [Item("clock", (0.1, 0.1, 0.3, 0.3))] * 2, [Item("clock", (0.1, 0.1, 0.3, 0.3))] * 3
+    assert score_geneval(two, counting).correct and not score_geneval(three, counting).counts
+    position = {"tag": "position", "prompt": "a photo of a dog right of a teddy bear",
+                "include": [{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1,
+                                                                  "position": ["right of", 0]}]}
+    bear, dog = Item("teddy bear", (0.1, 0.4, 0.3, 0.6)), Item("dog", (0.6, 0.4, 0.8, 0.6))
+    assert score_geneval([bear, dog], position).position is True
+    assert score_geneval([Item("teddy bear", dog.box), Item("dog", bear.box)], position).position is False
+    assert score_geneval([bear], position).objects is False
+
+
+@needs_bench
+def test_geneval_metadata_loads_and_the_rules_planner_reads_every_record():
+    from plan_and_render.planner.plan import make_plan
+
+    records = load_geneval()
+    assert len(records) == 553 and {r["tag"] for r in records} == {
+        "single_object", "two_object", "counting", "colors", "position", "color_attr"}
+    wrong = [r["prompt"] for r in records if not score_geneval(make_plan(r["prompt"], planner="rules"), r).correct]
+    assert wrong == []
 
 
 def test_bench_dir_env_override(tmp_path, monkeypatch):

@@ -165,7 +165,7 @@ def test_local_planner_reports_each_prompt_to_its_observer(tiny_dir, tmp_path):
 
     reports = []
     folder = shutil.copytree(tiny_dir, tmp_path / "tiny")  # the local planner caches its start-up work there
-    planner = get_planner("local", folder=folder, on_prompt=reports.append, max_new_tokens=40)
+    planner = get_planner("local", folder=folder, on_prompt=reports.append, max_new_tokens=80)
     prompt = "two red apples to the left of a vase"
     graph = planner.graph(prompt)
     first = reports[0]
@@ -321,6 +321,7 @@ def test_line_answers_round_trip_for_every_few_shot_example():
         assert [(back_names[r.subject], r.predicate, back_names[r.object]) for r in back.relations] == \
             [(names[r.subject], r.predicate, names[r.object]) for r in gold.relations], ex["prompt"]
         assert back.excluded == gold.excluded and back.background == gold.background
+        assert [(o.region, o.depth) for o in back.objects] == [(o.region, o.depth) for o in gold.objects]
 
 
 def test_parse_lines_reads_between_phrases_and_plurals():
@@ -374,6 +375,74 @@ def test_decoding_grammar_admits_region_and_depth_words_only():
     assert not accepts(answer('"upper_left"', "null")) and not accepts(answer("null", '"middle"'))
     graph = _validate(SceneGraphDraft, answer('"top_left"', '"foreground"'))
     assert (graph.objects[0].region, graph.objects[0].depth) == ("top_left", "foreground")
+
+
+def test_grounded_grammar_offers_only_the_regions_and_depths_the_prompt_states():
+    import xgrammar as xgr
+
+    vocab = [chr(i) for i in range(32, 127)] + ["\n", "<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+
+    def accepts(prompt: str, text: str) -> bool:
+        return xgr.GrammarMatcher(xgr.GrammarCompiler(info).compile_grammar(grounded_grammar(prompt))).accept_string(text)
+
+    tail = "\nRelations: none\nBackground: none\nExcluded: none\n"
+    placed = "a kite in the top left corner and a boat in the distance"
+    assert accepts(placed, " 1 kite (top left); 1 boat (background)" + tail)
+    assert accepts(placed, " 1 kite (top left, background); 1 boat" + tail)
+    assert not accepts(placed, " 1 kite (bottom right)" + tail)  # not what the prompt says
+    assert not accepts(placed, " 1 kite (foreground)" + tail)
+    assert accepts("a kite and a boat", " 1 kite; 1 boat" + tail)
+    assert not accepts("a kite and a boat", " 1 kite (top left)" + tail)  # no place words: no places
+
+
+def test_line_answers_carry_regions_and_depths():
+    g = parse_lines(" 2 birds (top left, background); 1 red car (center); 1 dog (foreground)\nRelations: none\n"
+                    "Background: none\nExcluded: none\n")
+    assert [(o.name, o.count, o.attributes, o.region, o.depth) for o in g.objects] == [
+        ("bird", 2, [], "top_left", "background"), ("car", 1, ["red"], "center", None), ("dog", 1, [], None, "foreground")]
+    text = answer_lines(g, "two birds far in the upper left, a red car dead center and a dog up close")
+    assert text.startswith("Objects: 2 bird (top left, background); 1 red car (center); 1 dog (foreground)")
+
+
+def test_edit_grammar_decodes_regions_and_depths():
+    import xgrammar as xgr
+
+    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
+    from plan_and_render.planner.backends.transformers_backend import _validate, decoding_schema
+    from plan_and_render.planner.edit_ops import EditScript
+
+    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(EditScript))),
+                                           any_whitespace=False, separators=SEPARATORS)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar)
+    move = ('{"ops": [{"op": "move", "target": "cat-1", "direction": null, "amount": "medium", "predicate": null, '
+            '"reference": null, "reference2": null, "region": %s, "depth": %s}]}')
+    assert xgr.GrammarMatcher(compiled).accept_string(move % ('"top_right"', '"foreground"'))
+    assert not xgr.GrammarMatcher(compiled).accept_string(move % ('"upper_right"', "null"))
+    script = _validate(EditScript, move % ('"top_right"', "null"))
+    assert (script.ops[0].region, script.ops[0].depth) == ("top_right", None)
+
+
+def test_local_planner_on_a_tiny_model_keeps_stated_regions(tiny_dir, tmp_path):
+    """The cross-checked graph of ``local`` carries the parser's regions and depths whatever the random
+    model says, and its readings start with that graph."""
+    import shutil
+
+    from plan_and_render.planner.backends.rules import parse
+    from plan_and_render.planner.plan import make_plan
+
+    folder = shutil.copytree(tiny_dir, tmp_path / "tiny-placed")
+    planner = get_planner("local", folder=folder, max_new_tokens=60)
+    prompt = "a kite in the top left corner and a dog in the foreground"
+    graph = planner.graph(prompt)
+    by = {o.name: (o.region, o.depth) for o in graph.objects}
+    assert by["kite"] == ("top_left", None) and by["dog"] == (None, "foreground")
+    readings = list(planner.readings(prompt))
+    assert readings[0] == graph and parse(prompt) in readings or graph == parse(prompt)
+    plan = make_plan(prompt, planner=planner)
+    assert {o.name: o.region for o in plan.objects}["kite"] == "top_left"
 
 
 def _g(objects, relations=(), background=None, excluded=(), kind=SceneGraph):
@@ -449,6 +518,8 @@ def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
     held_out: set[str] = set()
     for name in ("nsr1k/spatial.val.json", "nsr1k/counting.val.json"):
         held_out |= {norm(r["prompt"]) for r in json.loads((BENCH / name).read_text())}
+    for line in (BENCH / "geneval" / "evaluation_metadata.jsonl").read_text().splitlines():
+        held_out.add(norm(json.loads(line)["prompt"]))
     for line in (BENCH / "lmd" / "lmd_prompts_400.jsonl").read_text().splitlines():
         held_out.add(norm(json.loads(line)["prompt"]))
     for f in (BENCH / "t2i-compbench").glob("*val*.txt"):

@@ -29,7 +29,7 @@ from .. import renderer
 from ..errors import ModelUnavailableError, PlanAndRenderError, Terminated, UsageError
 from ..renderer.locate import locate_model, model_text
 from ..renderer.settings import DEFAULT_METHOD, MAX_SEED, RenderSettings, check_pixels
-from ..scene import MAX_PLAN_OBJECTS, Canvas, ScenePlan, first_error
+from ..scene import MAX_PLAN_OBJECTS, Canvas, PlanRelation, ScenePlan, first_error
 
 from . import output
 
@@ -244,7 +244,7 @@ def load_plan(path: str | Path) -> ScenePlan:
 
 
 def check(plan: ScenePlan) -> list[str]:
-    """The relations a plan violates, as readable lines (empty when all hold).
+    """The relations, regions and depths a plan violates, as readable lines (empty when all hold).
 
     Uses the geometry stage's checker, the same one tests and benchmarks use.
     """
@@ -253,7 +253,8 @@ def check(plan: ScenePlan) -> list[str]:
         from plan_and_render.geometry import check_plan
     except ImportError:  # geometry not installed: nothing to check against
         return []
-    return [f"relation '{v.relation}' does not hold: {v.reason}" for v in check_plan(plan)]
+    return [f"{'relation ' if isinstance(v.relation, PlanRelation) else ''}'{v.relation}' does not hold: {v.reason}"
+            for v in check_plan(plan)]
 
 
 # --------------------------------------------------------------------------

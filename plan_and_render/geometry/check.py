@@ -16,6 +16,16 @@ Where plan-format.md leaves a number open, this module fixes it:
   like the sector rule.
 * Unrelated boxes: their intersection is at most ``OVERLAP_BOUND`` (10 %) of the
   smaller box's area.
+* ``region``: the box centre lies strictly inside the thirds the region names
+  (``left``: centre x < 1/3; ``center``: 1/3 <= x, y <= 2/3).
+* ``depth``: sizes are compared by area with ``sizes.canvas_prior`` (the prior
+  fitted to the canvas, never below the attention-grid minimum). A background
+  box already at that minimum counts as smaller; backdrop things (mountains,
+  sky, a city: ``sizes.is_backdrop``) keep any size. "Higher than a foreground
+  object" compares bottom edges, as ``behind`` does.
+
+A region or depth is a ``Placement`` ("cat-1 region left"): an object's own
+constraint, checked and reported like a relation.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..scene import PlanRelation, ScenePlan, relation_text
+from ..scene import Canvas, PlanObject, PlanRelation, ScenePlan
+from ..vocab import REGION_THIRDS
+from .sizes import canvas_prior, is_backdrop, min_size
 
 Box = Sequence[float]
 
@@ -121,15 +133,144 @@ def why_not(predicate: str, s: Box, o: Box, o2: Box | None = None) -> str:
     return "subject centre is not between the two references' centres"
 
 
+# --------------------------------------------------------------------------
+# region and depth: an object's own place on the canvas
+# --------------------------------------------------------------------------
+
+FRONT_LINE = 2 / 3  # a foreground box's bottom edge lies below this (the lowest third)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An object's ``region`` or ``depth`` as a constraint: ``cat-1 region left``."""
+
+    subject: str
+    kind: str  # "region" | "depth"
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.kind} {self.value}"
+
+
+def placements(objects: Iterable[PlanObject]) -> list[Placement]:
+    """The region and depth constraints of ``objects``, in object order."""
+    out = []
+    for o in objects:
+        if o.region:
+            out.append(Placement(o.id, "region", o.region))
+        if o.depth:
+            out.append(Placement(o.id, "depth", o.depth))
+    return out
+
+
+def third(v: float) -> int:
+    """Which third of the canvas a centre coordinate lies in: 0, 1 or 2."""
+    return 0 if v < 1 / 3 else 2 if v > 2 / 3 else 1
+
+
+def region_holds(region: str, box: Box) -> bool:
+    """Is ``box``'s centre in the thirds ``region`` names?"""
+    column, row = REGION_THIRDS[region]
+    cx, cy = centre(box)
+    return (column is None or third(cx) == column) and (row is None or third(cy) == row)
+
+
+@dataclass(frozen=True)
+class DepthPrior:
+    """What ``depth`` compares a box with: the object's prior box and the smallest box allowed."""
+
+    prior: tuple[float, float]
+    floor: tuple[float, float]
+    backdrop: bool  # mountains, sky...: any size in the background
+
+    @classmethod
+    def of(cls, obj: PlanObject, canvas: Canvas) -> "DepthPrior":
+        W, H = canvas.width, canvas.height
+        return cls(canvas_prior(obj.name, obj.size, W, H), min_size(W, H), is_backdrop(obj.name))
+
+    def larger(self, b: Box) -> bool:
+        return area(b) > self.prior[0] * self.prior[1]
+
+    def smaller(self, b: Box) -> bool:
+        at_floor = b[2] - b[0] <= self.floor[0] + 2e-3 and b[3] - b[1] <= self.floor[1] + 2e-3
+        return self.backdrop or area(b) < self.prior[0] * self.prior[1] or at_floor
+
+
+def foreground_ids(items: Iterable[Placement]) -> list[str]:
+    return [p.subject for p in items if p.kind == "depth" and p.value == "foreground"]
+
+
+def placement_problem(p: Placement, boxes: dict[str, Box], prior: DepthPrior | None, fronts: Iterable[str]) -> str | None:
+    """Why ``p`` does not hold for ``boxes``; None when it does. ``prior`` is the subject's (depth
+    only); ``fronts`` the foreground objects a background one must sit higher than."""
+    b = boxes[p.subject]
+    if p.kind == "region":
+        if region_holds(p.value, b):
+            return None
+        cx, cy = centre(b)
+        return f"box centre ({cx:.3f}, {cy:.3f}) is not in the {p.value.replace('_', ' ')} of the canvas"
+    assert prior is not None
+    if p.value == "foreground":
+        if b[3] <= FRONT_LINE:
+            return f"bottom edge {b[3]:.3f} is not in the lowest third"
+        if not prior.larger(b):
+            return f"box area {area(b):.4f} is not larger than the prior {prior.prior[0] * prior.prior[1]:.4f}"
+        return None
+    if not prior.smaller(b):
+        return f"box area {area(b):.4f} is not smaller than the prior {prior.prior[0] * prior.prior[1]:.4f}"
+    lower = [f for f in fronts if f != p.subject and f in boxes and boxes[f][3] <= b[3]]
+    if lower:
+        return f"bottom edge {b[3]:.3f} is not higher than the foreground {', '.join(lower)}"
+    return None
+
+
+def check_placements(boxes: dict[str, Box], objects: Iterable[PlanObject], canvas: Canvas,
+                     skip: Iterable[str] = ()) -> list["Violation"]:
+    """Violations of the objects' regions and depths by ``boxes`` (objects in ``skip`` are not checked
+    themselves, but still count as foreground for the others)."""
+    objects = list(objects)
+    by_id = {o.id: o for o in objects}
+    items = placements(objects)
+    fronts, skipped = foreground_ids(items), set(skip)
+    out = []
+    for p in items:
+        if p.subject in skipped or p.subject not in boxes:
+            continue
+        prior = DepthPrior.of(by_id[p.subject], canvas) if p.kind == "depth" else None
+        problem = placement_problem(p, boxes, prior, fronts)
+        if problem:
+            out.append(Violation(p, problem))
+    return out
+
+
 @dataclass(frozen=True)
 class Violation:
-    """A relation of a plan that its boxes do not satisfy, and why."""
+    """A relation (or a region / depth ``Placement``) of a plan that its boxes do not satisfy, and why."""
 
-    relation: PlanRelation
+    relation: PlanRelation | Placement
     reason: str
 
     def __str__(self) -> str:
-        return f"{relation_text(self.relation)}: {self.reason}"
+        return f"{self.relation}: {self.reason}"
+
+
+def in_reading_order(relations: Iterable[PlanRelation], items: Iterable[Placement]) -> list:
+    """Relations in their own order, each with its subject's placements just before it and its
+    object's just after ("cat-1 region right, cat-1 left_of dog-1, dog-1 region left"); placements
+    of objects no relation names come last. Conflict messages read like the prompt this way."""
+    items = list(items)
+    out: list = []
+
+    def take(oid: str | None) -> None:
+        out.extend(p for p in items if p.subject == oid and p not in out)
+
+    for r in relations:
+        take(r.subject)
+        out.append(r)
+        take(r.object)
+        take(r.object2)
+    out.extend(p for p in items if p not in out)
+    return out
 
 
 def check_relations(boxes: dict[str, Box], relations: Iterable[PlanRelation]) -> list[Violation]:
@@ -147,8 +288,9 @@ def check_relations(boxes: dict[str, Box], relations: Iterable[PlanRelation]) ->
 
 
 def check_plan(plan: ScenePlan) -> list[Violation]:
-    """Which of the plan's relations its boxes violate (empty list: all hold)."""
-    return check_relations({o.id: tuple(o.box) for o in plan.objects}, plan.relations)
+    """Which of the plan's relations, regions and depths its boxes violate (empty list: all hold)."""
+    boxes = {o.id: tuple(o.box) for o in plan.objects}
+    return check_relations(boxes, plan.relations) + check_placements(boxes, plan.objects, plan.canvas)
 
 
 def overlap_allowed(relations: Iterable[PlanRelation]) -> set[frozenset[str]]:

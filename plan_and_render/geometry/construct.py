@@ -12,6 +12,12 @@ sets, and the targets the LP repair stays close to when it does not.
    shelves, scaled down together if they do not fit, and spread over the free
    space so unrelated things do not pile up in the centre.
 
+Objects with a region or depth have *anchors*: where on the canvas their centre
+should be (the middle of their thirds; near the bottom for the foreground,
+higher up for the background). Anchors join the least squares as rows of their
+own; a piece holding an anchored object stays where they put it, and the other
+pieces are packed into the largest part of the canvas it leaves free.
+
 The seed shuffles the pieces, picks among equally good arrangements and
 jitters positions inside the free space.
 """
@@ -33,8 +39,12 @@ UNDER_RISE = 0.15  # an `under` subject overlaps this share of the object's heig
 FRONT_DROP = 0.08  # in_front_of: bottom edge this share of the object's height lower
 BACK_RISE = 0.12  # behind: bottom edge this share of the object's height higher
 PACK_GAP = 0.04
+ANCHOR_WEIGHT = 4.0  # an anchor row counts this much against a relation's wished displacement
+MIN_FREE_AREA = 0.25  # packing around anchored pieces needs this share of the canvas, else it uses all of it
 
 Box = tuple[float, float, float, float]
+Span = tuple[float, float, float]  # (lowest, wished, highest) centre coordinate on one axis
+Anchor = tuple[Span | None, Span | None]  # per axis x, y; None: that axis is free
 
 
 @dataclass
@@ -113,12 +123,14 @@ def make_blocks(
     aspect: float,
     min_wh: tuple[float, float],
     rng: random.Random,
+    anchors: dict[str, Anchor] | None = None,
 ) -> list[Block]:
     """Group instances into blocks and choose each block's arrangement."""
     sig = _signatures(relations, groups)
+    anchors = anchors or {}
     keyed: dict[tuple, list[str]] = {}
     for i in ids:
-        key = ("fixed", i) if i in fixed else (groups.get(i, i), sig.get(i, frozenset()), sizes[i])
+        key = ("fixed", i) if i in fixed else (groups.get(i, i), sig.get(i, frozenset()), sizes[i], anchors.get(i))
         keyed.setdefault(key, []).append(i)
     blocks = []
     for members in keyed.values():
@@ -246,19 +258,21 @@ def place(
     margin: float,
     min_wh: tuple[float, float],
     rng: random.Random,
+    anchors: dict[str, Anchor] | None = None,
 ) -> dict[str, Box]:
     """Boxes for every instance (fixed ones unchanged), before any repair."""
     W, H = canvas
     limit = 1.0 - 2 * margin
+    anchors = {i: a for i, a in (anchors or {}).items() if i not in fixed}
     fixed_sizes = {i: (b[2] - b[0], b[3] - b[1]) for i, b in fixed.items()}
-    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, min_wh, rng)
+    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, min_wh, rng, anchors)
     of = {i: b for b in blocks for i in b.ids}
     _grow_references(of, relations, limit)
     side, between = _hints(relations, rng)
 
-    # least squares over block centres: rows of (coefficients, wished (dx, dy), weight)
+    # least squares over block centres: rows of (coefficients, wished (dx, dy), weight[, axis])
     index = {id(b): k for k, b in enumerate(blocks)}
-    rows: list[tuple[dict[int, float], tuple[float, float], float]] = []
+    rows: list[tuple] = []
     seen: set[tuple] = set()
     for r in relations:
         S, O = of[r.subject], of[r.object]
@@ -288,17 +302,13 @@ def place(
         if b.fixed:
             x0, y0, x1, y1 = fixed[b.ids[0]]
             rows.append(({index[id(b)]: 1.0}, ((x0 + x1) / 2, (y0 + y1) / 2), 20.0))
+        for i, offset in zip(b.ids, b.offsets):  # the block centre that puts instance i on its anchor
+            for axis, (span, off) in enumerate(zip(anchors.get(i, (None, None)), offset)):
+                if span is not None:
+                    rows.append(({index[id(b)]: 1.0}, (span[1] - off, span[1] - off), ANCHOR_WEIGHT, axis))
 
     if rows:
-        M = np.zeros((len(rows), len(blocks)))
-        R = np.zeros((len(rows), 2))
-        for k, (coef, d, wt) in enumerate(rows):
-            for j, c in coef.items():
-                M[k, j] = c * wt
-            R[k] = (d[0] * wt, d[1] * wt)
-        P = np.linalg.lstsq(M, R, rcond=None)[0]
-        for b, (x, y) in zip(blocks, P):
-            b.centre = (float(x), float(y))
+        _least_squares(blocks, rows)
 
     boxes: dict[str, Box] = {}
     for b in blocks:
@@ -306,8 +316,30 @@ def place(
             cx, cy = b.centre[0] + ox, b.centre[1] + oy
             boxes[i] = (cx - b.w / 2, cy - b.h / 2, cx + b.w / 2, cy + b.h / 2)
     boxes.update(fixed)
-    _pack(boxes, _components(blocks, rows), fixed, margin, rng)
+    _pack(boxes, _components(blocks, rows), fixed, margin, rng, anchors, min_wh)
     return boxes
+
+
+def _least_squares(blocks: list[Block], rows: list[tuple]) -> None:
+    """Block centres from the rows (in place). Rows with an axis (anchors) bind that axis only, so
+    each axis is then solved on its own; without them both axes share one matrix, as they always did."""
+    axes = (0, 1) if any(len(row) > 3 for row in rows) else (None,)
+    centre = np.zeros((len(blocks), 2))
+    for axis in axes:
+        mine = [row for row in rows if len(row) == 3 or axis is None or row[3] == axis]
+        M = np.zeros((len(mine), len(blocks)))
+        R = np.zeros((len(mine), 2))
+        for k, (coef, d, wt, *_) in enumerate(mine):
+            for j, c in coef.items():
+                M[k, j] = c * wt
+            R[k] = (d[0] * wt, d[1] * wt)
+        P = np.linalg.lstsq(M, R, rcond=None)[0]
+        if axis is None:
+            centre = P
+        else:
+            centre[:, axis] = P[:, axis]
+    for b, (x, y) in zip(blocks, centre):
+        b.centre = (float(x), float(y))
 
 
 def _components(blocks: list[Block], rows) -> list[list[str]]:
@@ -320,7 +352,7 @@ def _components(blocks: list[Block], rows) -> list[list[str]]:
             a = parent[a]
         return a
 
-    for coef, _, _ in rows:
+    for coef, *_ in rows:
         js = list(coef)
         for j in js[1:]:
             parent[find(j)] = find(js[0])
@@ -335,16 +367,90 @@ def _bbox(boxes: list[Box]) -> Box:
 
 
 def _pack(
-    boxes: dict[str, Box], pieces: list[list[str]], fixed: dict[str, Box], margin: float, rng: random.Random
+    boxes: dict[str, Box], pieces: list[list[str]], fixed: dict[str, Box], margin: float, rng: random.Random,
+    anchors: dict[str, Anchor] | None = None,
+    min_wh: tuple[float, float] = (0.0, 0.0),
 ) -> None:
-    """Scale all free pieces by one factor and spread them in shelves over the canvas (in place)."""
+    """Settle the pieces holding anchored instances where their anchors put them; scale all other free
+    pieces by one factor and spread them in shelves over the part of the canvas left free (in place)."""
+    anchors = anchors or {}
     free = [p for p in pieces if not any(i in fixed for i in p)]
-    if not free:
-        return
+    held = [p for p in free if any(i in anchors for i in p)]
+    free = [p for p in free if p not in held]
+    lo, hi = margin, 1.0 - margin
+    for p in held:
+        _settle(boxes, p, anchors, margin, min_wh, rng)
+    area = _free_area([_bbox([boxes[i] for i in p]) for p in held], margin) if held else (lo, lo, hi, hi)
+    if free:
+        _shelves(boxes, free, area, rng)
+
+
+def _settle(boxes: dict[str, Box], piece: list[str], anchors: dict[str, Anchor], margin: float,
+            min_wh: tuple[float, float], rng: random.Random, shrink: float = 0.85, tries: int = 10) -> None:
+    """An anchored piece, in place: shifted as little as possible so that it lies inside the margins
+    and every anchored instance's centre inside its span; scaled down (about its centre, never
+    below the smallest box) while no shift does that. Axes no anchor binds are centred, with a
+    little jitter. What still does not fit is left to the LP repair."""
+    lo, hi = margin, 1.0 - margin
+    x0, y0, x1, y1 = _bbox([boxes[i] for i in piece])
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    smallest = min(min((boxes[i][2] - boxes[i][0]) / max(min_wh[0], 1e-9), (boxes[i][3] - boxes[i][1]) /
+                       max(min_wh[1], 1e-9)) for i in piece)
+    free_shift = [0.5 + rng.uniform(-0.1, 0.1) * max(0.0, hi - lo - (x1 - x0)) - cx,
+                  0.5 + rng.uniform(-0.1, 0.1) * max(0.0, hi - lo - (y1 - y0)) - cy]
+    f = min(1.0, (hi - lo) / (x1 - x0), (hi - lo) / (y1 - y0))
+    for attempt in range(tries):
+        shift = []
+        for axis, (a, b, c) in enumerate(((x0, x1, cx), (y0, y1, cy))):
+            low, high = lo - (c + f * (a - c)), hi - (c + f * (b - c))  # keeps the scaled piece inside
+            spans = [(anchors[i][axis], (boxes[i][axis] + boxes[i][axis + 2]) / 2) for i in piece
+                     if i in anchors and anchors[i][axis] is not None]
+            for (s_lo, _, s_hi), centre in spans:
+                moved = c + f * (centre - c)
+                low, high = max(low, s_lo - moved), min(high, s_hi - moved)
+            want = 0.0 if spans else free_shift[axis]
+            shift.append((min(max(want, low), high), low <= high))
+        fits = all(ok for _, ok in shift)
+        if fits or attempt == tries - 1 or f * shrink * smallest < 1.0:
+            break
+        f *= shrink
+    (tx, _), (ty, _) = shift
+    for i in piece:
+        b = boxes[i]
+        boxes[i] = (cx + f * (b[0] - cx) + tx, cy + f * (b[1] - cy) + ty,
+                    cx + f * (b[2] - cx) + tx, cy + f * (b[3] - cy) + ty)
+
+
+def _free_area(obstacles: list[Box], margin: float, max_obstacles: int = 6) -> Box:
+    """The largest rectangle inside the margins that no obstacle (padded by half a ``PACK_GAP``)
+    touches; the whole canvas when that is under ``MIN_FREE_AREA`` of it or there are many obstacles."""
+    lo, hi = margin, 1.0 - margin
+    whole = (lo, lo, hi, hi)
+    if not obstacles or len(obstacles) > max_obstacles:
+        return whole
+    pad = PACK_GAP / 2
+    grown = [(b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad) for b in obstacles]
+    xs = sorted({lo, hi, *(min(max(v, lo), hi) for b in grown for v in (b[0], b[2]))})
+    ys = sorted({lo, hi, *(min(max(v, lo), hi) for b in grown for v in (b[1], b[3]))})
+    best, best_area = whole, 0.0
+    for a, x0 in enumerate(xs):
+        for x1 in xs[a + 1:]:
+            for c, y0 in enumerate(ys):
+                for y1 in ys[c + 1:]:
+                    if (x1 - x0) * (y1 - y0) <= best_area:
+                        continue
+                    if all(min(x1, b[2]) <= max(x0, b[0]) or min(y1, b[3]) <= max(y0, b[1]) for b in grown):
+                        best, best_area = (x0, y0, x1, y1), (x1 - x0) * (y1 - y0)
+    return best if best_area >= MIN_FREE_AREA * (hi - lo) ** 2 else whole
+
+
+def _shelves(boxes: dict[str, Box], free: list[list[str]], area: Box, rng: random.Random) -> None:
+    """Scale ``free`` pieces by one factor and spread them in shelves over ``area`` (in place)."""
     rng.shuffle(free)
     bbs = [_bbox([boxes[i] for i in p]) for p in free]
     dims = [(b[2] - b[0], b[3] - b[1]) for b in bbs]
-    avail = 1.0 - 2 * margin
+    ax0, ay0, ax1, ay1 = area
+    avail_w, avail_h = ax1 - ax0, ay1 - ay0
     k = len(free)
     best = None
     for nrows in range(1, k + 1):
@@ -354,23 +460,23 @@ def _pack(
             continue
         f = min(
             1.0,
-            min((avail - (len(s) - 1) * PACK_GAP) / sum(dims[j][0] for j in s) for s in shelves),
-            (avail - (nrows - 1) * PACK_GAP) / sum(max(dims[j][1] for j in s) for s in shelves),
+            min((avail_w - (len(s) - 1) * PACK_GAP) / sum(dims[j][0] for j in s) for s in shelves),
+            (avail_h - (nrows - 1) * PACK_GAP) / sum(max(dims[j][1] for j in s) for s in shelves),
         )
         used_w = max(sum(dims[j][0] for j in s) for s in shelves)
         used_h = sum(max(dims[j][1] for j in s) for s in shelves)
-        mismatch = abs(math.log(used_w / used_h)) + rng.uniform(0, 0.3)
+        mismatch = abs(math.log(used_w / used_h * (avail_h / avail_w))) + rng.uniform(0, 0.3)
         score = (round(f, 2), -mismatch)
         if best is None or score > best[0]:
             best = (score, f, shelves)
     _, f, shelves = best
     heights = [f * max(dims[j][1] for j in s) for s in shelves]
-    vgap = (avail - sum(heights)) / (len(shelves) + 1)
-    y = margin + vgap
+    vgap = (avail_h - sum(heights)) / (len(shelves) + 1)
+    y = ay0 + vgap
     for s, sh in zip(shelves, heights):
         widths = [f * dims[j][0] for j in s]
-        hgap = (avail - sum(widths)) / (len(s) + 1)
-        x = margin + hgap
+        hgap = (avail_w - sum(widths)) / (len(s) + 1)
+        x = ax0 + hgap
         for j, wj in zip(s, widths):
             hj = f * dims[j][1]
             # jitter stays within 45 % of the free space around the piece, so pieces never collide

@@ -20,10 +20,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..scene import PlanRelation
-from .check import TOUCH
+from ..vocab import REGION_THIRDS
+from .check import FRONT_LINE, TOUCH, DepthPrior, Placement
 
 EPS = 0.01  # strictness margin for directional relations (normalised units)
 EPS_IN = 0.002  # margin for the non-strict ones (inside, gaps, touching)
+DEPTH_STEP = 0.1  # depth: each side at least this share larger (foreground) / smaller (background) than the prior
 SEPARATION = 0.08  # unrelated pairs: overlap along the separating axis <= this share of the smaller extent
 ASPECT_SLACK = 1.25  # a repaired box's w/h stays within this factor of its target's (first try)
 
@@ -171,6 +173,36 @@ class Program:
             main = self.cx if ch.axis == "x" else self.cy
             self.le(-EPS, main(a), main(s, -1))
             self.le(-EPS, main(s), main(b, -1))
+
+    def placement(self, p: Placement, prior: DepthPrior | None, fronts: Sequence[str] = ()) -> None:
+        """Constraints of a region (the centre inside its thirds) or a depth. Areas are not linear, so
+        depth asks for each side to be ``DEPTH_STEP`` beyond the prior's, which is enough for the area
+        rule of check.py; a background box stays above every foreground box in ``fronts``."""
+        s = p.subject
+        if p.kind == "region":
+            for axis, third in zip("xy", REGION_THIRDS[p.value]):
+                if third is None:
+                    continue
+                c = self.cx if axis == "x" else self.cy
+                if third < 2:  # centre before the third's far edge
+                    self.le((third + 1) / 3 - EPS, c(s))
+                if third > 0:  # ... and after its near edge
+                    self.le(-third / 3 - EPS, c(s, -1))
+            return
+        assert prior is not None
+        (pw, ph), (fw, fh) = prior.prior, prior.floor
+        w, h = _add(self.v(s, X1), self.v(s, X0, -1)), _add(self.v(s, Y1), self.v(s, Y0, -1))
+        if p.value == "foreground":
+            self.le(-FRONT_LINE - EPS, self.v(s, Y1, -1))
+            self.le(-(1 + DEPTH_STEP) * pw, _scale(w, -1))
+            self.le(-(1 + DEPTH_STEP) * ph, _scale(h, -1))
+            return
+        if not prior.backdrop:
+            self.le(max(fw + 1e-3, (1 - DEPTH_STEP) * pw), w)
+            self.le(max(fh + 1e-3, (1 - DEPTH_STEP) * ph), h)
+        for f in fronts:
+            if f != s:
+                self.le(-EPS, self.v(s, Y1), self.v(f, Y1, -1))
 
     def separate(self, sep: Separation) -> None:
         """Overlap of two unrelated boxes along the axis <= SEPARATION x the smaller extent."""

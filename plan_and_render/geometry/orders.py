@@ -8,25 +8,55 @@ of them can never hold, whatever the boxes.
 
 from __future__ import annotations
 
+from typing import Iterable, Union
+
 from ..scene import PlanRelation
 from ..vocab import ORDER_AXES as ORDER
+from ..vocab import REGION_THIRDS
+from .check import Placement, in_reading_order
+
+# Why u comes before v: a relation, or two placements ("a region left, b region right")
+Reason = Union[PlanRelation, tuple[Placement, Placement]]
 
 
+def placement_edges(items: Iterable[Placement]) -> list[tuple[str, str, str, tuple[Placement, Placement]]]:
+    """``(axis, u, v, (why u, why v))`` for every pair of objects whose placements order them:
+    a lower column (row) of thirds is further left (up) on x (y); a background object is
+    further back than a foreground one (its bottom edge is higher, as with ``behind``)."""
+    items = list(items)
+    out = []
+    for a in items:
+        for b in items:
+            if a.subject == b.subject:
+                continue
+            if a.kind == b.kind == "region":
+                (ca, ra), (cb, rb) = REGION_THIRDS[a.value], REGION_THIRDS[b.value]
+                if ca is not None and cb is not None and ca < cb:
+                    out.append(("x", a.subject, b.subject, (a, b)))
+                if ra is not None and rb is not None and ra < rb:
+                    out.append(("y", a.subject, b.subject, (a, b)))
+            elif a.kind == b.kind == "depth" and (a.value, b.value) == ("background", "foreground"):
+                out.append(("depth", a.subject, b.subject, (a, b)))
+    return out
 
-def order_edges(relations: list[PlanRelation]) -> dict[str, dict[str, dict[str, PlanRelation]]]:
-    """axis -> u -> v -> the (first) relation that puts u before v."""
-    axes: dict[str, dict[str, dict[str, PlanRelation]]] = {}
+
+def order_edges(relations: list[PlanRelation], items: Iterable[Placement] = ()
+                ) -> dict[str, dict[str, dict[str, Reason]]]:
+    """axis -> u -> v -> the (first) relation, or pair of placements, that puts u before v."""
+    axes: dict[str, dict[str, dict[str, Reason]]] = {}
     for r in relations:
         if r.predicate not in ORDER:
             continue
         axis, flip = ORDER[r.predicate]
         u, v = (r.object, r.subject) if flip else (r.subject, r.object)
         axes.setdefault(axis, {}).setdefault(u, {}).setdefault(v, r)
+    for axis, u, v, why in placement_edges(items):
+        axes.setdefault(axis, {}).setdefault(u, {}).setdefault(v, why)
     return axes
 
 
-def find_cycle(edges: dict[str, dict[str, PlanRelation]]) -> list[PlanRelation] | None:
-    """The relations along one cycle of a small directed graph, or None (iterative DFS)."""
+def find_cycle(edges: dict[str, dict[str, Reason]]) -> list[Reason] | None:
+    """The reasons along one cycle of a small directed graph, or None (iterative DFS)."""
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
     for root in list(edges):
         if state.get(root):
@@ -50,18 +80,21 @@ def find_cycle(edges: dict[str, dict[str, PlanRelation]]) -> list[PlanRelation] 
     return None
 
 
-def cycles(relations: list[PlanRelation]) -> list[PlanRelation] | None:
-    """Relations forming a contradiction on some axis (listed in input order), or None."""
+def cycles(relations: list[PlanRelation], items: Iterable[Placement] = ()) -> list | None:
+    """Relations and placements forming a contradiction on some axis, or None; listed as
+    ``check.in_reading_order`` does ("cat-1 region right, cat-1 left_of dog-1, dog-1 region left")."""
     order = {id(r): i for i, r in enumerate(relations)}
-    edges = order_edges(relations)
+    edges = order_edges(relations, items)
     for axis in ("x", "y", "depth", "containment"):
         cyc = find_cycle(edges.get(axis, {}))
         if cyc:
-            return sorted(cyc, key=lambda r: order[id(r)])
+            rels = sorted((r for r in cyc if not isinstance(r, tuple)), key=lambda r: order[id(r)])
+            places = [p for why in cyc if isinstance(why, tuple) for p in why]
+            return in_reading_order(rels, dict.fromkeys(places))
     return None
 
 
-def reach(edges: dict[str, dict[str, PlanRelation]]) -> dict[str, set[str]]:
+def reach(edges: dict[str, dict[str, Reason]]) -> dict[str, set[str]]:
     """node -> every node after it (transitive closure; graphs are tiny)."""
     out: dict[str, set[str]] = {}
     for start in edges:

@@ -7,6 +7,11 @@ every instance pair of the witness are sampled and expanded like
 planner/expand.py does. The witness proves the set satisfiable under the
 solver's own rules (margins, minimum box size, unrelated overlap bound), so a
 solver failure on such a scene is a solver bug, not a contradiction.
+
+With ``placements``, one group may get a foreground box first (along the
+bottom, larger than its prior), and groups get the regions and depths their
+witness boxes satisfy with room to spare (centres clear of the thirds' edges,
+sides clear of the prior by the LP's ``DEPTH_STEP``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import random
 from dataclasses import dataclass
 
 from ..scene import Canvas, PlanObject, PlanRelation
-from ..vocab import PREDICATE_NAMES
-from .check import overlap_violations, relation_holds
+from ..vocab import PREDICATE_NAMES, REGION_THIRDS
+from .check import FRONT_LINE, DepthPrior, overlap_violations, relation_holds, third
+from .lp import DEPTH_STEP
 from .sizes import min_size
 
 NAMES = ("cat", "dog", "apple", "table", "person", "car", "bird", "vase", "book", "tree", "bed", "cup", "kite")
@@ -91,11 +97,52 @@ def _robust(p: str, s: Box, o: Box, o2: Box | None, d: float = 0.012) -> bool:
     return all(relation_holds(p, (s[0] + x, s[1] + y, s[2] + x, s[3] + y), o, o2) for x, y in shifts)
 
 
+def _front_box(rng: random.Random, name: str, W: int, H: int, lo: float, hi: float) -> Box | None:
+    """A foreground witness box for ``name``: larger than its prior on each side, along the bottom."""
+    pw, ph = DepthPrior.of(PlanObject(id="x", name=name, phrase=name), Canvas(width=W, height=H)).prior
+    k = rng.uniform(1.2, 1.35)
+    w, h = k * pw, k * ph
+    if w > hi - lo or h > hi - lo - 0.05:
+        return None
+    x0, y1 = rng.uniform(lo, hi - w), hi - rng.uniform(0.0, 0.03)
+    return (x0, y1 - h, x0 + w, y1)
+
+
+def _robust_region(boxes: list[Box], rng: random.Random, pad: float = 0.03) -> str | None:
+    """A region every box's centre lies in with ``pad`` to spare (chosen at random among those), or None."""
+    columns, rows = set(), set()
+    for b in boxes:
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        columns.add(third(cx) if third(cx - pad) == third(cx + pad) else -1)
+        rows.add(third(cy) if third(cy - pad) == third(cy + pad) else -1)
+    col = columns.pop() if len(columns) == 1 else -1
+    row = rows.pop() if len(rows) == 1 else -1
+    options = [name for name, (c, r) in REGION_THIRDS.items()
+               if (c is None or c == col) and (r is None or r == row)]
+    return rng.choice(options) if options else None
+
+
+def _robust_depth(obj: PlanObject, boxes: list[Box], fronts: list[Box], canvas: Canvas) -> str | None:
+    """``foreground`` / ``background`` when every box keeps the rule with the LP's margins, else None."""
+    prior = DepthPrior.of(obj, canvas)
+    (pw, ph), (fw, fh) = prior.prior, prior.floor
+    big = 1 + DEPTH_STEP + 0.03
+    if all(b[3] > FRONT_LINE + 0.03 and b[2] - b[0] > big * pw and b[3] - b[1] > big * ph for b in boxes):
+        return "foreground"
+    small = 1 - DEPTH_STEP - 0.03
+    if all((b[2] - b[0] < max(small * pw, fw) and b[3] - b[1] < max(small * ph, fh) or prior.backdrop)
+           and all(b[3] < f[3] - 0.03 for f in fronts) for b in boxes):
+        return "background"
+    return None
+
+
 def random_scene(
-    rng: random.Random, instances: int = 8, max_relations: int | None = None, canvas: tuple[int, int] | None = None
+    rng: random.Random, instances: int = 8, max_relations: int | None = None, canvas: tuple[int, int] | None = None,
+    placements: bool = False,
 ) -> Scene | None:
     """A random satisfiable scene of ``instances`` instances in groups of 1-3, or
-    None when this draw's witness breaks a rule (draw again)."""
+    None when this draw's witness breaks a rule (draw again). ``placements``: with
+    regions and depths (see the module docstring)."""
     W, H = canvas or rng.choice(CANVASES)
     mw, mh = min_size(W, H)
     lo, hi = WITNESS_MARGIN, 1 - WITNESS_MARGIN
@@ -113,8 +160,18 @@ def random_scene(
             attached.append((rng.choice(("on", "inside", "in_front_of")), g, ref))
     refs = {ref for _, _, ref in attached}
     regions: dict[int, Box] = {}
+    front = None
+    if placements:  # one lone, unattached group stands in the foreground
+        lone = [g for g, (_, n) in enumerate(groups) if n == 1 and g not in refs
+                and g not in {a for _, a, _ in attached}]
+        if lone and rng.random() < 0.6:
+            front = rng.choice(lone)
+            box = _front_box(rng, groups[front][0], W, H, lo, hi)
+            if box is None:
+                return None
+            regions[front] = box
     for g, (_, n) in enumerate(groups):
-        if g in {a for _, a, _ in attached}:
+        if g in {a for _, a, _ in attached} or g in regions:
             continue
         region = _free_region(rng, n, list(regions.values()), lo, hi, grow=2.0 if g in refs else 1.0)
         if region is None:
@@ -126,7 +183,7 @@ def random_scene(
     ids: list[list[str]] = []
     objects, witness, counters = [], {}, {}
     for g, (name, n) in enumerate(groups):
-        boxes = _row(regions[g], n, mw, mh)
+        boxes = [regions[g]] if g == front else _row(regions[g], n, mw, mh)
         if boxes is None:
             return None
         members = []
@@ -167,4 +224,28 @@ def random_scene(
                     relations.append(PlanRelation(subject=s, predicate=p, object=o))
     if overlap_violations(witness, relations):
         return None
+    if placements:
+        objects = _placed(objects, ids, witness, Canvas(width=W, height=H), rng)
     return Scene(objects, relations, Canvas(width=W, height=H), witness)
+
+
+def _placed(objects: list[PlanObject], ids: list[list[str]], witness: dict[str, Box], canvas: Canvas,
+            rng: random.Random) -> list[PlanObject]:
+    """``objects`` with regions and depths their group's witness boxes keep robustly (some groups only)."""
+    by_id = {o.id: o for o in objects}
+    depth: dict[str, str | None] = {}
+    for members in ids:
+        boxes = [witness[i] for i in members]
+        depth.update(dict.fromkeys(members, _robust_depth(by_id[members[0]], boxes, [], canvas)
+                                   if len(members) == 1 else None))
+    fronts = [witness[i] for i, d in depth.items() if d == "foreground"]
+    update: dict[str, dict] = {}
+    for members in ids:
+        boxes = [witness[i] for i in members]
+        d = depth[members[0]]
+        if d == "background" or d is None:  # background only above every foreground box
+            d = _robust_depth(by_id[members[0]], boxes, fronts, canvas)
+            d = d if d == "background" and rng.random() < 0.5 else None
+        region = _robust_region(boxes, rng) if rng.random() < 0.5 else None
+        update.update(dict.fromkeys(members, {"region": region, "depth": d}))
+    return [o.model_copy(update=update[o.id]) for o in objects]

@@ -85,7 +85,16 @@ SCENE_SIZED = frozenset(
 ) | {"dining table", "kitchen table", "coffee table", "soccer field", "football field", "tennis court"}
 SCENE_REAL = (8.0, 3.0)  # the prior of a scene-sized name missing from REAL_SIZES
 
+# Things that make up a backdrop: "in the background" they may span the canvas width and
+# keep any size (plan-format.md: "mountains, sky, city"), unlike a house or a tree there.
+BACKDROP = SCENE_SIZED | frozenset(
+    """mountain hill sky city skyline cityscape forest woods jungle horizon sunset sunrise desert valley
+    landscape countryside coast shore cliff""".split()
+) | {"mountain range"}
+
 DEFAULT_REAL = (0.5, 0.5)
+MARGIN = 0.02  # boxes stay this far inside the canvas edges
+FILL_LIMIT = 0.8  # no box from the prior table is longer than this share of the canvas inside the margins
 SIZE_WORD_SCALE = {"tiny": 0.5, "small": 0.75, "medium": 1.0, "large": 1.3, "huge": 1.6}
 
 MIN_CELLS = 2  # guidance.md: boxes under ~2x2 cells of a 16x16 attention map cannot be steered
@@ -119,6 +128,12 @@ def is_scene_sized(name: str) -> bool:
     return n in SCENE_SIZED or (n.split() or [""])[-1] in SCENE_SIZED
 
 
+def is_backdrop(name: str) -> bool:
+    """Mountains, sky, a city...: a background thing that may span the width (see ``BACKDROP``)."""
+    n = " ".join(singular_word(w) for w in name.lower().split())
+    return n in BACKDROP or (n.split() or [""])[-1] in BACKDROP
+
+
 def canvas_fraction(metres: float) -> float:
     """Long side on a square canvas for a thing whose long side is ``metres``:
     grows with log(size), a cup about 0.2, a person about 0.45, a bus about 0.6."""
@@ -148,6 +163,17 @@ def to_canvas(size: tuple[float, float], width_px: int, height_px: int) -> tuple
     return size[0] * side / width_px, size[1] * side / height_px
 
 
+def canvas_prior(name: str, size_word: str | None, width_px: int, height_px: int) -> tuple[float, float]:
+    """The box an object's prior alone gives it on this canvas (normalised): the prior at the
+    canvas' aspect ratio, fitted inside it (only a scene fills the canvas) and no smaller than
+    the attention-grid minimum. ``depth`` is judged against it: a foreground box is larger, a
+    background box smaller (plan-format.md)."""
+    w, h = to_canvas(prior_size(name, size_word), width_px, height_px)
+    k = min(1.0, FILL_LIMIT * (1.0 - 2 * MARGIN) / max(w, h))
+    mw, mh = min_size(width_px, height_px)
+    return max(w * k, mw), max(h * k, mh)
+
+
 def initial_sizes(
     items: list[tuple[str, str, str | None, bool]], width_px: int, height_px: int, margin: float
 ) -> tuple[dict[str, tuple[float, float]], list[str]]:
@@ -166,7 +192,7 @@ def initial_sizes(
             w, h = limit, min(h, 0.45)
         else:
             w, h = w * grow, h * grow
-            k = min(1.0, 0.8 * limit / max(w, h))  # nothing but a scene fills the canvas
+            k = min(1.0, FILL_LIMIT * limit / max(w, h))  # nothing but a scene fills the canvas
             w, h = w * k, h * k
         if w < mw - 1e-9 or h < mh - 1e-9:
             warnings.append(enlarged_warning(i, (w, h), (max(w, mw), max(h, mh)), width_px, height_px))

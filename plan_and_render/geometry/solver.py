@@ -1,11 +1,15 @@
 """``solve``: instances + relations -> boxes that satisfy every relation.
 
-    check ids and order cycles -> sizes (prior table, crowding, attention-grid minimum)
-      -> constructive placement (construct.py) -> round, check
+    check ids and order cycles -> sizes (prior table, crowding, attention-grid minimum, depth)
+      -> constructive placement (construct.py, anchored by regions and depths) -> round, check
       -> if anything fails, repair (lp.py): an LP with the layout's own choices,
          then choices a small MILP finds, then a MILP for the spacing too
-      -> if no layout exists: find a smallest set of relations that cannot
-         hold together and raise ConflictError naming them.
+      -> if no layout exists: find a smallest set of relations (and regions,
+         depths) that cannot hold together and raise ConflictError naming them.
+
+An object's ``region`` and ``depth`` (plan-format.md) are constraints like the
+relations: ``check.Placement``s, checked by check.py, ordered by orders.py,
+linear constraints of lp.py, and named in conflicts ("cat-1 region right").
 
 Most plans never reach the LP: trees and chains of relations, groups and piles
 are satisfied by construction. The checker of check.py decides, so "satisfied"
@@ -20,13 +24,17 @@ from dataclasses import dataclass, field
 
 from ..errors import ConflictError, InvalidPromptError
 from ..scene import Canvas, PlanObject, PlanRelation, relation_text
-from .check import OVERLAP_BOUND, check_relations, overlap_allowed, overlap_fraction, overlap_violations
-from .construct import place
+from ..vocab import REGION_THIRDS
+from .check import (FRONT_LINE, OVERLAP_BOUND, DepthPrior, Placement, check_placements, check_relations, foreground_ids,
+                    in_reading_order, overlap_allowed, overlap_fraction, overlap_violations, placements)
+from .construct import Anchor, place
 from .lp import BETWEEN_CHOICES, SEPARATION, Choice, Program, Separation
 from .orders import before, cycles, order_edges, reach
-from .sizes import enlarged_warning, initial_sizes, is_scene_sized, min_size
+from .sizes import MARGIN, enlarged_warning, initial_sizes, is_backdrop, is_scene_sized, min_size
 
-MARGIN = 0.02  # boxes stay this far inside the canvas edges
+FRONT_GROW = 1.3  # a foreground box starts this much larger than its prior (each side)
+BACK_SHRINK = 0.7  # a background box starts this much smaller
+BACK_LINE = 0.55  # where a background box's bottom edge is anchored when no region says otherwise
 REPAIR_BUDGET_S = 3.0  # all LPs and MILPs of one solve together (wall clock); then the best found is kept
 DIGITS = 4  # boxes are rounded to this many decimals (the solver's margins survive it)
 
@@ -42,8 +50,10 @@ class Layout:
     repaired: bool = False  # True when the LP repair step was needed
 
 
-def conflict_message(relations: list[PlanRelation], note: str = "") -> str:
-    text = "conflicting relations: " + ", ".join(relation_text(r) for r in relations)
+def conflict_message(items: list, note: str = "") -> str:
+    """``conflicting relations: cat-1 region right, cat-1 left_of dog-1, ...`` (relations and placements)."""
+    rels = [x for x in items if isinstance(x, PlanRelation)]
+    text = "conflicting relations: " + ", ".join(map(str, in_reading_order(rels, [x for x in items if x not in rels])))
     return f"{text} ({note})" if note else text
 
 
@@ -66,13 +76,56 @@ def _validate(ids: list[str], relations: list[PlanRelation], fixed: dict[str, Bo
 
 
 def _spanning(objects: list[PlanObject], relations: list[PlanRelation], fixed: dict[str, Box]) -> set[str]:
-    """Scene-sized things (table, bed, road...) that something is on or under,
-    and that nothing places beside something else: they may span the canvas."""
+    """Scene-sized things (table, bed, road...) that something is on or under, and backdrops
+    (mountains, sky...) in the background with no left/right region, that nothing places beside
+    something else: they may span the canvas."""
     refs = {r.object for r in relations if r.predicate in ("on", "under")}
     sideways = {x for r in relations if r.predicate in ("left_of", "right_of", "next_to", "between")
                 for x in (r.subject, r.object, r.object2)}
-    return {o.id for o in objects if o.id in refs and o.id not in sideways and o.id not in fixed
-            and is_scene_sized(o.name)}
+    backdrops = {o.id for o in objects if o.depth == "background" and is_backdrop(o.name)
+                 and (o.region is None or REGION_THIRDS[o.region][0] is None)}
+    return {o.id for o in objects if (o.id in refs and is_scene_sized(o.name) or o.id in backdrops)
+            and o.id not in sideways and o.id not in fixed}
+
+
+def _depth_sizes(sizes: dict[str, tuple[float, float]], objects: list[PlanObject], canvas: Canvas,
+                 spans: set[str]) -> None:
+    """Start foreground boxes larger and background boxes smaller than their priors (in place)."""
+    limit = 1.0 - 2 * MARGIN
+    for o in objects:
+        if o.id not in sizes or o.depth is None or o.id in spans:
+            continue
+        prior, (w, h) = DepthPrior.of(o, canvas), sizes[o.id]
+        (pw, ph), (fw, fh) = prior.prior, prior.floor
+        if o.depth == "foreground":
+            k = max(1.0, FRONT_GROW * pw / w, FRONT_GROW * ph / h)
+            sizes[o.id] = (min(w * k, limit), min(h * k, limit))
+        elif not prior.backdrop:
+            k = min(1.0, BACK_SHRINK * pw / w, BACK_SHRINK * ph / h)
+            sizes[o.id] = (max(w * k, fw + 1e-3), max(h * k, fh + 1e-3))
+
+
+def _anchors(objects: list[PlanObject], sizes: dict[str, tuple[float, float]]) -> dict[str, Anchor]:
+    """Where regions and depths want each free object's centre, per axis (lowest, wished, highest):
+    the middle of its third; the bottom edge near the canvas' bottom for the foreground, in the
+    upper half for the background. construct.py pulls the centre there."""
+    out: dict[str, Anchor] = {}
+    pad = 0.01
+    for o in objects:
+        if o.id not in sizes or not (o.region or o.depth):
+            continue
+        column, row = REGION_THIRDS[o.region] if o.region else (None, None)
+        ax = None if column is None else (column / 3 + pad, (column + 0.5) / 3, (column + 1) / 3 - pad)
+        ay = None if row is None else (row / 3 + pad, (row + 0.5) / 3, (row + 1) / 3 - pad)
+        h = sizes[o.id][1]
+        if ay is None and o.depth == "foreground":
+            want = max(0.5, 1.0 - MARGIN - pad - h / 2)
+            ay = (min(want, FRONT_LINE + pad - h / 2), want, 1.0)
+        elif ay is None and o.depth == "background":
+            want = max(MARGIN + h / 2, BACK_LINE - h / 2)
+            ay = (0.0, want, max(want, FRONT_LINE - pad - h / 2))
+        out[o.id] = (ax, ay)
+    return out
 
 
 def _merge_warnings(warnings: list[str]) -> list[str]:
@@ -112,8 +165,9 @@ def _fit(boxes: dict[str, Box], fixed: dict[str, Box], min_wh: tuple[float, floa
 
 
 def _valid(boxes: dict[str, Box], relations: list[PlanRelation], fixed: dict[str, Box],
-           min_wh: tuple[float, float], margin: float) -> bool:
-    """Every relation holds, unrelated boxes keep apart, free boxes are inside the margin and big enough."""
+           min_wh: tuple[float, float], margin: float, objects: list[PlanObject], canvas: Canvas) -> bool:
+    """Every relation, region and depth holds, unrelated boxes keep apart, free boxes are inside the
+    margin and big enough."""
     lo, hi = margin - 1e-9, 1.0 - margin + 1e-9
     for i, b in boxes.items():
         if i in fixed:
@@ -122,7 +176,8 @@ def _valid(boxes: dict[str, Box], relations: list[PlanRelation], fixed: dict[str
             return False
         if b[2] - b[0] < min_wh[0] - 1e-6 or b[3] - b[1] < min_wh[1] - 1e-6:
             return False
-    return not check_relations(boxes, relations) and not overlap_violations(boxes, relations)
+    return (not check_relations(boxes, relations) and not overlap_violations(boxes, relations)
+            and not check_placements(boxes, objects, canvas, skip=fixed))
 
 
 # --------------------------------------------------------------------------
@@ -237,17 +292,20 @@ def _held_separation(a: str, b: str, boxes: dict[str, Box]) -> Separation:
 class _Repair:
     """One family of programs: same ids, kept boxes, targets; varying constraints."""
 
-    def __init__(self, ids, relations, target, fixed, min_wh, margin, groups):
+    def __init__(self, ids, relations, target, fixed, min_wh, margin, groups, places=None):
         self.ids, self.relations, self.target, self.fixed, self.margin = ids, relations, target, fixed, margin
         self.groups = groups
+        self.places = places or Places([], {}, [])
         self.min_wh = {i: (min_wh[0] + 1e-3, min_wh[1] + 1e-3) for i in ids if i not in fixed}  # survives rounding
         self.pairs = _unrelated(ids, relations, fixed)
         self.timed_out = False
         self.deadline = time.perf_counter() + REPAIR_BUDGET_S
 
-    def program(self, relations, choices=None, seps=None, open_pairs=False, tied=False) -> Program:
-        """``tied``: relations expanded from one group relation share their open choice."""
+    def program(self, relations, choices=None, seps=None, open_pairs=False, tied=False, items=None) -> Program:
+        """``tied``: relations expanded from one group relation share their open choice; ``items``:
+        the placements to keep (default: all of them)."""
         prog = Program(self.ids)
+        self.places.add_to(prog, self.places.items if items is None else items)
         options = {}
         if not choices:  # what each open `between` can still choose, given these relations
             direct = {(r.subject, r.object): _DIRECT[r.predicate] for r in relations if r.predicate in _DIRECT}
@@ -339,27 +397,50 @@ class _Repair:
             layout = self.solve(self.program(self.relations, held, seps)) or found
         return None
 
-    def core(self, relations, open_pairs: bool, budget_s: float = 3.0) -> list[PlanRelation]:
-        """Deletion filter: drop each relation whose removal keeps the set
-        infeasible; what is left cannot hold together (minimal unless the time
+    def core(self, relations, open_pairs: bool, budget_s: float = 3.0) -> list:
+        """Deletion filter over the relations and placements: drop each one whose removal
+        keeps the set infeasible; what is left cannot hold together (minimal unless the time
         budget ran out)."""
-        core, t0 = list(relations), time.perf_counter()
+        core, t0 = [*relations, *self.places.items], time.perf_counter()
         self.deadline = t0 + budget_s + 1.0
         for r in list(core):
             if time.perf_counter() - t0 > budget_s:
                 break
             trial = [x for x in core if x is not r]
-            prog = self.program(trial, open_pairs=open_pairs)
+            rels = [x for x in trial if not isinstance(x, Placement)]
+            prog = self.program(rels, open_pairs=open_pairs, items=[x for x in trial if isinstance(x, Placement)])
             if self.solve(prog, feasibility_only=True) is None and not prog.timed_out:
                 core = trial
         return core
 
 
-def _repair(ids, relations, target, fixed, min_wh, margin, groups) -> tuple[dict[str, Box], list[str]]:
+@dataclass
+class Places:
+    """The placements a solve must keep, with what lp.Program needs to state them."""
+
+    items: list[Placement]
+    priors: dict[str, DepthPrior]
+    fronts: list[str]  # every foreground object (kept ones too): a background box stays above them
+
+    @classmethod
+    def of(cls, objects: list[PlanObject], fixed: dict[str, Box], canvas: Canvas) -> "Places":
+        every = placements(objects)
+        items = [p for p in every if p.subject not in fixed]
+        priors = {o.id: DepthPrior.of(o, canvas) for o in objects if o.depth and o.id not in fixed}
+        return cls(items, priors, foreground_ids(every))
+
+    def add_to(self, prog: Program, items: list[Placement]) -> None:
+        kept = {p.subject for p in items if p.kind == "depth" and p.value == "foreground"}
+        fronts = [f for f in self.fronts if f in kept or f not in self.priors]
+        for p in items:
+            prog.placement(p, self.priors.get(p.subject), fronts)
+
+
+def _repair(ids, relations, target, fixed, min_wh, margin, groups, places=None) -> tuple[dict[str, Box], list[str]]:
     """LP with the target's choices; then LP with choices a small MILP found;
     then the full MILP. Infeasible: explain with a smallest conflicting set.
     Returns the boxes and notes for the plan's warnings."""
-    rep = _Repair(ids, relations, target, fixed, min_wh, margin, groups)
+    rep = _Repair(ids, relations, target, fixed, min_wh, margin, groups, places)
     sol = rep.quick(_hinted_choices(relations, target, groups), target)
     if sol is not None:
         return sol, []
@@ -408,7 +489,8 @@ def solve(
     fixed = {i: tuple(float(v) for v in b) for i, b in (fixed or {}).items() if i in set(ids)}
     relations = list(relations)
     _validate(ids, relations, fixed)
-    cyc = cycles(relations)
+    places = Places.of(objects, fixed, canvas)
+    cyc = cycles(relations, places.items)
     if cyc:
         raise ConflictError(conflict_message(cyc))
     if not ids:
@@ -419,21 +501,22 @@ def solve(
     spans = _spanning(objects, relations, fixed)
     free = [o for o in objects if o.id not in fixed]
     sizes, warnings = initial_sizes([(o.id, o.name, o.size, o.id in spans) for o in free], W, H, MARGIN)
+    _depth_sizes(sizes, free, canvas, spans)
     warned = {w.split(":")[0] for w in warnings}
     groups = {o.id: o.group or o.name for o in objects}
     min_wh = min_size(W, H)
 
-    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, min_wh, rng)
+    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, min_wh, rng, _anchors(free, sizes))
     warnings += _fit(boxes, fixed, min_wh, MARGIN, W, H, warned)
     boxes = _round(boxes)
     boxes.update(fixed)
     warnings = _merge_warnings(warnings)
-    if _valid(boxes, relations, fixed, min_wh, MARGIN):
+    if _valid(boxes, relations, fixed, min_wh, MARGIN, objects, canvas):
         return Layout(boxes, warnings)
 
-    repaired, notes = _repair(ids, relations, boxes, fixed, min_wh, MARGIN, groups)
+    repaired, notes = _repair(ids, relations, boxes, fixed, min_wh, MARGIN, groups, places)
     repaired = {**_round(repaired), **fixed}
-    bad = check_relations(repaired, relations)
+    bad = check_relations(repaired, relations) + check_placements(repaired, objects, canvas, skip=fixed)
     if bad:  # rounding ate a margin: should not happen, but never pass it silently
         notes.append("geometry: " + "; ".join(str(v) for v in bad))
     return Layout(repaired, warnings + notes, repaired=True)

@@ -20,7 +20,7 @@ import sys
 from abc import ABC, abstractmethod
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
@@ -48,6 +48,12 @@ class Planner(ABC):
 
         A ``SceneGraph``, or a ``SceneGraphDraft`` from a backend that cannot make
         its model's references valid; ``plan_from_graph`` normalises either."""
+
+    def readings(self, prompt: str) -> Iterator[SceneGraphDraft]:
+        """Every way this backend reads ``prompt``, the one ``graph`` gives first. The planner tries
+        the others when a reading's relations contradict each other, and reports a conflict only
+        when all of them do (the rules parser overrides this with its alternative readings)."""
+        yield self.graph(prompt)
 
     def edit_ops(self, instruction: str, context: dict) -> EditScript:  # pragma: no cover - overridden where supported
         """Turn a chat instruction into an ``EditScript``.

@@ -7,12 +7,23 @@ language-model planners. It knows English phrasing rules, not prompts:
   "twin towers", "7 cats") and adjectives (colours, materials, size words);
 * predicates phrased many ways ("on top of", "beneath", "further left than"),
   pronoun and reversed constructions ("a vase with a cat to its left" ->
-  cat left_of vase, "a bench with a cat on top"), absolute sides ("a bottle
-  on the left and a dog on the right"), orders ("from left to right: a, b and
-  c"), "between X and Y", "on either side of X", "next to each other";
-* negation ("without", "no", "not any") -> excluded; places introduced by a
-  preposition ("in a field", "on a beach") -> background;
+  cat left_of vase, "a bench with a cat on top"), relative clauses ("a plate
+  that is left of a fork"), orders ("from left to right: a, b and c"),
+  "between X and Y", "on either side of X", "next to each other";
+* regions and depth, not relations: "in the top left corner", "toward the
+  left edge", "along the bottom", "high up in the middle", "dead center" ->
+  ``region``; "in the distance", "up close in the foreground" -> ``depth``;
+* negation ("without", "no", "not any") -> excluded; "nobody", "nothing
+  else" are no objects; places introduced by a preposition ("in a field", "on
+  a beach") -> background;
 * quantity comparisons ("the number of cats is more than that of dogs").
+
+Where English is ambiguous (which noun "it" or "them" means, whether a
+relation after "and a chair" is the chair's alone, who "holding an umbrella to
+the left of a car" is left of), the parser prefers one reading and records
+the others (``Choices``); ``readings`` lists them, and ``parse`` returns the
+first whose relations, regions and depths can hold together, so a prompt is
+refused as a conflict only when every reading contradicts itself.
 
 Anything it does not understand is skipped, so any text (including
 non-English) gives a best-effort graph rather than a crash.
@@ -22,15 +33,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from ...errors import InvalidPromptError
 from ..expand import slug
+from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, COMPOUND_NOUNS, PREDICATE_PHRASES, SYMMETRIC_PREDICATES, VAGUE_COUNTS, is_plural,
-                      parse_count)
+from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
+                      is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
+
+MAX_READINGS = 24  # parses tried per prompt when the preferred reading contradicts itself
 
 # --------------------------------------------------------------------------
 # Word lists (general English, not tied to any benchmark)
@@ -72,6 +87,7 @@ _LY_NOUNS = frozenset(
     "butterfly dragonfly firefly family lily jelly belly bully holly rally ally assembly supply doily gully tally".split()
 )
 _PRONOUNS = frozenset("it them itself themselves him her".split())
+_POSSESSIVES = frozenset("its their his her".split())
 _FRAME_NOUNS = frozenset(
     "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot".split()
 )
@@ -84,6 +100,15 @@ _SCENE_NOUNS = frozenset(
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley bridge air
     sand universe area world tarmac platform dirt mud field""".split()
 )
+# Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
+_LANDMARKS = frozenset(
+    """mountain hill city town village forest bridge island castle tower lighthouse skyline volcano cliff
+    building house tree""".split()
+)
+# Who "his" and "her" can mean (besides the vocabulary's aliases of "person")
+_PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler teenager father mother
+    grandmother grandfather skier surfer player chef farmer soldier doctor nurse teacher student king queen
+    prince princess cowboy dancer rider""".split())
 # Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
@@ -97,14 +122,8 @@ _CONTAINERS = frozenset(
     tray bucket pitcher jug sack crate bunch cone bar""".split()
 )
 
-_SIDE_WORDS = {
-    "left": ("h", 0), "right": ("h", 2), "top": ("v", 0), "bottom": ("v", 2), "middle": (None, 1),
-    "center": (None, 1), "centre": (None, 1), "upper": ("v", 0), "lower": ("v", 2),
-    "left-hand": ("h", 0), "right-hand": ("h", 2), "foreground": ("d", 0),
-}
-_FRAME_SUFFIX = ("of the image", "of the picture", "of the photo", "of the scene", "of the frame", "of the canvas",
-                 "of the composition", "of the view", "of the photograph", "of the painting")
-
+# Side words of region phrases ("on the left", "at the very top", "in the middle")
+_SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w not in ("central", "high", "low")}
 # Bare adverbs that relate the focus to the "with" host ("a table with a cat on top").
 _BARE_TO_HOST = {"on top": "on", "underneath": "under", "beneath": "under", "below": "below", "above": "above",
                  "inside": "inside", "behind": "behind", "in front": "in_front_of", "nearby": "near",
@@ -117,13 +136,14 @@ _SKIP_PHRASES = {"left", "right", "after", "before", "around", "top of", "bottom
 
 @dataclass
 class Tok:
-    kind: str  # NP REL ABS ORDER NEG WITH AND END PRON EACH FLANK OTHER
+    kind: str  # NP REL ABS DEPTH ORDER NEG WITH AND END PRON EACH FLANK VOID RELPRO OTHER
     text: str = ""
     pred: str | None = None
     axis: str | None = None
     level: int = 0
     pron: bool = False  # REL whose object is "it" ("to its left")
     bare: bool = False  # ABS without "the" ("on top")
+    # DEPTH: pred is "foreground" / "background"; VOID ("nobody"): pred "person" when it excludes people
     forward: bool = True
     np: "NP | None" = None
 
@@ -138,6 +158,7 @@ class NP:
     name: str = ""
     attributes: list[str] = field(default_factory=list)
     size: str | None = None
+    quantity: str = ""  # the count word as written ("one", "two", "a dozen")
 
 
 # --------------------------------------------------------------------------
@@ -169,23 +190,64 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
             for side, pred in (("left", "left_of"), ("right", "right_of")):
                 for tail in ("", " side", "-hand side", " hand side"):
                     put(f"{pre} {poss} {side}{tail}", Tok("REL", f"{pre} {poss} {side}", pred=pred, pron=True))
-    # absolute positions
+    # absolute positions: regions of the canvas ("in the top left corner", "toward the left edge")
     for side, (axis, level) in _SIDE_WORDS.items():
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
-                    "at the very", "on the very", "in the very", "towards the", "toward the", "along the"):
-            for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side"):
+                    "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
+                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the",
+                    "up in the", "down in the", "high in the", "low in the", "into the"):
+            for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
+                         " third", " portion", " section"):
                 base = f"{pre} {side}{tail}"
-                put(base, Tok("ABS", base, axis=axis, level=level))
-                for frame in _FRAME_SUFFIX if tail in ("", " side", " part", " corner") else ():
-                    put(f"{base} {frame}", Tok("ABS", base, axis=axis, level=level))
+                put(base, Tok("ABS", base, axis=axis, level=level))  # "... of the picture": see lex
         put(f"on {side}", Tok("ABS", f"on {side}", axis=axis, level=level, bare=True))
     for side in ("left", "right"):
         for v in ("top", "bottom", "upper", "lower"):
-            for pre in ("in the", "at the", "on the"):
-                for tail in (" corner", "", " side", " part"):
+            for pre in ("in the", "at the", "on the", "to the", "toward the", "towards the", "near the", "into the",
+                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the"):
+                for tail in (" corner", "", " side", " part", " area", " region", " hand corner", "-hand corner",
+                             " quadrant", " third"):
                     text = f"{pre} {v} {side}{tail}"
                     put(text, Tok("ABS", text, axis="hv", level=_SIDE_WORDS[v][1] * 3 + _SIDE_WORDS[side][1]))
-    put("in the background", Tok("OTHER", "in the background"))
+    for text, (axis, level) in {"high up": ("v", 0), "up high": ("v", 0), "way up high": ("v", 0),
+                                "low down": ("v", 2), "down low": ("v", 2), "up top": ("v", 0),
+                                "dead center": (None, 1), "dead centre": (None, 1), "right in the middle": (None, 1),
+                                "smack in the middle": (None, 1), "dead in the center": (None, 1),
+                                "dead in the middle": (None, 1), "centered": (None, 1), "centred": (None, 1),
+                                "front and center": (None, 1), "front and centre": (None, 1)}.items():
+        put(text, Tok("ABS", text, axis=axis, level=level))
+    # depth: "in the distance", "up close in the foreground"
+    for text, depth in {
+        "in the foreground": "foreground", "in the very foreground": "foreground",
+        "in the near foreground": "foreground", "up close": "foreground", "close up": "foreground",
+        "close to the camera": "foreground", "near the camera": "foreground", "close to the viewer": "foreground",
+        "nearest the camera": "foreground", "nearest to the camera": "foreground",
+        "closest to the camera": "foreground", "at the front": "foreground", "in the front": "foreground",
+        "in the background": "background", "in the far background": "background",
+        "far in the background": "background", "far off in the background": "background",
+        "way in the background": "background", "in the very background": "background",
+        "in the distant background": "background", "in the distance": "background",
+        "in the far distance": "background", "off in the distance": "background",
+        "far in the distance": "background", "far away": "background", "far off": "background",
+        "far far away": "background", "in the back": "background", "at the back": "background",
+        "way back": "background", "on the horizon": "background", "in the far back": "background",
+        "at the far back": "background", "far behind": "background",
+    }.items():
+        put(text, Tok("DEPTH", text, pred=depth))
+    # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
+    for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
+                 "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
+                 "none", "anything", "anything else", "anyone", "anyone else", "anybody", "anybody else",
+                 "everything else", "something else"):
+        person = text.startswith(("no", "any", "with")) and "thing" not in text and text != "none"
+        put(text, Tok("VOID", text, pred="person" if person else None))
+    # relative clauses: "a plate that is left of a fork" - the plate is the next relation's subject
+    for pro in ("that", "which", "who"):
+        for verb in ("is", "are", "was", "were", "'s", "sits", "sit", "stands", "stand", "lies", "lie", "rests",
+                     "rest", "hangs", "hang", "floats", "float", "flies", "fly", "sat", "stood", "lay", "is placed",
+                     "is located", "is positioned", "are placed", "are located", "is sitting", "is standing",
+                     "are sitting", "are standing", "is lying", "is hanging", "is floating", "is flying"):
+            put(f"{pro} {verb}", Tok("RELPRO", f"{pro} {verb}"))
     # orders
     for a, b, axis, fwd in (("left", "right", "h", True), ("right", "left", "h", False),
                             ("top", "bottom", "v", True), ("bottom", "top", "v", False)):
@@ -216,7 +278,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                  "has", "have", "having", "holding", "containing", "carrying", "that contains", "which contains",
                  "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
                  "covered in", "alongside of"):
-        put(text, Tok("WITH", text))
+        # "holding", "carrying", "wearing": what is held goes where its holder goes
+        put(text, Tok("WITH", text, pred="holds" if text in ("holding", "carrying", "wearing") else None))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
     for text in (".", ";", "!", "?", "but"):
@@ -246,6 +309,7 @@ _IN_FRAME_RE = re.compile(
     r"view|painting|illustration)\b",
     re.I,
 )
+_HYPHENATED_SIDES = re.compile(r"\b(top|upper|bottom|lower|middle|center|centre)-(left|right)\b")
 _NUMBER_OF_RE = re.compile(
     r"(?:,\s*)?(?:and\s+)?(?:the\s+)?(?:number|amount|count)\s+of\s+(?:the\s+)?([a-z][a-z ]*?)\s+(?:is|are|was)\s+"
     r"(more|greater|larger|higher|bigger|less|fewer|smaller|lower|equal|the same)\s*"
@@ -285,11 +349,25 @@ def _match(words: list[str], i: int) -> tuple[Tok | None, int]:
     return None, 0
 
 
+def _frame_at(words: list[str], j: int) -> bool:
+    """ "the picture", "this image"... starting at ``words[j]``."""
+    return j + 1 < len(words) and words[j] in ("the", "this") and words[j + 1] in _FRAME_NOUNS
+
+
+def _high_or_low(words: list[str], i: int) -> bool:
+    """ "high" / "low" saying where something is ("high in the sky", "low above the water")."""
+    return words[i] in ("high", "low") and i + 1 < len(words) and words[i + 1] in _HIGH_LOW_NEXT
+
+
+_HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
+
+
 def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
     j = i
     count: int | None = None
     vague = definite = False
+    quantity = ""
     # determiners and quantities
     while j < len(words):
         took = 0
@@ -305,7 +383,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             value = parse_count(head)
             if value is not None and head not in ("a", "an"):
                 if count is None or vague:
-                    count, vague = value, False
+                    count, vague, quantity = value, False, head
                 took = n
                 break
         if took:
@@ -340,11 +418,14 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             nxt = words[k + 1] if k + 1 < len(words) else ""
             modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
                 and not _is_verbish(nxt, first=False)
-            modifier = modifier and parse_count(nxt) is None
-            if _is_verbish(w, first=False) and not modifier and " ".join([*content, w]) not in COMPOUND_NOUNS:
+            modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
+            compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
+            if _is_verbish(w, first=False) and not modifier and not compound:  # "a black dining table" stays whole
                 break
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
             break  # "an umbrella set up", "a cat curled up"
+        if content and _high_or_low(words, k):
+            break  # "a moon high in the sky"
         if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
                 and _is_content(words[k + 1]):
             k += 1  # "a colorfully painted bus": drop the adverb
@@ -365,24 +446,35 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
     if not content:
         return None, i
-    np = NP(words=content, count=count, vague=vague, definite=definite)
+    np = NP(words=content, count=count, vague=vague, definite=definite, quantity=quantity)
     np.text = " ".join(content)
     return np, k
 
 
 def lex(text: str) -> list[Tok]:
     """Words -> tokens; unknown words become OTHER and are ignored by the parser."""
-    words = re.findall(r"[\w'-]+|[,.;:!?&]", text.lower())
+    text = _HYPHENATED_SIDES.sub(r"\1 \2", text.lower())  # "top-left" -> "top left"
+    words = re.findall(r"[\w'-]+|[,.;:!?&]", text)
     words = [w.strip("'") or w for w in words]
     toks: list[Tok] = []
     i = 0
     while i < len(words):
         w = words[i]
         tok, n = _match(words, i)
+        if tok is not None and tok.kind == "REL" and words[i + n - 1] == "of" and _frame_at(words, i + n):
+            side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
+            if side is not None and side.kind == "ABS" and m == n - 1:
+                tok, n = side, m
+        if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
+                and _frame_at(words, i + n + 1):
+            n += 3  # "in the top left corner of the image": the frame is the canvas
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
                 i += 1
+                continue
+            if tok.text == "close up" and i + n < len(words) and words[i + n] in ("of", "photo", "shot", "view"):
+                i += n  # "a close up of a cat" is a frame, not a depth
                 continue
             toks.append(tok)
             i += n
@@ -391,7 +483,15 @@ def lex(text: str) -> list[Tok]:
             toks.append(Tok("PRON", w))
             i += 1
             continue
+        if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
+            toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
+            i += 1
+            continue
         np, j = _read_np(words, i)
+        if np is not None and len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
+            toks.append(Tok("PRON", "it"))  # "a dog on its roof": on the thing "its" means
+            i = j
+            continue
         if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
             whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
             if whole is not None:
@@ -429,17 +529,17 @@ class _Builder:
         self.relations: list[tuple[str, str, str, str | None]] = []
         self.background: list[str] = []
         self.excluded: list[str] = []
-        self.positions: dict[str, dict[str, int]] = {}
+        self.positions: dict[str, dict[str, int]] = {}  # id -> {"h": column, "v": row, "m": 1 (middle)}
+        self.depths: dict[str, str] = {}
 
     def add(self, np: NP) -> str:
         parts = normalize_name(_whole_for_part(np.words))
         name = parts.name
-        if np.definite or np.count is None:
-            for o in self.objects:
-                if o.name == name:
-                    if np.count is not None and not np.vague and (o.count is None or o.vague):
-                        o.count, o.vague = np.count, False
-                    return o.id
+        same = self.mentioned(np, parts)
+        if same is not None:
+            if np.count is not None and not np.vague and (same.count is None or same.vague):
+                same.count, same.vague = np.count, False
+            return same.id
         base = slug(name)
         oid, k = base, 2
         while any(o.id == oid for o in self.objects):
@@ -453,6 +553,24 @@ class _Builder:
             count, vague = 2, True
         self.objects.append(_Obj(oid, name, count, vague, parts.attributes, parts.size, np.definite))
         return oid
+
+    def mentioned(self, np: NP, parts) -> "_Obj | None":
+        """The object an NP mentions again, if it does: "the cat" / "cats" / "the black cat" after
+        a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
+        before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
+        same = [o for o in self.objects if o.name == parts.name]
+        if not same:
+            return None
+        if np.quantity == "one" and not np.definite:
+            return next((o for o in same if (o.count or 1) >= 2), None)
+        if not (np.definite or np.count is None):
+            return None
+        if parts.attributes:
+            same = [o for o in same if set(parts.attributes) <= set(o.attributes)] or \
+                ([] if not np.definite else [o for o in same if not o.attributes])
+        if not np.definite and is_plural(np.words[-1]):
+            same = [o for o in same if o.vague or o.count is None or o.count >= 2]
+        return same[0] if same else None
 
     def relate(self, subjects: list[str], pred: str, objects: list[str], object2: str | None = None) -> None:
         if pred == "between" and object2 is None:  # "between them": the group flanks the subject
@@ -488,12 +606,84 @@ def _is_scene(np: NP) -> bool:
     return name.split()[-1] in _SCENE_NOUNS if name else False
 
 
+def _is_landmark(np: NP) -> bool:
+    """A place that can also be a thing in the picture ("mountains in the background")."""
+    name = normalize_name(np.text).name
+    return bool(name) and name.split()[-1] in _LANDMARKS
+
+
 def _is_frame(np: NP) -> bool:
     return normalize_name(np.text).name in _FRAME_NOUNS
 
 
+class Choices:
+    """The parser's ambiguous decisions (which noun "it" means, which nouns a relation after a list
+    applies to...), made by a plan: ``picks[k]`` is the option taken at the k-th decision, 0 (the
+    preferred reading) where the plan says nothing. ``sizes`` records how many options each
+    decision had, so ``readings`` can list the other ways to read the prompt."""
+
+    def __init__(self, picks: tuple[int, ...] = ()):
+        self.picks, self.sizes = picks, []
+
+    def choose(self, options: list):
+        """One of ``options`` (the preferred first, no duplicates)."""
+        k = len(self.sizes)
+        self.sizes.append(len(options))
+        return options[min(self.picks[k], len(options) - 1)] if k < len(self.picks) else options[0]
+
+
+def _distinct(options: list) -> list:
+    out: list = []
+    for o in options:
+        if o not in out:
+            out.append(o)
+    return out
+
+
+def readings(prompt: str, limit: int = MAX_READINGS) -> Iterator[SceneGraph]:
+    """The distinct ways the rules read ``prompt``, the preferred first, then those that change
+    one decision, then two... (at most ``limit`` parses). A decision changed early changes what
+    is decided later, so each reading's own decisions are enumerated as it is met."""
+    prepared = _prepare(prompt)
+    queue: list[tuple[int, ...]] = [()]
+    seen: list[SceneGraph] = []
+    parses = 0
+    while queue and parses < limit:
+        picks = queue.pop(0)
+        choices = Choices(picks)
+        graph = _build(prompt, prepared, choices)
+        parses += 1
+        if graph not in seen:
+            seen.append(graph)
+            yield graph
+        last = max((k for k, p in enumerate(picks) if p), default=-1)
+        for k in range(last + 1, len(choices.sizes)):
+            base = tuple(picks[k2] if k2 < len(picks) else 0 for k2 in range(k))
+            queue += [(*base, alt) for alt in range(1, choices.sizes[k])]
+
+
+def consistent_first(graphs: Iterable[SceneGraph]) -> list[SceneGraph]:
+    """``graphs`` with those whose relations and placements can hold together (``check_graph``'s
+    test) first, each part in its own order."""
+    graphs = list(graphs)
+    ok = [g for g in graphs if not find_conflicts(g)]
+    return ok + [g for g in graphs if g not in ok]
+
+
 def parse(prompt: str) -> SceneGraph:
-    """Prompt -> SceneGraph by the phrasing rules above (see module docstring)."""
+    """Prompt -> SceneGraph by the phrasing rules above (see module docstring): the preferred
+    reading, or, when its relations contradict each other, the first other reading that does
+    not ("a table with a cup on it and a chair to its left": only the chair is left of it)."""
+    first = None
+    for graph in readings(prompt):
+        if not find_conflicts(graph):
+            return graph
+        first = first or graph
+    return first
+
+
+def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
+    """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
     text = " ".join(prompt.split())
     comparisons: list[tuple[str, str, str]] = []
 
@@ -521,10 +711,14 @@ def parse(prompt: str) -> SceneGraph:
             break
         text = text[m.end():]
     text = _IN_FRAME_RE.sub(" ", text)
+    return lex(text), comparisons, equal_targets
 
-    toks = lex(text)
+
+def _build(prompt: str, prepared: tuple, choices: Choices) -> SceneGraph:
+    """One reading of a prepared prompt, its ambiguous decisions made by ``choices``."""
+    toks, comparisons, equal_targets = prepared
     b = _Builder()
-    _walk(toks, b)
+    _walk(toks, b, choices)
 
     # comparisons: "two cats with a few dogs, the number of cats is more than that of dogs"
     for x_text, kind, y_text in comparisons:
@@ -536,7 +730,7 @@ def parse(prompt: str) -> SceneGraph:
         if ys and others:
             ys[0].count, ys[0].vague = others[0].count, False
 
-    _positions_to_relations(b)
+    regions = _regions(b)
 
     objects = []
     for o in b.objects:
@@ -546,7 +740,8 @@ def parse(prompt: str) -> SceneGraph:
         if count < 1:
             b.excluded.append(o.name)
             continue
-        objects.append(GraphObject(id=o.id, name=o.name, count=count, attributes=o.attributes, size=o.size))
+        objects.append(GraphObject(id=o.id, name=o.name, count=count, attributes=o.attributes, size=o.size,
+                                   region=regions.get(o.id), depth=b.depths.get(o.id)))
     kept = {o.id for o in objects}
     relations = [
         GraphRelation(subject=s, predicate=p, object=o, object2=o2)
@@ -593,40 +788,24 @@ def _apply_comparison(b: _Builder, x_text: str, kind: str, y_text: str) -> None:
         x.count, y.count = 3, 2
 
 
-def _positions_to_relations(b: _Builder) -> None:
-    """Absolute sides -> relations between objects on different sides."""
-    pred = {"h": "left_of", "v": "above"}
-    for axis in ("h", "v"):
-        levels: dict[int, list[str]] = {}
-        for oid, pos in b.positions.items():
-            if axis in pos:
-                levels.setdefault(pos[axis], []).append(oid)
-        if not levels:
-            continue
-        order = sorted(levels)
-        if len(order) >= 2:
-            for lo, hi in zip(order, order[1:]):
-                b.relate(levels[lo], pred[axis], levels[hi])
-            continue
-        (level,) = order
-        if level == 1:
-            continue
-        marked = set(levels[level])
-        related = {(s, o) for s, _p, o, _o2 in b.relations} | {(o, s) for s, _p, o, _o2 in b.relations}
-        others = [o.id for o in b.objects if o.id not in marked and not any((m, o.id) in related for m in marked)]
-        if level == 0:
-            b.relate(sorted(marked, key=_order_key(b)), pred[axis], others)
-        else:
-            b.relate(others, pred[axis], sorted(marked, key=_order_key(b)))
+def _regions(b: _Builder) -> dict[str, str]:
+    """Absolute positions -> each object's region ("in the top left corner" -> ``top_left``).
+    They are not relations between objects: "a kite in the top left corner and a boat at the
+    bottom right" puts each in its own part of the canvas."""
+    out = {}
+    for oid, pos in b.positions.items():
+        column, row = pos.get("h"), pos.get("v")
+        if "m" in pos:  # "in the middle": whichever axis nothing else names
+            column, row = (1 if column is None else column), (1 if row is None else row)
+        region = region_from_thirds(column, row)
+        if region:
+            out[oid] = region
+    return out
 
 
-def _order_key(b: _Builder):
-    index = {o.id: i for i, o in enumerate(b.objects)}
-    return lambda oid: index[oid]
-
-
-def _walk(toks: list[Tok], b: _Builder) -> None:
+def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     """The clause-level state machine (see module docstring for the rules)."""
+    choose = (choices or Choices()).choose
     subjects: list[str] = []  # clause subjects
     focus: list[str] = []  # what the next relation applies to
     host: list[str] = []  # the noun before "with" ("a vase with a cat ...")
@@ -640,13 +819,18 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
     order_nps: list[str] = []
     clause_nps: list[str] = []
     mode = "subject"  # subject | with | neg | object | loose
+    void = False  # after "nobody" / "nothing": what they do relates nothing ("nobody sitting on it")
+    pending_depth: list[Tok] = []  # "in the distance, a castle": the depth waits for its noun
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
     was_object = False
+    related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
+    holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
+    placed: list[str] = []  # what the latest region / depth phrase placed
 
     def finish_relation() -> None:
-        nonlocal pending, rel_objects, rel_subjects
+        nonlocal pending, rel_objects, rel_subjects, related
         if pending is None:
             return
         subs = rel_subjects or focus
@@ -667,17 +851,21 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         elif rel_objects:
             if subs:
                 b.relate(subs, pending.pred, rel_objects)
+                related = list(subs)
             else:
                 inverted.append((pending.pred, list(rel_objects)))
         elif host and subs and host != subs:  # "a table with a cat underneath"
             bare = _BARE_TO_HOST.get(pending.text)
             if bare:
                 b.relate(subs, bare, host)
+                related = list(subs)
         pending, rel_objects, rel_subjects = None, [], []
 
     def end_clause(hard: bool) -> None:
-        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted
+        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
+        nonlocal pending_depth
         finish_relation()
+        void = False
         if order is not None:
             chain = order_nps if len(order_nps) >= 2 else clause_nps
             pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
@@ -687,7 +875,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             order, order_nps = None, []
         subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
         if hard:
-            pending_abs, inverted = [], []
+            pending_abs, inverted, pending_depth = [], [], []
 
     i = 0
     while i < len(toks):
@@ -696,6 +884,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
         if t.kind == "END":
             end_clause(hard=True)
         elif t.kind == "AND":
+            void = False
             if pending is not None and (pending.pred == "between") and len(rel_objects) == 1:
                 pass  # "between X and Y"
             elif pending is not None and pending.kind == "SIZE" and nxt is not None and nxt.kind == "NP":
@@ -706,7 +895,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                     and nxt.np.count is not None and not nxt.np.vague
                 after = toks[i + 2] if i + 2 < len(toks) else None
                 if counted and (t.text == "and" or (t.text == "," and after is not None
-                                                    and after.kind in ("REL", "ABS", "WITH", "END"))):
+                                                    and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
                     # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
                     end_clause(hard=False)
                     i += 1
@@ -715,6 +904,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             elif pending is not None and rel_objects and nxt is not None and nxt.kind == "NP":
                 finish_relation()
                 was_object = True
+            elif pending is not None and not rel_objects and t.text == "and" and pending.text in _BARE_TO_HOST:
+                finish_relation()  # "a box with a ball inside and a cat on top of it": inside the box
             elif pending is not None and not rel_objects:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
@@ -735,7 +926,9 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 b.excluded.append(normalize_name(np.text).name)
                 i += 1
                 continue
-            scene = _is_scene(np)
+            void = False
+            placed_next = nxt is not None and (nxt.kind == "DEPTH" or nxt.kind == "ABS" and not nxt.bare)
+            scene = _is_scene(np) and not (placed_next and _is_landmark(np))
             if pending is not None:
                 if scene and pending.pred in ("inside", "on", "near", "above", "below", "under", "behind", "next_to", "in_front_of", "between") and not (
                     pending.pred == "between" and rel_objects
@@ -743,6 +936,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                     b.background.append(np.text if not np.definite else np.text)
                     if pending.pred != "between":
                         pending, rel_objects, rel_subjects = None, [], []
+                        was_object = True  # "two ducks on a pond, one lamp post ...": the ducks are placed
                     i += 1
                     continue
                 oid = b.add(np)
@@ -763,7 +957,8 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 i += 1
                 after_and = False
                 continue
-            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG")) and not pending_abs:
+            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG", "VOID")) \
+                    and not pending_abs:
                 b.background.append(np.text)
                 host = []
                 i += 1
@@ -780,6 +975,9 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                 for a in pending_abs:
                     _mark(b, [oid], a)
                 pending_abs = []
+            for d in pending_depth:
+                b.depths[oid] = d.pred or "background"
+            pending_depth = []
             if inverted:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
@@ -789,7 +987,7 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
                     subjects.append(oid)
                 focus = list(subjects)
             elif mode == "with":
-                if after_and and focus and focus != host and not was_object:
+                if after_and and focus and focus != host and not was_object and focus != related:
                     focus = [*focus, oid]
                 else:
                     focus = [oid]
@@ -799,23 +997,31 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             last = [*last, oid] if after_and and last else [oid]
             after_and = False
             was_object = False
+        elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
+            pass  # "a bench with nobody sitting on it": what nobody does places nothing
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
             chained = support_obj if support_at == i - 1 and t.pred == "on" and pending is None else []
             finish_relation()
             pending = t
             rel_subjects = chained or (list(focus) if focus else [])
+            if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
+                rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
             if t.pron:  # "to its left": the object is the host / antecedent
-                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred)
+                rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
+                    related = list(rel_subjects)
                 pending = None
             elif nxt is not None and nxt.kind == "PRON":
-                rel_subjects, target = _pronoun_target(b, host, clause_nps, rel_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
+                rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     if t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
                     else:
                         b.relate(rel_subjects, t.pred or "near", target)
+                    related = list(rel_subjects)
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "EACH":
@@ -835,10 +1041,33 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
-                _mark(b, last if last and not was_object else focus, t)
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
+                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.positions))
+                _mark(b, placed, t)
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
                 pending_abs.append(t)
+        elif t.kind == "DEPTH":
+            if focus and not (mode == "subject" and not subjects):
+                # "a dog up close in the foreground": phrases in a row place the same noun
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
+                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.depths))
+                for oid in placed:
+                    b.depths[oid] = t.pred or "background"
+                last = []
+            else:
+                pending_depth.append(t)
+        elif t.kind == "VOID":
+            finish_relation()
+            if t.pred == "person" and (mode == "neg" or t.text.startswith(("no", "with"))):
+                b.excluded.append("person")  # "with nobody around": no people in the picture
+            void = True
+            mode = "loose" if mode == "neg" else mode
+        elif t.kind == "RELPRO":  # "a plate that is left of a fork": the plate relates next
+            finish_relation()
+            if last:
+                focus = list(last)
+                was_object = False
         elif t.kind == "ORDER":
             order = t
             order_nps = []
@@ -849,7 +1078,12 @@ def _walk(toks: list[Tok], b: _Builder) -> None:
             mode = "neg"
         elif t.kind == "WITH":
             finish_relation()
-            host = list(last or focus)
+            void = False
+            holder = t.pred == "holds"
+            # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
+            # with the clause's subject; else with the noun just before it
+            comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
+            host = choose(_distinct([list(focus), list(last)] if comma else [list(last or focus), list(focus)]))
             mode = "with"
             after_and = False
             was_object = False
@@ -889,21 +1123,65 @@ def _is_verb_token(word: str) -> bool:
     return _is_verbish(word, first=False)
 
 
-def _pronoun_target(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str]
-                    ) -> tuple[list[str], list[str]]:
-    """(subjects, antecedent) of a relation to "it": the "with" host, else the latest noun of the
-    clause before the subjects ("a vase, a cat to its left"), else, for a list subject, its
-    earlier members ("a table and a dog under it": dog under table), else the latest object
-    of an earlier clause ("a table without plates, a dog under it")."""
-    if host:
-        return subjects, host
+def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str], word: str,
+                     pred: str | None) -> list[tuple[list[str], list[str]]]:
+    """The readings of a relation to "it" / "them", as (subjects, antecedent) pairs, the preferred
+    first: the "with" host, else the latest noun of the clause before the subjects ("a vase, a
+    cat to its left"), else, for a list subject, its earlier members ("a table and a dog under
+    it": dog under table), else the latest object of an earlier clause ("a table without plates,
+    a dog under it"). "Them" prefers every earlier noun of the clause over a single one ("a dog
+    next to a cat, with a ball in front of them"); "in it" prefers a container ("a vase on a
+    table with flowers in it"), "his" / "her" a person ("a girl holding a balloon with a dog
+    to her right"). Then every other noun of the clause, then earlier clauses'."""
+    plural = word in ("them", "their", "themselves")
     earlier = [n for n in clause_nps if n not in subjects]
-    if earlier:
-        return subjects, earlier[-1:]
-    if len(subjects) >= 2:
-        return subjects[-1:], subjects[-2:-1]
     before = [o.id for o in b.objects if o.id not in subjects]
-    return subjects, before[-1:]
+    options: list[tuple[list[str], list[str]]] = []
+    if host:
+        options.append((subjects, host))
+        if len(subjects) >= 2:
+            options.append((subjects[-1:], host))
+    if earlier:
+        options.append((subjects, earlier[-1:]))
+    if len(subjects) >= 2:
+        options.append((subjects[-1:], subjects[-2:-1]))
+    options.append((subjects, before[-1:]))
+    many = [n for n in dict.fromkeys([*host, *earlier]) if n not in subjects]
+    single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
+    if plural and len(many) >= 2 and single(options[0][1]):
+        options.insert(0, (subjects, many))
+    options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
+    fits = {"inside": _is_container} if word in ("it", "its") else {}
+    test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
+    if test is not None:  # a container for "in it", a person for "her", when one is at hand
+        suited = [o for o in options if o[1] and all(test(b.get(n).name) for n in o[1])]
+        options = suited + [o for o in options if o not in suited]
+    return _distinct([(list(subs), list(target)) for subs, target in options
+                      if subs and target and not set(target) & set(subs)])
+
+
+def _placement_targets(last: list[str], focus: list[str], was_object: bool, placed) -> list[list[str]]:
+    """Which nouns a region / depth phrase places, the preferred first: the latest noun, or after a
+    relation's object the clause's subject ("a cat on a mat on the left") - unless the subject is
+    placed already ("a dog in the foreground behind a house in the background": the house)."""
+    if last and not was_object:
+        first = last
+    elif last and focus and all(placed(o) for o in focus):
+        first = last
+    else:
+        first = focus
+    options = _distinct([list(x) for x in (first, focus, last) if x])
+    fresh = [o for o in options if not any(placed(n) for n in o)]  # another reading never unsays a placement
+    return fresh or options[:1]
+
+
+def _is_container(name: str) -> bool:
+    return bool(name) and name.split()[-1] in _CONTAINERS
+
+
+def _is_person(name: str) -> bool:
+    head = name.split()[-1] if name else ""
+    return head in _PEOPLE or ALIASES.get(head) == "person"
 
 
 def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
@@ -914,7 +1192,7 @@ def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
         elif tok.axis in ("h", "v"):
             pos[tok.axis] = tok.level
         elif tok.axis is None:  # middle / centre
-            pos.setdefault("h", 1)
+            pos["m"] = 1
 
 
 class RulesPlanner(Planner):
@@ -927,6 +1205,10 @@ class RulesPlanner(Planner):
 
     def graph(self, prompt: str) -> SceneGraph:
         return parse(prompt)
+
+    def readings(self, prompt: str) -> Iterator[SceneGraph]:
+        """Every reading ``parse`` considered, those that can hold together first."""
+        return iter(consistent_first(readings(prompt)))
 
     def edit_ops(self, instruction: str, context: dict):
         """Chat instruction -> ``EditScript`` by phrasing rules (see ``rules_edits``)."""

@@ -9,6 +9,11 @@ attributes ("the black cat"), positions ("the left cat", "the cat on the
 right"), ordinals ("the second cat") and pronouns ("it" = the object the
 previous clause or turn talked about).
 
+Where an object belongs is a region or depth, not a move: "move the cat to
+the top right corner", "put the dog in the foreground", "add a tree in the
+background", "add a cat on the left" give ``region`` / ``depth`` on the
+move or add (a plain "move the cat left" stays a move by a direction).
+
 It never guesses: a singular reference that fits several objects ("the cat"
 with two cats, "it" with no referent) becomes one ``clarify`` operation
 asking which; a name not in the scene is an ``EditError`` listing the objects.
@@ -37,7 +42,8 @@ from ..edit_ops import (
 )
 from ..normalize import normalize_name
 from ...scene import PlanObject, ScenePlan
-from ...vocab import ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASES, SIZE_WORDS, is_plural, parse_count
+from ...vocab import (ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASES, SIZE_WORDS, canonical_depth,
+                      canonical_region, is_plural, parse_count)
 from ...vocab import singularize
 
 
@@ -407,6 +413,34 @@ _CORNER = re.compile(r"\b(?:(?:to|into|in|towards?)\s+)?the\s+(?P<v>top|upper|bo
                      r"(?:\s+(?:corner|hand\s+corner|side|edge))?(?:\s+of\s+the\s+\w+)?\b")
 
 
+_FRAME_TAIL = r"(?:\s+of\s+the\s+(?:image|picture|canvas|scene|frame|photo|painting|view))?"
+_CORNER_PLACE = re.compile(r"\b(?:to|into|in|towards?|at|on)\s+the\s+(?:very\s+|far\s+)?(?P<w>(?:top|upper|bottom|lower)"
+                           r"[\s-](?:left|right))(?:[\s-]hand)?(?:\s+(?:corner|side|part|area|quadrant))?"
+                           + _FRAME_TAIL + r"\b")
+_SIDE_PLACE = re.compile(r"\b(?:on|at|in|to|towards?)\s+the\s+(?:very\s+|far\s+)?(?P<w>left|right|top|bottom|middle|"
+                         r"center|centre)(?:\s+(?:side|edge|part|half|area))?" + _FRAME_TAIL + r"\b(?!\s+of\b)")
+_DEPTH_PLACE = re.compile(r"\b(?:(?:in|into|to|toward|towards)\s+the\s+(?:far\s+|very\s+)?(?P<w>foreground|background|"
+                          r"distance|front|back)(?!\s+of\b)|(?P<u>up\s+close|close\s+up|far\s+away|far\s+off))\b")
+
+
+def _places(t: str, sides: bool = False) -> tuple[str | None, str | None, str]:
+    """The region and depth ``t`` names ("to the top right corner", "in the background"; with
+    ``sides`` also "on the left", "in the middle") and ``t`` without those phrases."""
+    region = depth = None
+    patterns = [("region", _CORNER_PLACE)] + ([("region", _SIDE_PLACE)] if sides else []) + [("depth", _DEPTH_PLACE)]
+    for kind, rx in patterns:
+        m = rx.search(t)
+        if m is None or (kind == "region" and region is not None):
+            continue
+        word = m.group("w") or m.groupdict().get("u") or ""
+        if kind == "region":
+            region = canonical_region(word)
+        else:
+            depth = canonical_depth(word)
+        t = " ".join(f"{t[:m.start()]} {t[m.end():]}".split())
+    return region, depth, t
+
+
 def _direction_spans(t: str) -> list[tuple[int, int, str, str | None]]:
     """(start, end, direction, forced amount) of every direction phrase, left to right.
 
@@ -696,11 +730,24 @@ class _Clause:
             ops += [RelateOp(subject=x, predicate=p2, object=_ref(self.r, b), object2=_ref(self.r, b2))
                     for p2, b, b2 in others for x in subs]
             return ops
+        placed = self._place(rest)
+        if placed:
+            return placed
         if verb in ("raise", "lift"):
             rest += " up"
         elif verb in ("lower", "sink"):
             rest += " down"
         return self._direction_move(rest, required=verb not in ("set", "get", "take"))
+
+    def _place(self, rest: str):
+        """ "the cat to the top right corner", "the dog into the background" -> a move to a region / depth."""
+        region, depth, target = _places(rest)
+        if region is None and depth is None:
+            return None
+        target = re.sub(r"\s+(?:over|back|again|instead)$", "", _strip_amount(target)).strip()
+        ids = self.r.find(target)
+        self.r.last = ids
+        return [MoveOp(target=_ref(self.r, ids), region=region, depth=depth)]
 
     def _away(self, target: str, ref: str, amount) -> list:
         """"move the cat away from the vase": along the axis they are further apart on, away from it."""
@@ -749,15 +796,13 @@ class _Clause:
                               r"a\s+few|a\s+couple\s+of|a\s+pair\s+of|a\s+dozen|several)\b)", rest)
         if verb in ("place", "put", "paint") and not indefinite:
             return None  # "put the cat left of the dog" moves
+        region, depth, rest = _places(rest, sides=True)  # "add a tree in the background on the left"
         chain = _relation_chain(rest, self.r)
-        absolute: list[tuple[str, str | None]] = []
         rels: list = []
         if chain:
             np_text, rels = chain
         else:
-            dirs, np_text = _directions(rest) if re.search(r"\b(?:on|at|in|to)\s+the\s+(?:left|right|top|bottom|"
-                                                           r"middle|center|centre)\b", rest) else ([], rest)
-            absolute = dirs
+            np_text = rest
             loc = _REL_RE.search(np_text)  # "a moon in the sky": a place that is not an object is left out
             if loc and loc.start() > 0 and re.match(r"(?:the|a|an)\b", np_text[loc.end():].strip()):
                 np_text = np_text[:loc.start()]
@@ -778,15 +823,13 @@ class _Clause:
                 attrs, size = list(same[0].attributes), same[0].size
         pred, refs, refs2 = rels[0] if rels else (None, None, None)
         op = AddOp(name=parts.name, count=count, attributes=attrs, size=size, predicate=pred,
-                   reference=_ref(self.r, refs), reference2=_ref(self.r, refs2))
+                   reference=_ref(self.r, refs), reference2=_ref(self.r, refs2), region=region, depth=depth)
         new_ids = _predict_ids(self.r.plan, parts.name, count)
         self.r.last = new_ids
         ops: list = [op]
         for p2, refs_b, refs2_b in rels[1:]:
             ops += [RelateOp(subject=i, predicate=p2, object=_ref(self.r, refs_b), object2=_ref(self.r, refs2_b))
                     for i in new_ids]
-        for d, forced in absolute:
-            ops += [MoveOp(target=i, direction=d, amount=forced or "max") for i in new_ids]
         return ops
 
     def make(self, t: str):
@@ -976,6 +1019,11 @@ class _Clause:
         out = self._size_phrase(f"{target} {rest}")
         if out is not None:
             return out
+        region, depth, left = _places(rest, sides=True)
+        if (region or depth) and not left:  # "the dog should be in the foreground"
+            ids = self.r.find(target)
+            self.r.last = ids
+            return [MoveOp(target=_ref(self.r, ids), region=region, depth=depth)]
         dirs, left = _directions(_strip_amount(rest))
         if dirs and not left:
             return self._direction_move(f"{target} {rest}", required=True)

@@ -35,11 +35,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ...errors import ConflictError, LLMError, ModelUnavailableError, UsageError
+from ...errors import ConflictError, LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
 from ...scene import SceneGraph, SceneGraphDraft
 from ..compact import grounded_grammar, parse_lines, prompt_phrases
 from ..crosscheck import merge, repair
@@ -49,7 +49,8 @@ from .base import LLMPlanner, Planner
 from .constrained import ConstrainedDecoder
 from .gguf_cache import gemma_folder, gguf_folder
 from .local_cache import cached_prefix_state, cached_tokenizer_info, rust_tokenizer
-from .rules import parse
+from .rules import consistent_first, parse
+from .rules import readings as rules_readings
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -357,6 +358,28 @@ class LocalPlanner(TransformersPlanner):
             result.notes.append("dropped the model's relations: the geometry stage could not place them")
         report.notes, report.model_added = [*notes, *result.notes], result.model_added
         return result.graph
+
+    def readings(self, prompt: str) -> Iterator[SceneGraph]:
+        """The cross-checked graph first; then the rules parser's other readings, each merged with
+        the model's graph; then the model's own graph. So a conflict is reported only when the
+        model's reading and every reading of the parser contradict themselves."""
+        first = self.graph(prompt)
+        yield first
+        if not self.crosscheck:  # the model's graph alone was asked for
+            return
+        model = self.last.model_graph if self.last is not None else None
+        seen = [first]
+        others = consistent_first(rules_readings(prompt))
+        for reading in others:
+            try:
+                graph = merge(prompt, model, reading).graph if model is not None else reading
+            except PlanAndRenderError:  # this reading and the model's cannot make one graph
+                continue
+            if graph not in seen:
+                seen.append(graph)
+                yield graph
+        if model is not None and model not in seen:
+            yield model
 
     def _remember(self, prompt: str, graph: SceneGraph | None, limit: int = 5000) -> None:
         if len(self.model_graphs) >= limit:
