@@ -63,6 +63,8 @@ def test_suite() -> dict:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    if proc.returncode:
+        print(proc.stdout[-20000:], file=sys.stderr)  # the failures, before the figure
     summary = (proc.stdout.strip().splitlines() or ["?"])[-1].strip("= ")
     return {"command": "python3 -m pytest -q", "threads": 1, "wall_s": round(wall, 1), "runs_s": [round(wall, 1)],
             "render_s_per_image": None, "result": summary}
