@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite or args.suite_only:
         runs.append(test_suite())
     for r in runs:
-        print(f"{r['wall_s']:7.1f} s  {str(r['render_s_per_image'] or '-'):>6} s/image  threads {r['threads']}: {r['command']}")
+        per_image = r["render_s_per_image"] or "-"
+        print(f"{r['wall_s']:7.1f} s  {per_image:>6} s/image  threads {r['threads']}: {r['command']}")
     result = {"command": "python3 -m benchmarks.quickstart" + (" --local" if args.local else "")
               + (" --suite" if args.suite or args.suite_only else "")
               + (f" --repeats {args.repeats}" if args.repeats != 3 else ""),

@@ -91,10 +91,12 @@ def planner_cold_idle(d: dict) -> str:
 def geometry(d: dict) -> str:
     lmd = get(d, "lmd", default={})
     scores = table(["set", "score"], [
-        [f"NSR-1K spatial val ({get(d, 'nsr_spatial', 'n', default='-')})", num(get(d, "nsr_spatial", "accuracy"), suffix=" %")],
+        [f"NSR-1K spatial val ({get(d, 'nsr_spatial', 'n', default='-')})",
+         num(get(d, "nsr_spatial", "accuracy"), suffix=" %")],
         [f"NSR-1K counting val ({get(d, 'nsr_counting', 'n', default='-')}) precision / recall / accuracy",
          " / ".join(num(get(d, "nsr_counting", k)) for k in ("precision", "recall", "accuracy")) + " %"],
-        *[[f"LMD-400 {kind} ({get(v, 'n', default='-')})", num(get(v, "accuracy"), suffix=" %")] for kind, v in lmd.items()],
+        *[[f"LMD-400 {kind} ({get(v, 'n', default='-')})", num(get(v, "accuracy"), suffix=" %")]
+          for kind, v in lmd.items()],
     ])
     timing = table(["plans", "CPU median ms (wall)", "CPU p99 ms (wall)", "LP repair"], [
         [f"{label}: {get(d, key, 'plans', default='-')}",
@@ -109,13 +111,15 @@ def geometry(d: dict) -> str:
 
 
 def chat(d: dict) -> str:
-    rows = [["instructions", f"{get(d, 'instructions', default='-')}: {get(d, 'applied', default='-')} applied, "
-                             f"{get(d, 'questions', default='-')} answered with a question, {get(d, 'refused', default='-')} refused"],
+    def n(key: str) -> str:
+        return str(get(d, key, default="-"))
+
+    rows = [["instructions", f"{n('instructions')}: {n('applied')} applied, {n('questions')} answered with a "
+                             f"question, {n('refused')} refused"],
             ["edits where an object the edit did not touch moved",
-             f"{get(d, 'edits_moving_untouched_objects', default='-')} of {get(d, 'edits_checked', default='-')} checked"],
-            ["relations violated after an edit", str(get(d, "relation_violations_after_edits", default="-"))],
-            ["edits that moved a related object to make room",
-             f"{get(d, 'edits_that_freed_neighbours', default='-')} of {get(d, 'edits_checked', default='-')}"],
+             f"{n('edits_moving_untouched_objects')} of {n('edits_checked')} checked"],
+            ["relations violated after an edit", n("relation_violations_after_edits")],
+            ["edits that moved a related object to make room", f"{n('edits_that_freed_neighbours')} of {n('edits_checked')}"],
             ["rules parse time, median", num(get(d, "parse_ms_median"), 2, suffix=" ms")],
             ["apply + geometry + SQLite commit, median / p90",
              f"{num(get(d, 'apply_and_store_ms_median'), 1)} / {num(get(d, 'apply_and_store_ms_p90'), 1)} ms"]]
@@ -124,7 +128,8 @@ def chat(d: dict) -> str:
 
 def openai_overhead(d: dict) -> str:
     rows = [[f"`{get(r, 'mode')}`", str(get(r, "prompts", default="-")), num(get(r, "identical"), 0, 100, " %"),
-             str(get(r, "errors", default="-")), num(get(r, "median_warm_s"), 1, 1000, " ms"), num(get(r, "cold_s"), 2, suffix=" s")]
+             str(get(r, "errors", default="-")), num(get(r, "median_warm_s"), 1, 1000, " ms"),
+             num(get(r, "cold_s"), 2, suffix=" s")]
             for r in get(d, "results", default=[])]
     return table(["mode", "prompts", "graphs back identical", "errors", "median per prompt", "cold start"], rows) + \
         source(d, "openai_overhead", get(d, "command") or "python3 -m benchmarks.openai_overhead --limit 150")

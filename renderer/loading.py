@@ -169,7 +169,8 @@ def load_single_file(path: Path, dtype: torch.dtype) -> tuple[str, dict]:
             with safe_open(str(path), "pt") as f:
                 meta = (f.metadata() or {}).get(META_KEY)
         except (SafetensorError, OSError) as e:
-            raise ModelUnavailableError(f"{path} is not a readable .safetensors file ({_first_line(e)}); {HOW}") from None
+            raise ModelUnavailableError(f"{path} is not a readable .safetensors file ({_first_line(e)}); "
+                                        f"{HOW}") from None
         if meta:
             try:
                 return _load_own_file(path, json.loads(meta), dtype)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import report
+from benchmarks.bench_data import BENCH_ENV, bench_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -100,11 +101,13 @@ def repository_copy(dest: Path) -> Path:
 
 
 def docs_env(home: Path) -> dict[str, str]:
-    """This checkout's tools first on PATH; offline; state (sessions, caches) inside the test's folder."""
+    """This checkout's tools first on PATH; offline; state (sessions, caches) inside the test's folder; the
+    benchmark data found where the checkout finds it (the copy has no ``../shared/bench`` beside it)."""
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1", "PLAN_AND_RENDER_HOME": str(home / "home"),
-            "PLAN_AND_RENDER_CACHE": str(home / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+            "PLAN_AND_RENDER_CACHE": str(home / "cache"), "PYTHONDONTWRITEBYTECODE": "1",
+            BENCH_ENV: str(bench_dir())}
 
 
 # --------------------------------------------------------------------------
@@ -150,7 +153,8 @@ def test_the_commands_of_each_page_run(page, tmp_path):
                                   capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{b.where}: still running after {BLOCK_TIMEOUT_S} s; mark it <!-- docs-check: skip (why) -->")
-        assert proc.returncode == 0, f"{b.where} failed ({proc.returncode}):\n{b.code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, \
+            f"{b.where} failed ({proc.returncode}):\n{b.code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr, f"{b.where}:\n{proc.stderr[-3000:]}"
 
 

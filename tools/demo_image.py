@@ -3,8 +3,8 @@
     python3 -m tools.demo_image [--out docs/images/demo.png] [--prompt P] [--seed 0] [--steps 25]
 
 Makes what the README's offline demo command makes (rules planner, models/shapes-tiny, refocus,
-25 steps, seed 0, the model's guidance scale) and writes the layout preview and the image - enlarged without smoothing, so its
-64x64 pixels stay visible - side by side, each captioned.
+25 steps, seed 0, the model's guidance scale) and writes the layout preview and the image - enlarged
+without smoothing, so its 64x64 pixels stay visible - side by side, each captioned.
 """
 
 from __future__ import annotations

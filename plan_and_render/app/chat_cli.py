@@ -98,7 +98,8 @@ class _Chat:
         done = (f"rendered {len(result.images)} image(s) with seed {self.s.seed}"
                 if result.config.get("reused_from") is None else
                 f"this layout was rendered at turn {result.config['reused_from']} (same settings); its image(s)")
-        info_line(f"{done}: {', '.join(paths) or '(not saved)'}" + (f"  [attention in box: {scores}]" if scores else ""))
+        info_line(f"{done}: {', '.join(paths) or '(not saved)'}"
+                  + (f"  [attention in box: {scores}]" if scores else ""))
 
     def command(self, line: str) -> bool:
         """Run a /command; False = leave the chat."""

@@ -110,7 +110,8 @@ def generate_cmd(prompt, plan_file, planner, base_url, retries, timeout, planner
 
     from . import output
 
-    run_dir = out if out is not None else output.new_run_dir(clean_text(prompt) if prompt is not None else plan_file.stem)
+    name = clean_text(prompt) if prompt is not None else plan_file.stem
+    run_dir = out if out is not None else output.new_run_dir(name)
     err = stderr_console()
 
     def on_event(name: str, data: dict) -> None:
@@ -162,8 +163,9 @@ def _scores_table(result: api.Result, err) -> None:
     table = Table(title="attention in box (share of each object's attention inside its box)", title_justify="left")
     table.add_column("object")
     per_image = result.image_scores if len(result.image_scores) > 1 else []
-    for seed in result.seeds[:len(per_image)]:
-        table.add_column(f"seed {seed}", justify="right")
+    seeds = result.seeds if len(result.seeds) == len(per_image) else [None] * len(per_image)
+    for k, seed in enumerate(seeds):
+        table.add_column(f"seed {seed}" if seed is not None else f"image {k + 1}", justify="right")
     table.add_column("score" if not per_image else "mean", justify="right")
     for oid, s in result.scores.items():
         table.add_row(oid, *(f"{scores.get(oid, 0.0):.2f}" for scores in per_image), f"{s:.2f}")
