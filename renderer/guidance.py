@@ -22,6 +22,7 @@ from . import attention as A
 from . import losses as L
 from .masks import MaskSet
 from .methods import available_methods, config_for, method_class
+from .schedulers import alpha_bars
 
 
 def compose_prompt(plan: ScenePlan) -> tuple[str, str]:
@@ -156,8 +157,6 @@ class Guider:
         """alpha_bar at step i (``schedulers.alpha_bars``: from the scheduler's sigmas when it has
         them); read to the host once per render, not once per step."""
         if self._abars is None:
-            from .schedulers import alpha_bars
-
             self._abars = alpha_bars(self.scheduler)
         return self._abars[i]
 
