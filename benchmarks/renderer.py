@@ -4,6 +4,7 @@
     python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda   # full-size random UNets (GPU)
     python3 -m benchmarks.renderer --suite sd15 --size 128 --steps 10 --methods none refocus rca
                                                                      # SD 1.5-sized UNet on the CPU, small
+    python3 -m benchmarks.renderer --suite tiny --scheduler euler    # another sampler (default: the model's)
 
 Full-size suites build SD 1.5 / SDXL components with random weights from the
 published configs in benchmarks/configs/*.json (timing and memory do not depend
@@ -73,7 +74,7 @@ def peak_gib(device: str) -> float:
 
 
 def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None,
-              early_stop: bool = False) -> dict:
+              early_stop: bool = False, scheduler: str | None = None) -> dict:
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     if suite == "tiny":
         pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), size or 64
@@ -81,7 +82,8 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         pipe = pipeline_from_components(full_components(suite, device, dtype), device=device, dtype=dtype)
         size = size or (512 if suite == "sd15" else 1024)
     plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
-    pipe(plan, method="refocus", steps=2, progress=False, early_stop=early_stop)  # warm-up (kernels, allocator)
+    pipe(plan, method="refocus", steps=2, progress=False, early_stop=early_stop,
+         scheduler=scheduler)  # warm-up (kernels, allocator)
     rows = {}
     for m in methods:
         peak_reset(device)
@@ -92,7 +94,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
                 loop_peak["gib"] = peak_gib(device)
 
         t0, c0 = time.perf_counter(), time.process_time()
-        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb, early_stop=early_stop)
+        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb, early_stop=early_stop, scheduler=scheduler)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows[m] = {"wall_s": wall, "cpu_s": cpu, "loop_s": r.timings["loop_s"], "peak_gib": peak_gib(device),
                    "loop_peak_gib": loop_peak.get("gib", float("nan")), "scores": r.scores, "losses": r.losses}
@@ -105,6 +107,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         r["loop_peak_x"] = r["loop_peak_gib"] / base["loop_peak_gib"]
     dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps, "clock": clock,
+            "scheduler": scheduler or "the model's own (ddim)",
             "worst_case": not early_stop, "measured_by": "this code (renderer after the cleanup session)",
             "methods": rows}
 
@@ -166,8 +169,8 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
 
 def table(res: dict) -> str:
     clock = res.get("clock", "wall_s")
-    lines = [f"\n{res['suite']} on {res['device']} ({res['dtype']}, {res['size']}px, {res['steps']} steps; "
-             f"x none from {clock})",
+    lines = [f"\n{res['suite']} on {res['device']} ({res['dtype']}, {res['size']}px, {res['steps']} steps, "
+             f"{res.get('scheduler')}; x none from {clock})",
              f"{'method':<13}{'wall s':>9}{'cpu s':>9}{'x none':>8}{'peak GiB':>10}{'x none':>8}{'loop peak':>11}{'x none':>8}"]
     for m, r in res["methods"].items():
         lines.append(f"{m:<13}{r['wall_s']:>9.2f}{r.get('cpu_s', float('nan')):>9.2f}{r['time_x']:>8.2f}"
@@ -186,6 +189,8 @@ def main() -> None:
                     "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
     ap.add_argument("--count-ops", action="store_true", help="count operators and host reads instead of timing")
+    ap.add_argument("--scheduler", default=None, help="sampler: ddim, pndm, euler, euler_a, dpmpp_2m, "
+                    "dpmpp_2m_karras, unipc (default: the model's own)")
     ap.add_argument("--out", default=str(ROOT / "results" / "renderer.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,9 +203,11 @@ def main() -> None:
             results[f"{s}-ops"] = count_ops(s, steps, methods, args.size, early_stop=args.no_worst_case)
             out.write_text(json.dumps(results, indent=2))
             continue
-        res = run_suite(s, args.device, steps, methods, args.size, early_stop=args.no_worst_case)
+        res = run_suite(s, args.device, steps, methods, args.size, early_stop=args.no_worst_case,
+                        scheduler=args.scheduler)
         print(table(res), flush=True)
-        key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "")
+        key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "") \
+            + (f"-{args.scheduler}" if args.scheduler else "")
         results[key] = res
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))

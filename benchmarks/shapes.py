@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -192,7 +194,8 @@ def summarise(records: list[dict]) -> dict:
 # ---------------------------------------------------------------------------
 
 def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guidance_scale: float,
-               time_budget: float, examples: int, log, options: dict | None = None) -> tuple[list[dict], list[np.ndarray]]:
+               time_budget: float, examples: int, log, options: dict | None = None,
+               scheduler: str | None = None) -> tuple[list[dict], list[np.ndarray]]:
     records, images = [], []
     t_start = time.perf_counter()
     for it in items:
@@ -203,7 +206,7 @@ def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guid
         render_plan = plan.model_copy(update={"prompt": it["caption"] if text == "caption" else plan.prompt})
         t0 = time.perf_counter()
         res = pipe(render_plan, method=method, seed=it["seed"], steps=steps, guidance_scale=guidance_scale,
-                   progress=False, method_options=options or None)
+                   progress=False, method_options=options or None, scheduler=scheduler)
         img = np.asarray(res.images[0].convert("RGB"))
         rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan, res.scores),
                "seconds": time.perf_counter() - t0, "passes": dict(res.passes)}
@@ -263,6 +266,7 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     summary = {m: summarise(recs) for m, recs in per.items()}
     cfg = {**shards[0]["config"], "methods": list(per), "prompts_scored": len(common),
            "method_options": {k: v for s in shards for k, v in s["config"].get("method_options", {}).items()},
+           "scheduler": {k: v for s in shards for k, v in s["config"].get("scheduler", {}).items()},
            "commands": [s["config"]["command"] for s in shards]}
     cfg.pop("command", None)
     result = {"config": cfg, "summary": summary, "records": per}
@@ -298,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="JSON of per-method hyperparameters (default: the model folder's guidance.json; "
                          "'{}' = the renderer's published defaults)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--scheduler", default=None, help="sampler (ddim, euler, ...; default: the model's own)")
     ap.add_argument("--tag", default=None, help="suffix for the method names in the results, e.g. ':published'")
     a = ap.parse_args(argv)
     if a.merge:
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
     for m in methods:
         key = m + tag
         records[key], examples[key] = run_method(pipe, m, items, a.steps, a.text, a.guidance_scale, a.time_budget,
-                                                 a.examples, lambda s: print(s, flush=True), per_method[m])
+                                                 a.examples, lambda s: print(s, flush=True), per_method[m], a.scheduler)
         print(f"{key}: {len(records[key])} prompts, {summarise(records[key])['box_iou']:.3f} box IoU", flush=True)
     model = Path(a.model).resolve()
     shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else a.model  # results stay machine-free
@@ -333,7 +338,10 @@ def main(argv: list[str] | None = None) -> dict:
               "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
               "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
               "method_options": {m + tag: o for m, o in per_method.items()},
-              "command": " ".join(["python3 -m benchmarks.shapes", *(argv if argv is not None else sys.argv[1:])])}
+              "scheduler": {m + tag: a.scheduler or "model's own" for m in methods},
+              "command": " ".join(["python3 -m benchmarks.shapes", *(argv if argv is not None else sys.argv[1:])]),
+              "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "date": time.strftime("%Y-%m-%d")}
     shard = {"config": config, "records": records, "examples": {m: [e.tolist() for e in v] for m, v in examples.items()},
              "targets": [target_image(it["plan"]).tolist() for it in items[:a.examples]],
              "captions": [it["plan"].prompt for it in items[:a.examples]]}

@@ -72,7 +72,9 @@ def select_layers(layers: list[LayerInfo], which: str) -> list[str]:
     pick = {
         "cross_layout": lambda li: li.cross and li.place != "mid" and li.level == lvl,
         "self_layout": lambda li: (not li.cross) and li.place != "mid" and li.level == lvl,
-        "cross_zest": lambda li: li.cross and li.place != "mid" and li.level in (lvl, lvl - 1),
+        # ZestGuide's official layers: the layout level (down and up) plus the up path one level finer
+        "cross_zest": lambda li: li.cross and ((li.place != "mid" and li.level == lvl)
+                                               or (li.place == "up" and li.level == lvl - 1)),
         "cross_backward": lambda li: li.cross and (li.place == "mid" or (li.place == "up" and li.level == lvl)),
         "cross_all": lambda li: li.cross,
     }[which]
@@ -85,13 +87,16 @@ class Capture:
 
     ``reduce(x, h, w)`` turns a layer's (batch, heads, N, T) probabilities (or raw
     scores when ``logits``) of the conditional rows into what is kept; with
-    ``mode="mean"`` the results are averaged over layers on the fly.
+    ``mode="mean"`` the results are averaged over layers on the fly. ``extra_keys``
+    (1, M, D) text-encoder states (with ``logits`` only) add M key columns after the
+    prompt's: each layer's own key projection of them (ZestGuide's negative classes).
     """
 
     layers: set[str]
     reduce: Callable[[torch.Tensor, int, int], torch.Tensor] = lambda x, h, w: x.mean(1)
     mode: str = "mean"  # "mean" or "list"
     logits: bool = False
+    extra_keys: torch.Tensor | None = None
     total: torch.Tensor | None = None
     count: int = 0
     items: list[torch.Tensor] = field(default_factory=list)
@@ -198,7 +203,7 @@ class LayoutAttnProcessor:
             for cap in st.captures.values():
                 if self.name in cap.layers:
                     if cap.logits:
-                        cap.add(scores[st.cond_rows], h, w)
+                        cap.add(_with_extra_keys(attn, q, scores, cap.extra_keys)[st.cond_rows], h, w)
                     else:
                         probs = scores.softmax(-1) if probs is None else probs
                         cap.add(probs[st.cond_rows], h, w)
@@ -213,6 +218,16 @@ class LayoutAttnProcessor:
         if attn.residual_connection:
             out = out + hidden_states
         return out / attn.rescale_output_factor
+
+
+def _with_extra_keys(attn, q: torch.Tensor, scores: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+    """``scores`` (B, heads, N, T) with the scores of the layer's keys of ``extra`` (1, M, D) appended."""
+    if extra is None:
+        return scores
+    k = attn.to_k(extra.to(q.dtype))
+    k = k.view(1, -1, attn.heads, q.shape[-1]).transpose(1, 2)  # (1, heads, M, hd)
+    more = (q.float() @ k.float().transpose(-1, -2)) * attn.scale
+    return torch.cat([scores, more.expand(scores.shape[0], -1, -1, -1)], dim=-1)
 
 
 def install(unet, state: AttentionState, capture_layers: set[str], rca_layers: set[str]) -> int:

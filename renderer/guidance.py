@@ -22,6 +22,7 @@ from . import attention as A
 from . import losses as L
 from .masks import MaskSet
 from .methods import available_methods, config_for, method_class
+from .schedulers import alpha_bars
 
 
 def compose_prompt(plan: ScenePlan) -> tuple[str, str]:
@@ -53,6 +54,7 @@ class Layout:
     group_of: list[int]  # per object, index into groups
     groups: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (tokens, object indices)
     n_tokens: int = 77  # start + prompt + end tokens, i.e. the index of the first padding token
+    order: list[int] = field(default_factory=list)  # object indices back to front (label maps paint in this order)
 
     @property
     def guided(self) -> list[int]:
@@ -68,8 +70,17 @@ def build_layout(plan: ScenePlan, tokenizer, text: str, max_length: int) -> tupl
     group_of = [keys.index(group_key(o)) for o in plan.objects]
     tokens = [list(tm.groups.get(group_key(o), [])) for o in plan.objects]
     groups = [(list(tm.groups.get(g, [])), [k for k, gi in enumerate(group_of) if gi == j]) for j, g in enumerate(keys)]
+    # paint order of label maps (back to front): background objects, then the rest, then foreground
+    # ones; within each, larger boxes first, so a smaller object lying on a larger one keeps its pixels
+    depth = {"background": 0, None: 1, "foreground": 2}
+
+    def area(b) -> float:
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    order = sorted(range(len(plan.objects)),
+                   key=lambda k: (depth.get(plan.objects[k].depth, 1), -area(plan.objects[k].box)))
     lay = Layout(tm.text, [o.id for o in plan.objects], tokens, [tuple(o.box) for o in plan.objects], group_of,
-                 groups, tm.n_tokens)
+                 groups, tm.n_tokens, order)
     return lay, list(tm.warnings)
 
 
@@ -81,22 +92,31 @@ class Guider:
     """Runs the chosen methods for one render and keeps what they share.
 
     ``methods`` are names (as ``parse_method`` returns them); ``overrides`` per-method options.
+    ``steps`` is the number of iterations of the sampling loop (``len(scheduler.timesteps)``).
     ``early_stop=False`` switches off the methods' stopping tests, so every scheduled iteration runs
-    (benchmarks time that worst case). ``scheduler`` is read (its alpha_bar per step) when a method
-    asks for ``abar``.
+    (benchmarks time that worst case). ``scheduler`` is read (its noise level per step) when a method
+    asks for ``abar``. ``image_hw``: the image in pixels (label maps); ``embed_words(words)`` gives
+    (1, M, D) text-encoder states of single words (ZestGuide's negative classes).
+
+    Every latent the methods see and return is the DDIM-scaled one, x = sqrt(abar) x0 +
+    sqrt(1 - abar) eps, which is the UNet's input: the pipelines map the scheduler's own latent
+    to it and back (``plan_and_render.renderer.schedulers``), so a step has the same effect under
+    every scheduler.
     """
 
     def __init__(self, methods: list[str], unet, layout: Layout, steps: int, latent_hw: tuple[int, int],
                  batch: int, overrides: dict | None = None, n_ctx: int = 77, *, scheduler=None,
-                 early_stop: bool = True) -> None:
+                 early_stop: bool = True, image_hw: tuple[int, int] | None = None, embed_words=None) -> None:
         overrides = overrides or {}
         self.unet, self.layout, self.steps, self.batch = unet, layout, steps, batch
         self.latent_hw, self.n_ctx, self.scheduler, self.early_stop = latent_hw, n_ctx, scheduler, early_stop
+        self.embed_words = embed_words
         self.state = A.AttentionState()
         self.state.latent_hw = latent_hw
         self.layers = A.unet_layers(unet)
         self.grid = A.downsampled(latent_hw, A.layout_level(self.layers))
-        self.masks = MaskSet(layout.boxes, layout.group_of, self.grid, layout.ids)
+        self.masks = MaskSet(layout.boxes, layout.group_of, self.grid, layout.ids,
+                             image_hw=image_hw or (8 * latent_hw[0], 8 * latent_hw[1]), order=layout.order or None)
         self.warnings: list[str] = list(self.masks.warnings)
         self.active = bool(layout.guided)
         if methods and not self.active:
@@ -134,10 +154,10 @@ class Guider:
         return set(range(max(0, end - 5), end))
 
     def abar(self, i: int) -> float:
-        """alpha_bar at step i; the timesteps are read to the host once per render (not once per step)."""
+        """alpha_bar at step i (``schedulers.alpha_bars``: from the scheduler's sigmas when it has
+        them); read to the host once per render, not once per step."""
         if self._abars is None:
-            ts = self.scheduler.timesteps.cpu().tolist()
-            self._abars = [float(self.scheduler.alphas_cumprod[int(t)]) for t in ts]
+            self._abars = alpha_bars(self.scheduler)
         return self._abars[i]
 
     def config(self) -> dict:
@@ -169,32 +189,40 @@ class Guider:
         return self._pass(self.caps_guide, x, t, cond_unet)
 
     # -- gradient steps on the latent ---------------------------------------------
-    def descend(self, name: str, loss_fn, latents, t, cond_unet, scale: float, lr: float, max_iter: int,
-                keep_going) -> torch.Tensor:
-        """Up to ``max_iter`` steps x <- x - lr * grad(scale * loss) while ``keep_going(loss, stat)``
-        (both unscaled floats, one device-to-host copy per iteration). ``loss_fn(maps)`` gives
-        (loss summed over the images, stopping statistic); the last loss is recorded under ``name``."""
-        for _ in range(max_iter):
+    def descend(self, name: str, loss_fn, x, t, cond_unet, scale: float, lr: float, max_iter: int,
+                keep_going, *, test_first: bool = False) -> torch.Tensor:
+        """The official loops: compute the loss at x, step x <- x - lr * grad(scale * loss), then test
+        ``keep_going(loss, stat)`` on that loss (the one before the step); at most ``max_iter`` steps.
+        So at least one step is taken - except with ``test_first`` (A&E's refinement, entered only
+        when the loss is above its target), where the first test comes before the first step.
+        ``loss_fn(maps)`` gives (loss summed over the images, stopping statistic); the test sees the
+        loss per image and the statistic as floats (one device-to-host copy per iteration); the last
+        loss per image is recorded under ``name``. x is the DDIM-scaled latent (the UNet's input)."""
+        for k in range(max_iter):
             with torch.enable_grad():
-                x = latents.detach().float().requires_grad_(True)
-                loss, stat = loss_fn(self.guide_pass(x.to(latents.dtype), t, cond_unet))
+                xg = x.detach().float().requires_grad_(True)
+                loss, stat = loss_fn(self.guide_pass(xg.to(x.dtype), t, cond_unet))
                 self.passes["forward"] += 1
                 value, s = torch.stack([loss.detach(), stat.detach().float()]).tolist()
-                self.last_loss[name] = value
-                if self.early_stop and not keep_going(value / self.batch, s):
+                self.last_loss[name] = value / self.batch
+                go = not self.early_stop or keep_going(value / self.batch, s)
+                if test_first and k == 0 and not go:
                     break
-                (g,) = torch.autograd.grad(scale * loss, x)
+                (g,) = torch.autograd.grad(scale * loss, xg)
                 self.passes["backward"] += 1
-            latents = (x.detach() - lr * g).to(latents.dtype)
-        return latents
+            x = (xg.detach() - lr * g).to(x.dtype)
+            if not go:
+                break
+        return x
 
-    def before_cfg(self, i: int, t, latents: torch.Tensor, cond_unet) -> torch.Tensor:
-        """Each method's gradient steps on the latent at step i (its own schedule)."""
+    def before_cfg(self, i: int, t, x: torch.Tensor, cond_unet) -> torch.Tensor:
+        """Each method's gradient steps on the DDIM-scaled latent x at step i (its own schedule);
+        returns x itself when no method moved it."""
         if not self.active:
-            return latents
+            return x
         for m in self.methods:
-            latents = m.before_cfg(i, t, latents, cond_unet)
-        return latents
+            x = m.before_cfg(i, t, x, cond_unet)
+        return x
 
     # -- the CFG pass: methods capture or mask, scores ------------------------------
     @contextlib.contextmanager
@@ -254,11 +282,23 @@ class Guider:
         finally:
             st.capturing, st.rca_on = saved
 
-    def after_step(self, i: int, latents: torch.Tensor) -> torch.Tensor:
-        """Each method's correction after the scheduler step (ZestGuide's)."""
+    def after_step(self, i: int, latents: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Each method's correction after the scheduler step (ZestGuide's), made on the DDIM-scaled
+        latent of the next step, ``scale`` * the scheduler's ``latents``; returns the scheduler's latent."""
+        x = (latents.float() * scale).to(latents.dtype)
+        moved = x
         for m in self.methods:
-            latents = m.after_step(i, latents)
-        return latents
+            moved = m.after_step(i, moved)
+        if moved is x:
+            return latents
+        return (moved.float() / scale).to(latents.dtype)
+
+    def step_options(self, i: int) -> dict:
+        """Keyword arguments the methods ask of the scheduler's step at step i (ZestGuide's DDIM eta)."""
+        out: dict = {}
+        for m in self.methods:
+            out.update(m.step_options(i))
+        return out
 
     # -- what the render reports ---------------------------------------------------
     def scores(self) -> dict[str, float]:

@@ -9,7 +9,7 @@ one device-to-host copy (the guider's stopping test), not one per token.
 Index lists become device tensors through a small cache (``_ix``), so a guidance
 iteration does not copy indices to the GPU either (a list index on a CUDA tensor is
 a synchronous host-to-device copy). Maths is fp32 whatever the maps' dtype.
-Formulas: shared/spec/guidance.md.
+Formulas, and where each comes from in the official code: docs/guidance.md.
 
 Shapes used below: ``T`` tokens of the encoded prompt (start token = 0),
 ``K`` objects (instances), ``h x w`` map cells, ``N = h * w``.
@@ -40,30 +40,44 @@ def _ix(values: Sequence[int], like: torch.Tensor) -> torch.Tensor:
 # map post-processing (Attend-and-Excite convention)
 # ---------------------------------------------------------------------------
 
+SPANS = ("all", "prompt")  # which tokens the re-softmax keeps: see ``token_maps``
+
+
+def gaussian_kernel(sigma: float = 0.5, k: int = 3) -> torch.Tensor:
+    """The official 1-D weights: exp(-((x - mu) / (2 sigma))^2), normalised - not the textbook
+    exp(-(x - mu)^2 / (2 sigma^2)); for sigma 0.5, k 3: [0.212, 0.576, 0.212]."""
+    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    g = torch.exp(-((x / (2 * sigma)) ** 2))
+    return (g / g.sum()).float()
+
+
 def gaussian_smooth(maps: torch.Tensor, sigma: float = 0.5, k: int = 3) -> torch.Tensor:
-    """(M, h, w) -> (M, h, w): a k x k Gaussian with reflect padding (needs h, w > k // 2)."""
-    x = torch.arange(k, dtype=maps.dtype, device=maps.device) - (k - 1) / 2
-    g = torch.exp(-x**2 / (2 * sigma**2))
-    g = g / g.sum()
+    """(M, h, w) -> (M, h, w): the official k x k kernel (outer product of ``gaussian_kernel``) with
+    reflect padding (needs h, w > k // 2)."""
+    g = gaussian_kernel(sigma, k).to(maps.device, maps.dtype)
     kernel = (g[:, None] * g[None, :])[None, None]
     p = k // 2
     return F.conv2d(F.pad(maps[:, None], (p, p, p, p), mode="reflect"), kernel)[:, 0]
 
 
 def token_maps(cross: torch.Tensor, n_tokens: int, h: int, w: int, temperature: float = 100.0,
-               smooth: bool = True) -> torch.Tensor:
-    """(N, T) cross-attention -> (T, h, w) maps of the content tokens.
+               smooth: bool = True, span: str = "all") -> torch.Tensor:
+    """(N, T) cross-attention -> (T, h, w) re-softmaxed, smoothed maps, indexed by token position.
 
-    Drops the start token, the end token and padding (positions >= ``n_tokens - 1``),
-    re-softmaxes the rest over tokens at ``temperature`` and smooths each map. The
-    dropped positions are zero, so token positions keep indexing the first axis.
+    ``span="all"`` (official Attention Refocusing, Attend-and-Excite on SD 1.4, gsn-factory): drop
+    the start token and the last position, ``softmax(temperature * A[..., 1:-1])`` - the end token
+    and the padding stay in the softmax. ``span="prompt"`` (A&E's SD 2.1 branch): keep only the
+    prompt's own tokens, 1 .. ``n_tokens - 2``. Dropped positions are zero.
     """
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {SPANS}, not {span!r}")
     c = cross.float()
-    inner = torch.softmax(temperature * c[:, 1:n_tokens - 1], dim=-1)
+    stop = c.shape[1] - 1 if span == "all" else n_tokens - 1
+    inner = torch.softmax(temperature * c[:, 1:stop], dim=-1)
     maps = inner.T.reshape(-1, h, w)
     if smooth and h > 1 and w > 1:
         maps = gaussian_smooth(maps)
-    return F.pad(maps, (0, 0, 0, 0, 1, c.shape[1] - n_tokens + 1))
+    return F.pad(maps, (0, 0, 0, 0, 1, c.shape[1] - stop))
 
 
 # ---------------------------------------------------------------------------
@@ -71,13 +85,15 @@ def token_maps(cross: torch.Tensor, n_tokens: int, h: int, w: int, temperature: 
 # ---------------------------------------------------------------------------
 
 def car_loss(maps: torch.Tensor, groups: Groups, masks: torch.Tensor, early: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-attention refocusing at s = 1; returns (loss, min over objects of the in-box maximum).
+    """Cross-attention refocusing at s = 1; returns (loss, min over tokens and boxes of the in-box maximum).
 
     maps (T, h, w) from ``token_maps``; masks (K, h, w) binary, one per object; groups: per
-    group of instances (they share tokens) its token positions and object indices. For each
-    token of a group and each of the group's boxes: 6(1 - m_in) if m_in < 0.1, (1 - m_in) if
-    < 0.2 or ``early``; for each box of another group (own boxes zeroed): 4 m_out if > 0.15,
-    m_out if > 0.1 or ``early``; plus |boxes| * max outside all boxes / 2. Mean over groups.
+    group of instances (the official code's "object": one phrase, several boxes) its token
+    positions and object indices. For each token of a group and each of the group's boxes:
+    6(1 - m_in) if m_in < 0.1, (1 - m_in) if < 0.2 or ``early``; for each box of another group
+    (own boxes zeroed): 4 m_out if > 0.15, m_out if > 0.1 or ``early``; plus |boxes| * max
+    outside all boxes / 2. Divided by the number of groups. A box with no cell counts m_in = 1
+    (no term), as the official code does.
     """
     maps, masks = maps.float(), masks.float()
     everything = masks.amax(0)
@@ -88,6 +104,7 @@ def car_loss(maps: torch.Tensor, groups: Groups, masks: torch.Tensor, early: boo
         a = maps.index_select(0, _ix(tokens, maps))  # (t, h, w)
         own = masks.index_select(0, _ix(members, masks))  # (b, h, w)
         m_in = (a[:, None] * own[None]).amax((-1, -2))  # (t, b)
+        m_in = torch.where(own.flatten(1).amax(1) > 0, m_in, torch.ones_like(m_in))
         v = m_in.detach()
         w_in = torch.where(v < 0.1, 6.0, torch.where(v < 0.2, 1.0, 1.0 if early else 0.0))
         loss = loss + (w_in * (1 - m_in)).sum()
@@ -105,15 +122,18 @@ def car_loss(maps: torch.Tensor, groups: Groups, masks: torch.Tensor, early: boo
     return loss / max(n, 1), min_in
 
 
-def sar_loss(self_attn: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Self-attention refocusing: for each box, the mean over its query pixels of the
-    attention they pay to key pixels outside it; mean over boxes. self_attn (N, N), masks (K, h, w)."""
+def sar_loss(self_attn: torch.Tensor, masks: torch.Tensor, n_objects: int | None = None) -> torch.Tensor:
+    """Self-attention refocusing: for each box, the attention its query pixels (their mean row) pay
+    to key pixels outside it; summed over boxes and divided by ``n_objects`` - the number of
+    groups (phrases), as the official code does, so a group of two instances weighs twice
+    (default: the number of boxes). self_attn (N, N) averaged over heads (the loss is linear in
+    it, so the head mean commutes), masks (K, h, w) one per box."""
     s = self_attn.float()
-    f = masks.flatten(1).float()  # (K, N); never empty (the mask rule keeps at least one cell)
+    f = masks.flatten(1).float()  # (K, N)
     if f.shape[0] == 0:
         return s.new_zeros(())
     rows = (f @ s) / f.sum(1, keepdim=True).clamp_min(1)  # (K, N): mean attention row of the box's pixels
-    return (rows * (1 - f)).sum(1).mean()
+    return (rows * (1 - f)).sum() / (n_objects or f.shape[0])
 
 
 # ---------------------------------------------------------------------------
@@ -151,7 +171,8 @@ def iou_loss(maps: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tenso
 def backward_loss(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], tokens: Sequence[Sequence[int]]) -> torch.Tensor:
     """Mean over layers and objects of the mean over heads and tokens of (1 - in-box share)^2.
 
-    layers: per layer (probs (heads, N, T) without re-softmax, masks (K, N)); tokens: per object.
+    layers: per layer (probs (heads, N, T) without re-softmax, masks (K, N)); tokens: per object -
+    the official code's object is a phrase (a group) whose mask is the union of its boxes.
     The share of a token is its attention mass inside the object's mask over its total mass.
     """
     obj = [k for k, t in enumerate(tokens) for _ in t]
@@ -177,12 +198,15 @@ def backward_loss(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], tokens: S
 # ---------------------------------------------------------------------------
 
 def zest_loss(zmap: torch.Tensor, tokens: Sequence[Sequence[int]], masks: torch.Tensor, gain: float = 10.0,
-              gate: float = 0.01, gate_normalised: float = 0.1) -> torch.Tensor:
-    """BCE of each object's summed token maps against its mask, raw and max-normalised.
+              gate: float = 0.01, gate_normalised: float = 0.1, clip: float = 1e-3) -> torch.Tensor:
+    """ZestGuide's BCE of each object's summed token maps against its mask, raw and max-normalised.
 
-    zmap (N, T): token-softmaxed maps at the ZestGuide resolution; masks (K, N) targets in [0, 1].
-    A = gain * S_hat, A_n = A / (max A + 1e-4); pixels where prediction and target are both at
-    most the gate are left out; mean over objects of each BCE, the two BCEs summed.
+    zmap (N, T): token-softmaxed maps at the ZestGuide resolution; tokens: per object (one per
+    label of the segmentation: a group); masks (K, N) targets in [0, 1]. A = gain * S_hat,
+    A_n = A / (max A + 1e-4) (from A before gating); pixels where prediction and target are both
+    at most the gate get prediction 0 (held constant, no gradient). Prediction and target are
+    clipped to [clip, 1 - clip] and the BCE is averaged over ALL pixels, gated ones included
+    (official ``bce_loss2``); mean over objects of each BCE, the two BCEs summed.
     """
     keep = [k for k, t in enumerate(tokens) if t]
     if not keep:
@@ -192,12 +216,12 @@ def zest_loss(zmap: torch.Tensor, tokens: Sequence[Sequence[int]], masks: torch.
     target = masks.float().index_select(0, _ix(keep, masks))
     a = gain * pred
     an = a / (a.amax(-1, keepdim=True) + 1e-4)
+    t = target.clamp(clip, 1 - clip)
 
     def bce(p: torch.Tensor, g: float) -> torch.Tensor:
-        p = p.clamp(1e-6, 1 - 1e-6)
-        on = ~((p <= g) & (target <= g))
-        v = -(target * p.log() + (1 - target) * (1 - p).log())
-        return ((v * on).sum(-1) / on.sum(-1).clamp_min(1)).mean()
+        on = ((p.detach() > g) | (target > g)).float()
+        p = (p * on).clamp(clip, 1 - clip)
+        return -(t * p.log() + (1 - t) * (1 - p).log()).mean(-1).mean()
 
     return bce(a, gate) + bce(an, gate_normalised)
 

@@ -5,7 +5,8 @@ object's phrase to its tokens and its box to masks, then for every step
 (1) optionally move the latent by gradient steps on an attention loss,
 (2) predict noise with classifier-free guidance (RCA masks the conditional
 half), (3) take the scheduler step (ZestGuide adds its correction), and
-finally decode. The guidance itself lives in ``plan_and_render.renderer.guidance``
+finally decode. Guidance works on the DDIM-scaled latent, the UNet's input,
+whatever the sampler (``plan_and_render.renderer.schedulers``). The guidance itself lives in ``plan_and_render.renderer.guidance``
 (the Guider) and ``plan_and_render.renderer.methods`` (one class per method) and is
 shared with the SDXL pipeline; the settings and their defaults in
 ``plan_and_render.renderer.settings``.
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from plan_and_render.errors import UsageError
 from plan_and_render.scene import ScenePlan
 
-from . import guidance, memory, saving
+from . import guidance, memory, saving, schedulers
 from .settings import RenderSettings, dtype_name
 
 
@@ -151,7 +152,20 @@ class LayoutPipeline:
             raise UsageError(f"this pipeline is in {dtype}, not {s.dtype}; load one in {s.dtype} (get_pipeline)")
         height, width = canvas_size(plan)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
-                          device=device, dtype=dtype)
+                          device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler))
+
+    def make_scheduler(self, name: str | None):
+        """A fresh scheduler for one render: the named kind built from the model's own config, or a
+        copy of the model's own (None: a kind without a name here)."""
+        if name is None:
+            return type(self.scheduler).from_config(self.scheduler.config)
+        return schedulers.make_scheduler(name, self.scheduler)
+
+    def encode_words(self, words: list[str]) -> torch.Tensor:
+        """(1, M, D): the text encoder's state of each word's first token, each word encoded alone."""
+        ids = self.tokenizer(list(words), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0][:, 1][None].to(self.dtype)
 
     # -- the algorithm ----------------------------------------------------------
     @torch.no_grad()
@@ -175,10 +189,13 @@ class LayoutPipeline:
         cond, uncond, extra_c, extra_u = self.encode_text(text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 
-        # 2. processors on the layers the methods need, a guider that runs the methods and owns the masks
-        guider = guidance.Guider(s.methods, self.unet, layout, s.steps, (lat_h, lat_w), s.num_images,
-                                 s.method_options, n_ctx=cond.shape[1], scheduler=self.scheduler,
-                                 early_stop=early_stop)
+        # 2. the sampler, processors on the layers the methods need, a guider that runs the methods
+        #    and owns the masks (it counts steps as the loop does: PNDM runs one more)
+        sched = self.make_scheduler(s.scheduler)
+        sched.set_timesteps(s.steps, device=self.device)
+        guider = guidance.Guider(s.methods, self.unet, layout, len(sched.timesteps), (lat_h, lat_w), s.num_images,
+                                 s.method_options, n_ctx=cond.shape[1], scheduler=sched, early_stop=early_stop,
+                                 image_hw=(s.height, s.width), embed_words=self.encode_words)
         warnings += guider.warnings
         try:  # the maps those processors will make must fit in memory: say so before any is made
             memory.check_memory(self.unet, (lat_h, lat_w), s.num_images, cond.shape[1], (s.width, s.height))
@@ -186,34 +203,37 @@ class LayoutPipeline:
             guider.close()
             raise
 
-        # 3. initial noise: one seed per image
-        self.scheduler.set_timesteps(s.steps, device=self.device)
+        # 3. initial noise: one seed per image; each image's generator also draws its ancestral sampler noise
         seeds = image_seeds(s.seed, s.num_images)
+        gens = [torch.Generator("cpu").manual_seed(k) for k in seeds]
         shape = (1, self.unet.config.in_channels, lat_h, lat_w)
-        latents = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(k), dtype=torch.float32)
-                             for k in seeds]).to(self.device, self.dtype)
-        latents = latents * self.scheduler.init_noise_sigma
+        latents = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens]).to(self.device, self.dtype)
+        latents = latents * sched.init_noise_sigma
         cond_b, uncond_b = cond.expand(s.num_images, -1, -1), uncond.expand(s.num_images, -1, -1)
         kw_c = self.unet_kwargs(extra_c, s.num_images, (s.height, s.width))
         kw_u = self.unet_kwargs(extra_u, s.num_images, (s.height, s.width))
 
         def cond_unet(x: torch.Tensor, t) -> torch.Tensor:
-            return self.unet(self.scheduler.scale_model_input(x, t), t, encoder_hidden_states=cond_b,
-                             added_cond_kwargs=kw_c or None).sample
+            """The conditional UNet on x, the DDIM-scaled latent (already the UNet's input)."""
+            return self.unet(x, t, encoder_hidden_states=cond_b, added_cond_kwargs=kw_c or None).sample
 
         # 4. sampling loop
         t_loop = time.perf_counter()
+        timesteps = sched.timesteps
         try:
-            for i, t in enumerate(tqdm(self.scheduler.timesteps, disable=not progress, desc="render")):
-                # 4a. gradient steps on the latent (refocus, excite, backward)
-                latents = guider.before_cfg(i, t, latents, cond_unet)
+            for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="render")):
+                # 4a. gradient steps (refocus, excite, backward) on x = c * latents, the UNet's input
+                c = schedulers.input_scale(sched, t, latents)
+                x0 = (latents.float() * c).to(latents.dtype)
+                x = guider.before_cfg(i, t, x0, cond_unet)
+                if x is not x0:
+                    latents = (x.float() / c).to(latents.dtype)
 
                 # 4b. classifier-free guidance; RCA masks, ZestGuide keeps the graph of the cond half
                 #     (and takes its gradient when the pass ends)
-                with guider.cfg_pass(i, latents) as grad_latent:
-                    x = grad_latent.to(latents.dtype) if grad_latent is not None else latents
-                    x_in = self.scheduler.scale_model_input(x, t)
-                    if grad_latent is not None:  # two passes: gradient flows only through the cond one
+                with guider.cfg_pass(i, x) as grad_x:
+                    x_in = grad_x.to(x.dtype) if grad_x is not None else x
+                    if grad_x is not None:  # two passes: gradient flows only through the cond one
                         eps_c = self.unet(x_in, t, encoder_hidden_states=cond_b, added_cond_kwargs=kw_c or None).sample
                         with torch.no_grad(), guider.paused():
                             eps_u = self.unet(x_in.detach(), t, encoder_hidden_states=uncond_b,
@@ -224,9 +244,12 @@ class LayoutPipeline:
                         eps_u, eps_c = both.chunk(2)
                 eps = eps_u.detach() + s.guidance_scale * (eps_c.detach() - eps_u.detach())
 
-                # 4c. scheduler step (+ ZestGuide's normalised gradient correction)
-                latents = self.scheduler.step(eps, t, latents.detach()).prev_sample
-                latents = guider.after_step(i, latents)
+                # 4c. scheduler step on its own latent (+ ZestGuide's correction, made on the next
+                #     step's DDIM-scaled latent)
+                kw = schedulers.step_kwargs(sched, generator=gens, **guider.step_options(i))
+                latents = sched.step(eps, t, latents.detach(), **kw).prev_sample
+                t_next = timesteps[min(i + 1, len(timesteps) - 1)]
+                latents = guider.after_step(i, latents, schedulers.input_scale(sched, t_next, latents))
                 if callback is not None:
                     callback(i, t, latents)
         finally:
@@ -239,7 +262,8 @@ class LayoutPipeline:
         timings["decode_s"] = time.perf_counter() - t_dec
         timings["total_s"] = time.perf_counter() - t_start
         config = {**s.model_dump(), "model": self.name, "family": self.family, "prompt": text,
-                  "negative_prompt": negative, "methods": guider.config(), "guidance_passes": dict(guider.passes)}
+                  "negative_prompt": negative, "scheduler_class": type(sched).__name__,
+                  "methods": guider.config(), "guidance_passes": dict(guider.passes)}
         return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
                             config["guidance_passes"], s, seeds, guider.image_scores())
 

@@ -38,6 +38,17 @@ class LayoutPipelineXL(LayoutPipeline):
             hidden, pooled = torch.zeros_like(hidden), torch.zeros_like(pooled)
         return hidden.to(self.dtype), pooled.to(self.dtype)
 
+    def encode_words(self, words: list[str]) -> torch.Tensor:
+        """(1, M, D): each word's first-token state from both encoders (penultimate layers), concatenated."""
+        def first_token(encoder, tokenizer) -> torch.Tensor:
+            ids = tokenizer(list(words), padding="max_length", max_length=tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt").input_ids.to(self.device)
+            return encoder(ids, output_hidden_states=True).hidden_states[-2][:, 1]
+
+        both = torch.cat([first_token(self.text_encoder, self.tokenizer),
+                          first_token(self.text_encoder_2, self.tokenizer_2)], dim=-1)
+        return both[None].to(self.dtype)
+
     def encode_text(self, text: str, negative: str):
         cond, pooled = self._encode_one(text)
         uncond, pooled_u = self._encode_one(negative, zero=not negative)

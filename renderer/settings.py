@@ -64,7 +64,8 @@ class RenderSettings(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED, description=(
         "Seed of the initial noise (and of a new plan's layout); image k of a batch uses seed + k - 1."))
     scheduler: str | None = Field(None, description=(
-        f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (the only one supported so far)."))
+        f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (its folder's guidance.json may name "
+        "another). Guidance takes the same steps under every sampler (docs/guidance.md)."))
     dtype: str | None = Field(None, description=(
         "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
@@ -178,9 +179,6 @@ class RenderSettings(BaseModel):
         folder = method_defaults or {}
         values["method_options"] = {m: {**folder.get(m, {}), **self.method_options.get(m, {})}
                                     for m in dict.fromkeys([*folder, *self.method_options])}
-        if values["scheduler"] is not None:
-            raise UsageError(f"scheduler {values['scheduler']!r}: choosing the scheduler is not supported yet; "
-                             "leave it unset to sample with the model's own")
         return RenderSettings(**values)
 
 

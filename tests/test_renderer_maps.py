@@ -27,21 +27,35 @@ def close(a, b, tol=1e-5) -> bool:
 # map post-processing
 # ---------------------------------------------------------------------------
 
-def test_token_maps_drop_start_end_and_padding_and_resoftmax():
+def test_token_maps_keep_end_and_padding_in_the_softmax_by_default():
     cross = torch.tensor([[0.5, 0.2, 0.1, 0.1, 0.1],
                           [0.5, 0.1, 0.3, 0.05, 0.05]])  # N = 2 pixels (1 x 2), T = 5, n_tokens = 4
     maps = L.token_maps(cross, n_tokens=4, h=1, w=2, temperature=10.0, smooth=False)
     assert maps.shape == (5, 1, 2)
-    assert torch.all(maps[[0, 3, 4]] == 0)  # start, end, padding
+    assert torch.all(maps[[0, 4]] == 0)  # official A[..., 1:-1]: only the start token and the last position go
+    # pixel 0: softmax(10 * [0.2, 0.1, 0.1]) over tokens 1-3 (the end token 3 stays in)
+    z0 = math.exp(2) + 2 * math.exp(1)
+    assert close(maps[1, 0, 0], math.exp(2) / z0) and close(maps[3, 0, 0], math.exp(1) / z0)
+    z1 = math.exp(1) + math.exp(3) + math.exp(0.5)
+    assert close(maps[2, 0, 1], math.exp(3) / z1)
+
+
+def test_token_maps_span_prompt_drops_start_end_and_padding():
+    cross = torch.tensor([[0.5, 0.2, 0.1, 0.1, 0.1],
+                          [0.5, 0.1, 0.3, 0.05, 0.05]])
+    maps = L.token_maps(cross, n_tokens=4, h=1, w=2, temperature=10.0, smooth=False, span="prompt")
+    assert torch.all(maps[[0, 3, 4]] == 0)  # A&E's SD 2.1 branch: start, end, padding
     e = math.exp(10 * 0.1)  # pixel 0: softmax(10 * [0.2, 0.1]); pixel 1: softmax(10 * [0.1, 0.3])
     assert close(maps[1, 0, 0], math.exp(2) / (math.exp(2) + e))
     assert close(maps[2, 0, 1], math.exp(3) / (math.exp(1) + math.exp(3)))
+    with pytest.raises(ValueError, match="span"):
+        L.token_maps(cross, 4, 1, 2, span="words")
 
 
 def test_gaussian_smooth_of_a_delta_with_reflect_padding():
     x = torch.zeros(1, 3, 3)
     x[0, 1, 1] = 1.0
-    g = torch.tensor([math.exp(-2), 1.0, math.exp(-2)]) / (1 + 2 * math.exp(-2))  # sigma 0.5, offsets -1, 0, 1
+    g = torch.tensor([math.exp(-1), 1.0, math.exp(-1)]) / (1 + 2 * math.exp(-1))  # official: exp(-((x)/(2*0.5))^2)
     y = L.gaussian_smooth(x)[0]
     assert close(y[1, 1], g[1] * g[1])
     assert close(y[0, 1], 2 * g[0] * g[1])  # the reflected row brings the centre in twice
@@ -94,7 +108,8 @@ def test_sar_by_hand():
                       [0.0, 0.5, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]])
     m = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])  # second box: everything -> 0
     assert close(L.sar_loss(s, m[:1]), 0.5)
-    assert close(L.sar_loss(s, m), 0.25)
+    assert close(L.sar_loss(s, m), 0.25)  # default: divided by the number of boxes
+    assert close(L.sar_loss(s, m, n_objects=1), 0.5)  # two boxes of one object: the sum over boxes / 1
 
 
 def test_excite_and_iou_by_hand():
@@ -130,11 +145,18 @@ def test_zest_loss_by_hand():
     z[:, 1] = torch.tensor([0.08, 0.02, 0.0005])
     target = torch.tensor([[1.0, 0.0, 0.0]])
     loss = L.zest_loss(z, [[1]], target, gain=10.0, gate=0.01, gate_normalised=0.1)
-    a = [0.8, 0.2, 0.005]  # pixel 2 is gated out of the raw BCE (0.005 <= 0.01 and target 0)
-    raw = (-math.log(a[0]) - math.log(1 - a[1])) / 2
-    an = [x / (0.8 + 1e-4) for x in a]  # pixel 2 (0.00625) gated out again
-    norm = (-math.log(an[0]) - math.log(1 - an[1])) / 2
-    assert close(loss, raw + norm, 1e-4)
+    # raw A = [0.8, 0.2, 0.005]: pixel 2 gated (0.005 <= 0.01 and target 0) -> 0, clipped to 1e-3;
+    # targets clipped to [1e-3, 1 - 1e-3]; the BCE averages all three pixels
+    lo, hi = 1e-3, 1 - 1e-3
+
+    def bce(p, t):
+        return -(t * math.log(p) + (1 - t) * math.log(1 - p))
+
+    raw = (bce(0.8, hi) + bce(0.2, lo) + bce(lo, lo)) / 3
+    an = [0.8 / (0.8 + 1e-4), 0.2 / (0.8 + 1e-4)]  # normalised pixel 2 (0.00625) gated too
+    assert an[0] > hi  # the peak (0.99988) is clipped to 1 - 1e-3: no gradient there
+    norm = (bce(hi, hi) + bce(an[1], lo) + bce(lo, lo)) / 3
+    assert close(loss, raw + norm, 1e-5)
 
 
 def test_in_box_share_by_hand():
@@ -150,10 +172,11 @@ def test_in_box_share_by_hand():
 # masks
 # ---------------------------------------------------------------------------
 
-def test_masks_follow_the_floor_ceil_rule_and_groups_share_unions():
+def test_masks_follow_the_int_rule_and_groups_share_unions():
     ms = MaskSet([(0.1, 0.5, 0.3, 1.0), (0.5, 0.0, 1.0, 0.5), (0.75, 0.75, 1.0, 1.0)], [0, 1, 1], grid=(4, 4), min_cells=0)
     m = ms.masks(4, 4)
-    assert m[0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    # columns int(0.4) = 0 .. int(1.2) = 1 (exclusive): only column 0; rows int(2.0) .. int(4.0)
+    assert m[0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]]
     assert m[1].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
     g = ms.group_masks(4, 4)
     assert torch.equal(g[0], m[0]) and torch.equal(g[1], g[2]) and torch.equal(g[1], torch.maximum(m[1], m[2]))
@@ -188,7 +211,7 @@ def test_rca_bias_is_cached_and_masks_only_the_conditional_rows():
 
 
 def test_config_overrides_and_excite_step_selection():
-    assert config_for("refocus") == RefocusConfig() and config_for("refocus").loss_scale == 40.0
+    assert config_for("refocus") == RefocusConfig() and config_for("refocus").loss_scale == 4.0
     assert config_for("refocus", {"loss_scale": 20}).loss_scale == 20
     with pytest.raises(UsageError, match="unknown option"):
         config_for("refocus", {"loss_scal": 20})

@@ -1,7 +1,9 @@
-"""Boxes as masks for the renderer's mask-based guidance, at any resolution.
+"""Boxes as masks at any resolution (previews, checks, tools).
 
-The binary rectangle follows guidance.md exactly:
-``mask[floor(y0*H):ceil(y1*H), floor(x0*W):ceil(x1*W)] = 1`` (never empty).
+The binary rectangle covers every cell the box touches:
+``mask[floor(y0*H):ceil(y1*H), floor(x0*W):ceil(x1*W)] = 1`` (never empty). The renderer's
+guidance masks follow the published methods' own rules instead (``int()`` edges, label maps:
+``plan_and_render.renderer.masks``, docs/guidance.md).
 Ellipses keep the pixels whose centres fall inside the ellipse inscribed in the
 box. Soft masks fall off smoothly across the shape's edge (0.5 on the edge), so
 losses that compare attention with a target do not punish a sharp cut.

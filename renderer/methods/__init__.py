@@ -41,16 +41,20 @@ class GuidanceMethod:
 
     The Guider makes an instance per render with ``config`` (the method's dataclass, the render's
     options applied) and ``guider`` (what methods share: layout, masks, layers, step count, batch,
-    and the helpers ``guide_pass``, ``descend``, ``abar``). At each step i it calls, in this order:
+    and the helpers ``guide_pass``, ``descend``, ``abar``). Every latent a hook sees or returns is
+    the DDIM-scaled one (the UNet's input), whatever the scheduler. At each step i it calls, in
+    this order:
 
-    1. ``before_cfg(i, t, latents, cond_unet)``: gradient steps on the latent, through extra
-       conditional passes that capture ``guide_captures()``; returns the latent.
+    1. ``before_cfg(i, t, x, cond_unet)``: gradient steps on the latent, through extra
+       conditional passes that capture ``guide_captures()``; returns the latent (x itself if unmoved).
     2. ``cfg_pass(i, state)``: set up the classifier-free guidance pass (add one of
        ``cfg_captures()`` to ``state.captures``, switch masking on); return True to have the
        conditional half run alone with its graph to the latent.
     3. ``after_cfg(i, x)``: after that pass; ``x`` is the latent it saw, with its graph when some
        method asked for one (else None).
-    4. ``after_step(i, latents)``: after the scheduler step; returns the latent.
+    4. ``step_options(i)``: keyword arguments for the scheduler's step (those it does not take are
+       dropped).
+    5. ``after_step(i, x)``: after the scheduler step, on the next step's latent; returns it.
 
     Once per render, after the attention processors are installed: ``setup(state)``. Combined
     methods run each hook in ascending ``order`` (refocus, excite, backward for the gradient steps).
@@ -90,8 +94,11 @@ class GuidanceMethod:
     def after_cfg(self, i: int, x: "torch.Tensor | None") -> None:
         """Read what the CFG pass captured."""
 
-    def after_step(self, i: int, latents: "torch.Tensor") -> "torch.Tensor":
-        return latents
+    def step_options(self, i: int) -> dict:
+        return {}
+
+    def after_step(self, i: int, x: "torch.Tensor") -> "torch.Tensor":
+        return x
 
     # -- what the method measures and reports ------------------------------------
     def loss(self, maps: dict, early: bool = True):
@@ -173,7 +180,10 @@ def config_for(name: str, overrides: dict | None = None):
         if isinstance(v, list):
             overrides[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
     _check_types(name, cls, overrides)
-    return replace(cls(), **overrides)
+    try:  # the config's own checks (ranges, combinations) also become one UsageError
+        return replace(cls(), **overrides)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"method {name!r}: {str(e).splitlines()[0]}") from None
 
 
 def _check_types(name: str, cls: type, overrides: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
 """Rectified cross-attention (FreestyleNet): in every cross-attention layer of the conditional pass,
-an object's tokens get -inf scores outside its boxes. No gradients, no extra passes. guidance.md, section 4.
+an object's tokens get -inf scores outside its region of the layout's label map, nearest-resized to
+the layer's grid. No gradients, no extra passes. Official code: ``ldm/modules/attention_FLIS.py``
+(``CrossAttention.forward``) of essunny310/FreestyleNet; docs/guidance.md.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ class RCA(GuidanceMethod):
         return False
 
     def forbidden(self) -> dict:
-        """(h, w) -> (N, T) bool: a token is forbidden outside the boxes of the objects it names
-        (instances of one group share their tokens, so they share the union of their boxes)."""
+        """(h, w) -> (N, T) bool: a token is forbidden outside the label-map regions of the objects it
+        names (instances of one group share their tokens, so they share the union of their regions)."""
         g = self.guider
         tokens = g.layout.tokens
         out = {}
         for lvl in {li.level for li in g.layers if li.cross}:
             h, w = A.downsampled(g.latent_hw, lvl)
-            m = g.masks.masks(h, w).flatten(1) > 0.5  # (K, N)
+            m = g.masks.label_masks(h, w).flatten(1) > 0.5  # (K, N)
             forbid = torch.zeros(h * w, g.n_ctx, dtype=torch.bool)
             for t in {t for ts in tokens for t in ts}:
                 allowed = torch.zeros(h * w, dtype=torch.bool)

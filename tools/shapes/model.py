@@ -131,7 +131,12 @@ def scheduler() -> DDIMScheduler:
 # training makes an object's name token take nearly all of its attention, so at the published temperature
 # 100 the maps are 0/1 plateaus with no gradient inside them, and temperature 1 keeps them graded. Chosen
 # on ShapesBench's held-out prompt set (``--seed 1``), not on the benchmark's prompts.
-GUIDANCE = {"refocus": {"temperature": 1.0, "loss_scale": 40.0}}
+# The options the shapes model's folder chooses (docs/guidance.md; chosen on the held-out ShapesBench
+# prompts, --seed 1): refocus's named deviations, and ZestGuide's official negative mode with this
+# world's class names as the negatives
+GUIDANCE = {"_why": "options chosen for this model, with ShapesBench evidence: docs/guidance.md",
+            "refocus": {"temperature": 1.0, "loss_scale": 40.0, "span": "prompt"},
+            "zest": {"negative_mode": "concat", "negative_names": ["circle", "square", "triangle", "star", "ring"]}}
 
 
 def save_pipeline(out: str | Path, unet, vae, text_encoder, tokenizer, sched, meta: dict, fp16: bool = True) -> None:
