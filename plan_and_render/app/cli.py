@@ -24,7 +24,7 @@ from click_default_group import DefaultGroup
 from rich.table import Table
 
 from ..errors import PlanAndRenderError, UsageError
-from . import api, chat_cli
+from . import api, batch_cli, chat_cli
 from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
                        warn_line)
@@ -251,6 +251,7 @@ def _plan_batch(from_file: Path, out: Path, planner: str, canvas, seed: int, ret
 
 
 chat_cli.register(cli)
+batch_cli.register(cli)
 
 
 # --------------------------------------------------------------------------
