@@ -26,7 +26,8 @@ DETECTOR_HELP = ("shapes (the exact detector of the shapes world: models/shapes-
                  "detector through transformers: owlv2:MODEL, owlvit:MODEL, grounding-dino:MODEL (a folder or a "
                  "hub id in the local Hugging Face cache)")
 MAX_WARNINGS = 20  # per process; the rest are in index.jsonl and summary.html
-SCORE_COLUMNS = ("presence", "count_acc", "box_iou", "box_iou_found", "relation_acc", "region_acc", "all_ok")
+SCORE_COLUMNS = {"presence": "present", "count_acc": "counts", "box_iou": "box IoU", "box_iou_found": "IoU found",
+                 "relation_acc": "relations", "region_acc": "regions", "all_ok": "all right"}
 
 
 class RateColumn(ProgressColumn):
@@ -58,9 +59,11 @@ class BatchDisplay:
         elif name == "phase" and self.rank == 0:
             self.stop()
             who = f" (process 0 of {self.processes})" if self.processes > 1 else ""
+            if not self.err.is_terminal:  # a log gets one line per phase, not a redrawn bar
+                self.err.print(f"{data['phase']}{who}: {data['total']} prompt(s)")
+                return
             self.progress = Progress(TextColumn(f"{data['phase']}{who}"), BarColumn(), MofNCompleteColumn(),
-                                     RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=self.err,
-                                     transient=not self.err.is_terminal)
+                                     RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=self.err)
             self.task = self.progress.add_task(data["phase"], total=data["total"])
             self.progress.start()
         elif name == "item":
@@ -93,13 +96,14 @@ def _report(report, what: str) -> None:
     if s is None:
         return
     states = ", ".join(f"{n} {status}" for status, n in sorted(s.counts.items()))
+    who = f"{report.processes} processes" if report.processes > 1 else "1 process"
     err.print(f"{report.out}: {s.total} prompt(s), {states}; this run {what} "
-              f"({report.timings.get('total_s', 0):.1f} s, {report.processes} process(es))")
+              f"({report.timings.get('total_s', 0):.1f} s, {who})")
     for detector, agg in s.scores.items():
         table = Table(title=f"scores by {detector}: {agg['prompts']} prompt(s), {agg['images']} image(s)",
                       title_justify="left")
-        for k in SCORE_COLUMNS:
-            table.add_column(k, justify="right")
+        for label in SCORE_COLUMNS.values():
+            table.add_column(label, justify="right")
         table.add_row(*("-" if agg.get(k) is None else f"{agg[k]:.3f}" for k in SCORE_COLUMNS))
         err.print(table)
     err.print(f"summary: {s.pages[0]}" + (f" (+{len(s.pages) - 1} page(s))" if len(s.pages) > 1 else ""))

@@ -69,6 +69,15 @@ class Processes:
     def wait(self) -> None:
         self.state.wait_for_everyone()
 
+    def total(self, counts: list[int]) -> list[int]:
+        """Element-wise sums of every process's ``counts`` (each process gets them)."""
+        if self.count == 1:
+            return counts
+        from accelerate.utils import gather_object
+
+        gathered = gather_object([counts])
+        return [sum(c[k] for c in gathered) for k in range(len(counts))]
+
     @contextmanager
     def share(self, work: list) -> Iterator[list]:
         with self.state.split_between_processes(work) as mine:
@@ -91,7 +100,7 @@ class Task:
 
 @dataclass
 class BatchReport:
-    """What a run did (this process's share) and, on the main process, the merged state of the batch."""
+    """What a run did (counts over every process) and, on the main process, the merged state of the batch."""
 
     out: Path
     total: int = 0  # items in the batch
@@ -306,7 +315,8 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
         if journal is not None:
             journal.close()
         index.close()
-    procs.wait()
+    counts = procs.total([report.planned, report.rendered, report.scored, report.errors])
+    report.planned, report.rendered, report.scored, report.errors = counts
     if procs.is_main:
         index.merge()
         report.summary = write_summary(out)
