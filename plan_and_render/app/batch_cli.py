@@ -10,6 +10,7 @@ items' errors as warnings. docs/batch.md describes the folder, the index and the
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ DETECTOR_HELP = ("shapes (the exact detector of the shapes world: models/shapes-
                  "detector through transformers: owlv2:MODEL, owlvit:MODEL, grounding-dino:MODEL (a folder or a "
                  "hub id in the local Hugging Face cache)")
 MAX_WARNINGS = 20  # per process; the rest are in index.jsonl and summary.html
+LOG_SECONDS = 60.0  # without a terminal (a log file, a job scheduler): a progress line this often
 SCORE_COLUMNS = {"presence": "present", "count_acc": "counts", "box_iou": "box IoU", "box_iou_found": "IoU found",
                  "relation_acc": "relations", "region_acc": "regions", "all_ok": "all right"}
 
@@ -48,6 +50,7 @@ class BatchDisplay:
         self.progress: Progress | None = None
         self.task = None
         self.rank, self.processes, self.warned = 0, 1, 0
+        self.log = {"phase": "", "total": 0, "done": 0, "start": 0.0, "printed": 0.0}  # without a terminal
 
     def __call__(self, name: str, data: dict) -> None:
         if name == "start":
@@ -59,8 +62,10 @@ class BatchDisplay:
         elif name == "phase" and self.rank == 0:
             self.stop()
             who = f" (process 0 of {self.processes})" if self.processes > 1 else ""
-            if not self.err.is_terminal:  # a log gets one line per phase, not a redrawn bar
+            if not self.err.is_terminal:  # a log gets a line per phase and one a minute, not a redrawn bar
                 self.err.print(f"{data['phase']}{who}: {data['total']} prompt(s)")
+                now = time.monotonic()
+                self.log = {"phase": data["phase"], "total": data["total"], "done": 0, "start": now, "printed": now}
                 return
             self.progress = Progress(TextColumn(f"{data['phase']}{who}"), BarColumn(), MofNCompleteColumn(),
                                      RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=self.err)
@@ -69,7 +74,19 @@ class BatchDisplay:
         elif name == "item":
             if self.progress is not None:
                 self.progress.advance(self.task)
+            elif self.rank == 0:
+                self._log_line()
             self._warn(data["record"])
+
+    def _log_line(self) -> None:
+        log, now = self.log, time.monotonic()
+        log["done"] += 1
+        if now - log["printed"] < LOG_SECONDS or log["done"] == log["total"]:
+            return
+        log["printed"] = now
+        per = (now - log["start"]) / log["done"]
+        left = per * (log["total"] - log["done"])
+        self.err.print(f"{log['phase']}: {log['done']}/{log['total']}, {per:.2f} s/it, about {left / 60:.0f} min left")
 
     def _warn(self, record: dict) -> None:
         err = record.get("error") if record["status"] == "error" else (record.get("scores") or {}).get("error")

@@ -335,11 +335,12 @@ def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_optio
     _emit(on_event, "phase", phase="plan", total=len(todo))
     for t in todo:
         record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank)
-        t.entry = journal.append(record)
+        entry = journal.append(record)
         report.planned += record["status"] == "planned"
         report.errors += record["status"] == "error"
         if record["status"] == "error":
             t.render = t.score = False
+        t.entry = entry if t.render or t.score else None  # a dry run keeps nothing per item: memory stays flat
         _emit(on_event, "item", phase="plan", record=record)
 
 
