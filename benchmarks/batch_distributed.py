@@ -2,7 +2,9 @@
 
     OMP_NUM_THREADS=1 python3 -m benchmarks.batch_distributed --prompts 12 --steps 2
 
-1. A clean run: ``torchrun --standalone --nproc_per_node 2 -m plan_and_render batch ...`` from scratch.
+1. A clean run: ``torchrun --standalone --nproc_per_node 2 -m plan_and_render batch ...`` from scratch,
+   and the same under ``accelerate launch --multi_gpu --num_processes 2`` (which starts torchrun's
+   workers; on a machine without GPUs they talk over gloo like torchrun's).
 2. A crash: the same into a new folder, and once rank 1 has finished a prompt, SIGKILL on rank 1's
    process (torchrun then stops rank 0 too); then the same command again, which must finish the batch.
 Each time the merged index.jsonl must hold every prompt exactly once, all rendered, no journal left.
@@ -27,10 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def torchrun(prompts: Path, out: Path, model: str, steps: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-            "plan_and_render", "batch", str(prompts), "--out", str(out), "--planner", "rules", "--model", model,
+def batch_args(prompts: Path, out: Path, model: str, steps: int) -> list[str]:
+    return ["-m", "plan_and_render", "batch", str(prompts), "--out", str(out), "--planner", "rules", "--model", model,
             "--steps", str(steps)]
+
+
+def torchrun(prompts: Path, out: Path, model: str, steps: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            *batch_args(prompts, out, model, steps)]
+
+
+def accelerate_launch(prompts: Path, out: Path, model: str, steps: int) -> list[str]:
+    """accelerate's multi-process launcher (it starts torchrun's workers; gloo on a CPU-only machine)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            *batch_args(prompts, out, model, steps)]
 
 
 def check(out: Path, n: int) -> dict:
@@ -87,21 +100,26 @@ def main(argv: list[str] | None = None) -> dict:
     clean_s = time.perf_counter() - t0
     if clean.returncode:
         raise SystemExit(clean.stderr[-2000:])
+    launched = subprocess.run(accelerate_launch(prompts, work / "accelerate", a.model, a.steps), cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+    if launched.returncode:
+        raise SystemExit(launched.stderr[-2000:])
     crash = crash_rank_1(torchrun(prompts, work / "crash", a.model, a.steps), work / "crash")
     rerun = subprocess.run(torchrun(prompts, work / "crash", a.model, a.steps), cwd=ROOT, env=env, capture_output=True,
                            text=True)
     if rerun.returncode:
         raise SystemExit(rerun.stderr[-2000:])
     result = {"prompts": a.prompts, "steps": a.steps, "clean": {**check(work / "clean", a.prompts), "seconds": round(clean_s, 1)},
+              "accelerate_launch": check(work / "accelerate", a.prompts),
               "crash": crash, "after_rerun": check(work / "crash", a.prompts),
               "rerun_summary": next((x for x in rerun.stderr.splitlines() if "this run" in x), ""),
               "command": "OMP_NUM_THREADS=1 python3 -m benchmarks.batch_distributed " + " ".join(argv if argv is not None else sys.argv[1:]),
               "batch_command": "torchrun --standalone --nproc_per_node 2 -m plan_and_render batch PROMPTS.txt --out DIR "
                                f"--planner rules --model models/shapes-tiny --steps {a.steps}",
               "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    for name in ("clean", "after_rerun"):
+    for name in ("clean", "accelerate_launch", "after_rerun"):
         r = result[name]
-        print(f"{name:12s} records {r['records']}, duplicates {r['duplicates']}, missing {r['missing']}, "
+        print(f"{name:18s} records {r['records']}, duplicates {r['duplicates']}, missing {r['missing']}, "
               f"by rank {r['by_rank']}, exactly once: {r['exactly_once']}")
     print(f"crash: rank 1 killed (pid {crash['killed_pid']}), torchrun exit {crash['torchrun_exit']}, "
           f"{crash['ok_before_rerun']} prompt(s) done before the rerun; rerun: {result['rerun_summary']}")
