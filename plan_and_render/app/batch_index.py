@@ -195,7 +195,8 @@ class BatchIndex:
         self._readers: dict[Path, Any] = {}
 
     def journals(self) -> list[Path]:
-        found = [(int(m.group(1)), p) for p in self.folder.glob("index.rank*.jsonl") if (m := JOURNAL.fullmatch(p.name))]
+        found = [(int(m.group(1)), p) for p in self.folder.glob("index.rank*.jsonl")
+                 if (m := JOURNAL.fullmatch(p.name))]
         return [p for _, p in sorted(found)]
 
     def journal(self, rank: int) -> Journal:

@@ -220,7 +220,8 @@ def _score_one(record: dict, images: list | None, detector, out: Path) -> dict:
                     images.append(im.convert("RGB"))
         record["scores"] = score_images(images, ScenePlan.model_validate(record["plan"]), detector)
     except OSError as e:
-        record["scores"] = {"detector": detector.name, "error": {"type": "usage", "message": f"cannot read an image: {e}"}}
+        record["scores"] = {"detector": detector.name,
+                            "error": {"type": "usage", "message": f"cannot read an image: {e}"}}
     record["timings"] = {**record.get("timings", {}), "score_s": round(time.perf_counter() - t0, 4)}
     return record
 

@@ -47,7 +47,8 @@ def write_summary(folder: str | Path) -> Summary:
     index = BatchIndex(folder)
     summary = aggregate(index)
     if summary.scores:
-        output.atomic_write_json(index.folder / "scores.json", {"created": output.utc_now(), "detectors": summary.scores})
+        output.atomic_write_json(index.folder / "scores.json",
+                                 {"created": output.utc_now(), "detectors": summary.scores})
     pages = max(1, -(-summary.total // PAGE_ROWS))
     summary.pages = [index.folder / _page_name(k) for k in range(1, pages + 1)]
     rows: list[str] = []
@@ -105,7 +106,8 @@ def _row(record: dict) -> str:
     image = f'<a href="{e(sheet)}"><img src="{e(sheet)}" loading="lazy" alt="sheet"></a>' if sheet else ""
     if record["status"] == "error":
         err = record.get("error") or {}
-        detail = f'<span class="error">{e(err.get("stage", ""))} {e(err.get("type", ""))}: {e(err.get("message", ""))}</span>'
+        what = f'{err.get("stage", "")} {err.get("type", "")}: {err.get("message", "")}'
+        detail = f'<span class="error">{e(what)}</span>'
     else:
         s = ((record.get("scores") or {}).get("summary")) or {}
         detail = " &middot; ".join(f"{k} {_num(s.get(k))}" for k in SCORE_KEYS if s.get(k) is not None)
