@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python3 -m benchmarks.batch_scale --prompts 100000
 
 Runs the command as a separate process and samples its resident memory (RSS) every second, with the
-journal's size as the progress, so "memory stays flat" is a measured curve, not a claim. Then checks
+journal's size as the progress, so "memory stays flat" is a measured curve, not a claim; CPU time is
+reported beside the wall clock (on a shared machine the two differ). Then checks
 the index (one record per prompt, input order) and times a second run of the same command, which has
 nothing left to do (the resume path: scan and merge only).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,11 +47,17 @@ def make_prompts(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def run_sampled(cmd: list[str], journal: Path, interval: float = 1.0) -> tuple[float, list[dict], str]:
-    """Run ``cmd``; every ``interval`` s record (seconds, RSS MiB of it and its children, journal bytes)."""
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_sampled(cmd: list[str], journal: Path, interval: float = 1.0) -> tuple[float, float, list[dict], str]:
+    """Run ``cmd``; every ``interval`` s record (seconds, RSS MiB of it and its children, journal bytes).
+    Returns (wall seconds, CPU seconds, samples, stderr)."""
     import psutil
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), children_cpu()
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     ps, samples = psutil.Process(proc.pid), []
@@ -64,7 +72,7 @@ def run_sampled(cmd: list[str], journal: Path, interval: float = 1.0) -> tuple[f
     err = proc.stderr.read()
     if proc.wait():
         raise SystemExit(err[-2000:])
-    return time.perf_counter() - t0, samples, err
+    return time.perf_counter() - t0, children_cpu() - c0, samples, err
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     (work / "prompts.txt").write_text("\n".join(prompts) + "\n")
     cmd = [sys.executable, "-m", "plan_and_render", "batch", str(work / "prompts.txt"), "--out", str(work / "batch"),
            "--planner", "rules", "--dry-run"]
-    seconds, samples, log = run_sampled(cmd, work / "batch" / "index.rank0.jsonl")
-    resume_s, _, _ = run_sampled(cmd, work / "batch" / "index.rank0.jsonl")
+    seconds, cpu, samples, log = run_sampled(cmd, work / "batch" / "index.rank0.jsonl")
+    resume_s, resume_cpu, _, _ = run_sampled(cmd, work / "batch" / "index.rank0.jsonl")
 
     ids, statuses = [], {}
     with open(work / "batch" / "index.jsonl", "rb") as f:
@@ -90,8 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
     planning = [s for s in samples if 0 < s["journal"] < final]  # while records were being written
     at = {f"{q}%": next((s["rss_mib"] for s in planning if s["journal"] >= q / 100 * final), None) for q in (10, 50, 90)}
     result = {
-        "prompts": a.prompts, "seconds": round(seconds, 1), "prompts_per_s": round(a.prompts / seconds, 1),
-        "resume_seconds": round(resume_s, 1), "records": len(ids), "unique_ids": len(set(ids)),
+        "prompts": a.prompts, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+        "prompts_per_s": round(a.prompts / seconds, 1), "resume_seconds": round(resume_s, 1),
+        "resume_cpu_seconds": round(resume_cpu, 1), "records": len(ids), "unique_ids": len(set(ids)),
         "in_order": ids == sorted(ids), "statuses": statuses,
         "index_mib": round((work / "batch" / "index.jsonl").stat().st_size / 2**20, 1),
         "rss_mib_peak": max(s["rss_mib"] for s in samples), "rss_mib_at_progress": at,
@@ -102,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_command": f"plan-and-render batch PROMPTS.txt --out DIR --planner rules --dry-run ({a.prompts} prompts)",
         "machine": machine(), "date": time.strftime("%Y-%m-%d"), "log_tail": log.strip().splitlines()[-3:],
     }
-    print(f"{a.prompts} prompts planned in {seconds:.0f} s ({result['prompts_per_s']} /s); resume (nothing to do) "
-          f"{resume_s:.0f} s; {len(ids)} records, {len(set(ids))} unique, in order: {result['in_order']}")
+    print(f"{a.prompts} prompts planned in {seconds:.0f} s ({cpu:.0f} s CPU, {result['prompts_per_s']} /s); resume "
+          f"(nothing to do) {resume_s:.0f} s ({resume_cpu:.0f} s CPU); {len(ids)} records, {len(set(ids))} unique, in order: {result['in_order']}")
     print(f"RSS MiB at 10/50/90 % of the records: {at}; while planning {result['rss_mib_planning_min_max']}; "
           f"peak {result['rss_mib_peak']}")
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")

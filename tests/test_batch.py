@@ -92,11 +92,12 @@ def test_merge_keeps_the_latest_record_per_id_in_input_order(tmp_path):
     write(tmp_path / "index.rank1.jsonl", [rec("b", 1, "error", error={"stage": "render"})])
     (tmp_path / "index.rank1.jsonl").open("a").write('{"id": "d", "index": 3, "pro')  # cut by a kill
     index = BatchIndex(tmp_path)
-    assert index.merge() == 3
+    assert index.merge() is True
     got = records(tmp_path)
     assert [(r["id"], r["status"]) for r in got] == [("a", "ok"), ("b", "error"), ("c", "ok")]
     assert got[0]["note"] == "new" and not index.journals()
-    assert index.merge() == 3 and records(tmp_path) == got  # nothing to fold: unchanged
+    (tmp_path / "index.rank2.jsonl").write_text("")  # a process that had nothing to do
+    assert index.merge() is False and records(tmp_path) == got and not index.journals()  # nothing to fold
     entries = index.scan()
     assert entries["b"].stage == "render" and entries["c"].status == "ok"
 

@@ -166,10 +166,12 @@ class Journal:
 
     def __init__(self, path: Path):
         self.path = path
-        self._f = open(path, "ab")
+        self._f = None  # opened by the first record: a process with nothing to do leaves no file
         self._synced = time.monotonic()
 
     def append(self, record: dict) -> Entry:
+        if self._f is None:
+            self._f = open(self.path, "ab")
         data = _line(record)
         offset = self._f.tell()
         self._f.write(data)  # one write: a kill leaves this line whole or partial, never half of two
@@ -180,7 +182,7 @@ class Journal:
         return _entry(record, self.path, offset)
 
     def close(self) -> None:
-        if not self._f.closed:
+        if self._f is not None and not self._f.closed:
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
@@ -233,21 +235,23 @@ class BatchIndex:
                     if raw.endswith(b"\n") and raw.strip():
                         yield json.loads(raw)
 
-    def merge(self) -> int:
+    def merge(self) -> bool:
         """Fold the journals into index.jsonl (latest record per id, input order), atomically, then remove
-        them. Returns the number of records; a no-op without journals."""
+        them. Returns whether index.jsonl changed (without records in journals, it is left alone)."""
         for stale in self.folder.glob(".index.*.tmp.jsonl"):  # a merge killed before its rename
             stale.unlink(missing_ok=True)
         journals = self.journals()
-        entries = self.scan(journals=True)
-        if journals:
-            order = sorted(entries.items(), key=lambda kv: (kv[1].index, kv[0]))
-            try:
-                with output.atomic_path(self.path) as tmp, open(tmp, "wb") as w:
-                    for _, entry in order:
-                        w.write(self._raw(entry))
-            finally:
-                self.close()
+        if not any(path.stat().st_size for path in journals):
             for path in journals:
                 path.unlink()
-        return len(entries)
+            return False
+        order = sorted(self.scan(journals=True).items(), key=lambda kv: (kv[1].index, kv[0]))
+        try:
+            with output.atomic_path(self.path) as tmp, open(tmp, "wb") as w:
+                for _, entry in order:
+                    w.write(self._raw(entry))
+        finally:
+            self.close()
+        for path in journals:
+            path.unlink()
+        return True

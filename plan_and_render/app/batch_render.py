@@ -29,7 +29,7 @@ from ..renderer.settings import RenderSettings
 from ..scene import ScenePlan
 from . import api, output
 from .batch_index import BatchIndex, BatchItem, Entry, Journal, read_items
-from .batch_summary import Summary, write_summary
+from .batch_summary import Summary, aggregate, write_summary
 
 Event = Callable[[str, dict], None]
 RUNS = "runs"  # the run folders' parent inside the batch folder
@@ -286,8 +286,7 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
     procs = Processes()
     out.mkdir(parents=True, exist_ok=True)
     index = BatchIndex(out)
-    if procs.is_main:
-        index.merge()  # what an earlier, interrupted run left in journals
+    changed = procs.is_main and index.merge()  # what an earlier, interrupted run left in journals
     procs.wait()
     entries = index.scan()
     items = items if items is not None else _items_of(entries, index)
@@ -319,8 +318,9 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
     counts = procs.total([report.planned, report.rendered, report.scored, report.errors])
     report.planned, report.rendered, report.scored, report.errors = counts
     if procs.is_main:
-        index.merge()
-        report.summary = write_summary(out)
+        changed = index.merge() or changed
+        fresh = changed or not (out / "summary.html").exists()
+        report.summary = write_summary(out) if fresh else aggregate(index)
         _emit(on_event, "merged", summary=report.summary)
     report.timings["total_s"] = round(time.perf_counter() - t_start, 3)
     return report

@@ -31,7 +31,8 @@ class Summary:
 
 
 def aggregate(index: BatchIndex) -> Summary:
-    """Counts by status and, per detector, the scores of every scored prompt (one pass, nothing kept)."""
+    """Counts by status and, per detector, the scores of every scored prompt (one pass, nothing kept);
+    ``pages``: the summary pages that hold the records."""
     summary, tallies = Summary(), {}
     for record in index.records():
         summary.counts[record["status"]] += 1
@@ -39,6 +40,8 @@ def aggregate(index: BatchIndex) -> Summary:
         if record["status"] == "ok" and scores.get("images"):
             tallies.setdefault(scores["detector"], Aggregate()).add_prompt(scores)
     summary.scores = {name: agg.result() for name, agg in tallies.items()}
+    pages = max(1, -(-summary.total // PAGE_ROWS))
+    summary.pages = [index.folder / _page_name(k) for k in range(1, pages + 1)]
     return summary
 
 
@@ -49,8 +52,6 @@ def write_summary(folder: str | Path) -> Summary:
     if summary.scores:
         output.atomic_write_json(index.folder / "scores.json",
                                  {"created": output.utc_now(), "detectors": summary.scores})
-    pages = max(1, -(-summary.total // PAGE_ROWS))
-    summary.pages = [index.folder / _page_name(k) for k in range(1, pages + 1)]
     rows: list[str] = []
     page = 1
     for record in index.records():
