@@ -11,7 +11,7 @@ seed (seed = prompt index). The model is conditioned on the position-free
 caption ("a red circle and a blue square") it was trained on, so placement can
 only come from guidance; ``--text prompt`` feeds the full relation prompt instead.
 
-Scores from the exact detector (tools.shapes.detect): presence
+Scores from the exact detector (plan_and_render.scoring.shapes): presence
 (right colour AND shape found anywhere), box IoU and mask IoU with the target
 (0 when absent), relation accuracy on the detected boxes (plan-format.md
 sector rule), plus the renderer's own attention-in-box share. Prints a table,
@@ -37,8 +37,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from tools.shapes.data import COLOURS, SHAPES, caption, draw, phrase
-from tools.shapes.detect import box_iou, detect, find, mask_iou, relation_holds, target_mask
+from plan_and_render.scoring.detection import box_iou
+from plan_and_render.scoring.shapes import COLOURS, SHAPES, detect, find, mask_iou, target_mask
+from tools.shapes.data import caption, draw, phrase
+from tools.shapes.detect import relation_holds
 
 PREDICATES = ("left_of", "right_of", "above", "below")
 WORDS = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}

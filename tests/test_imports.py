@@ -34,7 +34,7 @@ LAYERS = [
     ["plan_and_render.scene"],  # ... and the pydantic models of the plan
     ["plan_and_render.geometry"],
     ["plan_and_render.prompts"],
-    ["plan_and_render.planner", "plan_and_render.renderer"],
+    ["plan_and_render.planner", "plan_and_render.renderer", "plan_and_render.scoring"],
     ["plan_and_render.app"],
 ]
 FACADE = {"plan_and_render", "plan_and_render.__main__"}  # the package root re-exports the app lazily

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from tools.shapes.data import COLOURS, POSITION_WORDS, SHAPES, caption, make_scene, shape_mask
-from tools.shapes.detect import box_iou, classify, describe, detect, find, mask_iou, relation_holds
+from plan_and_render.scoring.detection import box_iou
+from plan_and_render.scoring.shapes import COLOURS, SHAPES, classify, describe, detect, find, mask_iou, shape_mask
+from tools.shapes.data import POSITION_WORDS, caption, make_scene
+from tools.shapes.detect import relation_holds
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 

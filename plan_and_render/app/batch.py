@@ -52,18 +52,24 @@ def prompt_key(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt a line; blank lines are skipped."""
+def read_text(path: str | Path, what: str = "prompt file") -> str:
+    """A UTF-8 text file's contents; every way it cannot be read is one ``UsageError`` line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"prompt file {str(path)!r} does not exist") from None
+        raise UsageError(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {str(path)!r} is a folder; give a file") from None
     except UnicodeDecodeError:
-        raise UsageError(f"prompt file {str(path)!r} is not UTF-8 text") from None
+        raise UsageError(f"{what} {str(path)!r} is not UTF-8 text") from None
     except OSError as e:
-        raise UsageError(f"cannot read prompt file {str(path)!r}: {e.strerror or e}") from None
-    prompts = [prompt_key(line) for line in text.splitlines() if line.strip()]
+        raise UsageError(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt a line; blank lines are skipped."""
+    prompts = [prompt_key(line) for line in read_text(path).splitlines() if line.strip()]
     if not prompts:
         raise UsageError(f"prompt file {str(path)!r} has no prompts (one prompt a line)")
     return prompts

@@ -28,7 +28,7 @@ from rich.table import Table
 from ..errors import PlanAndRenderError, Terminated, UsageError
 from ..renderer.settings import MAX_SEED
 from ..scene import clean_text
-from . import api, chat_cli, ui
+from . import api, batch_cli, chat_cli, ui
 from .options import backend_options, planner_options, render_options, render_settings
 from .terminal import (DEBUG_ENV, PROG, debug_enabled, error_line, plan_table, quiet_libraries, stderr_console,
                        warn_line)
@@ -280,6 +280,7 @@ def _plan_batch(from_file: Path, out: Path, planner: str, canvas, seed: int, ret
 
 chat_cli.register(cli)
 ui.register(cli)
+batch_cli.register(cli)
 
 
 # --------------------------------------------------------------------------

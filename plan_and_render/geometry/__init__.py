@@ -9,7 +9,8 @@ binary or soft mask at any resolution; ``save_preview`` draws a plan's boxes.
 """
 
 from .check import (
-    OVERLAP_BOUND, Violation, check_plan, check_relations, overlap_fraction, overlap_violations, relation_holds,
+    OVERLAP_BOUND, Violation, check_plan, check_relations, overlap_fraction, overlap_violations, region_holds,
+    relation_holds,
 )
 from .masks import box_mask
 from .preview import save_preview
@@ -17,6 +18,6 @@ from .sizes import prior_size
 from .solver import Layout, solve
 
 __all__ = [
-    "solve", "Layout", "relation_holds", "check_plan", "check_relations", "Violation", "overlap_fraction",
+    "solve", "Layout", "relation_holds", "region_holds", "check_plan", "check_relations", "Violation", "overlap_fraction",
     "overlap_violations", "OVERLAP_BOUND", "box_mask", "save_preview", "prior_size",
 ]

@@ -8,7 +8,8 @@ only learn *what* to draw from text; *where* must come from layout guidance.
 
 Every scene is a pure function of its seed (``make_scene(seed)``), and each
 object comes with its ground-truth box (normalised, tight around the drawn
-pixels) and mask.
+pixels) and mask. The palette and the shape masks are the runtime detector's
+(``plan_and_render.scoring.shapes``), so drawing and detecting share one definition.
 """
 
 from __future__ import annotations
@@ -18,15 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "orange": (255, 140, 0),
-    "yellow": (245, 220, 30),
-    "green": (30, 170, 50),
-    "blue": (30, 80, 230),
-    "purple": (140, 40, 190),
-}
+from plan_and_render.scoring.shapes import COLOURS, RING_INNER, SHAPES, STAR_INNER, shape_mask, tight_box
+
 TEXTURES: tuple[str, ...] = ("plain", "noise", "gradient", "stripes")
 POSITION_WORDS = frozenset(
     "left right above below under over on top bottom behind front inside between near next beside center "
@@ -34,7 +28,7 @@ POSITION_WORDS = frozenset(
 )
 # Data recipe defaults (recorded next to trained weights).
 RECIPE = dict(min_objects=1, max_objects=4, min_side=0.22, max_side=0.5, max_aspect=1.35, min_gap=0.03,
-              ring_inner=0.55, star_inner=0.45, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES))
+              ring_inner=RING_INNER, star_inner=STAR_INNER, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES))
 
 
 @dataclass
@@ -58,43 +52,8 @@ class Scene:
 
 
 # ---------------------------------------------------------------------------
-# rasterising: each shape fills its box (mild stretching is allowed)
+# backgrounds (the shapes themselves: plan_and_render.scoring.shapes.shape_mask)
 # ---------------------------------------------------------------------------
-
-def _star_inside(u: np.ndarray, v: np.ndarray, inner: float) -> np.ndarray:
-    """5-pointed star, outer radius 1, apex up, in star coordinates."""
-    rho = np.hypot(u, v)
-    theta = np.arctan2(v, u) + math.pi / 2  # 0 at the top point (v < 0 is up)
-    step = 2 * math.pi / 5
-    a = np.mod(theta, step)
-    a = np.where(a > step / 2, step - a, a)  # fold onto the outer->inner edge
-    half = step / 2
-    r_edge = inner * math.sin(half) / (np.sin(a) + inner * np.sin(half - a))
-    return rho <= r_edge
-
-
-def shape_mask(shape: str, box_px: tuple[float, float, float, float], h: int, w: int,
-               ring_inner: float = RECIPE["ring_inner"], star_inner: float = RECIPE["star_inner"]) -> np.ndarray:
-    """Boolean (h, w) mask of ``shape`` stretched to fill ``box_px`` (pixel units, pixel centres sampled)."""
-    x0, y0, x1, y1 = box_px
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    u = (xs - (x0 + x1) / 2) / ((x1 - x0) / 2)
-    v = (ys - (y0 + y1) / 2) / ((y1 - y0) / 2)
-    if shape == "circle":
-        return u * u + v * v <= 1
-    if shape == "ring":
-        r2 = u * u + v * v
-        return (r2 <= 1) & (r2 >= ring_inner ** 2)
-    if shape == "square":
-        return (np.abs(u) <= 1) & (np.abs(v) <= 1)
-    if shape == "triangle":  # apex at the top, base at the bottom
-        return (v <= 1) & (np.abs(u) <= (v + 1) / 2)
-    if shape == "star":  # map the box onto the star's own extent
-        sx, top = math.sin(2 * math.pi / 5), -1.0
-        bottom = math.cos(math.pi / 5)
-        return _star_inside(u * sx, top + (v + 1) / 2 * (bottom - top), star_inner)
-    raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
-
 
 def background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, dict]:
     """A low-saturation (grey-ish) background, plain or lightly textured; float (h, w, 3)."""
@@ -156,13 +115,6 @@ def caption(objects: list[tuple[str, str]] | list[ShapeObject]) -> str:
     if len(phrases) <= 1:
         return "".join(phrases)
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
-
-
-def tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    """Normalised box around the True pixels (pixel edges, so a full-canvas mask is [0, 0, 1, 1])."""
-    h, w = mask.shape
-    ys, xs = np.nonzero(mask)
-    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
 
 
 def draw(objects: list[tuple[str, str, tuple]], size: int, rng: np.random.Generator,
