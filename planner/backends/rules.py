@@ -40,8 +40,8 @@ from ..expand import slug
 from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
-                      is_plural, parse_count, region_from_thirds)
+from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
+                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
 
@@ -682,9 +682,42 @@ def parse(prompt: str) -> SceneGraph:
     return first
 
 
+# The medium a leading "X of" names: "a watercolor of", "a children's book illustration of", "photo of"
+_MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
+          "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
+          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
+_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring)\s+",
+                           re.I)
+_STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
+_TIME_RE = re.compile(rf"\s*\b(?:at|during|by|in\s+the|on\s+a)\s+(?:the\s+)?(?:{'|'.join(sorted(TIME_WORDS))})\b", re.I)
+_TAG_TOKEN = re.compile(r"^(?:\d+(?:mm|k|p)?|f/?\d+(?:\.\d+)?|iso\s*\d+)$", re.I)
+
+
+def strip_style(text: str) -> str:
+    """``text`` without what says how the picture is made rather than what is in it: tag segments
+    made only of style, camera and time words ("photo, 35mm, ...", "..., soft lighting"), a
+    leading medium ("a watercolor of ...", "isometric 3d render of ..."), "in the style of X" and
+    the time of day ("at sunset"). Segments are split at , : ; . and what remains keeps its
+    punctuation, so the parser still sees the clauses."""
+    text = _STYLE_OF_RE.sub("", text)
+    text = _TIME_RE.sub("", text)
+    parts = re.split(r"([,:;.!?]+)", text)
+    out: list[str] = []
+    for k in range(0, len(parts), 2):
+        seg, sep = parts[k], parts[k + 1] if k + 1 < len(parts) else ""
+        ws = re.findall(r"[\w'/-]+", seg.lower())
+        if ws and all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws):
+            continue  # a tag: "35mm", "soft lighting", "anime style", "at night"
+        seg = _MEDIUM_OF_RE.sub("", seg.strip()) if not out else seg
+        if not out and sep.startswith(":") and ws and re.fullmatch(rf"(?:{_MEDIA})s?", ws[-1]):
+            continue  # "a moody film still: ..." / "minimalist poster: ..."
+        out.append(f"{seg}{sep}")
+    return " ".join(" ".join(out).split()) or text
+
+
 def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
     """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
-    text = " ".join(prompt.split())
+    text = strip_style(" ".join(prompt.split()))
     comparisons: list[tuple[str, str, str]] = []
 
     def _cmp(m: re.Match) -> str:
