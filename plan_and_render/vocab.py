@@ -279,6 +279,7 @@ VAGUE_COUNTS: dict[str, int] = {
     "a few": 3, "few": 3, "several": 3, "some": 2, "a group of": 4, "group of": 4, "many": 5,
     "a bunch of": 4, "bunch of": 4, "lots of": 5, "a lot of": 5, "multiple": 3, "various": 3, "numerous": 5,
     "a herd of": 4, "herd of": 4, "a flock of": 5, "flock of": 5, "a pile of": 4, "a row of": 4, "row of": 4,
+    "a line of": 3, "line of": 3, "a queue of": 3,
     "a stack of": 3, "a set of": 3, "a pack of": 4, "a team of": 4, "a number of": 3, "plenty of": 5,
 }
 

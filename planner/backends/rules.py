@@ -40,7 +40,7 @@ from ..expand import slug
 from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
+from ...vocab import (ADJECTIVES, ALIASES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
                       TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
@@ -62,7 +62,8 @@ _FUNCTION = frozenset(
     those which who whom whose what where when there here is are was were be been being am has have had do does
     did will would can could should may might must very really just also too quite rather up down out off away
     back together each next then now only even still either both neither if because about for during before
-    after left right top bottom front middle center centre side one forth""".split()
+    after left right top bottom front middle center centre side one forth overhead past ahead beyond underwater
+    everywhere anywhere somewhere aloft apart asleep awake alone""".split()
 )
 _VERBS = frozenset(
     """sit sits sat stand stands stood lie lies lay lays laid rest rests hang hangs hung fly flies flew float floats
@@ -75,7 +76,7 @@ _VERBS = frozenset(
     drink drinks eats depict depicts feature features include includes surround surrounds overlook overlooks
     hover hovers glide glides soar soars sail sails lay lies stay stays remain remains dangle dangles
     loom looms peer peers crouch crouches kneel kneels squat squats hop hops leap leaps stuck curl curls nap naps
-    reflect reflects read reads cook cooks""".split()
+    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks""".split()
 ) - {"watch", "drink", "look", "play", "lie"}
 _ING_NOUNS = frozenset(
     """building painting ceiling ring king wing string swing wedding clothing railing pudding dumpling earring
@@ -108,7 +109,8 @@ _LANDMARKS = frozenset(
 # Who "his" and "her" can mean (besides the vocabulary's aliases of "person")
 _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler teenager father mother
     grandmother grandfather skier surfer player chef farmer soldier doctor nurse teacher student king queen
-    prince princess cowboy dancer rider""".split())
+    prince princess cowboy dancer rider fisherman shepherd wizard knight bride groom astronaut pirate cook
+    musician singer drummer tourist friend owner salaryman superhero witch fairy""".split())
 # Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
@@ -182,7 +184,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                         "on top": "on", "at the foot of": "below", "above and to the left of": "above",
                         "in the shade of": "under", "across from": "near", "opposite": "near",
                         "opposite to": "near", "facing": "near", "on the left of": "left_of",
-                        "on the right of": "right_of", "left of": "left_of", "right of": "right_of"}.items():
+                        "on the right of": "right_of", "left of": "left_of", "right of": "right_of",
+                        "beyond": "behind"}.items():
         put(extra, Tok("REL", extra, pred=pred))
     # pronoun forms: "to its left" = left of the antecedent
     for pre in ("to", "on", "at"):
@@ -194,7 +197,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for side, (axis, level) in _SIDE_WORDS.items():
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
                     "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
-                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the",
+                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the", "across the",
                     "up in the", "down in the", "high in the", "low in the", "into the"):
             for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
                          " third", " portion", " section"):
@@ -214,7 +217,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                                 "dead center": (None, 1), "dead centre": (None, 1), "right in the middle": (None, 1),
                                 "smack in the middle": (None, 1), "dead in the center": (None, 1),
                                 "dead in the middle": (None, 1), "centered": (None, 1), "centred": (None, 1),
-                                "front and center": (None, 1), "front and centre": (None, 1)}.items():
+                                "front and center": (None, 1), "front and centre": (None, 1),
+                                "center frame": (None, 1), "centre frame": (None, 1)}.items():
         put(text, Tok("ABS", text, axis=axis, level=level))
     # depth: "in the distance", "up close in the foreground"
     for text, depth in {
@@ -234,6 +238,12 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         "at the far back": "background", "far behind": "background",
     }.items():
         put(text, Tok("DEPTH", text, pred=depth))
+    # arrangements and in-between depths: nothing the graph holds, and no object ("four owls in a row")
+    for text in ("in a row", "in a line", "in rows", "in a circle", "in a ring", "in single file", "lined up",
+                 "in the middle distance", "in the midground", "in the middle ground"):
+        put(text, Tok("OTHER", text))
+    for n in ("two", "three", "four", "five", "six"):
+        put(f"in {n} rows", Tok("OTHER", f"in {n} rows"))
     # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
     for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
                  "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
@@ -416,12 +426,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
         if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
             nxt = words[k + 1] if k + 1 < len(words) else ""
-            modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
+            only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
+            modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
                 and not _is_verbish(nxt, first=False)
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
-            if _is_verbish(w, first=False) and not modifier and not compound:  # "a black dining table" stays whole
+            ing_verb = content and w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge"
+            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound:  # "a black dining table"
                 break
+        if content and content[-1] not in ADJECTIVES and w in SIZE_WORDS:
+            break  # "the moon small in the corner": an adjective after the noun ends it
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
             break  # "an umbrella set up", "a cat curled up"
         if content and _high_or_low(words, k):
@@ -436,13 +450,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             content.append(words[k])  # "a cow's back"
             k += 1
             break
-        # "a cup of coffee": keep "of Y" after a container head
+        # "a cup of coffee": keep "of Y" after a container head ("a bowl of oranges": see lex)
         if (
             k + 1 < len(words) and words[k] == "of" and w in _CONTAINERS
             and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
         ):
             content += ["of", words[k + 1]]
             k += 2
+            if k < len(words) and " ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS:
+                content.append(words[k])  # "a glass of orange juice"
+                k += 1
             break
     if not content:
         return None, i
@@ -479,8 +496,8 @@ def lex(text: str) -> list[Tok]:
             toks.append(tok)
             i += n
             continue
-        if w in _PRONOUNS:
-            toks.append(Tok("PRON", w))
+        if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
+            toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
@@ -496,6 +513,14 @@ def lex(text: str) -> list[Tok]:
             whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
             if whole is not None:
                 np, j = whole, k
+        if np is not None and len(np.words) >= 3 and np.words[-2] == "of" and np.words[-3] in _CONTAINERS \
+                and is_plural(np.words[-1]):
+            # "a bowl of oranges": the bowl, with oranges in it (a cup of coffee stays one thing)
+            inner = NP(words=np.words[-1:], text=np.words[-1])
+            np.words, np.text = np.words[:-2], " ".join(np.words[:-2])
+            toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
+            i = j
+            continue
         if np is not None:
             toks.append(Tok("NP", np.text, np=np))
             i = j
@@ -559,6 +584,11 @@ class _Builder:
         a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
         before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
         same = [o for o in self.objects if o.name == parts.name]
+        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest"
+            same = [o for o in self.objects if o.name.endswith(" " + parts.name)]
+        colours = {a for a in parts.attributes if a in COLOURS}
+        if colours:  # "three white sheep and one black sheep": another group
+            same = [o for o in same if colours <= set(o.attributes)]
         if not same:
             return None
         if np.quantity == "one" and not np.definite:
@@ -573,6 +603,9 @@ class _Builder:
         return same[0] if same else None
 
     def relate(self, subjects: list[str], pred: str, objects: list[str], object2: str | None = None) -> None:
+        if pred == "between" and object2 is None and len(objects) == 2:  # "a lamp and a bed, a table between them"
+            self.relate(subjects, pred, objects[:1], objects[1])
+            return
         if pred == "between" and object2 is None:  # "between them": the group flanks the subject
             objects = [o for o in objects if (self.get(o).count or 1) >= 2]
             for o in objects:
@@ -718,6 +751,7 @@ def strip_style(text: str) -> str:
 def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
     """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
     text = strip_style(" ".join(prompt.split()))
+    text = re.sub(r"\bside by side\b", "next to each other", text, flags=re.I)
     comparisons: list[tuple[str, str, str]] = []
 
     def _cmp(m: re.Match) -> str:
@@ -1214,7 +1248,7 @@ def _is_container(name: str) -> bool:
 
 def _is_person(name: str) -> bool:
     head = name.split()[-1] if name else ""
-    return head in _PEOPLE or ALIASES.get(head) == "person"
+    return head in _PEOPLE or ALIASES.get(head) == "person" or head.endswith(("man", "woman", "ist"))
 
 
 def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:
