@@ -21,7 +21,8 @@ be drawn.
 **Fully right** = every part below holds. The rules, applied to a ``ScenePlan`` (instances grouped
 back by their scene-graph ``group``) or a ``SceneGraph``:
 
-* names: a planned name matches an entry when, singular and lower-case, it equals the entry's
+* names: a planned name matches an entry when, singular and lower-case ("X of Y" read as X: a cup
+  of coffee is a cup), it equals the entry's
   name or an ``also`` name, one is the other's alias in ``vocab.ALIASES`` ("sofa" / "couch"), or
   one ends with the other as its head noun ("park bench" / "bench"; not for the misleading heads,
   a "hot dog" is no dog). Each planned group goes to its best entry: same name before a head-noun
@@ -29,7 +30,8 @@ back by their scene-graph ``group``) or a ``SceneGraph``:
 * objects: every required entry is planned, no planned group is left without an entry (a style
   or camera word - "watercolor", "35mm" - drawn as a thing fails here), nothing excluded is planned.
 * counts: the groups of an entry add up to its count (optional entries: not checked).
-* colours: each group's colour words (attributes and a name's first word, ``COLOUR_WORDS``; grey = gray)
+* colours: each group's colour words (attributes and the first word of a longer name, ``COLOUR_WORDS``;
+  grey = gray; "an orange" is a fruit, "a red apple" named so is red)
   include the entry's required colours and nothing outside its allowed ones ("a black and white
   photo of a man" must not make the man black).
 * placement: region and depth as the entry says (optional entries too, when planned).
@@ -71,7 +73,9 @@ def load_freeform(name: str = "freeform") -> list[dict]:
 
 
 def _norm(name: str) -> str:
-    return singularize(" ".join(name.lower().replace("-", " ").split()))
+    """Lower case, singular, and "X of Y" as X (a cup of coffee is a cup)."""
+    name = " ".join(name.lower().replace("-", " ").split()).split(" of ")[0]
+    return singularize(name)
 
 
 def _names(entry: dict) -> list[str]:
@@ -94,7 +98,8 @@ def entry_fit(planned: str, entry: dict) -> int:
 
 def colours_of(name: str, attributes: list[str]) -> set[str]:
     """Colour words among the attributes, and a name's first word ("red apple"; not "ice cream cone")."""
-    words = [w for a in attributes for w in a.lower().replace("-", " ").split()] + name.lower().split()[:1]
+    head = name.lower().split(" of ")[0].split()
+    words = [w for a in attributes for w in a.lower().replace("-", " ").split()] + (head[:1] if len(head) > 1 else [])
     return {"gray" if w == "grey" else w for w in words if w in COLOUR_WORDS}
 
 

@@ -482,9 +482,18 @@ def lex(text: str) -> list[Tok]:
             side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
             if side is not None and side.kind == "ABS" and m == n - 1:
                 tok, n = side, m
+        if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
+            place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
+            if place is not None and place.kind in ("ABS", "DEPTH") and m > 1:
+                i += n - 1
+                continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
                 and _frame_at(words, i + n + 1):
             n += 3  # "in the top left corner of the image": the frame is the canvas
+        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
+                and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
+            # "in the center of a forest clearing", "in the middle of the table": a place in a thing
+            tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
@@ -895,6 +904,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
     holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
     placed: list[str] = []  # what the latest region / depth phrase placed
+    prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
 
     def finish_relation() -> None:
         nonlocal pending, rel_objects, rel_subjects, related
@@ -930,9 +940,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 
     def end_clause(hard: bool) -> None:
         nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
-        nonlocal pending_depth
+        nonlocal pending_depth, prev_subjects
         finish_relation()
         void = False
+        prev_subjects = list(subjects) or prev_subjects
         if order is not None:
             chain = order_nps if len(order_nps) >= 2 else clause_nps
             pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
@@ -977,6 +988,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
             restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
+            restart = restart or (i > 0 and toks[i - 1].kind in ("ABS", "DEPTH") and bool(subjects))
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and mode not in ("with", "neg") and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
@@ -1080,6 +1092,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
                 pending = None
+            elif nxt is not None and nxt.kind == "PRON" and not rel_subjects and prev_subjects and t.kind == "REL":
+                # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
+                target = choose(_distinct([list(prev_subjects), [o.id for o in b.objects][-1:]]))
+                inverted.append((t.pred or "near", list(target)))
+                pending = None
+                i += 1
             elif nxt is not None and nxt.kind == "PRON":
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
@@ -1102,14 +1120,20 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
             if mode in ("subject", "with"):
                 mode = "object" if mode == "subject" else mode
+        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].text == "," and nxt is not None \
+                and nxt.kind == "NP" and subjects and pending is None and not t.bare:
+            end_clause(hard=False)  # "a castle in the background, in the foreground a girl": the girl's
+            (pending_abs if t.kind == "ABS" else pending_depth).append(t)
         elif t.kind == "ABS":
             if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
                 b.relate(focus, "on", host)
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
-                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
-                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.positions))
+                options = _placement_targets(last, focus, was_object, lambda o: o in b.positions)
+                if holder and host and host not in options and not any(o in b.positions for o in host):
+                    options.insert(0, list(host))  # "a boy holding its string in the bottom right": the boy
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else choose(options)
                 _mark(b, placed, t)
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
