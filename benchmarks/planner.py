@@ -1,9 +1,11 @@
 """Score planner backends on layout benchmarks (no images): NSR-1K spatial and
-counting (val), LMD-400 and GenEval's metadata (553 prompts: objects, counts,
-colours, positions), with warm and cold timings.
+counting (val), LMD-400, GenEval's metadata (553 prompts: objects, counts,
+colours, positions) and the free-form sets written for this project
+(``benchmarks/freeform.py``: prompts as people type them, and a held-out set),
+with warm and cold timings.
 
     python3 -m benchmarks.planner --planner rules --planner local [--limit N] \
-        [--sets spatial,counting,lmd,geneval] [--out benchmarks/results/planner.json]
+        [--sets spatial,counting,lmd,geneval,freeform,freeform_heldout] [--out benchmarks/results/planner.json]
 
 Each prompt goes through ``plan_and_render.planner.plan.make_plan`` - backend, normalisation,
 checks and the geometry stage - so the boxes scored are the ones the renderer
@@ -36,17 +38,19 @@ from benchmarks.bench_data import (
     score_nsr_spatial,
     score_nsr_spatial_graph,
 )
+from benchmarks.freeform import load_freeform, score_freeform, summarise
 from plan_and_render.errors import PlanAndRenderError
 from plan_and_render.scene import ScenePlan
 
-SETS = ("spatial", "counting", "lmd", "geneval")
+SETS = ("spatial", "counting", "lmd", "geneval", "freeform", "freeform_heldout")
 REPORTED = {  # layout-level figures the benchmark README quotes (GPT-4 with LayoutGPT / LMD)
     "spatial": "GPT-4 91.6",
     "counting": "GPT-4 acc 78.1",
     "lmd": "GPT-4 100",
 }
 LOADERS = {"spatial": lambda: load_nsr_spatial("val"), "counting": lambda: load_nsr_counting("val"),
-           "lmd": load_lmd, "geneval": load_geneval}
+           "lmd": load_lmd, "geneval": load_geneval, "freeform": lambda: load_freeform("freeform"),
+           "freeform_heldout": lambda: load_freeform("freeform_heldout")}
 
 
 def spread(records: list, limit: int | None) -> list:
@@ -186,6 +190,12 @@ def run_geneval(r: Runner, records: list[dict]) -> dict:
     }
 
 
+def run_freeform(r: Runner, records: list[dict]) -> dict:
+    """Share of prompts fully right (objects, counts, colours, regions and depths, relations),
+    per part and per tag, with the failing prompts' problems."""
+    return summarise([score_freeform(r.plan(rec["prompt"]), rec) for rec in records])
+
+
 _COLD = """
 import json, sys
 from plan_and_render.planner.backends import get_planner
@@ -234,6 +244,8 @@ def compare_with_rules(runner: Runner, sets: list[str], limit: int | None, seed:
 def _passes(name: str, plan: ScenePlan | None, rec: dict, geometry: bool) -> bool:
     if name == "geneval":
         return plan is not None and score_geneval(plan, rec).correct
+    if name.startswith("freeform"):
+        return score_freeform(plan, rec).correct
     if name == "counting":
         return bool(score_nsr_counting(plan.objects if plan is not None else [], rec).correct)
     if name == "spatial":
@@ -258,6 +270,9 @@ def benchmark(spec: str, sets: list[str], limit: int | None, seed: int, options:
         out["lmd"] = run_lmd(runner, records if geometry else [r for r in records if r["type"] != "spatial"])
     if "geneval" in sets:
         out["geneval"] = run_geneval(runner, spread(load_geneval(), limit))
+    for name in ("freeform", "freeform_heldout"):
+        if name in sets:
+            out[name] = run_freeform(runner, spread(LOADERS[name](), limit))
     out["prompts_planned"] = len(runner.cache)
     out["median_s_per_prompt"] = statistics.median(runner.times) if runner.times else None
     out["mean_s_per_prompt"] = statistics.fmean(runner.times) if runner.times else None
@@ -298,7 +313,8 @@ def print_table(results: dict) -> None:
     from rich.table import Table
 
     table = Table(title="Planner benchmarks (layout level, %)")
-    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "GenEval", "s/prompt", "cold s*", "errors"):
+    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "GenEval", "free-form", "held-out", "s/prompt",
+                "cold s*", "errors"):
         table.add_column(col, justify="right" if col != "backend" else "left")
     for spec, res in results.items():
         sp, ct, lmd, ge = res.get("nsr_spatial"), res.get("nsr_counting"), res.get("lmd"), res.get("geneval")
@@ -309,6 +325,7 @@ def print_table(results: dict) -> None:
             f"{ct['precision']:.1f}/{ct['recall']:.1f}/{ct['accuracy']:.1f}" if ct else "-",
             f"{lmd['accuracy']:.1f}" if lmd else "-",
             f"{ge['accuracy']:.1f}" if ge else "-",
+            *(f"{res[k]['accuracy']:.1f}" if res.get(k) else "-" for k in ("freeform", "freeform_heldout")),
             f"{res['median_s_per_prompt']:.4f}" if res.get("median_s_per_prompt") is not None else "-",
             (f"{res['cold_start_process_s']:.2f}" if res.get("cold_start_process_s") is not None else
              f"{res['cold_start_s']:.2f}" if res.get("cold_start_s") is not None else "-"),

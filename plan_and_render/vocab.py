@@ -279,6 +279,7 @@ VAGUE_COUNTS: dict[str, int] = {
     "a few": 3, "few": 3, "several": 3, "some": 2, "a group of": 4, "group of": 4, "many": 5,
     "a bunch of": 4, "bunch of": 4, "lots of": 5, "a lot of": 5, "multiple": 3, "various": 3, "numerous": 5,
     "a herd of": 4, "herd of": 4, "a flock of": 5, "flock of": 5, "a pile of": 4, "a row of": 4, "row of": 4,
+    "a line of": 3, "line of": 3, "a queue of": 3,
     "a stack of": 3, "a set of": 3, "a pack of": 4, "a team of": 4, "a number of": 3, "plenty of": 5,
 }
 
@@ -344,6 +345,32 @@ DESCRIPTIVE: frozenset[str] = frozenset(
     lonely lone realistic shiny sparkling glowing empty wild""".split()
 )
 ADJECTIVES: frozenset[str] = COLOURS | MATERIALS | frozenset(SIZE_WORDS) | DESCRIPTIVE
+
+# Words of how a picture is made or shot, not of what is in it: media, styles, camera and
+# quality tags ("a watercolor of...", "photo, 35mm, ...", "soft lighting, shallow depth of field").
+# A tag or a leading "<these words> of" names no object; a medium used as a thing ("a painting
+# on the wall") still is one (see the rules parser).
+STYLE_WORDS: frozenset[str] = frozenset(
+    """photo photos photograph photography photographic picture image shot still film movie cinematic cinema
+    render rendering rendered 3d 2d cgi illustration illustrated drawing drawn sketch sketched painting painted
+    watercolor watercolour gouache oil acrylic pastel charcoal pencil ink crayon pixel art artwork digital concept
+    vector flat isometric anime manga cartoon comic claymation clay stop-motion lowpoly low-poly poly poster
+    wallpaper postcard portrait macro closeup close-up close wide angle telephoto fisheye aerial drone tilt-shift
+    long exposure polaroid kodak portra fuji fujifilm velvia ektachrome 35mm 50mm 85mm 8k 4k 16k hd hdr uhd ultra
+    highly detailed hyperrealistic hyper-realistic photorealistic realistic surreal surrealist minimalist minimal
+    vintage retro renaissance baroque impressionist impressionism expressionist style styled lighting light lit
+    soft hard moody dramatic studio natural golden hour bokeh blurred blurry depth field shallow sharp focus
+    colors colours colour color palette background backdrop pastel vibrant muted travel storybook artstation
+    trending masterpiece quality best low high eye level view bird's eye top-down overhead establishing
+    tone tones toned grain grainy noir sepia monochrome monochromatic black white and of lens photoreal
+    unreal engine octane volumetric symmetrical composition frame framed wide-angle full-body headshot
+    editorial documentary street candid analog analogue film-still still-life life""".split()
+)
+# Times of day and light conditions: when a picture is set ("at sunset", "at night"), never a thing
+TIME_WORDS: frozenset[str] = frozenset(
+    "sunset sunrise dawn dusk night nighttime daytime noon midday midnight twilight daybreak evening morning "
+    "afternoon daylight moonlight sundown".split()
+)
 
 # Multi-word nouns whose first word must never be read as an adjective or whose
 # head word alone means something else ("hot dog" is not a dog).

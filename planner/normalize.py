@@ -86,8 +86,8 @@ def normalize_name(raw: str) -> NameParts:
     size: str | None = None
     # an adjective starts the name only as part of a compound ("red panda"), unless the words after it
     # are a compound themselves ("white wine glass" is a white "wine glass")
-    while len(words) > 1 and words[0] in ADJECTIVES and (" ".join(words[:2]) not in COMPOUND_NOUNS
-                                                         or " ".join(words[1:]) in COMPOUND_NOUNS):
+    while len(words) > 1 and words[0] in ADJECTIVES and words[1] != "of" and (
+            " ".join(words[:2]) not in COMPOUND_NOUNS or " ".join(words[1:]) in COMPOUND_NOUNS):  # "glass of water"
         adj = words.pop(0)
         if adj in SIZE_WORDS and size is None:
             size = SIZE_WORDS[adj]

@@ -40,8 +40,8 @@ from ..expand import slug
 from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, ALIASES, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SYMMETRIC_PREDICATES, VAGUE_COUNTS,
-                      is_plural, parse_count, region_from_thirds)
+from ...vocab import (ADJECTIVES, ALIASES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
+                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
 
@@ -62,7 +62,8 @@ _FUNCTION = frozenset(
     those which who whom whose what where when there here is are was were be been being am has have had do does
     did will would can could should may might must very really just also too quite rather up down out off away
     back together each next then now only even still either both neither if because about for during before
-    after left right top bottom front middle center centre side one forth""".split()
+    after left right top bottom front middle center centre side one forth overhead past ahead beyond underwater
+    everywhere anywhere somewhere aloft apart asleep awake alone""".split()
 )
 _VERBS = frozenset(
     """sit sits sat stand stands stood lie lies lay lays laid rest rests hang hangs hung fly flies flew float floats
@@ -75,7 +76,7 @@ _VERBS = frozenset(
     drink drinks eats depict depicts feature features include includes surround surrounds overlook overlooks
     hover hovers glide glides soar soars sail sails lay lies stay stays remain remains dangle dangles
     loom looms peer peers crouch crouches kneel kneels squat squats hop hops leap leaps stuck curl curls nap naps
-    reflect reflects read reads cook cooks""".split()
+    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks""".split()
 ) - {"watch", "drink", "look", "play", "lie"}
 _ING_NOUNS = frozenset(
     """building painting ceiling ring king wing string swing wedding clothing railing pudding dumpling earring
@@ -108,7 +109,8 @@ _LANDMARKS = frozenset(
 # Who "his" and "her" can mean (besides the vocabulary's aliases of "person")
 _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler teenager father mother
     grandmother grandfather skier surfer player chef farmer soldier doctor nurse teacher student king queen
-    prince princess cowboy dancer rider""".split())
+    prince princess cowboy dancer rider fisherman shepherd wizard knight bride groom astronaut pirate cook
+    musician singer drummer tourist friend owner salaryman superhero witch fairy""".split())
 # Part nouns: "a car hood" or "a cow's back" is drawn as the whole (car, cow).
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
@@ -182,7 +184,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                         "on top": "on", "at the foot of": "below", "above and to the left of": "above",
                         "in the shade of": "under", "across from": "near", "opposite": "near",
                         "opposite to": "near", "facing": "near", "on the left of": "left_of",
-                        "on the right of": "right_of", "left of": "left_of", "right of": "right_of"}.items():
+                        "on the right of": "right_of", "left of": "left_of", "right of": "right_of",
+                        "beyond": "behind"}.items():
         put(extra, Tok("REL", extra, pred=pred))
     # pronoun forms: "to its left" = left of the antecedent
     for pre in ("to", "on", "at"):
@@ -194,7 +197,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for side, (axis, level) in _SIDE_WORDS.items():
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
                     "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
-                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the",
+                    "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the", "across the",
                     "up in the", "down in the", "high in the", "low in the", "into the"):
             for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
                          " third", " portion", " section"):
@@ -214,7 +217,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                                 "dead center": (None, 1), "dead centre": (None, 1), "right in the middle": (None, 1),
                                 "smack in the middle": (None, 1), "dead in the center": (None, 1),
                                 "dead in the middle": (None, 1), "centered": (None, 1), "centred": (None, 1),
-                                "front and center": (None, 1), "front and centre": (None, 1)}.items():
+                                "front and center": (None, 1), "front and centre": (None, 1),
+                                "center frame": (None, 1), "centre frame": (None, 1)}.items():
         put(text, Tok("ABS", text, axis=axis, level=level))
     # depth: "in the distance", "up close in the foreground"
     for text, depth in {
@@ -234,6 +238,12 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         "at the far back": "background", "far behind": "background",
     }.items():
         put(text, Tok("DEPTH", text, pred=depth))
+    # arrangements and in-between depths: nothing the graph holds, and no object ("four owls in a row")
+    for text in ("in a row", "in a line", "in rows", "in a circle", "in a ring", "in single file", "lined up",
+                 "in the middle distance", "in the midground", "in the middle ground"):
+        put(text, Tok("OTHER", text))
+    for n in ("two", "three", "four", "five", "six"):
+        put(f"in {n} rows", Tok("OTHER", f"in {n} rows"))
     # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
     for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
                  "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
@@ -416,12 +426,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
         if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
             nxt = words[k + 1] if k + 1 < len(words) else ""
-            modifier = not content and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
+            only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
+            modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
                 and not _is_verbish(nxt, first=False)
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
-            if _is_verbish(w, first=False) and not modifier and not compound:  # "a black dining table" stays whole
+            ing_verb = content and w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge"
+            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound:  # "a black dining table"
                 break
+        if content and content[-1] not in ADJECTIVES and w in SIZE_WORDS:
+            break  # "the moon small in the corner": an adjective after the noun ends it
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
             break  # "an umbrella set up", "a cat curled up"
         if content and _high_or_low(words, k):
@@ -436,13 +450,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             content.append(words[k])  # "a cow's back"
             k += 1
             break
-        # "a cup of coffee": keep "of Y" after a container head
+        # "a cup of coffee": keep "of Y" after a container head ("a bowl of oranges": see lex)
         if (
             k + 1 < len(words) and words[k] == "of" and w in _CONTAINERS
             and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
         ):
             content += ["of", words[k + 1]]
             k += 2
+            if k < len(words) and " ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS:
+                content.append(words[k])  # "a glass of orange juice"
+                k += 1
             break
     if not content:
         return None, i
@@ -465,9 +482,18 @@ def lex(text: str) -> list[Tok]:
             side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
             if side is not None and side.kind == "ABS" and m == n - 1:
                 tok, n = side, m
+        if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
+            place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
+            if place is not None and place.kind in ("ABS", "DEPTH") and m > 1:
+                i += n - 1
+                continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
                 and _frame_at(words, i + n + 1):
             n += 3  # "in the top left corner of the image": the frame is the canvas
+        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
+                and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
+            # "in the center of a forest clearing", "in the middle of the table": a place in a thing
+            tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
@@ -479,8 +505,8 @@ def lex(text: str) -> list[Tok]:
             toks.append(tok)
             i += n
             continue
-        if w in _PRONOUNS:
-            toks.append(Tok("PRON", w))
+        if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
+            toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
@@ -496,6 +522,14 @@ def lex(text: str) -> list[Tok]:
             whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
             if whole is not None:
                 np, j = whole, k
+        if np is not None and len(np.words) >= 3 and np.words[-2] == "of" and np.words[-3] in _CONTAINERS \
+                and is_plural(np.words[-1]):
+            # "a bowl of oranges": the bowl, with oranges in it (a cup of coffee stays one thing)
+            inner = NP(words=np.words[-1:], text=np.words[-1])
+            np.words, np.text = np.words[:-2], " ".join(np.words[:-2])
+            toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
+            i = j
+            continue
         if np is not None:
             toks.append(Tok("NP", np.text, np=np))
             i = j
@@ -559,6 +593,11 @@ class _Builder:
         a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
         before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
         same = [o for o in self.objects if o.name == parts.name]
+        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest"
+            same = [o for o in self.objects if o.name.endswith(" " + parts.name)]
+        colours = {a for a in parts.attributes if a in COLOURS}
+        if colours:  # "three white sheep and one black sheep": another group
+            same = [o for o in same if colours <= set(o.attributes)]
         if not same:
             return None
         if np.quantity == "one" and not np.definite:
@@ -573,6 +612,9 @@ class _Builder:
         return same[0] if same else None
 
     def relate(self, subjects: list[str], pred: str, objects: list[str], object2: str | None = None) -> None:
+        if pred == "between" and object2 is None and len(objects) == 2:  # "a lamp and a bed, a table between them"
+            self.relate(subjects, pred, objects[:1], objects[1])
+            return
         if pred == "between" and object2 is None:  # "between them": the group flanks the subject
             objects = [o for o in objects if (self.get(o).count or 1) >= 2]
             for o in objects:
@@ -682,9 +724,43 @@ def parse(prompt: str) -> SceneGraph:
     return first
 
 
+# The medium a leading "X of" names: "a watercolor of", "a children's book illustration of", "photo of"
+_MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
+          "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
+          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
+_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring)\s+",
+                           re.I)
+_STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
+_TIME_RE = re.compile(rf"\s*\b(?:at|during|by|in\s+the|on\s+a)\s+(?:the\s+)?(?:{'|'.join(sorted(TIME_WORDS))})\b", re.I)
+_TAG_TOKEN = re.compile(r"^(?:\d+(?:mm|k|p)?|f/?\d+(?:\.\d+)?|iso\s*\d+)$", re.I)
+
+
+def strip_style(text: str) -> str:
+    """``text`` without what says how the picture is made rather than what is in it: tag segments
+    made only of style, camera and time words ("photo, 35mm, ...", "..., soft lighting"), a
+    leading medium ("a watercolor of ...", "isometric 3d render of ..."), "in the style of X" and
+    the time of day ("at sunset"). Segments are split at , : ; . and what remains keeps its
+    punctuation, so the parser still sees the clauses."""
+    text = _STYLE_OF_RE.sub("", text)
+    text = _TIME_RE.sub("", text)
+    parts = re.split(r"([,:;.!?]+)", text)
+    out: list[str] = []
+    for k in range(0, len(parts), 2):
+        seg, sep = parts[k], parts[k + 1] if k + 1 < len(parts) else ""
+        ws = re.findall(r"[\w'/-]+", seg.lower())
+        if ws and all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws):
+            continue  # a tag: "35mm", "soft lighting", "anime style", "at night"
+        seg = _MEDIUM_OF_RE.sub("", seg.strip()) if not out else seg
+        if not out and sep.startswith(":") and ws and re.fullmatch(rf"(?:{_MEDIA})s?", ws[-1]):
+            continue  # "a moody film still: ..." / "minimalist poster: ..."
+        out.append(f"{seg}{sep}")
+    return " ".join(" ".join(out).split()) or text
+
+
 def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
     """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
-    text = " ".join(prompt.split())
+    text = strip_style(" ".join(prompt.split()))
+    text = re.sub(r"\bside by side\b", "next to each other", text, flags=re.I)
     comparisons: list[tuple[str, str, str]] = []
 
     def _cmp(m: re.Match) -> str:
@@ -828,6 +904,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
     holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
     placed: list[str] = []  # what the latest region / depth phrase placed
+    prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
 
     def finish_relation() -> None:
         nonlocal pending, rel_objects, rel_subjects, related
@@ -863,9 +940,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 
     def end_clause(hard: bool) -> None:
         nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
-        nonlocal pending_depth
+        nonlocal pending_depth, prev_subjects
         finish_relation()
         void = False
+        prev_subjects = list(subjects) or prev_subjects
         if order is not None:
             chain = order_nps if len(order_nps) >= 2 else clause_nps
             pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
@@ -910,6 +988,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
             restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
+            restart = restart or (i > 0 and toks[i - 1].kind in ("ABS", "DEPTH") and bool(subjects))
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and mode not in ("with", "neg") and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
@@ -1013,6 +1092,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
                 pending = None
+            elif nxt is not None and nxt.kind == "PRON" and not rel_subjects and prev_subjects and t.kind == "REL":
+                # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
+                target = choose(_distinct([list(prev_subjects), [o.id for o in b.objects][-1:]]))
+                inverted.append((t.pred or "near", list(target)))
+                pending = None
+                i += 1
             elif nxt is not None and nxt.kind == "PRON":
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
@@ -1035,14 +1120,20 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
             if mode in ("subject", "with"):
                 mode = "object" if mode == "subject" else mode
+        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].text == "," and nxt is not None \
+                and nxt.kind == "NP" and subjects and pending is None and not t.bare:
+            end_clause(hard=False)  # "a castle in the background, in the foreground a girl": the girl's
+            (pending_abs if t.kind == "ABS" else pending_depth).append(t)
         elif t.kind == "ABS":
             if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
                 b.relate(focus, "on", host)
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
-                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
-                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.positions))
+                options = _placement_targets(last, focus, was_object, lambda o: o in b.positions)
+                if holder and host and host not in options and not any(o in b.positions for o in host):
+                    options.insert(0, list(host))  # "a boy holding its string in the bottom right": the boy
+                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else choose(options)
                 _mark(b, placed, t)
                 last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
             else:
@@ -1181,7 +1272,7 @@ def _is_container(name: str) -> bool:
 
 def _is_person(name: str) -> bool:
     head = name.split()[-1] if name else ""
-    return head in _PEOPLE or ALIASES.get(head) == "person"
+    return head in _PEOPLE or ALIASES.get(head) == "person" or head.endswith(("man", "woman", "ist"))
 
 
 def _mark(b: _Builder, oids: list[str], tok: Tok) -> None:

