@@ -5,7 +5,8 @@
     result.images[0].save("out.png"); print(result.scores)
 
 Modules: ``settings`` (``RenderSettings``: the one place for render settings and their defaults),
-``pipeline_sd`` / ``pipeline_sdxl`` (the sampling loops), ``guidance`` (the Guider: runs the chosen
+``pipeline_sd`` / ``pipeline_sdxl`` (the UNet sampling loops), ``pipeline_sd3`` / ``pipeline_flux``
+(flow-matching transformers; ``joint_attention`` reads and masks their joint attention, ``offload``), ``guidance`` (the Guider: runs the chosen
 methods' hooks, captures, scores), ``methods/`` (one module per guidance method: its config and its
 hooks; the registry), ``attention`` (processors that capture or mask), ``losses`` (pure loss
 functions), ``tokens`` (phrase -> token positions), ``masks`` (boxes -> masks), ``loading``.
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-__all__ = ["DEFAULT_MODEL", "LayoutPipeline", "LayoutPipelineXL", "RenderResult", "RenderSettings",
-           "available_methods", "check_device", "check_options", "clear_cache", "default_device", "folder_defaults",
-           "get_pipeline", "load_pipeline", "parse_method", "pipeline_from_components", "render"]
+__all__ = ["DEFAULT_MODEL", "LayoutPipeline", "LayoutPipelineFlux", "LayoutPipelineSD3", "LayoutPipelineXL",
+           "RenderResult", "RenderSettings", "available_methods", "check_device", "check_options", "clear_cache",
+           "default_device", "detect_family", "folder_defaults", "get_pipeline", "load_pipeline", "parse_method",
+           "pipeline_from_components", "render"]
 
 # names that need torch, imported from their module on first use
 _LAZY = {"LayoutPipeline": "pipeline_sd", "RenderResult": "pipeline_sd", "LayoutPipelineXL": "pipeline_sdxl",
+         "LayoutPipelineSD3": "pipeline_sd3", "LayoutPipelineFlux": "pipeline_flux", "detect_family": "loading",
          "default_device": "loading", "folder_defaults": "loading", "load_pipeline": "loading",
          "pipeline_from_components": "loading"}
 
@@ -61,8 +64,9 @@ def model_key(model: str | Path) -> str:
 
 
 def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
-                 dtype: str | None = None) -> "LayoutPipeline":
-    """The pipeline for ``model`` on ``device`` in ``dtype``, loaded on first use and then reused.
+                 dtype: str | None = None, offload: str | None = None) -> "LayoutPipeline":
+    """The pipeline for ``model`` on ``device`` in ``dtype`` (None: the family's default), with ``offload``
+    (SD 3 / FLUX: "model" or "sequential"), loaded on first use and then reused.
 
     Raises ``plan_and_render.errors.ModelUnavailableError`` (one line) when the weights cannot be found, and
     ``UsageError`` for a device this machine does not have - both before any weights load.
@@ -71,11 +75,12 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
 
     model = model_text(model)  # a wrong argument fails before torch is imported
     from . import loading
+    from .settings import dtype_name
 
     device = loading.check_device(device) if device else loading.default_device()
-    key = (model_key(model), device, loading.torch_dtype(dtype, device))
+    key = (model_key(model), device, dtype_name(dtype) if dtype is not None else None, offload or "none")
     if key not in _CACHE:
-        _CACHE[key] = loading.load_pipeline(key[0], device, dtype)
+        _CACHE[key] = loading.load_pipeline(key[0], device, dtype, offload=offload)
     return _CACHE[key]
 
 
@@ -89,7 +94,7 @@ def render(plan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | N
     """Render a plan with ``settings`` and/or single settings as keywords (``method="refocus+rca"``,
     ``steps=20``...), on the cached pipeline of (model, device, dtype)."""
     settings = RenderSettings.build(settings, **overrides)
-    pipe = get_pipeline(model, settings.device, settings.dtype)
+    pipe = get_pipeline(model, settings.device, settings.dtype, settings.offload)
     return pipe(plan, settings, callback=callback, progress=progress)
 
 

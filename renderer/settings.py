@@ -24,7 +24,15 @@ DEFAULT_METHOD = "refocus"
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "sd": {"steps": 50, "guidance_scale": 7.5},
     "sdxl": {"steps": 50, "guidance_scale": 5.0},
+    # SD 3 as its paper and diffusers' pipeline sample it (28 steps, CFG 7.0; SD 3.5's model cards suggest
+    # 28 steps at 3.5 for Large, 40 at 4.5 for Medium: set them per render or in the folder's guidance.json)
+    "sd3": {"steps": 28, "guidance_scale": 7.0},
+    # FLUX.1 [dev]: guidance-distilled, the scale is the transformer's embedded guidance (no CFG pass);
+    # diffusers' default 28 steps (Black Forest Labs suggest up to 50). [schnell]: 4 steps, no guidance input.
+    "flux": {"steps": 28, "guidance_scale": 3.5},
+    "flux-schnell": {"steps": 4, "guidance_scale": 0.0},
 }
+OFFLOAD_MODES = ("none", "model", "sequential")
 MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler")  # what a model folder may set
 MAX_STEPS = 1000  # the training noise schedule's length
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
@@ -52,9 +60,11 @@ class RenderSettings(BaseModel):
         'Per-method hyperparameters, e.g. {"refocus": {"loss_scale": 20}} (fields: the config classes in '
         "renderer/methods/); applied on top of the model folder's guidance.json."))
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, description=(
-        "Sampling steps. Default: the model's (50)."))
+        "Sampling steps. Default: the model's (50 for SD 1.x/2.x and SDXL, 28 for SD 3 and FLUX.1 [dev], "
+        "4 for [schnell])."))
     guidance_scale: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
-        "Classifier-free guidance scale. Default: the model's (7.5 for SD 1.x/2.x, 5.0 for SDXL)."))
+        "Classifier-free guidance scale (FLUX.1 [dev]: its embedded guidance). Default: the model's (7.5 for "
+        "SD 1.x/2.x, 5.0 for SDXL, 7.0 for SD 3, 3.5 for FLUX.1 [dev])."))
     width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description=(
         "Image width in pixels, a multiple of 8. Default: the plan's canvas."))
     height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE, description=(
@@ -69,6 +79,9 @@ class RenderSettings(BaseModel):
     dtype: str | None = Field(None, description=(
         "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
+    offload: str | None = Field(None, description=(
+        "CPU offload of the weights (SD 3 / FLUX): none, model (each part on the GPU only while it runs), "
+        "sequential (layer by layer: least memory, slowest). Default: none. docs/models.md"))
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -130,6 +143,16 @@ class RenderSettings(BaseModel):
         except UsageError as e:
             raise ValueError(e.message) from None
 
+    @field_validator("offload", mode="before")
+    @classmethod
+    def _offload(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = str(v).strip().lower()
+        if name not in OFFLOAD_MODES:
+            raise ValueError(f"unknown offload {v!r}; choose from {', '.join(OFFLOAD_MODES)}")
+        return name
+
     @field_validator("device", mode="before")
     @classmethod
     def _device(cls, v: Any) -> str | None:
@@ -167,7 +190,7 @@ class RenderSettings(BaseModel):
 
     def resolved(self, family: str, settings_defaults: dict | None = None, method_defaults: dict | None = None,
                  **fallback: Any) -> RenderSettings:
-        """The settings a render of a ``family`` ("sd", "sdxl") model uses: each field given here, else the
+        """The settings a render of a ``family`` ("sd", "sdxl", "sd3", "flux", "flux-schnell") model uses: each field given here, else the
         model folder's (``settings_defaults``), else the family's, else ``fallback`` (what the caller knows:
         the pipeline gives the plan's canvas, its device and dtype). Method options merge field by field
         over the folder's ``method_defaults`` (this render's own win)."""

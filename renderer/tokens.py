@@ -253,3 +253,77 @@ def plan_tokens(tokenizer, plan: ScenePlan, text: str | None = None, max_length:
 
 def _label(objs: Sequence[PlanObject]) -> str:
     return "object " + ", ".join(repr(o.id) for o in objs)
+
+
+# ---------------------------------------------------------------------------
+# 3. several text encoders in one sequence (SD 3: CLIP then T5; FLUX: T5) -> one token axis
+# ---------------------------------------------------------------------------
+
+@dataclass
+class JointTokens:
+    """Token positions of every group in a transformer's text sequence, and the axis guidance reads.
+
+    The text sequence is the encoders' parts side by side (SD 3: 77 CLIP tokens then the T5 tokens;
+    FLUX: the T5 tokens). Guidance losses expect the UNet's axis: a special token at 0, the prompt's
+    tokens at 1 .. n_tokens - 2, a special token at n_tokens - 1, the rest after. ``order`` lists the
+    real sequence positions in that order (the first non-prompt position, every part's prompt tokens,
+    the next non-prompt position, then all the others), so ``maps[..., order]`` puts any map of the
+    sequence on that axis, and ``groups`` holds positions on it: a word has one position per part
+    that encodes it (CLIP and T5 alike).
+
+    text: the text every part encodes; real: group -> real sequence positions; parts: per part
+    (offset in the sequence, length, TokenMap); warnings: of every part.
+    """
+
+    text: str
+    order: list[int]
+    groups: dict[str, list[int]]
+    n_tokens: int
+    real: dict[str, list[int]]
+    parts: list[tuple[int, int, TokenMap]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.order)
+
+
+def _content(tokenizer, tm: TokenMap) -> list[int]:
+    """Positions of the prompt's tokens in one part (special tokens and padding excluded)."""
+    ids = tokenizer(tm.text, truncation=True, max_length=_max_length(tokenizer, None))["input_ids"]
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}  # an unknown word is still a word
+    return [k for k, i in enumerate(ids[:tm.n_tokens]) if i not in special]
+
+
+def joint_tokens(plan: ScenePlan, text: str, parts: Sequence[tuple[object, int]]) -> JointTokens:
+    """Map the plan's groups in every part of a joint text sequence.
+
+    parts: (tokenizer, length) per encoder in sequence order; the tokenizer is None for a part with
+    no encoder (SD 3 without T5: zeros that carry no words). The first part decides the text (its
+    fallback may append or move phrases, ``plan_tokens``); the others encode that same text, with no
+    further change, and keep what fits their length (a word cut from one part may live in another).
+    Each part keeps at least two non-prompt positions, so the axis always has its two special slots.
+    """
+    first_tok, first_len = parts[0]
+    head = plan_tokens(first_tok, plan, text, min(first_len, _max_length(first_tok, None)))
+    maps, offset, contents = [], 0, []
+    for k, (tok, length) in enumerate(parts):
+        if tok is None:
+            maps.append((offset, length, TokenMap(head.text, {}, n_tokens=0)))
+        else:
+            tm = head if k == 0 else token_indices(tok, head.text, head.spans, min(length, _max_length(tok, None)) - 1,
+                                                   fallback="none", labels=None)
+            maps.append((offset, length, tm))
+            keep = [p for p in _content(tok, tm) if p < length - 2 or k == 0]
+            contents += [offset + p for p in keep]
+        offset += length
+    others = [p for p in range(offset) if p not in set(contents)]
+    order = [others[0], *contents, *others[1:]]
+    where = {p: v for v, p in enumerate(order)}
+    real = {g: [off + p for off, length, tm in maps for p in tm.groups.get(g, []) if where.get(off + p, 0) > 0
+                and where[off + p] < len(contents) + 1] for g in head.groups}
+    groups = {g: sorted(where[p] for p in ps) for g, ps in real.items()}
+    warnings = list(head.warnings)
+    for _, _, tm in maps[1:]:
+        warnings += [w for w in tm.warnings if w not in warnings and "not guided" not in w]
+    return JointTokens(head.text, order, groups, len(contents) + 2, real, maps, warnings)

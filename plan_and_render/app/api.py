@@ -82,14 +82,14 @@ def get_planner(spec: str = DEFAULT_PLANNER, **options: Any) -> "Planner":
 
 
 def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
-                 dtype: str | None = None) -> "LayoutPipeline":
+                 dtype: str | None = None, offload: str | None = None) -> "LayoutPipeline":
     """A loaded diffusion pipeline (hub id, diffusers folder or one file) from the renderer's cache:
     loaded once per (model, device, dtype) for this API and ``plan_and_render.renderer`` alike.
 
     Raises ``ModelUnavailableError`` when the weights cannot be found (naming the shipped demo model).
     """
     try:
-        return renderer.get_pipeline(model, device, dtype)
+        return renderer.get_pipeline(model, device, dtype, offload)
     except ModelUnavailableError as e:
         raise _with_demo_hint(e, model) from None
 
@@ -316,7 +316,7 @@ def render(plan: ScenePlan, model: str | Path = DEFAULT_MODEL, settings: RenderS
     settings = RenderSettings.build(settings, **overrides)
     check_pixels(settings.width or plan.canvas.width, settings.height or plan.canvas.height, settings.num_images)
     t0 = time.perf_counter()
-    pipe = get_pipeline(model, settings.device, settings.dtype)
+    pipe = get_pipeline(model, settings.device, settings.dtype, settings.offload)
     load_s = time.perf_counter() - t0
     result = pipe(plan, settings, callback=callback, progress=progress)
     result.timings = {"load_s": load_s, **result.timings}

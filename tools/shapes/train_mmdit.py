@@ -1,0 +1,340 @@
+"""Train the flow-matching MMDiT shapes model: ``python3 -m tools.shapes.train_mmdit --preset cpu --out DIR``.
+
+The shapes world's second model, built the way Stable Diffusion 3 is: an
+``SD3Transformer2DModel`` (joint attention over image patches and text tokens)
+conditioned on two CLIP-style text encoders (penultimate hidden states side
+by side, pooled embeddings for the adaptive norms) and a T5-style encoder
+(appended along the sequence), trained with the rectified-flow objective:
+
+    x_t = (1 - t) x0 + t eps,   the transformer predicts v = eps - x0,   t ~ logit-normal(0, 1)
+
+(SD 3's "rf/lognorm(0.00, 1.00)"), plain MSE, 10 % of captions dropped to the
+empty prompt so classifier-free guidance works, EMA weights saved. Nothing
+else: no attention supervision, no special treatment of any token - the
+captions never name a position ("a red circle and a blue square"), so *where*
+can only come from layout guidance. Data, tokenizer words, the pixel "VAE"
+(64x64 RGB <-> 32x32 latent) are the UNet shapes model's (``tools.shapes.train``,
+``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
+the layout level of the UNet model.
+
+Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
+optimiser, EMA and random state every ``--save-every`` steps so a run cut short
+resumes (``--resume``) where it stopped; the learning rate is constant after
+warm-up and then falls linearly to zero over the last ``decay`` share of the
+steps. Every random draw comes from ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
+
+from .data import RECIPE, vocabulary
+from .model import pixel_vae
+from .train import build_tokenizer, generate, to_latents
+
+CAPTION_DROPOUT = 0.1
+
+PRESETS: dict[str, dict] = {
+    # the shipped weights: one CPU thread, about three hours
+    "cpu": dict(layers=6, heads=4, head_dim=32, clip_hidden=64, clip_layers=2, t5_dim=128, t5_layers=2,
+                clip_length=24, t5_length=24, batch=16, lr=5e-4, warmup=200, decay=0.2, steps=4800,
+                time_budget_s=10800, n_scenes=20000, ema=0.999, shift=1.0),
+    # the unit test's few steps
+    "test": dict(layers=2, heads=2, head_dim=8, clip_hidden=16, clip_layers=1, t5_dim=32, t5_layers=1,
+                 clip_length=24, t5_length=24, batch=4, lr=2e-3, warmup=2, decay=0.2, steps=6,
+                 time_budget_s=120, n_scenes=16, ema=0.0, shift=1.0),
+}
+
+
+# ---------------------------------------------------------------------------
+# the model's parts, from a preset
+# ---------------------------------------------------------------------------
+
+def transformer_config(p: dict) -> dict:
+    """An SD 3 MMDiT for the 32x32x4 pixel latent: 2x2 patches (a 16x16 grid), SD 3.0's plain joint blocks."""
+    dim = p["heads"] * p["head_dim"]
+    return dict(sample_size=32, patch_size=2, in_channels=4, out_channels=4, num_layers=p["layers"],
+                attention_head_dim=p["head_dim"], num_attention_heads=p["heads"], joint_attention_dim=p["t5_dim"],
+                caption_projection_dim=dim, pooled_projection_dim=2 * p["clip_hidden"], pos_embed_max_size=16)
+
+
+def build_parts(p: dict) -> dict:
+    """Random-weight transformer, text encoders and tokenizers (every shapes word one token in each)."""
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5EncoderModel
+
+    from tools.tiny import build_t5_tokenizer, tiny_t5_config
+
+    words = vocabulary()
+    toks = [build_tokenizer(words), build_tokenizer(words)]
+    for t in toks:
+        t.model_max_length = p["clip_length"]
+    tok5 = build_t5_tokenizer(sorted(words, key=lambda w: (-len(w), w)), model_max_length=p["t5_length"])
+    split = [w for w in words if len(tok5(w, add_special_tokens=False).input_ids) != 1]
+    if split:
+        raise ValueError(f"the T5 tokenizer splits {split}")
+    h = p["clip_hidden"]
+
+    def clip() -> CLIPTextModelWithProjection:
+        return CLIPTextModelWithProjection(CLIPTextConfig(
+            vocab_size=len(toks[0]), hidden_size=h, intermediate_size=4 * h, num_attention_heads=4,
+            num_hidden_layers=p["clip_layers"] + 1,  # SD 3 reads the penultimate layer
+            max_position_embeddings=p["clip_length"], projection_dim=h, bos_token_id=0, eos_token_id=1,
+            pad_token_id=1, hidden_act="quick_gelu"))
+
+    return dict(transformer=SD3Transformer2DModel(**transformer_config(p)), text_encoder=clip(), text_encoder_2=clip(),
+                text_encoder_3=T5EncoderModel(tiny_t5_config(len(tok5), p["t5_dim"], p["t5_layers"], 4)),
+                tokenizer=toks[0], tokenizer_2=toks[1], tokenizer_3=tok5)
+
+
+def scheduler(shift: float = 1.0):
+    """SD 3's sampler; shift 1 (SD 3 shifts by 3 at 1024 px, where more pixels make each noise level easier)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+
+
+def lr_at(step: int, p: dict) -> float:
+    """Warm-up, constant, then linear decay to zero over the last ``decay`` share of ``steps``."""
+    total, start = p["steps"], int(p["steps"] * (1 - p["decay"]))
+    if step >= start:
+        return p["lr"] * max(0.0, (total - step) / max(1, total - start))
+    return p["lr"] * min(1.0, (step + 1) / p["warmup"])
+
+
+# ---------------------------------------------------------------------------
+# trainer
+# ---------------------------------------------------------------------------
+
+class Trainer:
+    """Models, data and optimiser; ``step()`` is one optimisation step."""
+
+    def __init__(self, p: dict, seed: int, workers: int = 1) -> None:
+        self.p, self.seed = p, seed
+        t0 = time.perf_counter()
+        images, captions, _, _ = generate(p["n_scenes"], seed, 32, workers)
+        self.data_s = time.perf_counter() - t0
+        torch.manual_seed(seed)
+        self.parts = build_parts(p)
+        self.images = torch.from_numpy(images)
+        self.captions = captions
+        self.ids = [self._ids(k, captions) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+        self.empty = [self._ids(k, [""]) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+        self.models = [self.parts[k].train() for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
+        params = [q for m in self.models for q in m.parameters()]
+        self.opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=0.01, betas=(0.9, 0.99))
+        self.ema = [deepcopy(m).eval().requires_grad_(False) for m in self.models] if p["ema"] > 0 else None
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.n_step = 0
+
+    def _ids(self, name: str, texts: list[str]) -> torch.Tensor:
+        tok = self.parts[name]
+        return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids
+
+    def embed(self, models, ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        _, clip_l, clip_g, t5 = models
+        return sd3_text_embeddings(clip_l, clip_g, t5, ids[0], ids[1], ids[2], self.p["t5_length"], self.p["t5_dim"])
+
+    def loss(self, models, idx, t, noise, drop) -> torch.Tensor:
+        """Rectified-flow MSE of one batch: v = eps - x0 at x_t = (1 - t) x0 + t eps."""
+        x0 = to_latents(self.images[idx])
+        ids = [torch.where(drop[:, None], e.expand(len(idx), -1), a[idx]) for a, e in zip(self.ids, self.empty)]
+        seq, pooled = self.embed(models, ids)
+        tt = t.view(-1, 1, 1, 1)
+        xt = (1 - tt) * x0 + tt * noise
+        v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
+        return (v.float() - (noise - x0)).pow(2).mean()
+
+    def draw(self, b: int) -> tuple[torch.Tensor, ...]:
+        g = self.gen
+        idx = torch.randint(0, len(self.images), (b,), generator=g)
+        t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
+        noise = torch.randn(b, 4, 32, 32, generator=g)
+        drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
+        return idx, t, noise, drop
+
+    def step(self) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.n_step, self.p)
+        loss = self.loss(self.models, *self.draw(self.p["batch"]))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([q for g in self.opt.param_groups for q in g["params"]], 1.0)
+        self.opt.step()
+        if self.ema is not None:
+            d = min(self.p["ema"], (1 + self.n_step) / (10 + self.n_step))
+            with torch.no_grad():
+                for src, dst in zip(self.models, self.ema):
+                    torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
+        self.n_step += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def eval_loss(self, n: int = 32, seed: int = 123) -> float:
+        """Flow-matching MSE of the EMA (or live) weights on a fixed batch (scenes, times, noise, full captions)."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(0, len(self.images), (n,), generator=g)
+        t = torch.linspace(0.05, 0.95, n)
+        noise = torch.randn(n, 4, 32, 32, generator=g)
+        models = self.ema or self.models
+        for m in models:
+            m.eval()
+        out = float(self.loss(models, idx, t, noise, torch.zeros(n, dtype=torch.bool)))
+        if self.ema is None:
+            for m in models:
+                m.train()
+        return out
+
+    # -- checkpoints: everything a resumed run needs ------------------------------
+    def state(self) -> dict:
+        return {"step": self.n_step, "models": [m.state_dict() for m in self.models], "opt": self.opt.state_dict(),
+                "ema": [m.state_dict() for m in self.ema] if self.ema else None, "gen": self.gen.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
+    def restore(self, state: dict) -> None:
+        self.n_step = state["step"]
+        for m, s in zip(self.models, state["models"]):
+            m.load_state_dict(s)
+        self.opt.load_state_dict(state["opt"])
+        if self.ema and state["ema"]:
+            for m, s in zip(self.ema, state["ema"]):
+                m.load_state_dict(s)
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def save_folder(out: str | Path, tr: Trainer, record: dict) -> None:
+    """A diffusers StableDiffusion3Pipeline folder (fp16 weights, fp32 pixel VAE) plus ``training.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = tr.ema or tr.models
+    names = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+    index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": __import__("diffusers").__version__}
+    for name, m in zip(names, models):
+        half = deepcopy(m)
+        torch.nn.Module.to(half, torch.float16)  # (diffusers' own ``to`` warns about fp32-only modules it has none of)
+        half.save_pretrained(out / name)
+        index[name] = ["diffusers" if name == "transformer" else "transformers", type(m).__name__]
+    pixel_vae().save_pretrained(out / "vae")
+    for name in ("tokenizer", "tokenizer_2", "tokenizer_3"):
+        tr.parts[name].save_pretrained(str(out / name))
+        index[name] = ["transformers", type(tr.parts[name]).__name__]
+    sched = scheduler(tr.p["shift"])
+    sched.save_pretrained(out / "scheduler")
+    index.update(vae=["diffusers", "AutoencoderKL"], scheduler=["diffusers", type(sched).__name__],
+                 image_encoder=[None, None], feature_extractor=[None, None])
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    (out / "training.json").write_text(json.dumps(record, indent=2, default=str))
+
+
+def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: float, evals: dict) -> dict:
+    n = {k: sum(q.numel() for q in m.parameters())
+         for k, m in zip(("transformer", "text_encoder", "text_encoder_2", "text_encoder_3"), tr.models)}
+    return {
+        "preset": preset_name, "config": tr.p, "seed": seed, "steps": tr.n_step, "device": "cpu",
+        "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "params": n, "eval_loss": evals,
+        "loss_curve": curve,
+        "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, t ~ logit-normal(0, 1), "
+                     f"plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; no attention supervision",
+        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
+                 "seeds": f"{seed * 10**7} .. {seed * 10**7 + tr.p['n_scenes'] - 1}", "recipe": RECIPE,
+                 "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
+        "vocabulary": vocabulary(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "diffusers": __import__("diffusers").__version__,
+                     "transformers": __import__("transformers").__version__},
+        "command": " ".join(["python3 -m tools.shapes.train_mmdit", *sys.argv[1:]]),
+    }
+
+
+def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
+          time_budget: float | None = None, workers: int = 1, save_every: int = 0,
+          checkpoint: str | Path | None = None, resume: bool = False, log=print) -> dict:
+    """Train and (if ``out``) save the folder; returns the run record (also ``training.json``).
+
+    Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
+    process. With ``checkpoint``, the full training state is written there every ``save_every`` steps
+    (with the folder) and read back first when ``resume``.
+    """
+    p = dict(PRESETS[preset_name])
+    if steps is not None:
+        p["steps"] = steps
+    tr = Trainer(p, seed, workers)
+    curve, spent = [], 0.0
+    if resume and checkpoint and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=False)
+        tr.restore(state)
+        curve, spent = state["curve"], state["train_s"]
+        log(f"resumed at step {tr.n_step} ({spent:.0f}s of training so far)")
+    log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; params "
+        + ", ".join(f"{type(m).__name__} {sum(q.numel() for q in m.parameters()) / 1e6:.2f}M" for m in tr.models))
+    budget = p["time_budget_s"] if time_budget is None else time_budget
+    evals = {"start": tr.eval_loss()} if tr.n_step == 0 else {}
+    every = max(1, min(100, p["steps"] // 20))
+    hist: list[float] = []
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return spent + time.perf_counter() - t0
+
+    def save(final: bool = False) -> None:
+        rec = _record(tr, preset_name, seed, curve, elapsed(), evals)
+        if out is not None:
+            save_folder(out, tr, rec)
+        if checkpoint and not final:
+            tmp = Path(f"{checkpoint}.tmp")
+            torch.save({**tr.state(), "curve": curve, "train_s": elapsed()}, tmp)
+            os.replace(tmp, checkpoint)
+        log(f"saved step {tr.n_step}")
+
+    while tr.n_step < p["steps"] and not (budget and time.perf_counter() - t0 > budget):
+        hist.append(tr.step())
+        if tr.n_step % every == 0 or tr.n_step == p["steps"]:
+            curve.append({"step": tr.n_step, "loss": round(float(np.mean(hist[-every:])), 5),
+                          "lr": round(lr_at(tr.n_step - 1, p), 7), "s": round(elapsed(), 1)})
+            log(f"step {tr.n_step}/{p['steps']} loss {curve[-1]['loss']:.4f} lr {curve[-1]['lr']:.2e} "
+                f"({elapsed():.0f}s, {every / max(1e-9, curve[-1]['s'] - (curve[-2]['s'] if len(curve) > 1 else spent)):.2f} steps/s)")
+        if save_every and tr.n_step % save_every == 0:
+            evals[f"step_{tr.n_step}"] = tr.eval_loss()
+            log(f"eval loss {evals[f'step_{tr.n_step}']:.4f}")
+            save()
+    evals["end"] = tr.eval_loss()
+    log(f"eval loss {evals['end']:.4f}")
+    save(final=True)
+    return _record(tr, preset_name, seed, curve, elapsed(), evals)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--out", default="models/shapes-mmdit", help="diffusers folder to write")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="step count (default: the preset's)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds of training in this process; 0 = no limit")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--workers", type=int, default=1, help="processes generating the data")
+    ap.add_argument("--save-every", type=int, default=250, help="write the folder (and checkpoint) every N steps")
+    ap.add_argument("--checkpoint", default=None, help="training state file (optimiser, EMA, random state)")
+    ap.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
+                log=lambda m: print(m, flush=True))
+    print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
+
+
+if __name__ == "__main__":
+    main()
