@@ -78,7 +78,10 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
     from .settings import dtype_name
 
     device = loading.check_device(device) if device else loading.default_device()
-    key = (model_key(model), device, dtype_name(dtype) if dtype is not None else None, offload or "none")
+    # an unset dtype is fp32 on the CPU for every family (so it shares the pipeline an explicit fp32 loaded);
+    # elsewhere it stays unset until the weights say their family (fp16 for UNets, bf16 for SD 3 / FLUX)
+    unset = "fp32" if torch_free_device_type(device) == "cpu" else None
+    key = (model_key(model), device, dtype_name(dtype) if dtype is not None else unset, offload or "none")
     if key not in _CACHE:
         _CACHE[key] = loading.load_pipeline(key[0], device, dtype, offload=offload)
     return _CACHE[key]
@@ -96,6 +99,11 @@ def render(plan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | N
     settings = RenderSettings.build(settings, **overrides)
     pipe = get_pipeline(model, settings.device, settings.dtype, settings.offload)
     return pipe(plan, settings, callback=callback, progress=progress)
+
+
+def torch_free_device_type(device: str) -> str:
+    """"cuda" for "cuda:1", "cpu" for "cpu" - without importing torch."""
+    return device.split(":")[0].strip().lower()
 
 
 def check_device(name: str) -> str:

@@ -125,7 +125,7 @@ def test_resolved_takes_explicit_then_folder_then_family():
     assert r.method_options == {"refocus": {"temperature": 1.0, "loss_scale": 3.0}, "zest": {"tau": 0.4}}
     assert r.resolved("sd") == r  # resolving resolved settings changes nothing
     with pytest.raises(KeyError):
-        bare.resolved("sd3")
+        bare.resolved("no-such-family")
 
 
 def test_build_applies_keyword_overrides_once():
