@@ -34,7 +34,7 @@ from plan_and_render.scene import ScenePlan
 
 from . import guidance
 from . import joint_attention as J
-from .pipeline_sd import LayoutPipeline, RenderResult
+from .pipeline_sd import LayoutPipeline, RenderResult, render_threads
 from .settings import RenderSettings
 from .tokens import joint_tokens
 
@@ -167,6 +167,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         return z
 
     # -- the algorithm ----------------------------------------------------------
+    @render_threads
     @torch.no_grad()
     def __call__(self, plan: ScenePlan, settings: RenderSettings | None = None, *, callback=None,
                  progress: bool = True, early_stop: bool = True, **overrides) -> RenderResult:
