@@ -173,7 +173,7 @@ class LayoutPipeline:
         height, width = canvas_size(plan)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
                           device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler),
-                          threads=torch.get_num_threads())
+                          threads=torch.get_num_threads(), encode="prompt")
 
     def make_scheduler(self, name: str | None):
         """A fresh scheduler for one render: the named kind built from the model's own config, or a
@@ -204,6 +204,7 @@ class LayoutPipeline:
 
         # 1. text: prompt (+ background) and negative prompt; each object's token positions
         #    (the mapping may append a phrase the prompt lacks or move one cut by truncation)
+        plan = guidance.encoded_plan(plan, s.encode)
         text, negative = guidance.compose_prompt(plan)
         layout, warnings = guidance.build_layout(plan, self.tokenizer, text, self.tokenizer.model_max_length)
         text = layout.text

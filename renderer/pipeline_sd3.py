@@ -178,6 +178,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         lat_hw = (s.height // self.vae_scale_factor, s.width // self.vae_scale_factor)
 
         # 1. text: prompt (+ background) and negative prompt; each object's tokens in every text part
+        plan = guidance.encoded_plan(plan, s.encode)
         text, negative = guidance.compose_prompt(plan)
         jt = joint_tokens(plan, text, self.text_parts())
         layout, warnings = guidance.build_layout(plan, None, jt.text, jt.length, token_map=jt)

@@ -34,7 +34,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "flux-schnell": {"steps": 4, "guidance_scale": 0.0},
 }
 OFFLOAD_MODES = ("none", "model", "sequential")
-MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler")  # what a model folder may set
+MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler", "encode")  # what a model folder may set
+ENCODINGS = ("prompt", "objects")
 MAX_STEPS = 1000  # the training noise schedule's length
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -79,6 +80,10 @@ class RenderSettings(BaseModel):
     scheduler: str | None = Field(None, description=(
         f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (its folder's guidance.json may name "
         "another). Guidance takes the same steps under every sampler (docs/guidance.md)."))
+    encode: str | None = Field(None, description=(
+        "What the text encoder reads: prompt (the plan's prompt as written) or objects (the plan's object "
+        "phrases, 'a red circle and a blue square': for models trained on captions without position words). "
+        "Default: the model folder's guidance.json, else prompt."))
     dtype: str | None = Field(None, description=(
         "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
@@ -139,6 +144,16 @@ class RenderSettings(BaseModel):
         name = str(v).strip().lower().replace("-", "_").replace("+", "p")
         if name not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {v!r}; choose from {', '.join(SCHEDULERS)}")
+        return name
+
+    @field_validator("encode", mode="before")
+    @classmethod
+    def _encode(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = str(v).strip().lower()
+        if name not in ENCODINGS:
+            raise ValueError(f"unknown encode {v!r}; choose from {', '.join(ENCODINGS)}")
         return name
 
     @field_validator("dtype", mode="before")
