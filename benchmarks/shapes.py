@@ -211,7 +211,7 @@ def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guid
         t0 = time.perf_counter()
         res = pipe(render_plan, method=method, seed=it["seed"], steps=steps, guidance_scale=guidance_scale,
                    progress=False, method_options=options or None, scheduler=scheduler,
-                   threads=torch.get_num_threads())
+                   threads=torch.get_num_threads(), encode="prompt")  # the text is chosen above (--text)
         img = np.asarray(res.images[0].convert("RGB"))
         rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan, res.scores),
                "seconds": time.perf_counter() - t0, "passes": dict(res.passes)}

@@ -154,6 +154,8 @@ def test_api_and_renderer_share_one_pipeline_cache(monkeypatch):
 
 def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_path):
     """SDXL's own 5.0 (not SD's 7.5) when no guidance scale is given; what was used is recorded."""
+    from plan_and_render.renderer.settings import default_threads
+
     tiny_xl_pipe.save_pretrained(tmp_path / "xl")
     xl = par.render(two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False)
     assert xl.settings.guidance_scale == 5.0 == xl.config["guidance_scale"] and xl.config["family"] == "sdxl"
@@ -167,7 +169,8 @@ def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_pa
     assert meta["guidance_scale"] == 5.0 and meta["steps"] == 2 and meta["dtype"] == "fp32"
     assert meta["settings"] == res.metadata["settings"] == {
         "method": "none", "method_options": {}, "steps": 2, "guidance_scale": 5.0, "width": 64, "height": 64,
-        "num_images": 1, "seed": 0, "scheduler": "ddim", "dtype": "fp32", "device": "cpu"}
+        "num_images": 1, "seed": 0, "scheduler": "ddim", "dtype": "fp32", "device": "cpu", "offload": None,
+        "threads": default_threads(), "encode": "prompt"}
 
 
 def test_render_and_generate_take_a_settings_object(tmp_path):
