@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from plan_and_render.app.output import contact_sheet
-from plan_and_render.geometry.check import region_holds, relation_holds
+from plan_and_render.geometry import region_holds, relation_holds
 from plan_and_render.renderer.settings import DEFAULT_METHOD
 from plan_and_render.scoring.shapes import detect
 
