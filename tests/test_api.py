@@ -162,7 +162,7 @@ def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_pa
     ref = tiny_xl_pipe(two_shapes(), method="none", steps=2, guidance_scale=5.0, progress=False)
     assert np.array_equal(np.asarray(xl.images[0]), np.asarray(ref.images[0]))
     sd = par.render(two_shapes(), model=TINY, method="none", steps=1, progress=False)
-    assert sd.settings.guidance_scale == 7.5 and sd.config["family"] == "sd"
+    assert sd.settings.guidance_scale == 4.0 and sd.config["family"] == "sd"  # the shapes model's guidance.json
     res = par.generate(plan=two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False,
                        out_dir=tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
