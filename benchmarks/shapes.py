@@ -198,6 +198,8 @@ def summarise(records: list[dict]) -> dict:
 def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guidance_scale: float,
                time_budget: float, examples: int, log, options: dict | None = None,
                scheduler: str | None = None) -> tuple[list[dict], list[np.ndarray]]:
+    import torch
+
     records, images = [], []
     t_start = time.perf_counter()
     for it in items:
@@ -208,7 +210,8 @@ def run_method(pipe, method: str, items: list[dict], steps: int, text: str, guid
         render_plan = plan.model_copy(update={"prompt": it["caption"] if text == "caption" else plan.prompt})
         t0 = time.perf_counter()
         res = pipe(render_plan, method=method, seed=it["seed"], steps=steps, guidance_scale=guidance_scale,
-                   progress=False, method_options=options or None, scheduler=scheduler)
+                   progress=False, method_options=options or None, scheduler=scheduler,
+                   threads=torch.get_num_threads(), encode="prompt")  # the text is chosen above (--text)
         img = np.asarray(res.images[0].convert("RGB"))
         rec = {"index": it["index"], "seed": it["seed"], **score_image(img, plan, res.scores),
                "seconds": time.perf_counter() - t0, "passes": dict(res.passes)}
@@ -303,7 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--method-options", default=None,
                     help="JSON of per-method hyperparameters (default: the model folder's guidance.json; "
                          "'{}' = the renderer's published defaults)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the renderer's, "
+                    "$PLAN_AND_RENDER_THREADS or half the cores, at most 4)")
     ap.add_argument("--scheduler", default=None, help="sampler (ddim, euler, ...; default: the model's own)")
     ap.add_argument("--tag", default=None, help="suffix for the method names in the results, e.g. ':published'")
     a = ap.parse_args(argv)
@@ -312,8 +316,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    torch.set_num_threads(a.threads or max(1, min(torch.get_num_threads(), 4)))
     from plan_and_render.renderer import folder_defaults
+    from plan_and_render.renderer.settings import default_threads
+
+    torch.set_num_threads(a.threads or default_threads())  # every render keeps it (run_method passes it on)
 
     options = json.loads(a.method_options) if a.method_options is not None else folder_defaults(a.model)[1]
     tag = a.tag or ""

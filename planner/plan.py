@@ -15,7 +15,7 @@ from typing import Iterable
 
 from .. import vocab
 from ..errors import ConflictError, InvalidPromptError
-from ..geometry import solve
+from ..geometry import SizePrior, solve
 from ..scene import (MAX_INSTANCES, MAX_PROMPT_CHARS, Canvas, PlanObject, ScenePlan, SceneGraphDraft, clean_text,
                      first_error)
 from .backends import Planner, get_planner
@@ -111,8 +111,10 @@ NON_ENGLISH_WARNING = ("the prompt does not look like English; planners are tune
                        "so this plan is best-effort (check the objects, or rephrase in English)")
 
 
-def plan_from_graph(prompt: str, graph: SceneGraphDraft, canvas: Canvas | None = None, seed: int = 0) -> ScenePlan:
-    """Normalise and check a scene graph (or a model's draft of one), then place every instance."""
+def plan_from_graph(prompt: str, graph: SceneGraphDraft, canvas: Canvas | None = None, seed: int = 0,
+                    size_prior: SizePrior | None = None) -> ScenePlan:
+    """Normalise and check a scene graph (or a model's draft of one), then place every instance
+    (``size_prior``: the diffusion model's own, see ``geometry.SizePrior``; None: real-world sizes)."""
     canvas = canvas or Canvas()
     graph, warnings = normalize_graph(graph, prompt)
     if not graph.objects and not (graph.background or graph.excluded):  # "a bedroom without a bed" is a plan
@@ -121,7 +123,7 @@ def plan_from_graph(prompt: str, graph: SceneGraphDraft, canvas: Canvas | None =
         raise InvalidPromptError(f"the prompt asks for {graph.instance_count} instances; the limit is {MAX_INSTANCES}")
     check_graph(graph)
     objects, relations = expand(graph)
-    layout = solve(objects, relations, canvas, seed=seed) if objects else None
+    layout = solve(objects, relations, canvas, seed=seed, size_prior=size_prior) if objects else None
     placed = [PlanObject(**{**o.model_dump(), "box": layout.boxes[o.id]}) for o in objects] if layout else []
     try:
         return ScenePlan(
@@ -141,14 +143,14 @@ MAX_READINGS = 8  # readings of one prompt the planner tries before it reports a
 
 
 def plan_first_reading(prompt: str, readings: Iterable[SceneGraphDraft], canvas: Canvas | None = None,
-                       seed: int = 0) -> ScenePlan:
+                       seed: int = 0, size_prior: SizePrior | None = None) -> ScenePlan:
     """The plan of the first reading (a backend's ``readings``) whose relations, regions and depths
     can all hold. When none can, the first reading's ``ConflictError`` names its relations: a
     conflict is reported only when every reading contradicts itself."""
     first: ConflictError | None = None
     for graph in islice(readings, MAX_READINGS):
         try:
-            return plan_from_graph(prompt, graph, canvas, seed)
+            return plan_from_graph(prompt, graph, canvas, seed, size_prior)
         except ConflictError as e:
             first = first or e
     if first is None:  # a backend that read nothing at all
@@ -161,9 +163,11 @@ def make_plan(
     planner: str | Planner = "local",
     canvas: Canvas | None = None,
     seed: int = 0,
+    size_prior: SizePrior | None = None,
     **planner_options,
 ) -> ScenePlan:
-    """Plan one prompt. ``planner`` is a backend spec or an already-built backend."""
+    """Plan one prompt. ``planner`` is a backend spec or an already-built backend; ``size_prior`` the
+    diffusion model's own (``geometry.SizePrior``, from its folder's guidance.json), else real-world sizes."""
     prompt = validate_prompt(prompt)
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
     non_english = looks_non_english(prompt)
@@ -175,7 +179,7 @@ def make_plan(
             yield graph
 
     try:
-        plan = plan_first_reading(prompt, readings(), canvas, seed)
+        plan = plan_first_reading(prompt, readings(), canvas, seed, size_prior)
     except InvalidPromptError as e:
         if non_english and not (tried and tried[-1].objects):
             raise InvalidPromptError(f"{e.message} (the prompt does not look like English; rephrase it in English "

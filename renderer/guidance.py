@@ -34,6 +34,26 @@ def compose_prompt(plan: ScenePlan) -> tuple[str, str]:
     return text, (plan.negative_prompt or "").strip()
 
 
+def encoded_plan(plan: ScenePlan, encode: str | None = "prompt") -> ScenePlan:
+    """The plan as the text encoder and the guidance see it. "prompt" (or None): as it is. "objects": its
+    prompt is every object's phrase joined as a caption ("a blue star, a blue star and a red circle") and
+    every object is its own group, so each instance has its own name token and box - for a model trained
+    on captions that name each thing once without saying where (position words are noise to it, counts
+    it never read; the boxes say where)."""
+    if encode in (None, "prompt"):
+        return plan
+    objects = [o.model_copy(update={"group": o.id}) for o in plan.objects]
+    return plan.model_copy(update={"prompt": object_caption(plan), "objects": objects})
+
+
+def object_caption(plan: ScenePlan) -> str:
+    """"a red circle, a blue square and a green star": every object's phrase, in plan order."""
+    phrases = [(o.phrase or o.name).strip() for o in plan.objects]
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
 def cat_kwargs(a: dict, b: dict) -> dict:
     """Batch two sets of extra UNet inputs (SDXL's text_embeds/time_ids) as [a, b]."""
     return {k: torch.cat([a[k], b[k]]) for k in a}

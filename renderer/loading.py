@@ -22,6 +22,7 @@ import torch
 from plan_and_render.errors import ModelUnavailableError, UsageError
 
 from . import offload as O
+from .folder import size_prior
 from .locate import HOW, _online, locate_model, resolve_hub
 from .methods import check_options
 from .pipeline_flux import LayoutPipelineFlux
@@ -127,14 +128,16 @@ def folder_defaults(model: str | Path) -> tuple[dict, dict]:
     """(render settings, per-method options) a local model folder recommends in ``guidance.json``:
     ``{"settings": {"guidance_scale": 4}, "refocus": {"temperature": 1.0}}``; ({}, {}) for anything
     else. A model trained differently from SD can need other settings than the published ones, and
-    the folder is where that knowledge travels. Keys starting with "_" are notes."""
+    the folder is where that knowledge travels. Keys starting with "_" are notes; ``"layout_blocks"`` and
+    ``"size_prior"`` are read by ``folder_layout_blocks`` and ``folder.size_prior`` (checked here too)."""
     f = Path(model).expanduser() / "guidance.json"
     if not f.is_file():
         return {}, {}
     try:
         data, settings = json.loads(f.read_text()), {}
         if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if not k.startswith("_") and k != "layout_blocks"}
+            size_prior(model)
+            data = {k: v for k, v in data.items() if not k.startswith("_") and k not in ("layout_blocks", "size_prior")}
             settings = check_model_defaults(data.pop("settings", {}))
         return settings, check_options(data)
     except (ValueError, UsageError) as e:

@@ -14,6 +14,7 @@ shared with the SDXL pipeline; the settings and their defaults in
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from plan_and_render.errors import UsageError
 from plan_and_render.scene import ScenePlan
 
 from . import guidance, memory, saving, schedulers
-from .settings import RenderSettings, dtype_name
+from .settings import RenderSettings, default_threads, dtype_name
 
 
 @dataclass
@@ -63,6 +64,25 @@ def size_warnings(plan: ScenePlan, s: RenderSettings) -> list[str]:
         return [f"the plan's canvas {c.width}x{c.height} is rendered at {s.width}x{s.height}: the model needs "
                 "multiples of 8"]
     return []
+
+
+def render_threads(call):
+    """Decorator for a pipeline's ``__call__``: the render runs on its settings' CPU ``threads`` (unset:
+    ``default_threads()``) and torch's own setting is restored afterwards, so one render's choice does
+    not leak into the rest of the process (a planner, the next render with other settings)."""
+
+    @functools.wraps(call)
+    def run(self, plan, settings: RenderSettings | None = None, **kwargs):
+        fields = {k: v for k, v in kwargs.items() if k in RenderSettings.model_fields}
+        n = RenderSettings.build(settings, **fields).threads or default_threads()
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return call(self, plan, settings, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
 
 
 def _same_device(name: str, device: torch.device) -> bool:
@@ -152,7 +172,8 @@ class LayoutPipeline:
             raise UsageError(f"this pipeline is in {dtype}, not {s.dtype}; load one in {s.dtype} (get_pipeline)")
         height, width = canvas_size(plan)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
-                          device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler))
+                          device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler),
+                          threads=torch.get_num_threads(), encode="prompt")
 
     def make_scheduler(self, name: str | None):
         """A fresh scheduler for one render: the named kind built from the model's own config, or a
@@ -168,6 +189,7 @@ class LayoutPipeline:
         return self.text_encoder(ids)[0][:, 1][None].to(self.dtype)
 
     # -- the algorithm ----------------------------------------------------------
+    @render_threads
     @torch.no_grad()
     def __call__(self, plan: ScenePlan, settings: RenderSettings | None = None, *, callback=None,
                  progress: bool = True, early_stop: bool = True, **overrides) -> RenderResult:
@@ -182,6 +204,7 @@ class LayoutPipeline:
 
         # 1. text: prompt (+ background) and negative prompt; each object's token positions
         #    (the mapping may append a phrase the prompt lacks or move one cut by truncation)
+        plan = guidance.encoded_plan(plan, s.encode)
         text, negative = guidance.compose_prompt(plan)
         layout, warnings = guidance.build_layout(plan, self.tokenizer, text, self.tokenizer.model_max_length)
         text = layout.text

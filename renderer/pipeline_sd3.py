@@ -34,7 +34,7 @@ from plan_and_render.scene import ScenePlan
 
 from . import guidance
 from . import joint_attention as J
-from .pipeline_sd import LayoutPipeline, RenderResult
+from .pipeline_sd import LayoutPipeline, RenderResult, render_threads
 from .settings import RenderSettings
 from .tokens import joint_tokens
 
@@ -167,6 +167,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         return z
 
     # -- the algorithm ----------------------------------------------------------
+    @render_threads
     @torch.no_grad()
     def __call__(self, plan: ScenePlan, settings: RenderSettings | None = None, *, callback=None,
                  progress: bool = True, early_stop: bool = True, **overrides) -> RenderResult:
@@ -177,6 +178,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         lat_hw = (s.height // self.vae_scale_factor, s.width // self.vae_scale_factor)
 
         # 1. text: prompt (+ background) and negative prompt; each object's tokens in every text part
+        plan = guidance.encoded_plan(plan, s.encode)
         text, negative = guidance.compose_prompt(plan)
         jt = joint_tokens(plan, text, self.text_parts())
         layout, warnings = guidance.build_layout(plan, None, jt.text, jt.length, token_map=jt)

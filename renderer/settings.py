@@ -11,6 +11,7 @@ does not import torch: the CLI builds its options and checks them from here.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -33,7 +34,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "flux-schnell": {"steps": 4, "guidance_scale": 0.0},
 }
 OFFLOAD_MODES = ("none", "model", "sequential")
-MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler")  # what a model folder may set
+MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler", "encode")  # what a model folder may set
+ENCODINGS = ("prompt", "objects")
 MAX_STEPS = 1000  # the training noise schedule's length
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -46,6 +48,8 @@ SCHEDULERS = ("ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras",
 DTYPES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
           "fp32": "fp32", "float32": "fp32", "float": "fp32"}
 _DEVICE = re.compile(r"[a-z_]+(:\d+)?")
+THREADS_ENV = "PLAN_AND_RENDER_THREADS"
+MAX_THREADS = 1024
 
 
 class RenderSettings(BaseModel):
@@ -76,9 +80,16 @@ class RenderSettings(BaseModel):
     scheduler: str | None = Field(None, description=(
         f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (its folder's guidance.json may name "
         "another). Guidance takes the same steps under every sampler (docs/guidance.md)."))
+    encode: str | None = Field(None, description=(
+        "What the text encoder reads: prompt (the plan's prompt as written) or objects (the plan's object "
+        "phrases, 'a red circle and a blue square': for models trained on captions without position words). "
+        "Default: the model folder's guidance.json, else prompt."))
     dtype: str | None = Field(None, description=(
         "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description=(
+        f"CPU threads torch may use during the render (restored after it). Default: ${THREADS_ENV}, else "
+        "half the cores this process may run on, at most 4 (a shared machine keeps the rest)."))
     offload: str | None = Field(None, description=(
         "CPU offload of the weights (SD 3 / FLUX): none, model (each part on the GPU only while it runs), "
         "sequential (layer by layer: least memory, slowest). Default: none. docs/models.md"))
@@ -90,7 +101,7 @@ class RenderSettings(BaseModel):
             raise UsageError(_one_line(e)) from None
 
     # -- validation ----------------------------------------------------------------
-    @field_validator("steps", "guidance_scale", "width", "height", "num_images", "seed", mode="before")
+    @field_validator("steps", "guidance_scale", "width", "height", "num_images", "seed", "threads", mode="before")
     @classmethod
     def _number(cls, v: Any, info) -> Any:
         """Numbers only: "10" or True is a caller's mistake, not 10 or 1."""
@@ -133,6 +144,16 @@ class RenderSettings(BaseModel):
         name = str(v).strip().lower().replace("-", "_").replace("+", "p")
         if name not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {v!r}; choose from {', '.join(SCHEDULERS)}")
+        return name
+
+    @field_validator("encode", mode="before")
+    @classmethod
+    def _encode(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = str(v).strip().lower()
+        if name not in ENCODINGS:
+            raise ValueError(f"unknown encode {v!r}; choose from {', '.join(ENCODINGS)}")
         return name
 
     @field_validator("dtype", mode="before")
@@ -212,6 +233,24 @@ def check_pixels(width: int, height: int, num_images: int = 1) -> None:
         raise UsageError(f"{num_images} image(s) of {width}x{height} are {pixels / 1e6:.1f} M pixels, more than one "
                          f"render may hold ({MAX_PIXELS / 1e6:.1f} M pixels: one image of {MAX_SIDE}x{MAX_SIDE}, or "
                          f"{MAX_IMAGES} of {MAX_SIDE // 4}x{MAX_SIDE // 4}); ask for fewer or smaller images")
+
+
+def default_threads() -> int:
+    """The CPU threads a render uses when its settings leave ``threads`` unset: ``$PLAN_AND_RENDER_THREADS``,
+    else half the cores this process may run on (its CPU affinity), at least 1 and at most 4.
+
+    Why not torch's own default (every physical core): a render's CPU work is small tensors and many
+    kernel launches, so threads beyond a few gain little, while a process that takes every core of a
+    machine shared with other jobs oversubscribes it - on a 2-core machine shared with other renders,
+    two spinning threads per process made renders several times slower than one (docs/development.md).
+    Half the cores leaves the other half to everyone else; 4 is where the small models stop gaining."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+            raise UsageError(f"{THREADS_ENV}={text!r}: give a whole number of threads from 1 to {MAX_THREADS}")
+        return int(text)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
 
 
 def dtype_name(dtype: object) -> str:

@@ -154,20 +154,23 @@ def test_api_and_renderer_share_one_pipeline_cache(monkeypatch):
 
 def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_path):
     """SDXL's own 5.0 (not SD's 7.5) when no guidance scale is given; what was used is recorded."""
+    from plan_and_render.renderer.settings import default_threads
+
     tiny_xl_pipe.save_pretrained(tmp_path / "xl")
     xl = par.render(two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False)
     assert xl.settings.guidance_scale == 5.0 == xl.config["guidance_scale"] and xl.config["family"] == "sdxl"
     ref = tiny_xl_pipe(two_shapes(), method="none", steps=2, guidance_scale=5.0, progress=False)
     assert np.array_equal(np.asarray(xl.images[0]), np.asarray(ref.images[0]))
     sd = par.render(two_shapes(), model=TINY, method="none", steps=1, progress=False)
-    assert sd.settings.guidance_scale == 7.5 and sd.config["family"] == "sd"
+    assert sd.settings.guidance_scale == 4.0 and sd.config["family"] == "sd"  # the shapes model's guidance.json
     res = par.generate(plan=two_shapes(), model=tmp_path / "xl", method="none", steps=2, progress=False,
                        out_dir=tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert meta["guidance_scale"] == 5.0 and meta["steps"] == 2 and meta["dtype"] == "fp32"
     assert meta["settings"] == res.metadata["settings"] == {
         "method": "none", "method_options": {}, "steps": 2, "guidance_scale": 5.0, "width": 64, "height": 64,
-        "num_images": 1, "seed": 0, "scheduler": "ddim", "dtype": "fp32", "device": "cpu", "offload": None}
+        "num_images": 1, "seed": 0, "scheduler": "ddim", "dtype": "fp32", "device": "cpu", "offload": None,
+        "threads": default_threads(), "encode": "prompt"}
 
 
 def test_render_and_generate_take_a_settings_object(tmp_path):

@@ -245,3 +245,75 @@ def test_a_plugin_method_registers_through_an_entry_point(plugins, tiny_pipe, tw
     both = tiny_pipe(two_plan, s, steps=3, progress=False)
     alone = tiny_pipe(two_plan, method="refocus", steps=3, progress=False)
     assert np.array_equal(np.asarray(both.images[0]), np.asarray(alone.images[0])) and both.passes == alone.passes
+
+
+# ---------------------------------------------------------------------------
+# CPU threads: the setting, its default on a shared machine, and its use during a render
+# ---------------------------------------------------------------------------
+
+@given(st.integers(min_value=1, max_value=256))
+def test_default_threads_is_half_the_usable_cores_at_most_4(cores):
+    from unittest import mock
+
+    from plan_and_render.renderer import settings as S
+
+    with mock.patch.dict(S.os.environ, {}, clear=False), \
+            mock.patch.object(S.os, "sched_getaffinity", lambda pid: set(range(cores)), create=True):
+        S.os.environ.pop(S.THREADS_ENV, None)
+        n = S.default_threads()
+    assert n == {1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 3, 7: 3}.get(cores, 4)
+
+
+def test_the_environment_variable_sets_the_default_and_bad_values_are_one_line(monkeypatch):
+    from plan_and_render.renderer.settings import THREADS_ENV, default_threads
+
+    monkeypatch.setenv(THREADS_ENV, " 3 ")
+    assert default_threads() == 3
+    for bad in ("0", "two", "-1", "1.5", "5000"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(UsageError, match=f"{THREADS_ENV}='{re_escape(bad)}': give a whole number of threads"):
+            default_threads()
+    assert "threads 0 is out of range: use 1 to 1024" in one_line_error(threads=0)
+    assert "threads must be a number" in one_line_error(threads="2")
+    assert RenderSettings(threads=2).threads == 2 and RenderSettings().threads is None
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text.strip())
+
+
+def test_a_render_runs_on_its_threads_records_them_and_restores_torchs(tiny_pipe, two_plan, monkeypatch):
+    import torch
+
+    from plan_and_render.renderer.settings import THREADS_ENV
+
+    seen: list[int] = []
+    torch.set_num_threads(1)
+    res = tiny_pipe(two_plan, method="none", steps=2, threads=2, progress=False,
+                    callback=lambda i, t, x: seen.append(torch.get_num_threads()))
+    assert seen == [2, 2] and res.settings.threads == 2 and res.config["threads"] == 2
+    assert torch.get_num_threads() == 1  # restored
+    monkeypatch.setenv(THREADS_ENV, "3")
+    res = tiny_pipe(two_plan, method="none", steps=1, progress=False,
+                    callback=lambda i, t, x: seen.append(torch.get_num_threads()))
+    assert seen[-1] == 3 and res.settings.threads == 3 and torch.get_num_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "many")  # a bad environment is a usage error before anything runs
+    with pytest.raises(UsageError, match="PLAN_AND_RENDER_THREADS='many'"):
+        tiny_pipe(two_plan, method="none", steps=1, progress=False)
+    assert torch.get_num_threads() == 1
+
+
+def test_threads_is_an_option_of_the_render_commands():
+    from click.testing import CliRunner
+
+    from plan_and_render.app.cli import cli
+    from plan_and_render.app.options import render_settings
+
+    for command in (["generate"], ["chat"], ["batch"]):
+        out = CliRunner().invoke(cli, [*command, "--help"])
+        assert "--threads" in out.output, command
+    assert render_settings({"threads": 2, "steps": None}).threads == 2
+    with pytest.raises(UsageError, match="--threads 0 is out of range"):
+        render_settings({"threads": 0})

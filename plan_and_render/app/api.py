@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from .. import renderer
 from ..errors import ModelUnavailableError, PlanAndRenderError, Terminated, UsageError
+from ..renderer.folder import size_prior as folder_size_prior
 from ..renderer.locate import locate_model, model_text
 from ..renderer.settings import DEFAULT_METHOD, MAX_SEED, RenderSettings, check_pixels
 from ..scene import MAX_PLAN_OBJECTS, Canvas, PlanRelation, ScenePlan, first_error
@@ -263,12 +264,15 @@ def check(plan: ScenePlan) -> list[str]:
 
 
 def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Canvas | dict | None = None,
-         width: int | None = None, height: int | None = None, seed: int = 0, **planner_options: Any) -> ScenePlan:
+         width: int | None = None, height: int | None = None, seed: int = 0, for_model: str | Path | None = None,
+         **planner_options: Any) -> ScenePlan:
     """Prompt -> ScenePlan (objects with boxes satisfying the prompt's relations).
 
     ``planner`` is a spec (``"local"``, ``"rules"``, ``"openai:gpt-4o-mini"``, ``"hf:PATH"``, ``"gguf:FILE"``)
     or a built backend; ``planner_options`` go to its constructor (``retries``, ``timeout``, ``base_url``,
-    ``device``). ``seed`` varies the layout; the relations hold for every seed.
+    ``device``). ``seed`` varies the layout; the relations hold for every seed. ``for_model``: the
+    diffusion model the plan is for; a local folder whose guidance.json has a ``"size_prior"`` sizes the
+    boxes as that model draws things (docs/renderer.md, "Model folders"); otherwise real-world sizes.
     """
     from plan_and_render.planner import make_plan
 
@@ -276,7 +280,8 @@ def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Can
     the_canvas, seed = make_canvas(width, height, canvas), check_seed(seed)
     check_planner_arg(planner)
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
-    return make_plan(prompt, backend, canvas=the_canvas, seed=seed)
+    prior = folder_size_prior(for_model) if for_model is not None else None
+    return make_plan(prompt, backend, canvas=the_canvas, seed=seed, size_prior=prior)
 
 
 plan_prompt = plan  # ``generate`` takes a ``plan`` argument; this name reaches the function from inside it
@@ -500,7 +505,7 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         if plan is None:
             side = native_size(model) or DEFAULT_SIZE
             the_plan = plan_prompt(prompt, planner, canvas=make_canvas(width, height, default=side), seed=seed,
-                                   **planner_options)
+                                   for_model=model, **planner_options)
         else:
             the_plan = load_plan(plan) if isinstance(plan, (str, os.PathLike)) else parse_plan(plan.model_dump())
             if width is not None or height is not None:

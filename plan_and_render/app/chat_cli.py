@@ -226,7 +226,7 @@ def store_option(f):
                         "$PLAN_AND_RENDER_HOME/sessions.db or ~/.local/share/plan-and-render/sessions.db).")(f)
 
 
-CHAT_RENDER = ("method", "method_options", "steps", "guidance_scale", "scheduler", "dtype", "device")
+CHAT_RENDER = ("method", "method_options", "steps", "guidance_scale", "scheduler", "dtype", "device", "threads")
 
 
 def _chat(prompt: Optional[str], planner: Optional[str], session_id: Optional[str], render: bool,

@@ -14,10 +14,10 @@ from .check import (
 )
 from .masks import box_mask
 from .preview import save_preview
-from .sizes import prior_size
+from .sizes import SizePrior, prior_size
 from .solver import Layout, solve
 
 __all__ = [
     "solve", "Layout", "relation_holds", "region_holds", "check_plan", "check_relations", "Violation", "overlap_fraction",
-    "overlap_violations", "OVERLAP_BOUND", "box_mask", "save_preview", "prior_size",
+    "overlap_violations", "OVERLAP_BOUND", "box_mask", "save_preview", "prior_size", "SizePrior",
 ]

@@ -11,7 +11,9 @@ then on a medium default.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..vocab import ALIASES, singular_word
 
 # name -> (width, height) in metres, as the thing usually appears in a photo.
@@ -149,6 +151,35 @@ def prior_size(name: str, size_word: str | None = None) -> tuple[float, float]:
     return (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
 
 
+@dataclass(frozen=True)
+class SizePrior:
+    """A model's own size prior, in place of the real-world table: every object starts as a square of long
+    side ``side`` on a square canvas (size words and crowding still apply), whatever its name.
+
+    For a model that draws every thing at one scale - the shapes world draws sides of 0.22-0.5 of the
+    image, where the real-world table makes a "ring" a finger ring (0.08, a box the model never fills)
+    and a "star" a sticker. A model folder says so in its guidance.json (``"size_prior": {"side": 0.32}``).
+    """
+
+    side: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.side, bool) or not isinstance(self.side, (int, float)) or not 0.05 <= self.side <= 0.9:
+            raise UsageError(f"size_prior side must be a share of the canvas from 0.05 to 0.9, not {self.side!r}")
+
+    @classmethod
+    def parse(cls, data: object) -> "SizePrior":
+        """From guidance.json's ``"size_prior"`` object; one UsageError line when it is not one."""
+        if not isinstance(data, dict) or set(data) != {"side"}:
+            raise UsageError(f'size_prior must be an object like {{"side": 0.32}}, not {data!r}')
+        return cls(data["side"])
+
+    def size(self, name: str, size_word: str | None = None) -> tuple[float, float]:
+        """(width, height) on a square canvas, as ``prior_size`` gives it, for any ``name``."""
+        side = self.side * SIZE_WORD_SCALE.get(size_word or "medium", 1.0)
+        return side, side
+
+
 def min_size(width_px: int, height_px: int) -> tuple[float, float]:
     """Smallest normalised (w, h) a box may have: MIN_CELLS cells of a grid with
     ATTENTION_GRID cells along the shorter side, the same pixel size on both axes."""
@@ -175,12 +206,14 @@ def canvas_prior(name: str, size_word: str | None, width_px: int, height_px: int
 
 
 def initial_sizes(
-    items: list[tuple[str, str, str | None, bool]], width_px: int, height_px: int, margin: float
+    items: list[tuple[str, str, str | None, bool]], width_px: int, height_px: int, margin: float,
+    size_prior: SizePrior | None = None,
 ) -> tuple[dict[str, tuple[float, float]], list[str]]:
-    """Sizes for ``(id, name, size_word, spans)`` items: prior, crowding, canvas
-    limits, then the attention-grid minimum (with a warning per enlarged box).
+    """Sizes for ``(id, name, size_word, spans)`` items: prior (the real-world table, or ``size_prior``),
+    crowding, canvas limits, then the attention-grid minimum (with a warning per enlarged box).
     ``spans`` marks scene-sized references, which are left out of the crowding."""
-    sizes = {i: to_canvas(prior_size(name, word), width_px, height_px) for i, name, word, _ in items}
+    prior = size_prior.size if size_prior is not None else prior_size
+    sizes = {i: to_canvas(prior(name, word), width_px, height_px) for i, name, word, _ in items}
     spans = {i for i, _, _, s in items if s}
     filled = sum(w * h for i, (w, h) in sizes.items() if i not in spans)
     grow = min(MAX_GROW, math.sqrt(TARGET_FILL / filled)) if filled > 0 else 1.0

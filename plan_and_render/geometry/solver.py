@@ -30,7 +30,7 @@ from .check import (FRONT_LINE, OVERLAP_BOUND, DepthPrior, Placement, check_plac
 from .construct import Anchor, place
 from .lp import BETWEEN_CHOICES, SEPARATION, Choice, Program, Separation
 from .orders import before, cycles, order_edges, reach
-from .sizes import MARGIN, enlarged_warning, initial_sizes, is_backdrop, is_scene_sized, min_size
+from .sizes import MARGIN, SizePrior, enlarged_warning, initial_sizes, is_backdrop, is_scene_sized, min_size
 
 FRONT_GROW = 1.3  # a foreground box starts this much larger than its prior (each side)
 BACK_SHRINK = 0.7  # a background box starts this much smaller
@@ -477,10 +477,12 @@ def solve(
     canvas: Canvas,
     seed: int = 0,
     fixed: dict[str, Box] | None = None,
+    size_prior: SizePrior | None = None,
 ) -> Layout:
     """Boxes for ``objects`` that satisfy every relation (plan-format.md semantics).
 
-    ``fixed`` boxes are kept exactly (chat edits re-solve only the others).
+    ``fixed`` boxes are kept exactly (chat edits re-solve only the others). ``size_prior``: the model's
+    own (``sizes.SizePrior``) in place of the real-world size table.
     Deterministic for a seed; other seeds give other layouts that satisfy the
     same relations. Raises ``ConflictError`` naming relations that cannot hold
     together, ``InvalidPromptError`` for unknown ids or self-relations.
@@ -500,7 +502,7 @@ def solve(
     rng = random.Random(seed)
     spans = _spanning(objects, relations, fixed)
     free = [o for o in objects if o.id not in fixed]
-    sizes, warnings = initial_sizes([(o.id, o.name, o.size, o.id in spans) for o in free], W, H, MARGIN)
+    sizes, warnings = initial_sizes([(o.id, o.name, o.size, o.id in spans) for o in free], W, H, MARGIN, size_prior)
     _depth_sizes(sizes, free, canvas, spans)
     warned = {w.split(":")[0] for w in warnings}
     groups = {o.id: o.group or o.name for o in objects}

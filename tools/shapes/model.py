@@ -134,7 +134,16 @@ def scheduler() -> DDIMScheduler:
 # The options the shapes model's folder chooses (docs/guidance.md; chosen on the held-out ShapesBench
 # prompts, --seed 1): refocus's named deviations, and ZestGuide's official negative mode with this
 # world's class names as the negatives
+# ``settings`` and ``size_prior`` make prompts typed as users type them work through the CLI's defaults
+# (benchmarks/demo.py, chosen on its 10 tuning prompts): the model read position-free captions, so it
+# is given the plan's object phrases, at the scale ShapesBench samples with, and boxes of the one size it
+# draws things at (sides 0.22-0.5; the real-world table makes a ring 7x7 pixels).
 GUIDANCE = {"_why": "options chosen for this model, with ShapesBench evidence: docs/guidance.md",
+            "_why_demo": "settings.encode, settings.guidance_scale and size_prior make user-style prompts work "
+                         "through the CLI's defaults (trained on position-free captions, drawn at sides 0.22-0.5): "
+                         "benchmarks/demo.py, docs/renderer.md#demo-prompts",
+            "settings": {"encode": "objects", "guidance_scale": 4.0},
+            "size_prior": {"side": 0.32},
             "refocus": {"temperature": 1.0, "loss_scale": 40.0, "span": "prompt"},
             "zest": {"negative_mode": "concat", "negative_names": ["circle", "square", "triangle", "star", "ring"]}}
 
