@@ -171,8 +171,14 @@ class TransformersPlanner(LLMPlanner):
         device, dtype = device or "cpu", dtype or "float32"
         if dtype not in ("float32", "bfloat16", "float16"):
             raise UsageError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+        self.folder, self.device, self.dtype = Path(folder), device, dtype
+        self.load_seconds: float | None = None
+        self.load_now()
+
+    def load_now(self) -> None:
+        """Load the model, its tokenizer and its decoder (``load_seconds`` says how long it took)."""
         t0 = time.perf_counter()
-        self.model, self.tokenizer, self.decoder = self._load(Path(folder), device, dtype)
+        self.model, self.tokenizer, self.decoder = self._load(self.folder, self.device, self.dtype)
         self.load_seconds = time.perf_counter() - t0
 
     def _load(self, folder: Path, device: str, dtype: str):
@@ -292,11 +298,27 @@ class LocalPlanner(TransformersPlanner):
                  on_prompt: Callable[[PromptReport], None] | None = None, **options):
         self.crosscheck, self.on_prompt = crosscheck, on_prompt
         self.prefix, _ = local_completion("")
-        super().__init__("local", folder=folder or gemma_folder(), threads=threads, **options)
-        enc = self.decoder.encode
-        self._base_keep = set(enc(self.prefix)) | {i for c in map(chr, range(32, 127)) for i in enc(c)}
         self.last: PromptReport | None = None  # the latest prompt's report (for inspection)
         self.model_graphs: dict[str, SceneGraph | None] = {}  # recent model-only graphs (benchmarks score them)
+        super().__init__("local", folder=folder or gemma_folder(), threads=threads, **options)
+
+    def load_now(self) -> None:
+        """Deferred: most prompts have one reading and never need the model (``__getattr__`` loads it)."""
+
+    def __getattr__(self, name: str):
+        """Load the model when its first user asks for it: a prompt with readings to weigh, the model-alone
+        graph, or a chat edit the rules did not read. Saves its ~10 s start on prompts the parser reads one way."""
+        if name not in ("model", "tokenizer", "decoder", "_base_keep") or "folder" not in self.__dict__:
+            raise AttributeError(name)
+        super().load_now()
+        enc = self.decoder.encode
+        self._base_keep = set(enc(self.prefix)) | {i for c in map(chr, range(32, 127)) for i in enc(c)}
+        return getattr(self, name)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded yet."""
+        return "model" in self.__dict__
 
     def _load(self, folder: Path, device: str, dtype: str):
         """Like ``hf:`` but with start-up work cached next to the converted weights:
