@@ -305,6 +305,16 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("Two people and a dog. One person is holding the dog.", {"person": 2, "dog": 1}, set(), []),
     ("a red ball and two blue balls, the blue balls are left of the red ball", {"ball": 3},
      {"ball left_of ball"}, []),
+    # adjectives alone never make an object: the word after them is the noun, even a part or a verb form
+    ("a shed with a green door", {"shed": 1, "door": 1}, set(), []),
+    ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),
+    ("a kid near a lemonade stand", {"kid": 1, "lemonade stand": 1}, {"kid near lemonade stand"}, []),
+    ("a beagle up close in the foreground", {"beagle": 1}, set(), []),  # a depth, not the particle "up"
+    # a participle with an object is a verb, not a noun; a bridge is a thing
+    ("a bus crossing a bridge", {"bus": 1, "bridge": 1}, set(), []),
+    # an arrangement after a verb is no place; a size comparison with a pronoun relates nothing
+    ("five cups standing in a row on a shelf", {"cup": 5, "shelf": 1}, {"cup on shelf"}, []),
+    ("a tree and a boy who is shorter than it", {"tree": 1, "boy": 1}, set(), []),
 ])
 def test_misreadings(prompt, objects, rels, excluded):
     g = parse(prompt)

@@ -98,7 +98,7 @@ _SCENE_NOUNS = frozenset(
     river mountain hill grass lawn snow garden yard backyard meadow jungle office classroom restaurant station
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
-    shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley bridge air
+    shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
     sand universe area world tarmac platform dirt mud field""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
@@ -422,7 +422,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
         if w in ("and", ",") and content and all(c in ADJECTIVES for c in content) and k + 1 < len(words) and words[k + 1] in ADJECTIVES:
             k += 1  # "a grey and white cat"
             continue
-        if not _is_content(w):
+        if not _is_content(w) and not (content and f"{content[-1]} {w}" in COMPOUND_NOUNS):  # "parking lot"
             break
         if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
             nxt = words[k + 1] if k + 1 < len(words) else ""
@@ -431,13 +431,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
                 and not _is_verbish(nxt, first=False)
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
-            ing_verb = content and w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge"
-            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound:  # "a black dining table"
+            ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
+            # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
+            noun_verb = content and only_adjectives and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
         if content and content[-1] not in ADJECTIVES and w in SIZE_WORDS:
             break  # "the moon small in the corner": an adjective after the noun ends it
-        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
-            break  # "an umbrella set up", "a cat curled up"
+        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
+                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH"):
+            break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
         if content and _high_or_low(words, k):
             break  # "a moon high in the sky"
         if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
@@ -484,7 +487,7 @@ def lex(text: str) -> list[Tok]:
                 tok, n = side, m
         if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
             place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
-            if place is not None and place.kind in ("ABS", "DEPTH") and m > 1:
+            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER") and m > 1:  # or "in a row"
                 i += n - 1
                 continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
@@ -638,7 +641,8 @@ def _whole_for_part(words: list[str]) -> str:
         if w.endswith("'s") or w.endswith("s'"):
             owner, rest = [*words[:idx], w[:-2] if w.endswith("'s") else w[:-1]], words[idx + 1:]
             return " ".join(owner if rest and rest[-1] in _PART_HEADS else rest)
-    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words) not in COMPOUND_NOUNS:
+    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words) not in COMPOUND_NOUNS \
+            and not all(w in ADJECTIVES for w in words[:-1]):  # "a blue door" is a door
         return " ".join(words[:-1])
     return " ".join(words)
 
@@ -1102,7 +1106,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
-                    if t.kind == "FLANK":
+                    if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
+                        _size_hints(b, rel_subjects, t.pred or "", target)
+                    elif t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
                     else:
                         b.relate(rel_subjects, t.pred or "near", target)
