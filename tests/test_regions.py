@@ -315,6 +315,20 @@ def test_real_contradictions_are_still_reported(prompt, message):
     # an arrangement after a verb is no place; a size comparison with a pronoun relates nothing
     ("five cups standing in a row on a shelf", {"cup": 5, "shelf": 1}, {"cup on shelf"}, []),
     ("a tree and a boy who is shorter than it", {"tree": 1, "boy": 1}, set(), []),
+    # the viewer and idioms are no objects; "X full of Y" holds Y
+    ("a fox staring at the camera", {"fox": 1}, set(), []),
+    ("a heron standing on one leg", {"heron": 1}, set(), []),
+    ("a barn full of hay bales", {"barn": 1, "hay bale": 2}, set(), []),
+    # "them" with one noun in its clause: the two nouns before it; "the others": the rest of a list
+    ("a cup is next to a jug and the lid is behind them", {"cup": 1, "jug": 1, "lid": 1},
+     {"cup next_to jug", "lid behind cup", "lid behind jug"}, []),
+    ("a fork, a knife and a spoon, the knife between the others", {"fork": 1, "knife": 1, "spoon": 1},
+     {"knife between fork"}, []),  # (the helper shows the first reference only)
+    # ", and" after a placement or a pronoun relation starts a new clause
+    ("a tower far in the distance, and a rider on a camel in the foreground", {"tower": 1, "rider": 1, "camel": 1},
+     {"rider on camel"}, []),
+    ("a kiosk on the left, a bin next to it, and a bench on the right", {"kiosk": 1, "bin": 1, "bench": 1},
+     {"bin next_to kiosk"}, []),
 ])
 def test_misreadings(prompt, objects, rels, excluded):
     g = parse(prompt)

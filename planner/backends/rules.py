@@ -99,7 +99,7 @@ _SCENE_NOUNS = frozenset(
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
-    sand universe area world tarmac platform dirt mud field""".split()
+    sand universe area world tarmac platform dirt mud field corner""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
 _LANDMARKS = frozenset(
@@ -244,6 +244,12 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("OTHER", text))
     for n in ("two", "three", "four", "five", "six"):
         put(f"in {n} rows", Tok("OTHER", f"in {n} rows"))
+    # the viewer, idioms and "the rest": no object ("staring at the camera", "on one leg", "keep watch")
+    for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
+                 "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
+                 "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
+                 "the rest"):
+        put(text, Tok("OTHER", text))
     # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
     for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
                  "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
@@ -287,7 +293,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for text in ("with", "along with", "together with", "accompanied by", "that has", "which has", "that have",
                  "has", "have", "having", "holding", "containing", "carrying", "that contains", "which contains",
                  "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
-                 "covered in", "alongside of"):
+                 "covered in", "alongside of", "full of"):
         # "holding", "carrying", "wearing": what is held goes where its holder goes
         put(text, Tok("WITH", text, pred="holds" if text in ("holding", "carrying", "wearing") else None))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
@@ -511,6 +517,10 @@ def lex(text: str) -> list[Tok]:
         if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
             toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
+            continue
+        if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
+            toks.append(Tok("PRON", "them"))  # "the banana between the others"
+            i += 2 if words[i + 1] == "others" else 3
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
             toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
@@ -992,7 +1002,11 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
             restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
-            restart = restart or (i > 0 and toks[i - 1].kind in ("ABS", "DEPTH") and bool(subjects))
+            back = i - 1
+            while back > 0 and toks[back].kind == "AND":  # ", and a knight ...": look past the comma
+                back -= 1
+            done = back >= 0 and (toks[back].kind in ("ABS", "DEPTH", "PRON") or toks[back].pron)  # "next to it, and"
+            restart = restart or (done and bool(subjects))
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and mode not in ("with", "neg") and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
@@ -1110,6 +1124,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                         _size_hints(b, rel_subjects, t.pred or "", target)
                     elif t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
+                    elif t.pred == "between" and len(target) >= 2 and len(rel_subjects) == 1:  # "between the others"
+                        b.relate(rel_subjects, "between", target[:1], target[1])
                     else:
                         b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
@@ -1247,6 +1263,8 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
     if plural and len(many) >= 2 and single(options[0][1]):
         options.insert(0, (subjects, many))
+    elif plural and len(before) >= 2 and single(options[0][1]) and all(single([n]) for n in before[-2:]):
+        options.insert(0, (subjects, before[-2:]))  # "a teapot next to a bowl and the spoon in front of them"
     options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
     fits = {"inside": _is_container} if word in ("it", "its") else {}
     test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
