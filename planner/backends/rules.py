@@ -1006,9 +1006,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             while back > 0 and toks[back].kind == "AND":  # ", and a knight ...": look past the comma
                 back -= 1
             done = back >= 0 and (toks[back].kind in ("ABS", "DEPTH", "PRON") or toks[back].pron)  # "next to it, and"
-            restart = restart or (done and bool(subjects))
+            restart = restart or (done and bool(subjects)) or (mode == "loose" and t.text == ",")  # "playing a harp, doves"
+            with_done = mode == "with" and t.text == "," and back >= 0 and toks[back].kind == "PRON"  # "on it, two"
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
-                    and mode not in ("with", "neg") and order is None:
+                    and (mode not in ("with", "neg") or with_done) and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
             after_and = True
             i += 1
