@@ -329,6 +329,9 @@ def test_real_contradictions_are_still_reported(prompt, message):
      {"rider on camel"}, []),
     ("a kiosk on the left, a bin next to it, and a bench on the right", {"kiosk": 1, "bin": 1, "bench": 1},
      {"bin next_to kiosk"}, []),
+    # a fronted relation holds for the whole list it starts, not for a member with its own
+    ("On a shelf there are three jars, a clock and a radio", {"shelf": 1, "jar": 3, "clock": 1, "radio": 1},
+     {"jar on shelf", "clock on shelf", "radio on shelf"}, []),
 ])
 def test_misreadings(prompt, objects, rels, excluded):
     g = parse(prompt)
@@ -338,6 +341,14 @@ def test_misreadings(prompt, objects, rels, excluded):
     assert counts == objects
     assert relations(g) == rels
     assert g.excluded == excluded
+
+
+@pytest.mark.parametrize("prompt, regions", [
+    ("dead center: a bride and a groom", {"bride": "center", "groom": "center"}),  # a fronted place: the list
+    ("on the left a cat, and a dog on the right", {"cat": "left", "dog": "right"}),  # not one with its own
+])
+def test_a_fronted_placement_holds_for_its_list(prompt, regions):
+    assert {o.name: o.region for o in parse(prompt).objects} == regions
 
 
 def test_the_blue_balls_are_the_blue_ones():

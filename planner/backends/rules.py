@@ -969,10 +969,13 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         if hard:
             pending_abs, inverted, pending_depth = [], [], []
 
+    fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
     i = 0
     while i < len(toks):
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.kind not in ("NP", "AND") and not (t.kind == "WITH" and t.text == "of"):
+            fronted = ()
         if t.kind == "END":
             end_clause(hard=True)
         elif t.kind == "AND":
@@ -1069,6 +1072,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             clause_nps.append(oid)
             if order is not None:
                 order_nps.append(oid)
+            own = nxt is not None and nxt.kind in ("REL", "ABS", "DEPTH", "FLANK")  # "and a dog on the right"
+            if fronted and after_and and mode != "neg" and not own:  # "on a table there are a cup and a book"
+                abs_toks, depth_toks, inv = fronted
+                pending_abs, pending_depth, inverted = list(abs_toks), list(depth_toks), list(inv)
+            elif pending_abs or pending_depth or inverted:
+                fronted = (list(pending_abs), list(pending_depth), list(inverted))
             if pending_abs:
                 for a in pending_abs:
                     _mark(b, [oid], a)
@@ -1287,8 +1296,10 @@ def _placement_targets(last: list[str], focus: list[str], was_object: bool, plac
     else:
         first = focus
     options = _distinct([list(x) for x in (first, focus, last) if x])
-    fresh = [o for o in options if not any(placed(n) for n in o)]  # another reading never unsays a placement
-    return fresh or options[:1]
+    # another reading never unsays a placement: nouns placed already are left out ("on the left a cat, and a dog
+    # on the right": the dog alone)
+    fresh = _distinct([[n for n in o if not placed(n)] for o in options])
+    return [o for o in fresh if o] or options[:1]
 
 
 def _is_container(name: str) -> bool:
