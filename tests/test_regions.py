@@ -317,6 +317,9 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("a tree and a boy who is shorter than it", {"tree": 1, "boy": 1}, set(), []),
     # the viewer and idioms are no objects; "X full of Y" holds Y
     ("a fox staring at the camera", {"fox": 1}, set(), []),
+    ("two girls playing chess at a table", {"girl": 2, "table": 1}, set(), []),  # a game is no object
+    ("drone shot looking down at a red canoe", {"canoe": 1}, set(), []),  # a camera phrase, then the scene
+    ("a lighthouse, the sun small in the top left corner", {"lighthouse": 1, "sun": 1}, set(), []),
     ("a heron standing on one leg", {"heron": 1}, set(), []),
     ("a barn full of hay bales", {"barn": 1, "hay bale": 2}, set(), []),
     # "them" with one noun in its clause: the two nouns before it; "the others": the rest of a list

@@ -245,6 +245,10 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for n in ("two", "three", "four", "five", "six"):
         put(f"in {n} rows", Tok("OTHER", f"in {n} rows"))
     # the viewer, idioms and "the rest": no object ("staring at the camera", "on one leg", "keep watch")
+    for verb in ("play", "plays", "playing", "played"):  # a game is no object: "two boys playing chess"
+        for game in ("chess", "cards", "soccer", "football", "tennis", "golf", "basketball", "volleyball", "baseball",
+                     "catch", "fetch", "tag", "checkers", "music"):
+            put(f"{verb} {game}", Tok("OTHER", f"{verb} {game}"))
     for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
                  "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
                  "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
@@ -543,6 +547,10 @@ def lex(text: str) -> list[Tok]:
             toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
             i = j
             continue
+        if np is not None and np.count is None and not np.definite and toks and toks[-1].kind == "NP" \
+                and all(x in ADJECTIVES for x in np.words) and (j == len(words) or _match(words, j)[0] is not None):
+            i = j  # "the moon small in the corner": an adjective after its noun says how it looks
+            continue
         if np is not None:
             toks.append(Tok("NP", np.text, np=np))
             i = j
@@ -742,7 +750,7 @@ def parse(prompt: str) -> SceneGraph:
 _MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
           "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
           "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
-_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring)\s+",
+_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring|(?:looking|looking\s+down|looking\s+up)\s+(?:at|on))\s+",
                            re.I)
 _STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
 _TIME_RE = re.compile(rf"\s*\b(?:at|during|by|in\s+the|on\s+a)\s+(?:the\s+)?(?:{'|'.join(sorted(TIME_WORDS))})\b", re.I)
