@@ -342,7 +342,8 @@ DESCRIPTIVE: frozenset[str] = frozenset(
     plaid checkered cute fat thin round square rectangular empty full broken open closed sleeping
     happy sad angry cheerful bright dark light pale fresh ripe rotten tasty delicious beautiful pretty
     ugly fancy simple elegant cozy cosy rusty sleek soft hard heavy smooth rough wild fierce friendly
-    lonely lone realistic shiny sparkling glowing empty wild""".split()
+    lonely lone realistic shiny sparkling glowing empty wild blurry hazy misty faint fluffy furry muddy dusty
+    sunny snowy rainy foggy busy quiet crowded tiny distant""".split()
 )
 ADJECTIVES: frozenset[str] = COLOURS | MATERIALS | frozenset(SIZE_WORDS) | DESCRIPTIVE
 

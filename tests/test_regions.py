@@ -320,6 +320,7 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("two girls playing chess at a table", {"girl": 2, "table": 1}, set(), []),  # a game is no object
     ("drone shot looking down at a red canoe", {"canoe": 1}, set(), []),  # a camera phrase, then the scene
     ("a lighthouse, the sun small in the top left corner", {"lighthouse": 1, "sun": 1}, set(), []),
+    ("a hiker up close, his dog blurry in the background", {"hiker": 1, "dog": 1}, set(), []),
     ("a heron standing on one leg", {"heron": 1}, set(), []),
     ("a barn full of hay bales", {"barn": 1, "hay bale": 2}, set(), []),
     # "them" with one noun in its clause: the two nouns before it; "the others": the rest of a list
@@ -352,6 +353,16 @@ def test_misreadings(prompt, objects, rels, excluded):
 ])
 def test_a_fronted_placement_holds_for_its_list(prompt, regions):
     assert {o.name: o.region for o in parse(prompt).objects} == regions
+
+
+@pytest.mark.parametrize("prompt, depths", [
+    # "in the middle distance" places the lake nowhere, and "up close" only the canoe
+    ("hills in the background, a pond in the middle distance and a kayak up close",
+     {"hill": "background", "pond": None, "kayak": "foreground"}),
+    ("far off, a lighthouse; closer, a rowing boat", {"lighthouse": "background", "rowing boat": "foreground"}),
+])
+def test_depth_phrases_place_only_their_own_nouns(prompt, depths):
+    assert {o.name: o.depth for o in parse(prompt).objects} == depths
 
 
 def test_the_blue_balls_are_the_blue_ones():

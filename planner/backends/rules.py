@@ -235,7 +235,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         "far in the distance": "background", "far away": "background", "far off": "background",
         "far far away": "background", "in the back": "background", "at the back": "background",
         "way back": "background", "on the horizon": "background", "in the far back": "background",
-        "at the far back": "background", "far behind": "background",
+        "at the far back": "background", "far behind": "background", "closer ,": "foreground",
+        "nearer ,": "foreground", "closer to us": "foreground", "nearer to us": "foreground",
     }.items():
         put(text, Tok("DEPTH", text, pred=depth))
     # arrangements and in-between depths: nothing the graph holds, and no object ("four owls in a row")
@@ -382,6 +383,9 @@ def _high_or_low(words: list[str], i: int) -> bool:
 _HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
 
 
+_AFTER_NOUN = frozenset("blurry blurred hazy faint distant misty".split())  # said after a noun: "its owner blurry"
+
+
 def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
     j = i
@@ -446,8 +450,8 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             noun_verb = content and only_adjectives and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
             if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
-        if content and content[-1] not in ADJECTIVES and w in SIZE_WORDS:
-            break  # "the moon small in the corner": an adjective after the noun ends it
+        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN):
+            break  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
                 and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH"):
             break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
@@ -1221,6 +1225,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif t.kind == "PRON":
             pass
         elif t.kind == "OTHER":
+            if " " in t.text:  # "a lake in the middle distance and a canoe up close": the lake is not up close
+                last = []
             if mode == "neg" and t.text not in (":",):
                 mode = "loose"
             elif mode == "subject" and subjects and _is_verb_token(t.text):
