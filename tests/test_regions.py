@@ -318,6 +318,11 @@ def test_real_contradictions_are_still_reported(prompt, message):
     # the viewer and idioms are no objects; "X full of Y" holds Y
     ("a fox staring at the camera", {"fox": 1}, set(), []),
     ("two girls playing chess at a table", {"girl": 2, "table": 1}, set(), []),  # a game is no object
+    # an activity is no object: the place after it is the actors'
+    ("two foxes having a nap under a bush", {"fox": 2, "bush": 1}, {"fox under bush"}, []),
+    # clothes are worn, not containers; a second person joins the subjects
+    ("a boy in a green hoodie and a girl in a yellow coat standing side by side",
+     {"boy": 1, "hoodie": 1, "girl": 1, "coat": 1}, {"boy next_to girl"}, []),
     ("drone shot looking down at a red canoe", {"canoe": 1}, set(), []),  # a camera phrase, then the scene
     ("a lighthouse, the sun small in the top left corner", {"lighthouse": 1, "sun": 1}, set(), []),
     ("a hiker up close, his dog blurry in the background", {"hiker": 1, "dog": 1}, set(), []),

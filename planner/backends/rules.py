@@ -119,6 +119,14 @@ _PART_HEADS = frozenset(
 )
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
+# Worn things: "a man in a gray suit" wears it ("in" is no containment)
+_CLOTHES = frozenset(
+    """suit dress coat jacket robe hat shirt sweater hoodie uniform costume scarf raincoat cloak gown tuxedo kimono
+    bikini swimsuit apron jeans pants trousers skirt overalls cape helmet vest sari""".split()
+)
+# Activities had or taken: "having a picnic", "taking a nap" name no object
+_ACTIVITIES = ("picnic", "party", "nap", "rest", "conversation", "chat", "meal", "lunch", "dinner", "breakfast",
+               "fight", "race", "walk", "swim", "bath", "break", "look", "drink", "snack", "tea party")
 _CONTAINERS = frozenset(
     """cup glass bowl plate bottle box bag basket slice piece jar pot vase bouquet loaf stack mug can carton
     tray bucket pitcher jug sack crate bunch cone bar""".split()
@@ -250,6 +258,10 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         for game in ("chess", "cards", "soccer", "football", "tennis", "golf", "basketball", "volleyball", "baseball",
                      "catch", "fetch", "tag", "checkers", "music"):
             put(f"{verb} {game}", Tok("OTHER", f"{verb} {game}"))
+    for verb in ("have", "has", "having", "take", "takes", "taking", "enjoy", "enjoys", "enjoying"):
+        for act in _ACTIVITIES:
+            for art in ("a ", "an ", "their ", "his ", "her ", ""):
+                put(f"{verb} {art}{act}", Tok("OTHER", f"{verb} {art}{act}"))
     for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
                  "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
                  "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
@@ -511,6 +523,10 @@ def lex(text: str) -> list[Tok]:
                 and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
             # "in the center of a forest clearing", "in the middle of the table": a place in a thing
             tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
+        if tok is not None and tok.kind == "REL" and tok.text == "in":
+            worn, _k = _read_np(words, i + 1)
+            if worn is not None and worn.words[-1] in _CLOTHES:
+                tok = Tok("WITH", "wearing", pred="holds")  # "a man in a gray suit": worn, not inside
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
@@ -1023,6 +1039,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             done = back >= 0 and (toks[back].kind in ("ABS", "DEPTH", "PRON") or toks[back].pron)  # "next to it, and"
             restart = restart or (done and bool(subjects)) or (mode == "loose" and t.text == ",")  # "playing a harp, doves"
             with_done = mode == "with" and t.text == "," and back >= 0 and toks[back].kind == "PRON"  # "on it, two"
+            if mode == "with" and holder and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                    and _is_person(normalize_name(nxt.np.text).name):
+                # "a man in a suit and a woman in a dress": the woman is not worn; she joins the subjects
+                mode, host, focus, holder = "subject", [], list(subjects), False
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and (mode not in ("with", "neg") or with_done) and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
@@ -1154,6 +1174,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "EACH":
+                if holder and len(rel_subjects) < 2 and len(subjects) >= 2:
+                    rel_subjects = list(subjects)  # "a man in a suit and a woman in a dress side by side"
                 if len(rel_subjects) >= 2:
                     b.relate(rel_subjects[:1], t.pred or "near", rel_subjects[1:2])
                 elif rel_subjects and t.pred in SYMMETRIC_PREDICATES:
