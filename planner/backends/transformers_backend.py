@@ -404,8 +404,11 @@ class LocalPlanner(TransformersPlanner):
         return [usable[pick], *(g for i, g in enumerate(usable) if i != pick)]
 
     def plausibility(self, prompt: str, sentences: list[str]) -> list[float]:
-        """How likely the model finds each sentence as a restatement of ``prompt``: the summed
-        log-probability (whole vocabulary) of its tokens after "<prompt>. In this picture, "."""
+        """How likely the model finds each sentence as a restatement of ``prompt``: the mean
+        log-probability per token (whole vocabulary) of the sentence after "<prompt>. In this picture, ".
+        The mean, not the sum: a summed score prefers whichever reading says less (measured on the
+        free-form set's 28 prompts with several readings: the sum chose right on 20, the mean on 24,
+        the parser's preferred reading on 23)."""
         import torch
 
         t0 = time.perf_counter()
@@ -421,7 +424,7 @@ class LocalPlanner(TransformersPlanner):
                 cache = copy.deepcopy(first.past_key_values)
                 rest = self.model(input_ids=torch.tensor([ids]), past_key_values=cache, logits_to_keep=len(ids))
                 logits = torch.cat([first.logits[0, -1:], rest.logits[0, :-1]]).float()
-                out.append(float(torch.log_softmax(logits, -1)[torch.arange(len(ids)), torch.tensor(ids)].sum()))
+                out.append(float(torch.log_softmax(logits, -1)[torch.arange(len(ids)), torch.tensor(ids)].mean()))
         if self.last is not None:
             self.last.seconds = time.perf_counter() - t0
         return out
