@@ -384,7 +384,7 @@ COMPOUND_NOUNS: frozenset[str] = frozenset(
     |red bull|black widow|golden retriever|silver fish|clean room|light house|dark room
     |parking lot|parking space|bus stop|fruit stand|cake stand|music stand|flower stand|food stand|news stand
     |lemonade stand|night stand|rocking chair|rocking horse|swimming pool|sleeping bag|cutting board
-    |frying pan|walking stick|washing machine|fishing rod""".replace("\n", "").split("|")
+    |frying pan|walking stick|washing machine|fishing rod|computer keyboard|piano keyboard""".replace("\n", "").split("|")
 )
 # Compounds whose last word is not what they are: a "hot dog" is not a dog.
 MISLEADING_HEADS: frozenset[str] = frozenset(

@@ -307,6 +307,9 @@ def test_real_contradictions_are_still_reported(prompt, message):
      {"ball left_of ball"}, []),
     # adjectives alone never make an object: the word after them is the noun, even a part or a verb form
     ("a shed with a green door", {"shed": 1, "door": 1}, set(), []),
+    ("an orange peel on a plate", {"orange": 1, "plate": 1}, {"orange on plate"}, []),  # "orange" is a thing too
+    ("a dog asleep on a laptop keyboard", {"dog": 1, "laptop": 1}, {"dog on laptop"}, []),  # a part: its whole
+    ("two computer keyboards", {"computer keyboard": 2}, set(), []),  # a compound: no part
     ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),
     ("a kid near a lemonade stand", {"kid": 1, "lemonade stand": 1}, {"kid near lemonade stand"}, []),
     ("a beagle up close in the foreground", {"beagle": 1}, set(), []),  # a depth, not the particle "up"

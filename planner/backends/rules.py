@@ -40,7 +40,7 @@ from ..expand import slug
 from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, ALIASES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
+from ...vocab import (ADJECTIVES, ALIASES, COCO_CATEGORIES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
                       TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
@@ -115,7 +115,7 @@ _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
     leg head tail side edge corner surface lid bumper paw face ear nose mouth neck hump saddle sill deck hull
-    mast dashboard armrest headboard cushion peel rind""".split()
+    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad""".split()
 )
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
@@ -395,6 +395,11 @@ def _high_or_low(words: list[str], i: int) -> bool:
 _HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
 
 
+def _mere_adjectives(words: list[str]) -> bool:
+    """Words that only describe, none of them also a thing ("huge", "blue"; not "orange")."""
+    return bool(words) and all(w in ADJECTIVES and w not in COCO_CATEGORIES for w in words)
+
+
 _AFTER_NOUN = frozenset("blurry blurred hazy faint distant misty".split())  # said after a noun: "its owner blurry"
 
 
@@ -459,7 +464,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
             ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
             # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
-            noun_verb = content and only_adjectives and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+            noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
             if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
         if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN):
@@ -679,8 +684,8 @@ def _whole_for_part(words: list[str]) -> str:
         if w.endswith("'s") or w.endswith("s'"):
             owner, rest = [*words[:idx], w[:-2] if w.endswith("'s") else w[:-1]], words[idx + 1:]
             return " ".join(owner if rest and rest[-1] in _PART_HEADS else rest)
-    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words) not in COMPOUND_NOUNS \
-            and not all(w in ADJECTIVES for w in words[:-1]):  # "a blue door" is a door
+    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words[-2:]) not in COMPOUND_NOUNS \
+            and not _mere_adjectives(words[:-1]):  # "a blue door" is a door (an orange peel is an orange)
         return " ".join(words[:-1])
     return " ".join(words)
 
