@@ -310,6 +310,8 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("an orange peel on a plate", {"orange": 1, "plate": 1}, {"orange on plate"}, []),  # "orange" is a thing too
     ("a dog asleep on a laptop keyboard", {"dog": 1, "laptop": 1}, {"dog on laptop"}, []),  # a part: its whole
     ("two computer keyboards", {"computer keyboard": 2}, set(), []),  # a compound: no part
+    # the middle of a surface is on it; a relation's object does not join the next noun of a list
+    ("in the middle of the desk stands a lamp", {"desk": 1, "lamp": 1}, {"lamp on desk"}, []),
     ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),
     ("a kid near a lemonade stand", {"kid": 1, "lemonade stand": 1}, {"kid near lemonade stand"}, []),
     ("a beagle up close in the foreground", {"beagle": 1}, set(), []),  # a depth, not the particle "up"
@@ -358,6 +360,8 @@ def test_misreadings(prompt, objects, rels, excluded):
 @pytest.mark.parametrize("prompt, regions", [
     ("dead center: a bride and a groom", {"bride": "center", "groom": "center"}),  # a fronted place: the list
     ("on the left a cat, and a dog on the right", {"cat": "left", "dog": "right"}),  # not one with its own
+    ("a shelf with a radio, a clock in front of the radio and a plant on the left",
+     {"shelf": None, "radio": None, "clock": None, "plant": "left"}),
 ])
 def test_a_fronted_placement_holds_for_its_list(prompt, regions):
     assert {o.name: o.region for o in parse(prompt).objects} == regions

@@ -32,7 +32,7 @@ non-English) gives a best-effort graph rather than a crash.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator
 
 from ...errors import InvalidPromptError
@@ -119,6 +119,8 @@ _PART_HEADS = frozenset(
 )
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
+# Things whose middle is a place on them: "in the middle of the table" is on the table
+_SURFACES = frozenset("table desk counter countertop shelf plate tray bed floor rug carpet roof road bench".split())
 # Worn things: "a man in a gray suit" wears it ("in" is no containment)
 _CLOTHES = frozenset(
     """suit dress coat jacket robe hat shirt sweater hoodie uniform costume scarf raincoat cloak gown tuxedo kimono
@@ -528,6 +530,10 @@ def lex(text: str) -> list[Tok]:
                 and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
             # "in the center of a forest clearing", "in the middle of the table": a place in a thing
             tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
+        if tok is not None and tok.kind == "REL" and tok.pred == "inside":
+            place, _k = _read_np(words, i + n)
+            if place is not None and place.words[-1] in _SURFACES:  # "in the middle of the table": on it
+                tok = replace(tok, pred="on")
         if tok is not None and tok.kind == "REL" and tok.text == "in":
             worn, _k = _read_np(words, i + 1)
             if worn is not None and worn.words[-1] in _CLOTHES:
@@ -1126,6 +1132,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
                 inverted = []
+            joins = after_and and bool(last) and not was_object  # "... in front of the monitor and a mug": not joined
             if mode == "subject":
                 if oid not in subjects:
                     subjects.append(oid)
@@ -1138,7 +1145,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 was_object = False
             else:  # loose: object of a verb ("a cat chasing a mouse")
                 pass
-            last = [*last, oid] if after_and and last else [oid]
+            last = [*last, oid] if joins else [oid]
             after_and = False
             was_object = False
         elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
