@@ -310,6 +310,7 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("an orange peel on a plate", {"orange": 1, "plate": 1}, {"orange on plate"}, []),  # "orange" is a thing too
     ("a dog asleep on a laptop keyboard", {"dog": 1, "laptop": 1}, {"dog on laptop"}, []),  # a part: its whole
     ("two computer keyboards", {"computer keyboard": 2}, set(), []),  # a compound: no part
+    ("a kite on the left and another one on the right", {"kite": 2}, set(), []),  # "another one": the same thing
     # the middle of a surface is on it; a relation's object does not join the next noun of a list
     ("in the middle of the desk stands a lamp", {"desk": 1, "lamp": 1}, {"lamp on desk"}, []),
     ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),

@@ -553,6 +553,12 @@ def lex(text: str) -> list[Tok]:
             toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
             continue
+        prev = next((t for t in reversed(toks) if t.kind == "NP"), None)
+        if words[i:i + 2] in (["another", "one"], ["one", "more"]) and prev is not None and prev.np is not None:
+            again = NP(words=list(prev.np.words), count=1, text=prev.np.text)  # "a balloon ... and another one"
+            toks.append(Tok("NP", again.text, np=again))
+            i += 2
+            continue
         if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
             toks.append(Tok("PRON", "them"))  # "the banana between the others"
             i += 2 if words[i + 1] == "others" else 3
