@@ -311,6 +311,7 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("a dog asleep on a laptop keyboard", {"dog": 1, "laptop": 1}, {"dog on laptop"}, []),  # a part: its whole
     ("two computer keyboards", {"computer keyboard": 2}, set(), []),  # a compound: no part
     ("a kite on the left and another one on the right", {"kite": 2}, set(), []),  # "another one": the same thing
+    ("a big horse and two small horses behind it", {"horse": 3}, {"horse behind horse"}, []),  # two sizes: two groups
     # the middle of a surface is on it; a relation's object does not join the next noun of a list
     ("in the middle of the desk stands a lamp", {"desk": 1, "lamp": 1}, {"lamp on desk"}, []),
     ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),

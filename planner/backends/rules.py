@@ -656,6 +656,8 @@ class _Builder:
         colours = {a for a in parts.attributes if a in COLOURS}
         if colours:  # "three white sheep and one black sheep": another group
             same = [o for o in same if colours <= set(o.attributes)]
+        if parts.size and not np.definite:  # "one big elephant and three baby elephants": another group
+            same = [o for o in same if o.size in (None, parts.size)]
         if not same:
             return None
         if np.quantity == "one" and not np.definite:
