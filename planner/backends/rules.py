@@ -119,6 +119,8 @@ _PART_HEADS = frozenset(
 )
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
+# "with"-like links that put what follows inside the host: "a bookshelf filled with books"
+_FILLED = ("filled with", "full of", "containing", "that contains", "which contains")
 # Things whose middle is a place on them: "in the middle of the table" is on the table
 _SURFACES = frozenset("table desk counter countertop shelf plate tray bed floor rug carpet roof road bench".split())
 # Worn things: "a man in a gray suit" wears it ("in" is no containment)
@@ -314,7 +316,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
                  "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
                  "covered in", "alongside of", "full of"):
         # "holding", "carrying", "wearing": what is held goes where its holder goes
-        put(text, Tok("WITH", text, pred="holds" if text in ("holding", "carrying", "wearing") else None))
+        pred = "holds" if text in ("holding", "carrying", "wearing") else "inside" if text in _FILLED else None
+        put(text, Tok("WITH", text, pred=pred))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
     for text in (".", ";", "!", "?", "but"):
@@ -963,6 +966,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     after_and = False
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
+    filled = False  # the host is filled with the focus ("a bookshelf filled with books")
     holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
     placed: list[str] = []  # what the latest region / depth phrase placed
     prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
@@ -1151,6 +1155,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 else:
                     focus = [oid]
                 was_object = False
+                if filled and host and oid not in host:  # "filled with books": the books are in it, and done
+                    b.relate([oid], "inside", host)
+                    related, filled = [oid], False
             else:  # loose: object of a verb ("a cat chasing a mouse")
                 pass
             last = [*last, oid] if joins else [oid]
@@ -1257,6 +1264,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             finish_relation()
             void = False
             holder = t.pred == "holds"
+            filled = t.pred == "inside"
             # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
             # with the clause's subject; else with the noun just before it
             comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
