@@ -65,17 +65,34 @@ def source(data: dict, name: str, *commands: str | None) -> str:
 
 
 def planner(d: dict) -> str:
+    """One row per backend: the layout benchmarks, the free-form sets (share of prompts fully right), timings.
+    Cold start: fresh processes' median when measured (for ``local``: a plain prompt / one whose readings the
+    model weighs), else in-process."""
     rows = []
-    for name, b in get(d, "backends", default={}).items():
+    backends = get(d, "backends", default={})
+    for name, b in backends.items():
         c = get(b, "nsr_counting", default={})
+        cold = num(get(b, "cold_start_process_s", default=get(b, "cold_start_s")), 2)
+        if get(b, "cold_start_with_model_s") is not None:
+            cold += f" / {num(get(b, 'cold_start_with_model_s'), 1)}"
         rows.append([f"`{name}`", num(get(b, "nsr_spatial", "accuracy")),
                      f"{num(get(c, 'precision'))} / {num(get(c, 'recall'))} / {num(get(c, 'accuracy'))}",
-                     num(get(b, "lmd", "accuracy")), num(get(b, "median_s_per_prompt"), 4),
-                     num(get(b, "cold_start_s"), 2), str(get(b, "measured_on") or "-")])
-    first = next(iter(get(d, "backends", default={}).values()), {})
-    return table(["planner", "NSR-1K spatial %", "counting P / R / exact acc %", "LMD-400 %",
-                  "median s / prompt (warm)", "cold start s", "measured"], rows) + source({}, "planner",
-                                                                                      get(first, "command"))
+                     num(get(b, "lmd", "accuracy")), num(get(b, "geneval", "accuracy")),
+                     num(get(b, "freeform", "accuracy")) + _n(b, "freeform"),
+                     num(get(b, "freeform_heldout", "accuracy")) + _n(b, "freeform_heldout"),
+                     num(get(b, "median_s_per_prompt"), 4), cold, str(get(b, "measured_on") or "-")])
+    commands = dict.fromkeys(get(b, "command") for b in backends.values())
+    return table(["planner", "NSR-1K spatial %", "counting P / R / exact acc %", "LMD-400 %", "GenEval %",
+                  "free-form %", "held-out %", "median s / prompt (warm)", "cold start s", "measured"],
+                 rows) + source({}, "planner", *commands)
+
+
+def _n(b: dict, name: str) -> str:
+    """" (n=40)" when a set was scored on fewer prompts than it holds (``--limit``)."""
+    from benchmarks.freeform import load_freeform
+
+    n = get(b, name, "n")
+    return f" (n={n})" if n is not None and n < len(load_freeform(name)) else ""
 
 
 def planner_cold_idle(d: dict) -> str:

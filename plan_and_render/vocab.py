@@ -342,7 +342,8 @@ DESCRIPTIVE: frozenset[str] = frozenset(
     plaid checkered cute fat thin round square rectangular empty full broken open closed sleeping
     happy sad angry cheerful bright dark light pale fresh ripe rotten tasty delicious beautiful pretty
     ugly fancy simple elegant cozy cosy rusty sleek soft hard heavy smooth rough wild fierce friendly
-    lonely lone realistic shiny sparkling glowing empty wild""".split()
+    lonely lone realistic shiny sparkling glowing empty wild blurry hazy misty faint fluffy furry muddy dusty
+    sunny snowy rainy foggy busy quiet crowded tiny distant""".split()
 )
 ADJECTIVES: frozenset[str] = COLOURS | MATERIALS | frozenset(SIZE_WORDS) | DESCRIPTIVE
 
@@ -380,7 +381,10 @@ COMPOUND_NOUNS: frozenset[str] = frozenset(
     |light bulb|red panda|red pepper|green pepper|yellow pepper|white board|black board
     |red wine|white wine|blue jay|gold fish|orange juice|paper plane|hot air balloon|christmas tree|palm tree
     |guinea pig|sea lion|sea turtle|big ben|little league|blue whale|white house|green bean|green beans
-    |red bull|black widow|golden retriever|silver fish|clean room|light house|dark room""".replace("\n", "").split("|")
+    |red bull|black widow|golden retriever|silver fish|clean room|light house|dark room
+    |parking lot|parking space|bus stop|fruit stand|cake stand|music stand|flower stand|food stand|news stand
+    |lemonade stand|night stand|rocking chair|rocking horse|swimming pool|sleeping bag|cutting board
+    |frying pan|walking stick|washing machine|fishing rod|computer keyboard|piano keyboard""".replace("\n", "").split("|")
 )
 # Compounds whose last word is not what they are: a "hot dog" is not a dog.
 MISLEADING_HEADS: frozenset[str] = frozenset(

@@ -305,6 +305,49 @@ def test_real_contradictions_are_still_reported(prompt, message):
     ("Two people and a dog. One person is holding the dog.", {"person": 2, "dog": 1}, set(), []),
     ("a red ball and two blue balls, the blue balls are left of the red ball", {"ball": 3},
      {"ball left_of ball"}, []),
+    # adjectives alone never make an object: the word after them is the noun, even a part or a verb form
+    ("a shed with a green door", {"shed": 1, "door": 1}, set(), []),
+    ("an orange peel on a plate", {"orange": 1, "plate": 1}, {"orange on plate"}, []),  # "orange" is a thing too
+    ("a dog asleep on a laptop keyboard", {"dog": 1, "laptop": 1}, {"dog on laptop"}, []),  # a part: its whole
+    ("two computer keyboards", {"computer keyboard": 2}, set(), []),  # a compound: no part
+    ("a kite on the left and another one on the right", {"kite": 2}, set(), []),  # "another one": the same thing
+    ("a big horse and two small horses behind it", {"horse": 3}, {"horse behind horse"}, []),  # two sizes: two groups
+    # the middle of a surface is on it; a relation's object does not join the next noun of a list
+    ("in the middle of the desk stands a lamp", {"desk": 1, "lamp": 1}, {"lamp on desk"}, []),
+    ("a boat on a huge wave", {"boat": 1, "wave": 1}, {"boat on wave"}, []),
+    ("a kid near a lemonade stand", {"kid": 1, "lemonade stand": 1}, {"kid near lemonade stand"}, []),
+    ("a beagle up close in the foreground", {"beagle": 1}, set(), []),  # a depth, not the particle "up"
+    # a participle with an object is a verb, not a noun; a bridge is a thing
+    ("a bus crossing a bridge", {"bus": 1, "bridge": 1}, set(), []),
+    # an arrangement after a verb is no place; a size comparison with a pronoun relates nothing
+    ("five cups standing in a row on a shelf", {"cup": 5, "shelf": 1}, {"cup on shelf"}, []),
+    ("a tree and a boy who is shorter than it", {"tree": 1, "boy": 1}, set(), []),
+    # the viewer and idioms are no objects; "X full of Y": Y inside X
+    ("a fox staring at the camera", {"fox": 1}, set(), []),
+    ("two girls playing chess at a table", {"girl": 2, "table": 1}, set(), []),  # a game is no object
+    # an activity is no object: the place after it is the actors'
+    ("two foxes having a nap under a bush", {"fox": 2, "bush": 1}, {"fox under bush"}, []),
+    # clothes are worn, not containers; a second person joins the subjects
+    ("a boy in a green hoodie and a girl in a yellow coat standing side by side",
+     {"boy": 1, "hoodie": 1, "girl": 1, "coat": 1}, {"boy next_to girl"}, []),
+    ("drone shot looking down at a red canoe", {"canoe": 1}, set(), []),  # a camera phrase, then the scene
+    ("a lighthouse, the sun small in the top left corner", {"lighthouse": 1, "sun": 1}, set(), []),
+    ("a hiker up close, his dog blurry in the background", {"hiker": 1, "dog": 1}, set(), []),
+    ("a heron standing on one leg", {"heron": 1}, set(), []),
+    ("a barn full of hay bales", {"barn": 1, "hay bale": 2}, {"hay bale inside barn"}, []),
+    # "them" with one noun in its clause: the two nouns before it; "the others": the rest of a list
+    ("a cup is next to a jug and the lid is behind them", {"cup": 1, "jug": 1, "lid": 1},
+     {"cup next_to jug", "lid behind cup", "lid behind jug"}, []),
+    ("a fork, a knife and a spoon, the knife between the others", {"fork": 1, "knife": 1, "spoon": 1},
+     {"knife between fork"}, []),  # (the helper shows the first reference only)
+    # ", and" after a placement or a pronoun relation starts a new clause
+    ("a tower far in the distance, and a rider on a camel in the foreground", {"tower": 1, "rider": 1, "camel": 1},
+     {"rider on camel"}, []),
+    ("a kiosk on the left, a bin next to it, and a bench on the right", {"kiosk": 1, "bin": 1, "bench": 1},
+     {"bin next_to kiosk"}, []),
+    # a fronted relation holds for the whole list it starts, not for a member with its own
+    ("On a shelf there are three jars, a clock and a radio", {"shelf": 1, "jar": 3, "clock": 1, "radio": 1},
+     {"jar on shelf", "clock on shelf", "radio on shelf"}, []),
 ])
 def test_misreadings(prompt, objects, rels, excluded):
     g = parse(prompt)
@@ -314,6 +357,26 @@ def test_misreadings(prompt, objects, rels, excluded):
     assert counts == objects
     assert relations(g) == rels
     assert g.excluded == excluded
+
+
+@pytest.mark.parametrize("prompt, regions", [
+    ("dead center: a bride and a groom", {"bride": "center", "groom": "center"}),  # a fronted place: the list
+    ("on the left a cat, and a dog on the right", {"cat": "left", "dog": "right"}),  # not one with its own
+    ("a shelf with a radio, a clock in front of the radio and a plant on the left",
+     {"shelf": None, "radio": None, "clock": None, "plant": "left"}),
+])
+def test_a_fronted_placement_holds_for_its_list(prompt, regions):
+    assert {o.name: o.region for o in parse(prompt).objects} == regions
+
+
+@pytest.mark.parametrize("prompt, depths", [
+    # "in the middle distance" places the lake nowhere, and "up close" only the canoe
+    ("hills in the background, a pond in the middle distance and a kayak up close",
+     {"hill": "background", "pond": None, "kayak": "foreground"}),
+    ("far off, a lighthouse; closer, a rowing boat", {"lighthouse": "background", "rowing boat": "foreground"}),
+])
+def test_depth_phrases_place_only_their_own_nouns(prompt, depths):
+    assert {o.name: o.depth for o in parse(prompt).objects} == depths
 
 
 def test_the_blue_balls_are_the_blue_ones():

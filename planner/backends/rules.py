@@ -32,7 +32,7 @@ non-English) gives a best-effort graph rather than a crash.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator
 
 from ...errors import InvalidPromptError
@@ -40,7 +40,7 @@ from ..expand import slug
 from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
-from ...vocab import (ADJECTIVES, ALIASES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
+from ...vocab import (ADJECTIVES, ALIASES, COCO_CATEGORIES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
                       TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
 from . import rules_edits
 from .base import Planner
@@ -98,8 +98,8 @@ _SCENE_NOUNS = frozenset(
     river mountain hill grass lawn snow garden yard backyard meadow jungle office classroom restaurant station
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
-    shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley bridge air
-    sand universe area world tarmac platform dirt mud field""".split()
+    shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
+    sand universe area world tarmac platform dirt mud field corner""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
 _LANDMARKS = frozenset(
@@ -115,10 +115,22 @@ _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
     leg head tail side edge corner surface lid bumper paw face ear nose mouth neck hump saddle sill deck hull
-    mast dashboard armrest headboard cushion peel rind""".split()
+    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad""".split()
 )
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
+# "with"-like links that put what follows inside the host: "a bookshelf filled with books"
+_FILLED = ("filled with", "full of", "containing", "that contains", "which contains")
+# Things whose middle is a place on them: "in the middle of the table" is on the table
+_SURFACES = frozenset("table desk counter countertop shelf plate tray bed floor rug carpet roof road bench".split())
+# Worn things: "a man in a gray suit" wears it ("in" is no containment)
+_CLOTHES = frozenset(
+    """suit dress coat jacket robe hat shirt sweater hoodie uniform costume scarf raincoat cloak gown tuxedo kimono
+    bikini swimsuit apron jeans pants trousers skirt overalls cape helmet vest sari""".split()
+)
+# Activities had or taken: "having a picnic", "taking a nap" name no object
+_ACTIVITIES = ("picnic", "party", "nap", "rest", "conversation", "chat", "meal", "lunch", "dinner", "breakfast",
+               "fight", "race", "walk", "swim", "bath", "break", "look", "drink", "snack", "tea party")
 _CONTAINERS = frozenset(
     """cup glass bowl plate bottle box bag basket slice piece jar pot vase bouquet loaf stack mug can carton
     tray bucket pitcher jug sack crate bunch cone bar""".split()
@@ -235,7 +247,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         "far in the distance": "background", "far away": "background", "far off": "background",
         "far far away": "background", "in the back": "background", "at the back": "background",
         "way back": "background", "on the horizon": "background", "in the far back": "background",
-        "at the far back": "background", "far behind": "background",
+        "at the far back": "background", "far behind": "background", "closer ,": "foreground",
+        "nearer ,": "foreground", "closer to us": "foreground", "nearer to us": "foreground",
     }.items():
         put(text, Tok("DEPTH", text, pred=depth))
     # arrangements and in-between depths: nothing the graph holds, and no object ("four owls in a row")
@@ -244,6 +257,20 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("OTHER", text))
     for n in ("two", "three", "four", "five", "six"):
         put(f"in {n} rows", Tok("OTHER", f"in {n} rows"))
+    # the viewer, idioms and "the rest": no object ("staring at the camera", "on one leg", "keep watch")
+    for verb in ("play", "plays", "playing", "played"):  # a game is no object: "two boys playing chess"
+        for game in ("chess", "cards", "soccer", "football", "tennis", "golf", "basketball", "volleyball", "baseball",
+                     "catch", "fetch", "tag", "checkers", "music"):
+            put(f"{verb} {game}", Tok("OTHER", f"{verb} {game}"))
+    for verb in ("have", "has", "having", "take", "takes", "taking", "enjoy", "enjoys", "enjoying"):
+        for act in _ACTIVITIES:
+            for art in ("a ", "an ", "their ", "his ", "her ", ""):
+                put(f"{verb} {art}{act}", Tok("OTHER", f"{verb} {art}{act}"))
+    for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
+                 "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
+                 "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
+                 "the rest"):
+        put(text, Tok("OTHER", text))
     # words for no object at all: "a bench with nobody sitting on it", "with nothing else around"
     for text in ("nobody", "no one", "noone", "nobody else", "no one else", "no-one", "nothing", "nothing else",
                  "with no one", "with no one else", "without anyone", "without anybody", "without anyone else",
@@ -287,9 +314,10 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for text in ("with", "along with", "together with", "accompanied by", "that has", "which has", "that have",
                  "has", "have", "having", "holding", "containing", "carrying", "that contains", "which contains",
                  "wearing", "featuring", "surrounded by", "filled with", "topped with", "covered with",
-                 "covered in", "alongside of"):
+                 "covered in", "alongside of", "full of"):
         # "holding", "carrying", "wearing": what is held goes where its holder goes
-        put(text, Tok("WITH", text, pred="holds" if text in ("holding", "carrying", "wearing") else None))
+        pred = "holds" if text in ("holding", "carrying", "wearing") else "inside" if text in _FILLED else None
+        put(text, Tok("WITH", text, pred=pred))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
     for text in (".", ";", "!", "?", "but"):
@@ -372,6 +400,14 @@ def _high_or_low(words: list[str], i: int) -> bool:
 _HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
 
 
+def _mere_adjectives(words: list[str]) -> bool:
+    """Words that only describe, none of them also a thing ("huge", "blue"; not "orange")."""
+    return bool(words) and all(w in ADJECTIVES and w not in COCO_CATEGORIES for w in words)
+
+
+_AFTER_NOUN = frozenset("blurry blurred hazy faint distant misty".split())  # said after a noun: "its owner blurry"
+
+
 def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
     j = i
@@ -422,7 +458,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
         if w in ("and", ",") and content and all(c in ADJECTIVES for c in content) and k + 1 < len(words) and words[k + 1] in ADJECTIVES:
             k += 1  # "a grey and white cat"
             continue
-        if not _is_content(w):
+        if not _is_content(w) and not (content and f"{content[-1]} {w}" in COMPOUND_NOUNS):  # "parking lot"
             break
         if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
             nxt = words[k + 1] if k + 1 < len(words) else ""
@@ -431,13 +467,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
                 and not _is_verbish(nxt, first=False)
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
-            ing_verb = content and w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge"
-            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound:  # "a black dining table"
+            ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
+            # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
+            noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
-        if content and content[-1] not in ADJECTIVES and w in SIZE_WORDS:
-            break  # "the moon small in the corner": an adjective after the noun ends it
-        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS:
-            break  # "an umbrella set up", "a cat curled up"
+        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN):
+            break  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
+        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
+                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH"):
+            break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
         if content and _high_or_low(words, k):
             break  # "a moon high in the sky"
         if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
@@ -484,7 +523,7 @@ def lex(text: str) -> list[Tok]:
                 tok, n = side, m
         if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
             place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
-            if place is not None and place.kind in ("ABS", "DEPTH") and m > 1:
+            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER") and m > 1:  # or "in a row"
                 i += n - 1
                 continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
@@ -494,6 +533,14 @@ def lex(text: str) -> list[Tok]:
                 and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
             # "in the center of a forest clearing", "in the middle of the table": a place in a thing
             tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
+        if tok is not None and tok.kind == "REL" and tok.pred == "inside":
+            place, _k = _read_np(words, i + n)
+            if place is not None and place.words[-1] in _SURFACES:  # "in the middle of the table": on it
+                tok = replace(tok, pred="on")
+        if tok is not None and tok.kind == "REL" and tok.text == "in":
+            worn, _k = _read_np(words, i + 1)
+            if worn is not None and worn.words[-1] in _CLOTHES:
+                tok = Tok("WITH", "wearing", pred="holds")  # "a man in a gray suit": worn, not inside
         if tok is not None:
             if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
                 # "not only X but also Y" negates nothing
@@ -508,6 +555,16 @@ def lex(text: str) -> list[Tok]:
         if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
             toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
+            continue
+        prev = next((t for t in reversed(toks) if t.kind == "NP"), None)
+        if words[i:i + 2] in (["another", "one"], ["one", "more"]) and prev is not None and prev.np is not None:
+            again = NP(words=list(prev.np.words), count=1, text=prev.np.text)  # "a balloon ... and another one"
+            toks.append(Tok("NP", again.text, np=again))
+            i += 2
+            continue
+        if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
+            toks.append(Tok("PRON", "them"))  # "the banana between the others"
+            i += 2 if words[i + 1] == "others" else 3
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
             toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
@@ -529,6 +586,10 @@ def lex(text: str) -> list[Tok]:
             np.words, np.text = np.words[:-2], " ".join(np.words[:-2])
             toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
             i = j
+            continue
+        if np is not None and np.count is None and not np.definite and toks and toks[-1].kind == "NP" \
+                and all(x in ADJECTIVES for x in np.words) and (j == len(words) or _match(words, j)[0] is not None):
+            i = j  # "the moon small in the corner": an adjective after its noun says how it looks
             continue
         if np is not None:
             toks.append(Tok("NP", np.text, np=np))
@@ -598,6 +659,8 @@ class _Builder:
         colours = {a for a in parts.attributes if a in COLOURS}
         if colours:  # "three white sheep and one black sheep": another group
             same = [o for o in same if colours <= set(o.attributes)]
+        if parts.size and not np.definite:  # "one big elephant and three baby elephants": another group
+            same = [o for o in same if o.size in (None, parts.size)]
         if not same:
             return None
         if np.quantity == "one" and not np.definite:
@@ -638,7 +701,8 @@ def _whole_for_part(words: list[str]) -> str:
         if w.endswith("'s") or w.endswith("s'"):
             owner, rest = [*words[:idx], w[:-2] if w.endswith("'s") else w[:-1]], words[idx + 1:]
             return " ".join(owner if rest and rest[-1] in _PART_HEADS else rest)
-    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words) not in COMPOUND_NOUNS:
+    if len(words) >= 2 and words[-1] in _PART_HEADS and " ".join(words[-2:]) not in COMPOUND_NOUNS \
+            and not _mere_adjectives(words[:-1]):  # "a blue door" is a door (an orange peel is an orange)
         return " ".join(words[:-1])
     return " ".join(words)
 
@@ -728,7 +792,7 @@ def parse(prompt: str) -> SceneGraph:
 _MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
           "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
           "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
-_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring)\s+",
+_MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring|(?:looking|looking\s+down|looking\s+up)\s+(?:at|on))\s+",
                            re.I)
 _STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
 _TIME_RE = re.compile(rf"\s*\b(?:at|during|by|in\s+the|on\s+a)\s+(?:the\s+)?(?:{'|'.join(sorted(TIME_WORDS))})\b", re.I)
@@ -902,6 +966,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     after_and = False
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
+    filled = False  # the host is filled with the focus ("a bookshelf filled with books")
     holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
     placed: list[str] = []  # what the latest region / depth phrase placed
     prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
@@ -955,10 +1020,13 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         if hard:
             pending_abs, inverted, pending_depth = [], [], []
 
+    fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
     i = 0
     while i < len(toks):
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.kind not in ("NP", "AND") and not (t.kind == "WITH" and t.text == "of"):
+            fronted = ()
         if t.kind == "END":
             end_clause(hard=True)
         elif t.kind == "AND":
@@ -988,9 +1056,18 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pass
             between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
             restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
-            restart = restart or (i > 0 and toks[i - 1].kind in ("ABS", "DEPTH") and bool(subjects))
+            back = i - 1
+            while back > 0 and toks[back].kind == "AND":  # ", and a knight ...": look past the comma
+                back -= 1
+            done = back >= 0 and (toks[back].kind in ("ABS", "DEPTH", "PRON") or toks[back].pron)  # "next to it, and"
+            restart = restart or (done and bool(subjects)) or (mode == "loose" and t.text == ",")  # "playing a harp, doves"
+            with_done = mode == "with" and t.text == "," and back >= 0 and toks[back].kind == "PRON"  # "on it, two"
+            if mode == "with" and holder and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                    and _is_person(normalize_name(nxt.np.text).name):
+                # "a man in a suit and a woman in a dress": the woman is not worn; she joins the subjects
+                mode, host, focus, holder = "subject", [], list(subjects), False
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
-                    and mode not in ("with", "neg") and order is None:
+                    and (mode not in ("with", "neg") or with_done) and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
             after_and = True
             i += 1
@@ -1050,6 +1127,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             clause_nps.append(oid)
             if order is not None:
                 order_nps.append(oid)
+            own = nxt is not None and nxt.kind in ("REL", "ABS", "DEPTH", "FLANK")  # "and a dog on the right"
+            if fronted and after_and and mode != "neg" and not own:  # "on a table there are a cup and a book"
+                abs_toks, depth_toks, inv = fronted
+                pending_abs, pending_depth, inverted = list(abs_toks), list(depth_toks), list(inv)
+            elif pending_abs or pending_depth or inverted:
+                fronted = (list(pending_abs), list(pending_depth), list(inverted))
             if pending_abs:
                 for a in pending_abs:
                     _mark(b, [oid], a)
@@ -1061,6 +1144,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
                 inverted = []
+            joins = after_and and bool(last) and not was_object  # "... in front of the monitor and a mug": not joined
             if mode == "subject":
                 if oid not in subjects:
                     subjects.append(oid)
@@ -1071,9 +1155,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 else:
                     focus = [oid]
                 was_object = False
+                if filled and host and oid not in host:  # "filled with books": the books are in it, and done
+                    b.relate([oid], "inside", host)
+                    related, filled = [oid], False
             else:  # loose: object of a verb ("a cat chasing a mouse")
                 pass
-            last = [*last, oid] if after_and and last else [oid]
+            last = [*last, oid] if joins else [oid]
             after_and = False
             was_object = False
         elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
@@ -1102,14 +1189,20 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
-                    if t.kind == "FLANK":
+                    if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
+                        _size_hints(b, rel_subjects, t.pred or "", target)
+                    elif t.kind == "FLANK":
                         b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
+                    elif t.pred == "between" and len(target) >= 2 and len(rel_subjects) == 1:  # "between the others"
+                        b.relate(rel_subjects, "between", target[:1], target[1])
                     else:
                         b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "EACH":
+                if holder and len(rel_subjects) < 2 and len(subjects) >= 2:
+                    rel_subjects = list(subjects)  # "a man in a suit and a woman in a dress side by side"
                 if len(rel_subjects) >= 2:
                     b.relate(rel_subjects[:1], t.pred or "near", rel_subjects[1:2])
                 elif rel_subjects and t.pred in SYMMETRIC_PREDICATES:
@@ -1171,6 +1264,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             finish_relation()
             void = False
             holder = t.pred == "holds"
+            filled = t.pred == "inside"
             # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
             # with the clause's subject; else with the noun just before it
             comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
@@ -1181,6 +1275,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif t.kind == "PRON":
             pass
         elif t.kind == "OTHER":
+            if " " in t.text:  # "a lake in the middle distance and a canoe up close": the lake is not up close
+                last = []
             if mode == "neg" and t.text not in (":",):
                 mode = "loose"
             elif mode == "subject" and subjects and _is_verb_token(t.text):
@@ -1241,6 +1337,8 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
     if plural and len(many) >= 2 and single(options[0][1]):
         options.insert(0, (subjects, many))
+    elif plural and len(before) >= 2 and single(options[0][1]) and all(single([n]) for n in before[-2:]):
+        options.insert(0, (subjects, before[-2:]))  # "a teapot next to a bowl and the spoon in front of them"
     options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
     fits = {"inside": _is_container} if word in ("it", "its") else {}
     test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
@@ -1262,8 +1360,10 @@ def _placement_targets(last: list[str], focus: list[str], was_object: bool, plac
     else:
         first = focus
     options = _distinct([list(x) for x in (first, focus, last) if x])
-    fresh = [o for o in options if not any(placed(n) for n in o)]  # another reading never unsays a placement
-    return fresh or options[:1]
+    # another reading never unsays a placement: nouns placed already are left out ("on the left a cat, and a dog
+    # on the right": the dog alone)
+    fresh = _distinct([[n for n in o if not placed(n)] for o in options])
+    return [o for o in fresh if o] or options[:1]
 
 
 def _is_container(name: str) -> bool:
