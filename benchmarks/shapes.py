@@ -19,7 +19,10 @@ writes benchmarks/results/shapes.json and a PNG grid (target layout, then each
 method). Method hyperparameters: the model folder's ``guidance.json`` (for the
 shipped model: chosen on the held-out prompt set ``--seed 1``, see
 ``tools.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
-published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
+published ones; ``--tag`` names a variant's rows. The results files keep one convention that
+``benchmarks.report``'s two-model table reads: untagged rows run the official settings
+(``--method-options '{}'``), ``:tuned`` rows the folder's ``guidance.json``, and one model per file
+(``shapes.json``: shapes-tiny, ``shapes_plain.json``: shapes-plain). ``--shard`` + ``--merge``
 let methods run in parallel processes.
 """
 
@@ -351,6 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(a.shard).write_text(json.dumps(shard))
         return shard
     tmp = Path(a.out).with_suffix(".shard.json")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(shard))
     try:
         return merge([str(tmp)], Path(a.out), Path(a.grid) if a.grid else None)

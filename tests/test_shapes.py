@@ -246,3 +246,47 @@ def test_shipped_text_encoder_carries_content_only_in_name_tokens():
     assert tok.convert_ids_to_tokens([int(ids[0, p]) for p in names]) == ["circle</w>", "star</w>", "ring</w>"]
     others = np.delete(rel, names)
     assert others.max() < 0.05 and rel[names].min() > 0.5, rel[:14]
+
+
+PLAIN = ROOT / "models" / "shapes-plain"
+
+
+@pytest.mark.skipif(not (PLAIN / "model_index.json").exists(), reason="plain model not present")
+def test_plain_model_renders_with_the_official_settings():
+    """The honest stand-in: trained without attention supervision, stopped early, and guided with no tuning."""
+    from plan_and_render import renderer
+    from plan_and_render.scene import Canvas, PlanObject, ScenePlan
+
+    record = json.loads((PLAIN / "training.json").read_text())
+    assert record["preset"] == "cpu-plain" and record["config"]["attn_weight"] == record["config"]["isolate"] == 0
+    assert record["steps"] == record["stopped"]["at_step"] == 3500 and record["stopped"]["planned_steps"] == 6635
+    assert not (PLAIN / "guidance.json").exists()  # no tuned options: every method runs its official settings
+    pipe = renderer.load_pipeline(str(PLAIN), device="cpu", dtype="fp32")
+    assert pipe.method_defaults == {}
+    plan = ScenePlan(prompt="a red circle and a blue square", canvas=Canvas(width=64, height=64), objects=[
+        PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.1, 0.45, 0.5)),
+        PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.5, 0.95, 0.9)),
+    ])
+    res = pipe(plan, method="refocus", seed=0, steps=3, progress=False)
+    assert res.images[0].size == (64, 64) and set(res.scores) == {"circle-1", "square-1"}
+    assert res.passes["backward"] > 0  # guidance ran on this model's attention
+    assert sum(f.stat().st_size for f in PLAIN.rglob("*") if f.is_file()) <= 20 * 2**20
+
+
+@pytest.mark.skipif(not (PLAIN / "model_index.json").exists(), reason="plain model not present")
+def test_plain_text_encoder_carries_content_in_every_state():
+    """Unlike shapes-tiny's, the plain model's end and padding states differ from the empty prompt's: the
+    UNet can read what to draw from tokens no guidance method steers, as in Stable Diffusion."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(PLAIN / "tokenizer"))
+    te = CLIPTextModel.from_pretrained(str(PLAIN / "text_encoder"), torch_dtype=torch.float32).eval()
+    ids = tok("a red circle, an orange star and a blue ring", padding="max_length", max_length=77,
+              return_tensors="pt").input_ids
+    empty = tok("", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b = te(ids)[0][0], te(empty)[0][0]
+    rel = ((a - b).norm(dim=-1) / b.norm(dim=-1)).numpy()
+    assert ids[0, 11] != tok.eos_token_id and (ids[0, 12:] == tok.eos_token_id).all()  # 11 words, end, padding
+    assert rel[0] < 1e-6  # the start token sees nothing of the caption
+    assert rel[1:13].min() > 1.0 and rel[13:].min() > 0.1, rel[:16]  # every word, the end, the padding (shapes-tiny: < 0.01)
