@@ -192,34 +192,38 @@ SHAPES_METHODS = ("none", "refocus", "rca", "backward", "zest", "excite", "refoc
 
 
 def shapes_models(files: dict[str, dict]) -> str:
-    """Box IoU / relations that hold / prompts with every object present, per method, for each model with its
-    official (untagged rows) and tuned (``:tuned`` rows) settings, on the prompts every file scored: the
-    files may hold different numbers of prompts, and a model is compared with the other on the same seeds."""
+    """Box IoU / relations that hold / prompts with every object present, per method, for each model with the
+    official settings (a ``:official`` row, else the untagged one when the folder chooses nothing) and with the
+    folder's ``guidance.json`` (the untagged row, where an ``:official`` one differs from it), on the prompts
+    every file scored: the files may hold different numbers of prompts; the seeds are the prompt indices."""
     runs = {f: get(d, "records", default={}) for f, d in files.items() if d}
-    common = set.intersection(*({r["index"] for recs in v.values() for r in recs} for v in runs.values())) \
-        if runs else set()
+    common = set.intersection(*({r["index"] for recs in v.values() for r in recs} for v in runs.values()))
     header, cols = ["method"], []
     for f, model in SHAPES_MODELS.items():
-        for tag, label in (("", "official"), (":tuned", "tuned")):
-            if f in runs and (tag == "" or any(k.endswith(tag) for k in runs[f])):
-                cols.append((f, tag))
-                header += [f"{model} {label}: box IoU", "relations %", "all present %"]
+        if f not in runs:
+            continue
+        cols.append((f, "official"))
+        header += [f"{model} official: box IoU", "relations %", "all present %"]
+        if any(k.endswith(":official") for k in runs[f]):
+            cols.append((f, "tuned"))
+            header += [f"{model} tuned: box IoU", "relations %", "all present %"]
     rows = []
     for m in SHAPES_METHODS:
         row = [f"`{m}`"]
-        for f, tag in cols:
-            recs = [r for r in get(runs, f, m + tag, default=[]) if r["index"] in common]
-            if not recs and tag:
+        for f, kind in cols:
+            tuned = m + ":official" in runs[f]
+            if kind == "tuned" and not tuned:
                 row += ["(official)"] * 3  # the folder's guidance.json chooses nothing for this method
                 continue
-            s = summarise(recs) if recs else {}
+            name = m + ":official" if kind == "official" and tuned else m
+            s = summarise([r for r in runs[f].get(name, []) if r["index"] in common]) if name in runs[f] else {}
             row += [num(get(s, "box_iou"), 3), num(get(s, "relation_acc"), 1, 100), num(get(s, "all_present"), 0, 100)]
         rows.append(row)
     steps = sorted({str(get(d, "config", "steps")) for d in files.values()})
     return (f"The {len(common)} prompts every run scored (render seed = prompt index), {'/'.join(steps)} steps; "
             "official = the renderer's defaults (`--method-options '{}'`), tuned = the model folder's "
             "`guidance.json`; (official): the folder chooses nothing for that method.\n\n" + table(header, rows) +
-            "\nFrom " + " and ".join(f"`benchmarks/results/{f}.json`" for f in files) +
+            "\nFrom " + " and ".join(f"`benchmarks/results/{f}.json`" for f in runs) +
             "; the commands are under the per-model tables.\n")
 
 

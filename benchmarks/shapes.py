@@ -20,9 +20,10 @@ method). Method hyperparameters: the model folder's ``guidance.json`` (for the
 shipped model: chosen on the held-out prompt set ``--seed 1``, see
 ``tools.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
 published ones; ``--tag`` names a variant's rows. The results files keep one convention that
-``benchmarks.report``'s two-model table reads: untagged rows run the official settings
-(``--method-options '{}'``), ``:tuned`` rows the folder's ``guidance.json``, and one model per file
-(``shapes.json``: shapes-tiny, ``shapes_plain.json``: shapes-plain). ``--shard`` + ``--merge``
+``benchmarks.report``'s two-model table reads: untagged rows run the folder's ``guidance.json``
+(what a user of that folder gets), ``:official`` rows the official settings (``--method-options '{}'``)
+where the folder chooses something for that method, and one model per file (``shapes.json``:
+shapes-tiny, ``shapes_plain.json``: shapes-plain). ``--shard`` + ``--merge``
 let methods run in parallel processes.
 """
 
