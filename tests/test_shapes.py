@@ -290,3 +290,23 @@ def test_plain_text_encoder_carries_content_in_every_state():
     assert ids[0, 11] != tok.eos_token_id and (ids[0, 12:] == tok.eos_token_id).all()  # 11 words, end, padding
     assert rel[0] < 1e-6  # the start token sees nothing of the caption
     assert rel[1:13].min() > 1.0 and rel[13:].min() > 0.1, rel[:16]  # every word, the end, the padding (shapes-tiny: < 0.01)
+
+
+def test_benchmark_merge_adds_prompt_ranges_and_compares_methods_on_common_prompts(tmp_path):
+    from benchmarks.shapes import merge
+
+    def shard(start, methods, n):
+        recs = [{"index": i, "seed": i, "seconds": 1.0, "passes": {}, "relations": [{"holds": i % 2 == 0}],
+                 "objects": [{"present": True, "colour_present": True, "box_iou": i / 10, "mask_iou": 0.0,
+                              "attn_in_box": 0.5}]} for i in range(start, start + n)]
+        return {"config": {"command": f"start {start}", "start": start, "steps": 25},
+                "records": {m: recs for m in methods}, "examples": {}, "targets": [], "captions": []}
+
+    paths = []
+    for k, s in enumerate([shard(0, ["none", "refocus"], 3), shard(3, ["refocus"], 2), shard(3, ["none"], 1)]):
+        paths.append(tmp_path / f"{k}.json")
+        paths[-1].write_text(json.dumps(s))
+    out = merge([str(p) for p in paths], tmp_path / "m.json", None, log=lambda s: None)
+    assert [r["index"] for r in out["records"]["refocus"]] == [0, 1, 2, 3]  # prompt 4: `none` lacks it
+    assert out["config"]["prompts_scored"] == 4 and "start" not in out["config"]
+    assert out["summary"]["none"]["box_iou"] == pytest.approx(0.15) and out["summary"]["none"]["relation_acc"] == 0.5
