@@ -201,6 +201,16 @@ def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
     assert abs(more["eval_loss_start"] - rec["eval_loss_end"]) < 0.1 * rec["eval_loss_end"]
 
 
+def test_a_plainly_trained_folder_gets_no_guidance_json(tmp_path):
+    """guidance.json holds options chosen for the grounded recipe; a plain model keeps the official ones."""
+    from tools.shapes.train import train
+
+    plain = {"attn_weight": 0.0, "isolate": 0.0, "null_weight": 0.0}
+    rec = train("test", tmp_path / "p", seed=0, steps=2, device="cpu", workers=1, log=lambda m: None, overrides=plain)
+    assert rec["config"]["attn_weight"] == 0.0 and (tmp_path / "p" / "training.json").exists()
+    assert not (tmp_path / "p" / "guidance.json").exists()
+
+
 def test_learning_rate_schedule_hand_checked():
     from tools.shapes.train import lr_at
 
