@@ -287,6 +287,7 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     first = [s for s in shards if s["config"].get("start", 0) == 0]  # the grid shows the first prompts
     if grid is not None and first:
         ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in first for m in s["examples"]}
+        ex = {m: ex[m] for m in per if m in ex}  # the table's order
         save_grid(grid, [np.array(a, dtype=np.uint8) for a in first[0]["targets"]], ex, first[0]["captions"])
     return result
 
