@@ -259,11 +259,10 @@ def print_table(summary: dict, log=print) -> None:
 def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dict:
     """Combine shard files; methods are compared on the prompts every method finished."""
     shards = [json.loads(Path(p).read_text()) for p in paths]
-    per: dict[str, dict[int, dict]] = {}  # shards of one method over different prompt ranges add up
-    for s in shards:
+    per: dict[str, list] = {}
+    for s in shards:  # a method's prompts may be split over shards (``--skip``)
         for m, recs in s["records"].items():
-            per.setdefault(m, {}).update({r["index"]: r for r in recs})
-    per = {m: [by_index[i] for i in sorted(by_index)] for m, by_index in per.items()}
+            per.setdefault(m, []).extend(recs)
     order = ["none", "refocus", "zest", "excite", "rca", "backward"]
 
     def rank(name: str) -> tuple[int, str]:  # "refocus+rca:published" sorts with refocus
@@ -279,16 +278,14 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
            "scheduler": {k: v for s in shards for k, v in s["config"].get("scheduler", {}).items()},
            "commands": [s["config"]["command"] for s in shards]}
     cfg.pop("command", None)
-    cfg.pop("start", None)
     result = {"config": cfg, "summary": summary, "records": per}
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1))
     print_table(summary, log)
-    first = [s for s in shards if s["config"].get("start", 0) == 0]  # the grid shows the first prompts
-    if grid is not None and first:
-        ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in first for m in s["examples"]}
+    if grid is not None:
+        ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in shards for m in s["examples"]}
         ex = {m: ex[m] for m in per if m in ex}  # the table's order
-        save_grid(grid, [np.array(a, dtype=np.uint8) for a in first[0]["targets"]], ex, first[0]["captions"])
+        save_grid(grid, [np.array(a, dtype=np.uint8) for a in shards[0]["targets"]], ex, shards[0]["captions"])
     return result
 
 
@@ -298,7 +295,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="ShapesBench: layout control of the shapes model per guidance method")
     ap.add_argument("--model", default=str(ROOT / "models" / "shapes-tiny"))
     ap.add_argument("--limit", type=int, default=100, help="number of prompts (>= 100 for the full benchmark)")
-    ap.add_argument("--start", type=int, default=0, help="index of the first prompt (shards over prompt ranges)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--methods", default=",".join(available_methods()), help="comma-separated, e.g. none,refocus,refocus+rca")
     ap.add_argument("--device", default=None)
@@ -331,11 +327,9 @@ def main(argv: list[str] | None = None) -> dict:
     tag = a.tag or ""
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     per_method = {m: {k: v for k, v in options.items() if k in m.split("+")} for m in methods}
-    specs = make_specs(a.start + a.limit, a.seed)
+    specs = make_specs(a.limit, a.seed)
     items, sources = [], set()
     for i, spec in enumerate(specs):
-        if i < a.start:
-            continue
         plan, src = make_plan(spec, seed=i)
         sources.add(src)
         objs = [colour_shape(o) for o in plan.objects]
@@ -351,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = Path(a.model).resolve()
     shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else a.model  # results stay machine-free
     config = {"model": shown, "steps": a.steps, "guidance_scale": a.guidance_scale, "text": a.text,
-              "prompt_seed": a.seed, "start": a.start, "render_seeds": "prompt index", "device": str(pipe.device),
+              "prompt_seed": a.seed, "render_seeds": "prompt index", "device": str(pipe.device),
               "dtype": str(pipe.dtype), "geometry": sorted(sources), "canvas": [64, 64],
               "method_options": {m + tag: o for m, o in per_method.items()},
               "scheduler": {m + tag: a.scheduler or "model's own" for m in methods},

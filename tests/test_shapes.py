@@ -309,7 +309,7 @@ def test_benchmark_merge_adds_prompt_ranges_and_compares_methods_on_common_promp
         recs = [{"index": i, "seed": i, "seconds": 1.0, "passes": {}, "relations": [{"holds": i % 2 == 0}],
                  "objects": [{"present": True, "colour_present": True, "box_iou": i / 10, "mask_iou": 0.0,
                               "attn_in_box": 0.5}]} for i in range(start, start + n)]
-        return {"config": {"command": f"start {start}", "start": start, "steps": 25},
+        return {"config": {"command": f"from prompt {start}", "steps": 25},
                 "records": {m: recs for m in methods}, "examples": {}, "targets": [], "captions": []}
 
     paths = []
@@ -318,5 +318,5 @@ def test_benchmark_merge_adds_prompt_ranges_and_compares_methods_on_common_promp
         paths[-1].write_text(json.dumps(s))
     out = merge([str(p) for p in paths], tmp_path / "m.json", None, log=lambda s: None)
     assert [r["index"] for r in out["records"]["refocus"]] == [0, 1, 2, 3]  # prompt 4: `none` lacks it
-    assert out["config"]["prompts_scored"] == 4 and "start" not in out["config"]
+    assert out["config"]["prompts_scored"] == 4
     assert out["summary"]["none"]["box_iou"] == pytest.approx(0.15) and out["summary"]["none"]["relation_acc"] == 0.5
