@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmarks.shapes import summarise  # ShapesBench's own scoring, for tables that rescore common prompts
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")  # the pages with generated tables
@@ -193,13 +195,53 @@ SHAPES_HEADER = ["method", "presence %", "all present %", "box IoU", "box IoU > 
                  "relations hold %", "attention in box", "s / image"]
 
 
-def shapes(d: dict) -> str:
+def shapes(d: dict, name: str = "shapes") -> str:
     c = get(d, "config", default={})
-    head = (f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps, guidance scale "
-            f"{get(c, 'guidance_scale', default='-')}, {get(c, 'device', default='-')}, render seed = "
-            f"{get(c, 'render_seeds', default='-')}\n\n")
+    head = (f"`{get(c, 'model', default='-')}`: {get(c, 'prompts_scored', default='-')} prompts, "
+            f"{get(c, 'steps', default='-')} steps, guidance scale {get(c, 'guidance_scale', default='-')}, "
+            f"{get(c, 'device', default='-')}, render seed = {get(c, 'render_seeds', default='-')}\n\n")
     return head + table(SHAPES_HEADER, _shapes_rows(get(d, "summary", default={}))) + \
-        source({}, "shapes", *get(c, "commands", default=[]))
+        source({}, name, *get(c, "commands", default=[]))
+
+
+SHAPES_MODELS = {"shapes": "shapes-tiny", "shapes_plain": "shapes-plain"}  # results file -> model, as columns
+SHAPES_METHODS = ("none", "refocus", "rca", "backward", "zest", "excite", "refocus+rca")
+
+
+def shapes_models(files: dict[str, dict]) -> str:
+    """Box IoU / relations that hold / prompts with every object present, per method, for each model with the
+    official settings (a ``:official`` row, else the untagged one when the folder chooses nothing) and with the
+    folder's ``guidance.json`` (the untagged row, where an ``:official`` one differs from it), on the prompts
+    every file scored: the files may hold different numbers of prompts; the seeds are the prompt indices."""
+    runs = {f: get(d, "records", default={}) for f, d in files.items() if d}
+    common = set.intersection(*({r["index"] for recs in v.values() for r in recs} for v in runs.values()))
+    header, cols = ["method"], []
+    for f, model in SHAPES_MODELS.items():
+        if f not in runs:
+            continue
+        cols.append((f, "official"))
+        header += [f"{model} official: box IoU", "relations %", "all present %"]
+        if any(k.endswith(":official") for k in runs[f]):
+            cols.append((f, "tuned"))
+            header += [f"{model} tuned: box IoU", "relations %", "all present %"]
+    rows = []
+    for m in SHAPES_METHODS:
+        row = [f"`{m}`"]
+        for f, kind in cols:
+            tuned = m + ":official" in runs[f]
+            if kind == "tuned" and not tuned:
+                row += ["(official)"] * 3  # the folder's guidance.json chooses nothing for this method
+                continue
+            name = m + ":official" if kind == "official" and tuned else m
+            s = summarise([r for r in runs[f].get(name, []) if r["index"] in common]) if name in runs[f] else {}
+            row += [num(get(s, "box_iou"), 3), num(get(s, "relation_acc"), 1, 100), num(get(s, "all_present"), 0, 100)]
+        rows.append(row)
+    steps = sorted({str(get(d, "config", "steps")) for d in files.values()})
+    return (f"The {len(common)} prompts every run scored (render seed = prompt index), {'/'.join(steps)} steps; "
+            "official = the renderer's defaults (`--method-options '{}'`), tuned = the model folder's "
+            "`guidance.json`; (official): the folder chooses nothing for that method.\n\n" + table(header, rows) +
+            "\nFrom " + " and ".join(f"`benchmarks/results/{f}.json`" for f in runs) +
+            "; the commands are under the per-model tables.\n")
 
 
 def shapes_passes(d: dict) -> str:
@@ -240,7 +282,11 @@ def quickstart(d: dict) -> str:
 TABLES: dict[str, Callable[[dict], str]] = {
     "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
-    "shapes_passes": shapes_passes, "renderer_sweep": renderer_sweep,
+    "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
+    "renderer_sweep": renderer_sweep,
+}
+COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
+    "shapes_models": (tuple(SHAPES_MODELS), shapes_models),  # a table drawn from several results files
 }
 
 
@@ -250,6 +296,10 @@ TABLES: dict[str, Callable[[dict], str]] = {
 
 
 def render_table(name: str, results: Path = RESULTS) -> str:
+    if name in COMBINED:
+        names, make = COMBINED[name]
+        files = {n: json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").is_file()}
+        return make(files) if files else f"(no {', '.join(f'`benchmarks/results/{n}.json`' for n in names)} yet)\n"
     path = results / f"{name}.json"
     if name not in TABLES:
         raise SystemExit(f"docs/benchmarks.md has a marker for {name!r}, but benchmarks.report has no table for it")

@@ -19,7 +19,11 @@ writes benchmarks/results/shapes.json and a PNG grid (target layout, then each
 method). Method hyperparameters: the model folder's ``guidance.json`` (for the
 shipped model: chosen on the held-out prompt set ``--seed 1``, see
 ``tools.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
-published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
+published ones; ``--tag`` names a variant's rows. The results files keep one convention that
+``benchmarks.report``'s two-model table reads: untagged rows run the folder's ``guidance.json``
+(what a user of that folder gets), ``:official`` rows the official settings (``--method-options '{}'``)
+where the folder chooses something for that method, and one model per file (``shapes.json``:
+shapes-tiny, ``shapes_plain.json``: shapes-plain). ``--shard`` + ``--merge``
 let methods run in parallel processes.
 """
 
@@ -258,7 +262,10 @@ def print_table(summary: dict, log=print) -> None:
 def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dict:
     """Combine shard files; methods are compared on the prompts every method finished."""
     shards = [json.loads(Path(p).read_text()) for p in paths]
-    per = {m: recs for s in shards for m, recs in s["records"].items()}
+    per: dict[str, list] = {}
+    for s in shards:  # a method's prompts may be split over shards (``--skip``)
+        for m, recs in s["records"].items():
+            per.setdefault(m, []).extend(recs)
     order = ["none", "refocus", "zest", "excite", "rca", "backward"]
 
     def rank(name: str) -> tuple[int, str]:  # "refocus+rca:published" sorts with refocus
@@ -280,6 +287,7 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     print_table(summary, log)
     if grid is not None:
         ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in shards for m in s["examples"]}
+        ex = {m: ex[m] for m in per if m in ex}  # the table's order
         save_grid(grid, [np.array(a, dtype=np.uint8) for a in shards[0]["targets"]], ex, shards[0]["captions"])
     return result
 
@@ -357,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(a.shard).write_text(json.dumps(shard))
         return shard
     tmp = Path(a.out).with_suffix(".shard.json")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(shard))
     try:
         return merge([str(tmp)], Path(a.out), Path(a.grid) if a.grid else None)

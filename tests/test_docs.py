@@ -11,6 +11,7 @@ the convention for everyone who writes docs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -200,3 +201,21 @@ def test_the_readme_is_a_short_page():
     assert setup.code.splitlines() == ["python3 -m pip install torch==2.13.0 -e '.[test]'", "python3 -m pytest -q"]
     ci = (ROOT / ".ci" / "run").read_text().replace(" -q ", " ")
     assert all(cmd in ci for cmd in setup.code.splitlines())  # CI runs the README's set-up commands
+
+
+def test_the_two_model_shapes_table_compares_models_on_their_common_prompts(tmp_path):
+    def rec(index, ious, holds):
+        return {"index": index, "seconds": 1.0, "relations": [{"holds": h} for h in holds],
+                "objects": [{"present": i > 0, "colour_present": True, "box_iou": i, "mask_iou": i, "attn_in_box": 0.5} for i in ious]}
+
+    tiny = {"config": {"steps": 25}, "records": {
+        "none": [rec(0, [0.0, 0.2], [False]), rec(1, [0.4, 0.4], [True])],
+        "refocus": [rec(0, [0.5, 0.7], [True]), rec(1, [0.9, 0.9], [True])],
+        "refocus:official": [rec(0, [0.1, 0.1], [False]), rec(1, [0.9, 0.9], [True])]}}
+    plain = {"config": {"steps": 25}, "records": {"none": [rec(0, [0.3, 0.0], [False])]}}
+    (tmp_path / "shapes.json").write_text(json.dumps(tiny))
+    (tmp_path / "shapes_plain.json").write_text(json.dumps(plain))
+    out = report.render_table("shapes_models", tmp_path)
+    assert out.startswith("The 1 prompts every run scored")  # prompt 1 is not in the plain file
+    assert "| `none` | 0.100 | 0.0 | 0 | (official) | (official) | (official) | 0.150 | 0.0 | 0 |" in out
+    assert "| `refocus` | 0.100 | 0.0 | 100 | 0.600 | 100.0 | 100 | - | - | - |" in out

@@ -201,6 +201,16 @@ def test_tiny_training_run_reduces_loss_and_loads_in_the_renderer(tmp_path):
     assert abs(more["eval_loss_start"] - rec["eval_loss_end"]) < 0.1 * rec["eval_loss_end"]
 
 
+def test_a_plainly_trained_folder_gets_no_guidance_json(tmp_path):
+    """guidance.json holds options chosen for the grounded recipe; a plain model keeps the official ones."""
+    from tools.shapes.train import train
+
+    plain = {"attn_weight": 0.0, "isolate": 0.0, "null_weight": 0.0}
+    rec = train("test", tmp_path / "p", seed=0, steps=2, device="cpu", workers=1, log=lambda m: None, overrides=plain)
+    assert rec["config"]["attn_weight"] == 0.0 and (tmp_path / "p" / "training.json").exists()
+    assert not (tmp_path / "p" / "guidance.json").exists()
+
+
 def test_learning_rate_schedule_hand_checked():
     from tools.shapes.train import lr_at
 
@@ -246,3 +256,67 @@ def test_shipped_text_encoder_carries_content_only_in_name_tokens():
     assert tok.convert_ids_to_tokens([int(ids[0, p]) for p in names]) == ["circle</w>", "star</w>", "ring</w>"]
     others = np.delete(rel, names)
     assert others.max() < 0.05 and rel[names].min() > 0.5, rel[:14]
+
+
+PLAIN = ROOT / "models" / "shapes-plain"
+
+
+@pytest.mark.skipif(not (PLAIN / "model_index.json").exists(), reason="plain model not present")
+def test_plain_model_renders_with_the_official_settings():
+    """The honest stand-in: trained without attention supervision, stopped early, and guided with no tuning."""
+    from plan_and_render import renderer
+    from plan_and_render.scene import Canvas, PlanObject, ScenePlan
+
+    record = json.loads((PLAIN / "training.json").read_text())
+    assert record["preset"] == "cpu-plain" and record["config"]["attn_weight"] == record["config"]["isolate"] == 0
+    assert record["steps"] == record["stopped"]["at_step"] == 3500 and record["stopped"]["planned_steps"] == 6635
+    assert not (PLAIN / "guidance.json").exists()  # no tuned options: every method runs its official settings
+    pipe = renderer.load_pipeline(str(PLAIN), device="cpu", dtype="fp32")
+    assert pipe.method_defaults == {}
+    plan = ScenePlan(prompt="a red circle and a blue square", canvas=Canvas(width=64, height=64), objects=[
+        PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.1, 0.45, 0.5)),
+        PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.5, 0.95, 0.9)),
+    ])
+    res = pipe(plan, method="refocus", seed=0, steps=3, progress=False)
+    assert res.images[0].size == (64, 64) and set(res.scores) == {"circle-1", "square-1"}
+    assert res.passes["backward"] > 0  # guidance ran on this model's attention
+    assert sum(f.stat().st_size for f in PLAIN.rglob("*") if f.is_file()) <= 20 * 2**20
+
+
+@pytest.mark.skipif(not (PLAIN / "model_index.json").exists(), reason="plain model not present")
+def test_plain_text_encoder_carries_content_in_every_state():
+    """Unlike shapes-tiny's, the plain model's end and padding states differ from the empty prompt's: the
+    UNet can read what to draw from tokens no guidance method steers, as in Stable Diffusion."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(PLAIN / "tokenizer"))
+    te = CLIPTextModel.from_pretrained(str(PLAIN / "text_encoder"), torch_dtype=torch.float32).eval()
+    ids = tok("a red circle, an orange star and a blue ring", padding="max_length", max_length=77,
+              return_tensors="pt").input_ids
+    empty = tok("", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b = te(ids)[0][0], te(empty)[0][0]
+    rel = ((a - b).norm(dim=-1) / b.norm(dim=-1)).numpy()
+    assert ids[0, 11] != tok.eos_token_id and (ids[0, 12:] == tok.eos_token_id).all()  # 11 words, end, padding
+    assert rel[0] < 1e-6  # the start token sees nothing of the caption
+    assert rel[1:13].min() > 1.0 and rel[13:].min() > 0.1, rel[:16]  # every word, the end, the padding (shapes-tiny: < 0.01)
+
+
+def test_benchmark_merge_adds_prompt_ranges_and_compares_methods_on_common_prompts(tmp_path):
+    from benchmarks.shapes import merge
+
+    def shard(start, methods, n):
+        recs = [{"index": i, "seed": i, "seconds": 1.0, "passes": {}, "relations": [{"holds": i % 2 == 0}],
+                 "objects": [{"present": True, "colour_present": True, "box_iou": i / 10, "mask_iou": 0.0,
+                              "attn_in_box": 0.5}]} for i in range(start, start + n)]
+        return {"config": {"command": f"from prompt {start}", "steps": 25},
+                "records": {m: recs for m in methods}, "examples": {}, "targets": [], "captions": []}
+
+    paths = []
+    for k, s in enumerate([shard(0, ["none", "refocus"], 3), shard(3, ["refocus"], 2), shard(3, ["none"], 1)]):
+        paths.append(tmp_path / f"{k}.json")
+        paths[-1].write_text(json.dumps(s))
+    out = merge([str(p) for p in paths], tmp_path / "m.json", None, log=lambda s: None)
+    assert [r["index"] for r in out["records"]["refocus"]] == [0, 1, 2, 3]  # prompt 4: `none` lacks it
+    assert out["config"]["prompts_scored"] == 4
+    assert out["summary"]["none"]["box_iou"] == pytest.approx(0.15) and out["summary"]["none"]["relation_acc"] == 0.5

@@ -165,4 +165,6 @@ def save_pipeline(out: str | Path, unet, vae, text_encoder, tokenizer, sched, me
              "feature_extractor": [None, None], "requires_safety_checker": False}
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
     (out / "training.json").write_text(json.dumps(meta, indent=2, default=str))
-    (out / "guidance.json").write_text(json.dumps(GUIDANCE, indent=2))
+    # GUIDANCE was chosen for the grounded recipe; a plainly trained model (cpu-plain) keeps the official settings
+    if meta.get("config", {}).get("attn_weight", 0) > 0:
+        (out / "guidance.json").write_text(json.dumps(GUIDANCE, indent=2))
