@@ -67,7 +67,7 @@ class Zest(GuidanceMethod):
                 s = F.interpolate(s, size=(res, res), mode="bilinear", align_corners=False)
             return s.softmax(1).permute(0, 2, 3, 1).reshape(b, nh, res * res, t).mean(1)
 
-        return A.Capture(set(A.select_layers(self.guider.layers, "cross_zest")), logits=True, reduce=reduce)
+        return A.Capture(set(self.guider.select("cross_zest")), logits=True, reduce=reduce)
 
     def setup(self, state) -> None:
         """With ``negative_mode="concat"``: the negative classes' states, as extra keys of the capture."""
