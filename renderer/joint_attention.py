@@ -15,7 +15,7 @@ conditional rows where a word may not be read; text queries and image keys are l
 
 A block is one module (``transformer_blocks.3.attn``) that serves two *layer names*, ``...:cross``
 and ``...:self``, so captures select them as they select a UNet's attn2 / attn1 layers. Which
-blocks carry layout is a property of the trained model (docs/models.md): ``layout_blocks``.
+blocks carry layout is a property of the trained model (docs/renderer.md, "SD 3 and FLUX"): ``layout_blocks``.
 SD 3 puts the image first in the sequence, FLUX the text first (and its single-stream blocks
 receive the two already joined); the processors reproduce diffusers' own (projections, QK norms,
 FLUX's rotary embedding) and differ from them only while capturing or masking.

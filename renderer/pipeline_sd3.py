@@ -131,6 +131,25 @@ class LayoutPipelineSD3(LayoutPipeline):
 
         return placed(self, names)
 
+    @property
+    def size_multiple(self) -> int:
+        """Sides must be whole 2x2 patches of the latent: 16 px for SD 3 / FLUX (VAE factor 8)."""
+        return max(8, 2 * self.vae_scale_factor)
+
+    def resolve(self, plan: ScenePlan, settings: RenderSettings | None = None, **overrides) -> RenderSettings:
+        """``LayoutPipeline.resolve``, plus the sizes a transformer can take: whole patches, and no more
+        patches than its position embedding has (SD 3's ``pos_embed_max_size``)."""
+        s = super().resolve(plan, settings, **overrides)
+        m = self.size_multiple
+        if s.height % m or s.width % m:
+            raise UsageError(f"{s.width}x{s.height}: this {self.family} model needs sides that are multiples of {m}")
+        most = getattr(self.transformer.config, "pos_embed_max_size", None)
+        most = most and most * 2 * self.vae_scale_factor  # patches of 2x2 latent pixels
+        if most and max(s.height, s.width) > most:
+            raise UsageError(f"{s.width}x{s.height}: this model renders at most {most}x{most} pixels "
+                             "(its position embedding's size)")
+        return s
+
     # -- the flow-matching parts that differ between SD 3 and FLUX -------------------
     def make_scheduler(self, name: str | None):
         if name is not None:
@@ -175,7 +194,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         text, negative = guidance.compose_prompt(plan)
         jt = joint_tokens(plan, text, self.text_parts())
         layout, warnings = guidance.build_layout(plan, None, jt.text, jt.length, token_map=jt)
-        warnings += size_warnings(plan, s)
+        warnings += size_warnings(plan, s, self.size_multiple)
         cond, uncond = self.encode_text(layout.text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 

@@ -77,11 +77,11 @@ class RenderSettings(BaseModel):
         f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own (its folder's guidance.json may name "
         "another). Guidance takes the same steps under every sampler (docs/guidance.md)."))
     dtype: str | None = Field(None, description=(
-        "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
+        "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU (bf16 for SD 3 / FLUX), fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
     offload: str | None = Field(None, description=(
         "CPU offload of the weights (SD 3 / FLUX): none, model (each part on the GPU only while it runs), "
-        "sequential (layer by layer: least memory, slowest). Default: none. docs/models.md"))
+        "sequential (layer by layer: least memory, slowest). Default: none. docs/renderer.md"))
 
     def __init__(self, **data: Any) -> None:
         try:

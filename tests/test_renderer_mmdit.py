@@ -368,11 +368,15 @@ def test_folder_layout_blocks_and_model_offload(sd3, two_plan, tmp_path):
         load_pipeline(str(tmp_path / "m"), device="cpu")(two_plan, steps=1, progress=False)
 
 
-def test_scheduler_choice_is_refused_with_one_line(sd3, two_plan):
+def test_scheduler_and_sizes_the_transformer_cannot_take_are_one_line(sd3, two_plan):
     from plan_and_render.errors import UsageError
 
     with pytest.raises(UsageError, match="flow-matching Euler"):
         sd3(two_plan, steps=1, scheduler="ddim", progress=False)
+    # the tiny SD 3: 32 patches of 2x2 latent pixels, VAE factor 2 -> at most 128 px a side
+    with pytest.raises(UsageError, match="at most 128x128 pixels"):
+        sd3(two_plan, steps=1, width=136, height=64, progress=False)
+    assert sd3(two_plan, steps=1, width=128, height=64, progress=False).images[0].size == (128, 64)
 
 
 @pytest.fixture(scope="module")
@@ -397,3 +401,13 @@ def test_cli_and_api_take_the_folder_unchanged(flux_folder, two_plan, tmp_path, 
     assert meta["status"] == "ok" and meta["method"] == "refocus+rca" and set(meta["scores"]) == {"ball-1", "box-1"}
     res = par.render(two_plan, model=str(flux_folder), method="refocus+rca", steps=2, progress=False)
     assert res.config["family"] == "flux" and res.images[0].size == (64, 64)
+
+
+def test_native_size_of_transformer_folders(flux_folder):
+    from pathlib import Path
+
+    from plan_and_render.app import api
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "shapes-mmdit"
+    assert api.native_size(shipped) == 64  # 32 latent pixels (the transformer's sample_size) x VAE factor 2
+    assert api.native_size(flux_folder) is None  # FLUX's config names no size: the CLI's default
