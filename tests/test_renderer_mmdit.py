@@ -82,6 +82,11 @@ def test_every_method_renders(pipes, two_plan, family, method):
         assert not np.array_equal(np.asarray(res.images[0]), np.asarray(base.images[0])), method
 
 
+def test_zest_negative_classes_are_said_to_be_unavailable(sd3, two_plan):
+    res = sd3(two_plan, method="zest", steps=2, progress=False, method_options={"zest": {"negative_mode": "concat"}})
+    assert any("negative_mode 'concat' is not available" in w for w in res.warnings) and "zest" in res.losses
+
+
 def test_flux_schnell_and_batches_run(two_plan):
     pipe = pipeline_from_components(tiny_flux_components(guidance=False), device="cpu")
     res = pipe(two_plan, method="refocus+rca", steps=2, num_images=2, seed=5, progress=False)

@@ -72,7 +72,10 @@ class Zest(GuidanceMethod):
     def setup(self, state) -> None:
         """With ``negative_mode="concat"``: the negative classes' states, as extra keys of the capture."""
         c, g = self.config, self.guider
-        if c.negative_mode != "concat" or g.embed_words is None:
+        if c.negative_mode != "concat":
+            return
+        if g.embed_words is None:  # SD 3 / FLUX: no single-word states to add as keys
+            g.warnings.append("zest: negative_mode 'concat' is not available for this model; ran with 'none'")
             return
         used = set(re.findall(r"\w+", g.layout.text.lower()))  # the official code leaves out the image's classes
         names = [n for n in (c.negative_names or COCO_CATEGORIES) if not set(re.findall(r"\w+", n.lower())) & used]
