@@ -1,4 +1,4 @@
-"""The tables of docs/benchmarks.md, generated from benchmarks/results/*.json.
+"""The tables of docs/benchmarks.md (and docs/renderer.md, README.md), generated from benchmarks/results/*.json.
 
     python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md and README.md
     python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")  # the pages with generated tables
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "README.md")  # pages with generated tables
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -176,13 +176,21 @@ SHAPES_HEADER = ["method", "presence %", "all present %", "box IoU", "box IoU > 
                  "relations hold %", "attention in box", "s / image"]
 
 
-def shapes(d: dict) -> str:
+def shapes(d: dict, name: str = "shapes") -> str:
     c = get(d, "config", default={})
     head = (f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps, guidance scale "
             f"{get(c, 'guidance_scale', default='-')}, {get(c, 'device', default='-')}, render seed = "
             f"{get(c, 'render_seeds', default='-')}\n\n")
     return head + table(SHAPES_HEADER, _shapes_rows(get(d, "summary", default={}))) + \
-        source({}, "shapes", *get(c, "commands", default=[]))
+        source({}, name, *get(c, "commands", default=[]))
+
+
+def layout_blocks_mmdit(d: dict) -> str:
+    """benchmarks.layout_blocks: in-box share / chance per joint block (rows) and flow noise level (columns)."""
+    levels = get(d, "levels", default=[])
+    ratios = [get(d, "per_level", str(s), "ratio", default=[]) for s in levels]
+    rows = [[str(k), *(num(get(r, k), 2) for r in ratios)] for k in range(max((len(r) for r in ratios), default=0))]
+    return table(["block", *(f"s = {s}" for s in levels)], rows) + source(d, "layout_blocks_mmdit", get(d, "command"))
 
 
 def shapes_passes(d: dict) -> str:
@@ -224,6 +232,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_passes": shapes_passes, "renderer_sweep": renderer_sweep,
+    "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit"), "layout_blocks_mmdit": layout_blocks_mmdit,
 }
 
 
