@@ -20,7 +20,7 @@ method). Method hyperparameters: the model folder's ``guidance.json`` (for the
 shipped model: chosen on the held-out prompt set ``--seed 1``, see
 ``tools.shapes.model.GUIDANCE``), ``--method-options '{}'`` for the
 published ones; ``--tag`` names a variant's rows. ``--shard`` + ``--merge``
-let methods run in parallel processes.
+let methods (and, with ``--skip``, parts of the prompt set) run in separate processes.
 """
 
 from __future__ import annotations
@@ -255,7 +255,10 @@ def print_table(summary: dict, log=print) -> None:
 def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dict:
     """Combine shard files; methods are compared on the prompts every method finished."""
     shards = [json.loads(Path(p).read_text()) for p in paths]
-    per = {m: recs for s in shards for m, recs in s["records"].items()}
+    per: dict[str, list] = {}
+    for s in shards:  # a method's prompts may be split over shards (``--skip``)
+        for m, recs in s["records"].items():
+            per.setdefault(m, []).extend(recs)
     order = ["none", "refocus", "zest", "excite", "rca", "backward"]
 
     def rank(name: str) -> tuple[int, str]:  # "refocus+rca:published" sorts with refocus
@@ -306,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--scheduler", default=None, help="sampler (ddim, euler, ...; default: the model's own)")
     ap.add_argument("--tag", default=None, help="suffix for the method names in the results, e.g. ':published'")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N prompts (another shard has them)")
     a = ap.parse_args(argv)
     if a.merge:
         return merge(a.merge, Path(a.out), Path(a.grid) if a.grid else None)
@@ -326,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
         sources.add(src)
         objs = [colour_shape(o) for o in plan.objects]
         items.append({"index": i, "seed": i, "plan": plan, "caption": caption([(s, c) for c, s in objs])})
+    items = items[a.skip:]
     pipe = load_pipeline(a.model, device=a.device, dtype=a.dtype)
     pipe.method_defaults = {}  # exactly ``options``, as recorded
     records, examples = {}, {}
