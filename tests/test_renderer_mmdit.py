@@ -87,6 +87,20 @@ def test_zest_negative_classes_are_said_to_be_unavailable(sd3, two_plan):
     assert any("negative_mode 'concat' is not available" in w for w in res.warnings) and "zest" in res.losses
 
 
+def test_excite_single_step_refinement_and_its_sweep_on_sd3(sd3, two_plan):
+    """The step-selection paper's refinement (validated on SD 3): one Adam refinement at the chosen step,
+    and the validation sweep over candidate steps, on the transformer."""
+    from tools.sweep import refine_step_sweep
+
+    res = sd3(two_plan, method="excite", steps=4, progress=False,
+              method_options={"excite": {"refine_step": 12, "refine_iters": 3, "per_step": False}})
+    assert res.passes == {"forward": 3, "backward": 3}  # step 12 of 50 = step 0 of 4; no per-step guidance
+    assert {"excite_refine_first", "excite_refine_last"} <= set(res.losses)
+    sweep = refine_step_sweep(sd3, [two_plan], candidates=(0, 24), steps=4, options={"refine_iters": 2})
+    assert set(sweep["candidates"]) == {0, 24} and sweep["best"] in (0, 24)
+    assert all(row["cn_iou"] == row["cn_iou"] for row in sweep["candidates"].values())  # measured, not NaN
+
+
 def test_flux_schnell_and_batches_run(two_plan):
     pipe = pipeline_from_components(tiny_flux_components(guidance=False), device="cpu")
     res = pipe(two_plan, method="refocus+rca", steps=2, num_images=2, seed=5, progress=False)
