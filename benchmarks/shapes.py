@@ -279,7 +279,10 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     out_json.write_text(json.dumps(result, indent=1))
     print_table(summary, log)
     if grid is not None:
-        ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in shards for m in s["examples"]}
+        ex: dict[str, list] = {}
+        for s in shards:  # each method's examples from its first shard: the prompts of shards[0]'s targets
+            for m in s["examples"]:
+                ex.setdefault(m, [np.array(a, dtype=np.uint8) for a in s["examples"][m]])
         save_grid(grid, [np.array(a, dtype=np.uint8) for a in shards[0]["targets"]], ex, shards[0]["captions"])
     return result
 
