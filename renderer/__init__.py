@@ -78,9 +78,13 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
     from .settings import dtype_name
 
     device = loading.check_device(device) if device else loading.default_device()
-    key = (model_key(model), device, dtype_name(dtype) if dtype is not None else None, offload or "none")
+    # an unset dtype is fp32 off CUDA; on CUDA it is the family's (fp16 or bf16), known once loaded
+    want = dtype_name(dtype) if dtype is not None else (None if device.startswith("cuda") else "fp32")
+    key = (model_key(model), device, want, offload or "none")
     if key not in _CACHE:
-        _CACHE[key] = loading.load_pipeline(key[0], device, dtype, offload=offload)
+        pipe = loading.load_pipeline(key[0], device, dtype, offload=offload)
+        _CACHE[key] = pipe
+        _CACHE.setdefault((key[0], device, dtype_name(pipe.dtype), key[3]), pipe)  # asked for by its dtype: the same
     return _CACHE[key]
 
 
