@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{k:5d} " + " ".join(f"{table[str(s)]['ratio'][k]:<8.2f}" for s in LEVELS))
     result = {"model": a.model, "scenes": a.scenes, "scene_seeds": f"{a.first_seed} .. {a.first_seed + a.scenes - 1}",
               "levels": list(LEVELS), "per_level": table,
-              "command": " ".join(["python3 -m benchmarks.layout_blocks", *(argv if argv is not None else sys.argv[1:])]),
+              "command": " ".join(["python3 -m benchmarks.layout_blocks",
+                                   *(argv if argv is not None else sys.argv[1:])]),
               "threads": a.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "date": time.strftime("%Y-%m-%d")}
     Path(a.out).write_text(json.dumps(result, indent=1))

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "README.md")  # pages with generated tables
+# the pages with generated tables
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "README.md")
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 

@@ -146,8 +146,8 @@ def test_sd3_cross_map_is_the_image_query_text_key_softmax(sd3, two_plan):
             seen[name] = (kwargs["hidden_states"], kwargs["encoder_hidden_states"])
         return hook
 
-    hooks = [sd3.transformer.get_submodule(li.module).register_forward_pre_hook(keep_inputs(li.module), with_kwargs=True)
-             for li in blocks]
+    hooks = [sd3.transformer.get_submodule(li.module).register_forward_pre_hook(keep_inputs(li.module),
+                                                                              with_kwargs=True) for li in blocks]
     s = float(sched.sigmas[0])
     try:
         maps = g.guide_pass(_noise(sd3) / flow_scale(s), sched.timesteps[0],

@@ -267,6 +267,7 @@ def test_shapesbench_merge_joins_a_methods_prompt_shards_and_compares_common_pro
     only_two = shard("c.json", {"rca": [rec(0, 0.3), rec(1, 0.3)]}, "--limit 2")
     out = merge([first, rest], tmp_path / "m.json", None, log=lambda s: None)
     assert out["config"]["prompts_scored"] == 3 and out["config"]["commands"] == ["--limit 2", "--limit 3 --skip 2"]
-    assert out["summary"]["none"]["box_iou"] == pytest.approx(0.2) and out["summary"]["zest"]["box_iou"] == pytest.approx(0.8)
+    assert out["summary"]["none"]["box_iou"] == pytest.approx(0.2)
+    assert out["summary"]["zest"]["box_iou"] == pytest.approx(0.8)
     out = merge([first, rest, only_two], tmp_path / "m.json", None, log=lambda s: None)
     assert out["config"]["prompts_scored"] == 2 and out["summary"]["zest"]["box_iou"] == pytest.approx(0.7)
