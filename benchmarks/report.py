@@ -1,4 +1,4 @@
-"""The tables of docs/benchmarks.md, generated from benchmarks/results/*.json.
+"""The tables of docs/benchmarks.md (and docs/renderer.md, README.md), generated from benchmarks/results/*.json.
 
     python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md and README.md
     python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
@@ -23,7 +23,8 @@ from benchmarks.shapes import summarise  # ShapesBench's own scoring, for tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")  # the pages with generated tables
+# the pages with generated tables
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "README.md")
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -244,6 +245,14 @@ def shapes_models(files: dict[str, dict]) -> str:
             "; the commands are under the per-model tables.\n")
 
 
+def layout_blocks_mmdit(d: dict) -> str:
+    """benchmarks.layout_blocks: in-box share / chance per joint block (rows) and flow noise level (columns)."""
+    levels = get(d, "levels", default=[])
+    ratios = [get(d, "per_level", str(s), "ratio", default=[]) for s in levels]
+    rows = [[str(k), *(num(get(r, k), 2) for r in ratios)] for k in range(max((len(r) for r in ratios), default=0))]
+    return table(["block", *(f"s = {s}" for s in levels)], rows) + source(d, "layout_blocks_mmdit", get(d, "command"))
+
+
 def shapes_passes(d: dict) -> str:
     c = get(d, "config", default={})
     head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
@@ -283,7 +292,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
-    "renderer_sweep": renderer_sweep,
+    "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit"),
+    "layout_blocks_mmdit": layout_blocks_mmdit,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
     "shapes_models": (tuple(SHAPES_MODELS), shapes_models),  # a table drawn from several results files

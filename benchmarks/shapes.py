@@ -24,7 +24,7 @@ published ones; ``--tag`` names a variant's rows. The results files keep one con
 (what a user of that folder gets), ``:official`` rows the official settings (``--method-options '{}'``)
 where the folder chooses something for that method, and one model per file (``shapes.json``:
 shapes-tiny, ``shapes_plain.json``: shapes-plain). ``--shard`` + ``--merge``
-let methods run in parallel processes.
+let methods (and, with ``--skip``, parts of the prompt set) run in separate processes.
 """
 
 from __future__ import annotations
@@ -286,7 +286,10 @@ def merge(paths: list[str], out_json: Path, grid: Path | None, log=print) -> dic
     out_json.write_text(json.dumps(result, indent=1))
     print_table(summary, log)
     if grid is not None:
-        ex = {m: [np.array(a, dtype=np.uint8) for a in s["examples"][m]] for s in shards for m in s["examples"]}
+        ex: dict[str, list] = {}
+        for s in shards:  # each method's examples from its first shard: the prompts of shards[0]'s targets
+            for m in s["examples"]:
+                ex.setdefault(m, [np.array(a, dtype=np.uint8) for a in s["examples"][m]])
         ex = {m: ex[m] for m in per if m in ex}  # the table's order
         save_grid(grid, [np.array(a, dtype=np.uint8) for a in shards[0]["targets"]], ex, shards[0]["captions"])
     return result
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "$PLAN_AND_RENDER_THREADS or half the cores, at most 4)")
     ap.add_argument("--scheduler", default=None, help="sampler (ddim, euler, ...; default: the model's own)")
     ap.add_argument("--tag", default=None, help="suffix for the method names in the results, e.g. ':published'")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N prompts (another shard has them)")
     a = ap.parse_args(argv)
     if a.merge:
         return merge(a.merge, Path(a.out), Path(a.grid) if a.grid else None)
@@ -340,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         sources.add(src)
         objs = [colour_shape(o) for o in plan.objects]
         items.append({"index": i, "seed": i, "plan": plan, "caption": caption([(s, c) for c, s in objs])})
+    items = items[a.skip:]
     pipe = load_pipeline(a.model, device=a.device, dtype=a.dtype)
     pipe.method_defaults = {}  # exactly ``options``, as recorded
     records, examples = {}, {}

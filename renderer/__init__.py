@@ -78,12 +78,13 @@ def get_pipeline(model: str | Path = DEFAULT_MODEL, device: str | None = None,
     from .settings import dtype_name
 
     device = loading.check_device(device) if device else loading.default_device()
-    # an unset dtype is fp32 on the CPU for every family (so it shares the pipeline an explicit fp32 loaded);
-    # elsewhere it stays unset until the weights say their family (fp16 for UNets, bf16 for SD 3 / FLUX)
-    unset = "fp32" if torch_free_device_type(device) == "cpu" else None
-    key = (model_key(model), device, dtype_name(dtype) if dtype is not None else unset, offload or "none")
+    # an unset dtype is fp32 off CUDA; on CUDA it is the family's (fp16 or bf16), known once loaded
+    want = dtype_name(dtype) if dtype is not None else (None if device.startswith("cuda") else "fp32")
+    key = (model_key(model), device, want, offload or "none")
     if key not in _CACHE:
-        _CACHE[key] = loading.load_pipeline(key[0], device, dtype, offload=offload)
+        pipe = loading.load_pipeline(key[0], device, dtype, offload=offload)
+        _CACHE[key] = pipe
+        _CACHE.setdefault((key[0], device, dtype_name(pipe.dtype), key[3]), pipe)  # asked for by its dtype: the same
     return _CACHE[key]
 
 
@@ -99,11 +100,6 @@ def render(plan, model: str | Path = DEFAULT_MODEL, settings: RenderSettings | N
     settings = RenderSettings.build(settings, **overrides)
     pipe = get_pipeline(model, settings.device, settings.dtype, settings.offload)
     return pipe(plan, settings, callback=callback, progress=progress)
-
-
-def torch_free_device_type(device: str) -> str:
-    """"cuda" for "cuda:1", "cpu" for "cpu" - without importing torch."""
-    return device.split(":")[0].strip().lower()
 
 
 def check_device(name: str) -> str:

@@ -230,6 +230,26 @@ def _with_extra_keys(attn, q: torch.Tensor, scores: torch.Tensor, extra: torch.T
     return torch.cat([scores, more.expand(scores.shape[0], -1, -1, -1)], dim=-1)
 
 
+class UNetAttention:
+    """A UNet's attention layers as the Guider sees them: the layers with their levels, the named
+    layer sets the methods ask for, the state its processors read and their installation.
+    ``joint_attention.JointAttention`` is the same for joint-attention transformers."""
+
+    def __init__(self, unet) -> None:
+        self.model = unet
+        self.layers = unet_layers(unet)
+        self.level = layout_level(self.layers)  # the maps of every layout loss live at this level
+
+    def new_state(self) -> AttentionState:
+        return AttentionState()
+
+    def select(self, which: str) -> list[str]:
+        return select_layers(self.layers, which)
+
+    def install(self, state: AttentionState, capture_layers: set[str], rca_layers: set[str]) -> int:
+        return install(self.model, state, capture_layers, rca_layers)
+
+
 def install(unet, state: AttentionState, capture_layers: set[str], rca_layers: set[str]) -> int:
     """Put our processor on the layers that capture or mask; SDPA everywhere else.
 

@@ -1,4 +1,4 @@
-"""The sampling-time side of layout guidance, shared by the SD and SDXL pipelines.
+"""The sampling-time side of layout guidance, shared by every pipeline (SD, SDXL, SD 3, FLUX).
 
 ``Guider`` owns one render's guidance: it makes the chosen methods (``plan_and_render.renderer.methods``:
 one class per method, with its config and its schedule) and calls their hooks at each step, installs
@@ -81,11 +81,13 @@ class Layout:
         return [k for k, t in enumerate(self.tokens) if t]
 
 
-def build_layout(plan: ScenePlan, tokenizer, text: str, max_length: int) -> tuple[Layout, list[str]]:
-    """Token positions of every group via tokenizer offsets (``plan_and_render.renderer.tokens``), plus boxes."""
+def build_layout(plan: ScenePlan, tokenizer, text: str, max_length: int, *,
+                 token_map=None) -> tuple[Layout, list[str]]:
+    """Token positions of every group via tokenizer offsets (``plan_and_render.renderer.tokens``), plus boxes.
+    ``token_map``: positions already found (a ``tokens.JointTokens`` of a joint transformer's text axis)."""
     from .tokens import group_key, plan_groups, plan_tokens
 
-    tm = plan_tokens(tokenizer, plan, text, max_length)
+    tm = token_map if token_map is not None else plan_tokens(tokenizer, plan, text, max_length)
     keys = list(plan_groups(plan.objects))
     group_of = [keys.index(group_key(o)) for o in plan.objects]
     tokens = [list(tm.groups.get(group_key(o), [])) for o in plan.objects]
@@ -116,7 +118,10 @@ class Guider:
     ``early_stop=False`` switches off the methods' stopping tests, so every scheduled iteration runs
     (benchmarks time that worst case). ``scheduler`` is read (its noise level per step) when a method
     asks for ``abar``. ``image_hw``: the image in pixels (label maps); ``embed_words(words)`` gives
-    (1, M, D) text-encoder states of single words (ZestGuide's negative classes).
+    (1, M, D) text-encoder states of single words (ZestGuide's negative classes). ``attention``: the
+    model's layers and processors (default ``attention.UNetAttention(unet)``; joint transformers give
+    ``joint_attention.JointAttention``); ``cfg=False``: the model samples without a classifier-free
+    guidance pass (FLUX), so the conditional rows are the whole batch.
 
     Every latent the methods see and return is the DDIM-scaled one, x = sqrt(abar) x0 +
     sqrt(1 - abar) eps, which is the UNet's input: the pipelines map the scheduler's own latent
@@ -126,15 +131,17 @@ class Guider:
 
     def __init__(self, methods: list[str], unet, layout: Layout, steps: int, latent_hw: tuple[int, int],
                  batch: int, overrides: dict | None = None, n_ctx: int = 77, *, scheduler=None,
-                 early_stop: bool = True, image_hw: tuple[int, int] | None = None, embed_words=None) -> None:
+                 early_stop: bool = True, image_hw: tuple[int, int] | None = None, embed_words=None,
+                 attention=None, cfg: bool = True) -> None:
         overrides = overrides or {}
         self.unet, self.layout, self.steps, self.batch = unet, layout, steps, batch
         self.latent_hw, self.n_ctx, self.scheduler, self.early_stop = latent_hw, n_ctx, scheduler, early_stop
-        self.embed_words = embed_words
-        self.state = A.AttentionState()
+        self.embed_words, self.cfg = embed_words, cfg
+        self.attention = attention or A.UNetAttention(unet)
+        self.state = self.attention.new_state()
         self.state.latent_hw = latent_hw
-        self.layers = A.unet_layers(unet)
-        self.grid = A.downsampled(latent_hw, A.layout_level(self.layers))
+        self.layers = self.attention.layers
+        self.grid = A.downsampled(latent_hw, self.attention.level)
         self.masks = MaskSet(layout.boxes, layout.group_of, self.grid, layout.ids,
                              image_hw=image_hw or (8 * latent_hw[0], 8 * latent_hw[1]), order=layout.order or None)
         self.warnings: list[str] = list(self.masks.warnings)
@@ -154,19 +161,24 @@ class Guider:
         self.caps_guide: dict[str, A.Capture] = {}
         for m in self.methods:
             self.caps_guide.update(m.guide_captures())
-        cross_layout = set(A.select_layers(self.layers, "cross_layout"))
+        cross_layout = set(self.select("cross_layout"))
         self.score_cap = A.Capture(cross_layout)
         in_cfg = [c for m in self.methods for c in m.cfg_captures().values()]
         capture = set().union(cross_layout, *(c.layers for c in [*self.caps_guide.values(), *in_cfg]))
         masked = set().union(*(m.masked_layers() for m in self.methods))
         self._saved = unet.attn_processors
-        self.n_custom = A.install(unet, self.state, capture, masked)
+        self.n_custom = self.attention.install(self.state, capture, masked)
         if self.active:
             for m in self.methods:
                 m.setup(self.state)
         self._score_sum = torch.zeros(batch, len(layout.ids))  # per image, summed over the score window
         self._cn_iou_sum, self._score_n = 0.0, 0
         self.score_steps = self._score_window()
+
+    def select(self, which: str) -> list[str]:
+        """The names of a layer set the methods ask for ("cross_layout", "self_layout", "cross_zest",
+        "cross_backward", "cross_all": ``attention.select_layers``) on this model."""
+        return self.attention.select(which)
 
     def _score_window(self) -> set[int]:
         """Steps over which scores are averaged: the last 5 of the guided first half."""
@@ -260,7 +272,7 @@ class Guider:
         st.clear()
         st.capturing = bool(st.captures)
         # batched CFG is [uncond, cond]; with a gradient the cond pass runs alone
-        st.cond_rows = slice(None) if with_grad else slice(self.batch, None)
+        st.cond_rows = slice(None) if with_grad or not self.cfg else slice(self.batch, None)
         x = None
         try:
             if with_grad:
@@ -348,11 +360,11 @@ class Guider:
         nothing is changed."""
         every = [self.by_name.get(n) or method_class(n)(config_for(n), self)
                  for n in available_methods(include_none=False)]
-        caps = {"cross": A.Capture(set(A.select_layers(self.layers, "cross_layout")))}
+        caps = {"cross": A.Capture(set(self.select("cross_layout")))}
         for m in every:
             caps.update({**m.guide_captures(), **m.cfg_captures()})
         saved = self.unet.attn_processors
-        A.install(self.unet, self.state, set().union(*(c.layers for c in caps.values())), set())
+        self.attention.install(self.state, set().union(*(c.layers for c in caps.values())), set())
         try:
             maps = self._pass(caps, latents, t, cond_unet)
         finally:

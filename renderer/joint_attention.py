@@ -15,7 +15,7 @@ conditional rows where a word may not be read; text queries and image keys are l
 
 A block is one module (``transformer_blocks.3.attn``) that serves two *layer names*, ``...:cross``
 and ``...:self``, so captures select them as they select a UNet's attn2 / attn1 layers. Which
-blocks carry layout is a property of the trained model (docs/models.md): ``layout_blocks``.
+blocks carry layout is a property of the trained model (docs/renderer.md, "SD 3 and FLUX"): ``layout_blocks``.
 SD 3 puts the image first in the sequence, FLUX the text first (and its single-stream blocks
 receive the two already joined); the processors reproduce diffusers' own (projections, QK norms,
 FLUX's rotary embedding) and differ from them only while capturing or masking.
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from plan_and_render.errors import UsageError
 
 from .attention import AttentionState, StopForward
 
@@ -264,3 +266,29 @@ def install(model, state: JointState, capture_layers: set[str], rca_layers: set[
             procs[key] = default
     model.set_attn_processor(procs)
     return n
+
+
+class JointAttention:
+    """A joint transformer's blocks as the Guider sees them (``attention.UNetAttention``'s interface):
+    both halves of every block as layers, the layout blocks' maps on the patch grid, a ``JointState``
+    that knows the text axis (``order``: real text positions in the losses' order, ``tokens.JointTokens``)."""
+
+    def __init__(self, model, layout_blocks: list[int] | None, order: list[int], text_len: int) -> None:
+        self.model, self.order, self.text_len = model, order, text_len
+        self.layers = joint_layers(model, layout_blocks)
+        n = len(self.layers) // 2
+        bad = [b for b in (layout_blocks or []) if b >= n]
+        if bad:
+            raise UsageError(f"layout blocks {bad} do not exist: the model has {n} joint blocks")
+        self.level = patch_level(model)
+
+    def new_state(self) -> JointState:
+        st = JointState()
+        st.text_order, st.text_len = torch.tensor(self.order, dtype=torch.long), self.text_len
+        return st
+
+    def select(self, which: str) -> list[str]:
+        return select(self.layers, which)
+
+    def install(self, state: JointState, capture_layers: set[str], rca_layers: set[str]) -> int:
+        return install(self.model, state, capture_layers, rca_layers)

@@ -146,7 +146,7 @@ def folder_defaults(model: str | Path) -> tuple[dict, dict]:
 
 def folder_layout_blocks(model: str | Path) -> list[int] | None:
     """The joint blocks a transformer model's folder says carry layout (``"layout_blocks": [2, 3]`` in its
-    ``guidance.json``, measured on that model: docs/models.md); None: the rule of
+    ``guidance.json``, measured on that model: docs/renderer.md); None: the rule of
     ``joint_attention.default_layout_blocks``."""
     f = Path(model).expanduser() / "guidance.json"
     if not f.is_file():

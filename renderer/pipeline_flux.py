@@ -90,9 +90,8 @@ class LayoutPipelineFlux(LayoutPipelineSD3):
         mu = time_shift_mu((lat_hw[0] // 2) * (lat_hw[1] // 2), sched.config)
         sched.set_timesteps(sigmas=sigmas, mu=mu, device=self.device)
 
-    def initial_latent(self, gen: torch.Generator, batch: int, lat_hw: tuple[int, int]) -> torch.Tensor:
-        shape = (batch, self.transformer.config.in_channels // 4, *lat_hw)
-        return torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+    def latent_channels(self) -> int:
+        return self.transformer.config.in_channels // 4  # the packed tokens hold 2x2 patches
 
     def uses_cfg(self, s: RenderSettings) -> bool:
         return False

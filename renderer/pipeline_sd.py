@@ -57,12 +57,12 @@ def canvas_size(plan: ScenePlan, multiple: int = 8) -> tuple[int, int]:
             max(multiple, round(plan.canvas.width / multiple) * multiple))
 
 
-def size_warnings(plan: ScenePlan, s: RenderSettings) -> list[str]:
-    """Say so when the plan's canvas is rendered at another size because it is not a multiple of 8."""
+def size_warnings(plan: ScenePlan, s: RenderSettings, multiple: int = 8) -> list[str]:
+    """Say so when the plan's canvas is rendered at another size because it is not a multiple of ``multiple``."""
     c = plan.canvas
-    if (s.width, s.height) != (c.width, c.height) and (s.height, s.width) == canvas_size(plan):
+    if (s.width, s.height) != (c.width, c.height) and (s.height, s.width) == canvas_size(plan, multiple):
         return [f"the plan's canvas {c.width}x{c.height} is rendered at {s.width}x{s.height}: the model needs "
-                "multiples of 8"]
+                f"multiples of {multiple}"]
     return []
 
 
@@ -98,6 +98,7 @@ class LayoutPipeline:
     """SD 1.x/2.x components + layout guidance. Build with ``renderer.load_pipeline``."""
 
     family = "sd"
+    size_multiple = 8  # image sides must be multiples of this (the VAE's factor; transformers: x their patch)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, name: str = "custom") -> None:
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
@@ -170,7 +171,7 @@ class LayoutPipeline:
             raise UsageError(f"this pipeline is on {device}, not {s.device}; load one there (get_pipeline)")
         if s.dtype is not None and s.dtype != dtype:
             raise UsageError(f"this pipeline is in {dtype}, not {s.dtype}; load one in {s.dtype} (get_pipeline)")
-        height, width = canvas_size(plan)
+        height, width = canvas_size(plan, self.size_multiple)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
                           device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler),
                           threads=torch.get_num_threads(), encode="prompt")

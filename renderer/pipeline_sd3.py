@@ -21,7 +21,6 @@ schedules given in 50-step units map to the model's step count as they do for UN
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -34,7 +33,8 @@ from plan_and_render.scene import ScenePlan
 
 from . import guidance
 from . import joint_attention as J
-from .pipeline_sd import LayoutPipeline, RenderResult, render_threads
+from .pipeline_sd import LayoutPipeline, RenderResult, image_seeds, render_threads, size_warnings
+from .schedulers import flow_scale
 from .settings import RenderSettings
 from .tokens import joint_tokens
 
@@ -57,16 +57,6 @@ def sd3_text_embeddings(clip_l, clip_g, t5, ids_l: torch.Tensor, ids_g: torch.Te
         seq5 = clip.new_zeros(clip.shape[0], t5_length, joint_dim)
     clip = F.pad(clip, (0, seq5.shape[-1] - clip.shape[-1]))
     return torch.cat([clip, seq5.to(clip.dtype)], 1), torch.cat([out_l.text_embeds, out_g.text_embeds], -1)
-
-
-def ddim_scale(sigma: float) -> float:
-    """r(s) = sqrt((1 - s)^2 + s^2): the flow latent is r times the DDIM-scaled latent of equal SNR."""
-    return math.sqrt((1 - sigma) ** 2 + sigma ** 2)
-
-
-def flow_alpha_bar(sigma: float) -> float:
-    """The DDIM abar with the signal-to-noise ratio of flow noise level s: (1 - s)^2 / r(s)^2."""
-    return (1 - sigma) ** 2 / ddim_scale(sigma) ** 2
 
 
 class LayoutPipelineSD3(LayoutPipeline):
@@ -141,6 +131,25 @@ class LayoutPipelineSD3(LayoutPipeline):
 
         return placed(self, names)
 
+    @property
+    def size_multiple(self) -> int:
+        """Sides must be whole 2x2 patches of the latent: 16 px for SD 3 / FLUX (VAE factor 8)."""
+        return max(8, 2 * self.vae_scale_factor)
+
+    def resolve(self, plan: ScenePlan, settings: RenderSettings | None = None, **overrides) -> RenderSettings:
+        """``LayoutPipeline.resolve``, plus the sizes a transformer can take: whole patches, and no more
+        patches than its position embedding has (SD 3's ``pos_embed_max_size``)."""
+        s = super().resolve(plan, settings, **overrides)
+        m = self.size_multiple
+        if s.height % m or s.width % m:
+            raise UsageError(f"{s.width}x{s.height}: this {self.family} model needs sides that are multiples of {m}")
+        most = getattr(self.transformer.config, "pos_embed_max_size", None)
+        most = most and most * 2 * self.vae_scale_factor  # patches of 2x2 latent pixels
+        if most and max(s.height, s.width) > most:
+            raise UsageError(f"{s.width}x{s.height}: this model renders at most {most}x{most} pixels "
+                             "(its position embedding's size)")
+        return s
+
     # -- the flow-matching parts that differ between SD 3 and FLUX -------------------
     def make_scheduler(self, name: str | None):
         if name is not None:
@@ -151,10 +160,15 @@ class LayoutPipelineSD3(LayoutPipeline):
     def set_timesteps(self, sched, steps: int, lat_hw: tuple[int, int]) -> None:
         sched.set_timesteps(steps, device=self.device)
 
-    def initial_latent(self, gen: torch.Generator, batch: int, lat_hw: tuple[int, int]) -> torch.Tensor:
-        """The noise the flow starts from (s = 1: the latent is pure noise)."""
-        shape = (batch, self.transformer.config.in_channels, *lat_hw)
-        return torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+    def latent_channels(self) -> int:
+        return self.transformer.config.in_channels
+
+    def initial_latent(self, seeds: list[int], lat_hw: tuple[int, int]) -> torch.Tensor:
+        """The noise the flow starts from (s = 1: the latent is pure noise), one seed per image."""
+        shape = (1, self.latent_channels(), *lat_hw)
+        noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(k), dtype=torch.float32)
+                 for k in seeds]
+        return torch.cat(noise).to(self.device, self.dtype)
 
     def velocity(self, z: torch.Tensor, t, cond: dict) -> torch.Tensor:
         """The transformer's velocity at flow latent z, timestep t (= 1000 s), for the batched ``cond``."""
@@ -182,6 +196,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         text, negative = guidance.compose_prompt(plan)
         jt = joint_tokens(plan, text, self.text_parts())
         layout, warnings = guidance.build_layout(plan, None, jt.text, jt.length, token_map=jt)
+        warnings += size_warnings(plan, s, self.size_multiple)
         cond, uncond = self.encode_text(layout.text, negative)
         timings["encode_s"] = time.perf_counter() - t_start
 
@@ -197,9 +212,9 @@ class LayoutPipelineSD3(LayoutPipeline):
                                  image_hw=(s.height, s.width), attention=attention, cfg=cfg)
         warnings += guider.warnings
 
-        # 3. initial noise from the seed; the conditioning batched as the passes need it
-        gen = torch.Generator("cpu").manual_seed(s.seed)
-        z = self.initial_latent(gen, s.num_images, lat_hw)
+        # 3. initial noise, one seed per image; the conditioning batched as the passes need it
+        seeds = image_seeds(s.seed, s.num_images)
+        z = self.initial_latent(seeds, lat_hw)
         n = s.num_images
         cond_b = self.batched(cond, n, s, lat_hw)
         both = self.batched({k: torch.cat([uncond[k], cond[k]]) for k in cond}, n, s, lat_hw, pairs=True) if cfg else None
@@ -216,7 +231,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         try:
             with self.placed("transformer"):
                 for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="render")):
-                    r = now["r"] = ddim_scale(sigmas[i])
+                    r = now["r"] = flow_scale(sigmas[i])
                     # 4a. gradient steps (refocus, excite, backward) on x = z / r
                     x0 = (z.float() / r).to(z.dtype)
                     x = guider.before_cfg(i, t, x0, cond_model)
@@ -240,7 +255,7 @@ class LayoutPipelineSD3(LayoutPipeline):
 
                     # 4c. Euler step on the flow latent (+ ZestGuide's correction on the next x)
                     z = sched.step(v.detach(), t, z.detach()).prev_sample
-                    z = guider.after_step(i, z, torch.tensor(1 / ddim_scale(sigmas[i + 1]), device=z.device))
+                    z = guider.after_step(i, z, torch.tensor(1 / flow_scale(sigmas[i + 1]), device=z.device))
                     if callback is not None:
                         callback(i, t, z)
         finally:
@@ -257,7 +272,7 @@ class LayoutPipelineSD3(LayoutPipeline):
                   "layout_blocks": [li.block for li in attention.layers if li.layout and li.cross],
                   "methods": guider.config(), "guidance_passes": dict(guider.passes)}
         return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
-                            config["guidance_passes"], s)
+                            config["guidance_passes"], s, seeds, guider.image_scores())
 
     def batched(self, cond: dict, n: int, s: RenderSettings, lat_hw, pairs: bool = False) -> dict:
         """``cond`` (one row per prompt) repeated for ``n`` images (rows [u, c] -> [u]*n + [c]*n with ``pairs``)."""

@@ -17,6 +17,7 @@ Names (``settings.SCHEDULERS``) are built from the model's own scheduler config 
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 
@@ -67,11 +68,30 @@ def input_scale(scheduler, t, like: torch.Tensor) -> torch.Tensor:
     return scheduler.scale_model_input(one, t).float()
 
 
+def flow_scale(sigma: float) -> float:
+    """r(s) = sqrt((1 - s)^2 + s^2): a flow-matching latent (1 - s) x0 + s eps at noise level s is r times
+    the DDIM-scaled latent of the same signal-to-noise ratio (SD 3 / FLUX, ``pipeline_sd3``)."""
+    return math.sqrt((1 - sigma) ** 2 + sigma ** 2)
+
+
+def flow_alpha_bar(sigma: float) -> float:
+    """The DDIM abar with the signal-to-noise ratio of flow noise level s: (1 - s)^2 / r(s)^2."""
+    return (1 - sigma) ** 2 / flow_scale(sigma) ** 2
+
+
+def is_flow(scheduler) -> bool:
+    """Whether the scheduler samples a flow-matching model (its sigmas are the flow's s, in [0, 1])."""
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
 def alpha_bars(scheduler) -> list[float]:
     """abar of each timestep the scheduler will run: 1 / (1 + sigma^2) from its ``sigmas`` when it has
-    one per timestep (Euler, DPM-Solver, UniPC: exact for Karras spacing too), else ``alphas_cumprod``."""
+    one per timestep (Euler, DPM-Solver, UniPC: exact for Karras spacing too), ``flow_alpha_bar`` for
+    flow matching, else ``alphas_cumprod``."""
     ts = scheduler.timesteps.cpu()
     sigmas = getattr(scheduler, "sigmas", None)
+    if is_flow(scheduler):
+        return [flow_alpha_bar(float(s)) for s in sigmas[:len(ts)].cpu()]
     if sigmas is not None and len(sigmas) == len(ts) + 1:
         return [1.0 / (1.0 + float(s) ** 2) for s in sigmas[:-1].cpu()]
     return [float(scheduler.alphas_cumprod[int(t)]) for t in ts]

@@ -85,14 +85,14 @@ class RenderSettings(BaseModel):
         "phrases, 'a red circle and a blue square': for models trained on captions without position words). "
         "Default: the model folder's guidance.json, else prompt."))
     dtype: str | None = Field(None, description=(
-        "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU, fp32 on the CPU."))
+        "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU (bf16 for SD 3 / FLUX), fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description=(
         f"CPU threads torch may use during the render (restored after it). Default: ${THREADS_ENV}, else "
         "half the cores this process may run on, at most 4 (a shared machine keeps the rest)."))
     offload: str | None = Field(None, description=(
         "CPU offload of the weights (SD 3 / FLUX): none, model (each part on the GPU only while it runs), "
-        "sequential (layer by layer: least memory, slowest). Default: none. docs/models.md"))
+        "sequential (layer by layer: least memory, slowest). Default: none. docs/renderer.md"))
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -291,7 +291,10 @@ class JointTokens:
 def _content(tokenizer, tm: TokenMap) -> list[int]:
     """Positions of the prompt's tokens in one part (special tokens and padding excluded)."""
     ids = tokenizer(tm.text, truncation=True, max_length=_max_length(tokenizer, None))["input_ids"]
-    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}  # an unknown word is still a word
+    special = set(tokenizer.all_special_ids)
+    marks = {getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad", "cls", "sep")}
+    if tokenizer.unk_token_id not in marks:  # an unknown word is still a word (CLIP's unknown is its end token)
+        special.discard(tokenizer.unk_token_id)
     return [k for k, i in enumerate(ids[:tm.n_tokens]) if i not in special]
 
 

@@ -124,6 +124,9 @@ def test_resolved_takes_explicit_then_folder_then_family():
     assert (r.guidance_scale, r.steps) == (9.0, 30)
     assert r.method_options == {"refocus": {"temperature": 1.0, "loss_scale": 3.0}, "zest": {"tau": 0.4}}
     assert r.resolved("sd") == r  # resolving resolved settings changes nothing
+    assert (bare.resolved("sd3").steps, bare.resolved("sd3").guidance_scale) == (28, 7.0)
+    assert (bare.resolved("flux").steps, bare.resolved("flux").guidance_scale) == (28, 3.5)
+    assert (bare.resolved("flux-schnell").steps, bare.resolved("flux-schnell").guidance_scale) == (4, 0.0)
     with pytest.raises(KeyError):
         bare.resolved("no-such-family")
 

@@ -320,3 +320,28 @@ def test_benchmark_merge_adds_prompt_ranges_and_compares_methods_on_common_promp
     assert [r["index"] for r in out["records"]["refocus"]] == [0, 1, 2, 3]  # prompt 4: `none` lacks it
     assert out["config"]["prompts_scored"] == 4
     assert out["summary"]["none"]["box_iou"] == pytest.approx(0.15) and out["summary"]["none"]["relation_acc"] == 0.5
+
+
+def test_shapesbench_merge_joins_a_methods_prompt_shards_and_compares_common_prompts(tmp_path):
+    from benchmarks.shapes import merge
+
+    def rec(i: int, iou: float) -> dict:
+        obj = {"present": True, "colour_present": True, "box_iou": iou, "mask_iou": iou, "attn_in_box": 0.5}
+        return {"index": i, "seed": i, "objects": [obj], "relations": [{"holds": iou > 0.5}], "seconds": 1.0,
+                "passes": {"forward": 0, "backward": 0}}
+
+    def shard(name: str, records: dict, command: str) -> str:
+        path = tmp_path / name
+        path.write_text(json.dumps({"config": {"command": command}, "records": records, "examples": {},
+                                    "targets": [], "captions": []}))
+        return str(path)
+
+    first = shard("a.json", {"none": [rec(0, 0.2), rec(1, 0.4)], "zest": [rec(0, 0.6), rec(1, 0.8)]}, "--limit 2")
+    rest = shard("b.json", {"zest": [rec(2, 1.0)], "none": [rec(2, 0.0)]}, "--limit 3 --skip 2")
+    only_two = shard("c.json", {"rca": [rec(0, 0.3), rec(1, 0.3)]}, "--limit 2")
+    out = merge([first, rest], tmp_path / "m.json", None, log=lambda s: None)
+    assert out["config"]["prompts_scored"] == 3 and out["config"]["commands"] == ["--limit 2", "--limit 3 --skip 2"]
+    assert out["summary"]["none"]["box_iou"] == pytest.approx(0.2)
+    assert out["summary"]["zest"]["box_iou"] == pytest.approx(0.8)
+    out = merge([first, rest, only_two], tmp_path / "m.json", None, log=lambda s: None)
+    assert out["config"]["prompts_scored"] == 2 and out["summary"]["zest"]["box_iou"] == pytest.approx(0.7)

@@ -190,13 +190,15 @@ def check_render_size(width: int | None, height: int | None) -> None:
 
 
 def native_size(model: str | Path) -> int | None:
-    """The square side a local diffusers folder was trained at (UNet sample size x VAE factor), else None.
+    """The square side a local diffusers folder was trained at (UNet's or SD 3 transformer's sample size x
+    VAE factor), else None.
 
     Reads two small config files, never weights; hub ids and single files give None.
     """
     folder = Path(model).expanduser()
     try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
+        part = "unet" if (folder / "unet").is_dir() else "transformer"
+        unet = json.loads((folder / part / "config.json").read_text())
         vae = json.loads((folder / "vae" / "config.json").read_text())
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
     except (OSError, ValueError, KeyError, TypeError):

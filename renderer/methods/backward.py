@@ -37,7 +37,7 @@ class Backward(GuidanceMethod):
 
     def guide_captures(self) -> dict:
         """Per layer and head, the raw maps with their grid (mid 8x8 and up 16x16 in SD 1.5)."""
-        layers = set(A.select_layers(self.guider.layers, "cross_backward"))
+        layers = set(self.guider.select("cross_backward"))
         return {"bw": A.Capture(layers, mode="list", reduce=lambda x, h, w: (x, h, w))}
 
     def before_cfg(self, i, t, x, cond_unet):

@@ -66,7 +66,7 @@ class Excite(GuidanceMethod):
     name, config_class, order = "excite", ExciteConfig, 20
 
     def guide_captures(self) -> dict:
-        return {"cross": A.Capture(set(A.select_layers(self.guider.layers, "cross_layout")))}
+        return {"cross": A.Capture(set(self.guider.select("cross_layout")))}
 
     def before_cfg(self, i, t, x, cond_unet):
         c, g = self.config, self.guider

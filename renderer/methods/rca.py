@@ -26,7 +26,7 @@ class RCA(GuidanceMethod):
     name, config_class, order = "rca", RCAConfig, 50
 
     def masked_layers(self) -> set[str]:
-        return set(A.select_layers(self.guider.layers, "cross_all"))
+        return set(self.guider.select("cross_all"))
 
     def setup(self, state) -> None:
         state.rca_masks = self.forbidden()

@@ -41,10 +41,9 @@ class Refocus(GuidanceMethod):
     name, config_class, order = "refocus", RefocusConfig, 10
 
     def guide_captures(self) -> dict:
-        layers = self.guider.layers
-        caps = {"cross": A.Capture(set(A.select_layers(layers, "cross_layout")))}
+        caps = {"cross": A.Capture(set(self.guider.select("cross_layout")))}
         if self.config.self_attention:
-            caps["self"] = A.Capture(set(A.select_layers(layers, "self_layout")))
+            caps["self"] = A.Capture(set(self.guider.select("self_layout")))
         return caps
 
     def before_cfg(self, i, t, x, cond_unet):

@@ -67,12 +67,15 @@ class Zest(GuidanceMethod):
                 s = F.interpolate(s, size=(res, res), mode="bilinear", align_corners=False)
             return s.softmax(1).permute(0, 2, 3, 1).reshape(b, nh, res * res, t).mean(1)
 
-        return A.Capture(set(A.select_layers(self.guider.layers, "cross_zest")), logits=True, reduce=reduce)
+        return A.Capture(set(self.guider.select("cross_zest")), logits=True, reduce=reduce)
 
     def setup(self, state) -> None:
         """With ``negative_mode="concat"``: the negative classes' states, as extra keys of the capture."""
         c, g = self.config, self.guider
-        if c.negative_mode != "concat" or g.embed_words is None:
+        if c.negative_mode != "concat":
+            return
+        if g.embed_words is None:  # SD 3 / FLUX: no single-word states to add as keys
+            g.warnings.append("zest: negative_mode 'concat' is not available for this model; ran with 'none'")
             return
         used = set(re.findall(r"\w+", g.layout.text.lower()))  # the official code leaves out the image's classes
         names = [n for n in (c.negative_names or COCO_CATEGORIES) if not set(re.findall(r"\w+", n.lower())) & used]
