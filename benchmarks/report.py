@@ -24,7 +24,7 @@ from benchmarks.shapes import summarise  # ShapesBench's own scoring, for tables
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # the pages with generated tables
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "README.md")
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "docs" / "batch.md", ROOT / "README.md")
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -288,12 +288,45 @@ def quickstart(d: dict) -> str:
          if load else "")
 
 
+def batch_overhead(d: dict) -> str:
+    rows = [["the `batch` command (start-up and model load included)", num(get(d, "batch_s"), 1, suffix=" s"),
+             num(get(d, "ratio"), 3, suffix="x"), num(get(d, "ratio_cpu"), 3, suffix="x")],
+            ["`run_batch` in a process with the pipeline loaded", num(get(d, "batch_warm_s"), 1, suffix=" s"),
+             num(get(d, "ratio_warm"), 3, suffix="x"), num(get(d, "ratio_warm_cpu"), 3, suffix="x")]]
+    return (f"{get(d, 'prompts')} prompts, {get(d, 'steps')} steps each; the single renders took "
+            f"{num(get(d, 'single_sum_s'), 1)} s in all (target: batch at most 1.1x that).\n\n" +
+            table(["run", "wall time", "vs the singles (wall)", "vs the singles (CPU)"], rows) +
+            source(d, "batch_overhead", get(d, "command")))
+
+
+def batch_scale(d: dict) -> str:
+    at = get(d, "rss_mib_at_progress", default={})
+    rows = [[f"{get(d, 'prompts'):,}", num(get(d, "seconds"), 0, suffix=" s"), num(get(d, "prompts_per_s"), 1),
+             num(get(d, "resume_seconds"), 0, suffix=" s"), " / ".join(num(v, 0) for v in at.values()),
+             num(get(d, "rss_mib_peak"), 0), f"{get(d, 'unique_ids'):,} of {get(d, 'records'):,}"]]
+    return (table(["prompts", "planned in", "prompts / s", "resume (nothing to do)",
+                   "RSS MiB at 10 / 50 / 90 %", "peak RSS MiB", "unique records"], rows) +
+            source(d, "batch_scale", get(d, "command")))
+
+
+def batch_distributed(d: dict) -> str:
+    runs = {"torchrun, clean": "clean", "accelerate launch": "accelerate_launch",
+            "torchrun, rank 1 killed, then the rerun": "after_rerun"}
+    rows = [[name, str(get(d, key, "records")), str(get(d, key, "duplicates")), str(get(d, key, "missing")),
+             ", ".join(f"{k}: {v}" for k, v in get(d, key, "by_rank", default={}).items()),
+             "yes" if get(d, key, "exactly_once") else "no"] for name, key in runs.items()]
+    return (f"2 CPU processes (gloo), {get(d, 'prompts')} prompts, {get(d, 'steps')} steps.\n\n" +
+            table(["run", "records", "duplicates", "missing", "by rank", "every prompt once"], rows) +
+            source(d, "batch_distributed", get(d, "command")))
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit"),
-    "layout_blocks_mmdit": layout_blocks_mmdit,
+    "layout_blocks_mmdit": layout_blocks_mmdit, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
+    "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
     "shapes_models": (tuple(SHAPES_MODELS), shapes_models),  # a table drawn from several results files
