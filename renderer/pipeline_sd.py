@@ -281,12 +281,18 @@ class LayoutPipeline:
         timings["loop_s"] = time.perf_counter() - t_loop
 
         # 5. decode
+        return self.finish(latents, s, guider, seeds, timings, warnings, t_start, prompt=text,
+                           negative_prompt=negative, scheduler_class=type(sched).__name__)
+
+    def finish(self, latents: torch.Tensor, s: RenderSettings, guider: guidance.Guider, seeds: list[int],
+               timings: dict, warnings: list[str], t_start: float, **record) -> RenderResult:
+        """Decode the final latents and gather what the render used (the settings, ``record`` - prompt,
+        sampler... - and each method's config and extra passes), the same for every family's pipeline."""
         t_dec = time.perf_counter()
         images = self.decode(latents)
         timings["decode_s"] = time.perf_counter() - t_dec
         timings["total_s"] = time.perf_counter() - t_start
-        config = {**s.model_dump(), "model": self.name, "family": self.family, "prompt": text,
-                  "negative_prompt": negative, "scheduler_class": type(sched).__name__,
+        config = {**s.model_dump(), "model": self.name, "family": self.family, **record,
                   "methods": guider.config(), "guidance_passes": dict(guider.passes)}
         return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
                             config["guidance_passes"], s, seeds, guider.image_scores())

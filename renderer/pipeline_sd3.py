@@ -263,16 +263,9 @@ class LayoutPipelineSD3(LayoutPipeline):
         timings["loop_s"] = time.perf_counter() - t_loop
 
         # 5. decode
-        t_dec = time.perf_counter()
-        images = self.decode(self.to_image_latent(z, lat_hw))
-        timings["decode_s"] = time.perf_counter() - t_dec
-        timings["total_s"] = time.perf_counter() - t_start
-        config = {**s.model_dump(), "model": self.name, "family": self.family, "prompt": layout.text,
-                  "negative_prompt": negative, "scheduler_class": type(sched).__name__,
-                  "layout_blocks": [li.block for li in attention.layers if li.layout and li.cross],
-                  "methods": guider.config(), "guidance_passes": dict(guider.passes)}
-        return RenderResult(images, guider.scores(), timings, warnings, config, guider.losses(),
-                            config["guidance_passes"], s, seeds, guider.image_scores())
+        return self.finish(self.to_image_latent(z, lat_hw), s, guider, seeds, timings, warnings, t_start,
+                           prompt=layout.text, negative_prompt=negative, scheduler_class=type(sched).__name__,
+                           layout_blocks=[li.block for li in attention.layers if li.layout and li.cross])
 
     def batched(self, cond: dict, n: int, s: RenderSettings, lat_hw, pairs: bool = False) -> dict:
         """``cond`` (one row per prompt) repeated for ``n`` images (rows [u, c] -> [u]*n + [c]*n with ``pairs``)."""
