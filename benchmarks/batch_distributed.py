@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.protocol import machine
+from benchmarks.protocol import machine, write_result
 from benchmarks.shapes import make_specs, spec_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"by rank {r['by_rank']}, exactly once: {r['exactly_once']}")
     print(f"crash: rank 1 killed (pid {crash['killed_pid']}), torchrun exit {crash['torchrun_exit']}, "
           f"{crash['ok_before_rerun']} prompt(s) done before the rerun; rerun: {result['rerun_summary']}")
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_result(result, a.out)
     return result
 
 

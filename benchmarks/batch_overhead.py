@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.protocol import machine
+from benchmarks.protocol import machine, write_result
 from benchmarks.shapes import make_specs, spec_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['ratio_cpu']:.3f}, {result['ratio_warm_cpu']:.3f} (target <= 1.1); singles' model load "
           f"{load_s:.1f} s not counted")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_result(result, a.out)
     return result
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.protocol import machine
+from benchmarks.protocol import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(nothing to do) {resume_s:.0f} s ({resume_cpu:.0f} s CPU); {len(ids)} records, {len(set(ids))} unique, in order: {result['in_order']}")
     print(f"RSS MiB at 10/50/90 % of the records: {at}; while planning {result['rss_mib_planning_min_max']}; "
           f"peak {result['rss_mib_peak']}")
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_result(result, a.out)
     return result
 
 

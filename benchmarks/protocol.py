@@ -286,6 +286,12 @@ def judge_batch(folder: Path, spec: ProtocolSet, detector) -> list[dict]:
     return rows
 
 
+def write_result(result: dict, out: str | Path) -> None:
+    """Write a benchmark's results JSON and say where (the batch benchmarks share this)."""
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def machine() -> dict:
     import torch
 
