@@ -101,11 +101,13 @@ def _n(b: dict, name: str) -> str:
 def planner_cold_idle(d: dict) -> str:
     rows = [[f"`{name}`", num(get(b, "cold_start_process_s"), 2),
              ", ".join(num(x, 2) for x in get(b, "cold_start_process_runs", default=[])) or "-",
-             num(get(b, "median_s_per_prompt"), 2), str(get(b, "measured_on") or "-")]
+             num(get(b, "cold_start_with_model_s"), 1), num(get(b, "median_s_per_prompt"), 3),
+             str(get(b, "measured_on") or "-")]
             for name, b in get(d, "backends", default={}).items() if "cold_start_process_s" in b]
     first = next(iter(get(d, "backends", default={}).values()), {})
-    return table(["planner", "cold start s (median of fresh processes)", "each run s", "median s / prompt",
-                  "measured"], rows) + source({}, "planner_cold_idle", get(first, "command"))
+    return table(["planner", "cold start s (median of fresh processes)", "each run s",
+                  "first plan that loads the model s", "median s / prompt", "measured"], rows) + \
+        source({}, "planner_cold_idle", get(first, "command"))
 
 
 def geometry(d: dict) -> str:
