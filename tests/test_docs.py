@@ -5,7 +5,8 @@ Each page's ```bash blocks run in order, in one fresh copy of the repository (ou
 a block may use a file an earlier block of the page wrote), from its root, with this checkout's
 ``plan-and-render`` and ``python3`` first on PATH, offline, each with a time limit. A block preceded by
 ``<!-- docs-check: skip (why) -->`` is not run; one preceded by ``<!-- docs-check: slow -->`` runs, and
-makes its page's test ``slow``. The README's Python example runs too. docs/development.md describes
+makes its page's test ``slow``; one preceded by ``<!-- docs-check: bench -->`` reads the public benchmark
+data (``../shared/bench`` or ``$PLAN_AND_RENDER_BENCH``) and is left out, saying so, where that is absent. The README's Python example runs too. docs/development.md describes
 the convention for everyone who writes docs.
 """
 
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ README_MAX_LINES = 300
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})(?P<lang>[\w+-]*)[ \t]*$")
 SKIP = re.compile(r"^<!--\s*docs-check:\s*skip\s*\((?P<why>[^)]*)\)\s*-->$")
 SLOW = re.compile(r"^<!--\s*docs-check:\s*slow\s*-->$")
+BENCH = re.compile(r"^<!--\s*docs-check:\s*bench\s*-->$")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Block:
     code: str
     skip: str | None  # the reason given, when marked skip
     slow: bool
+    bench: bool = False  # reads the shared benchmark data
 
     @property
     def where(self) -> str:
@@ -63,7 +67,7 @@ def blocks(text: str, page: Path = ROOT / "README.md") -> list[Block]:
         indent = len(m.group("indent"))
         code = "\n".join(ln[indent:] for ln in lines[i + 1:end]) + "\n"
         out.append(Block(page, i + 1, m.group("lang"), code, skip.group("why").strip() if skip else None,
-                         bool(SLOW.match(before))))
+                         bool(SLOW.match(before)), bool(BENCH.match(before))))
         i = end + 1
     return out
 
@@ -119,10 +123,12 @@ def docs_env(home: Path) -> dict[str, str]:
 def test_blocks_and_their_markers_are_read_as_documented():
     text = ("Intro\n\n<!-- docs-check: skip (needs a GPU) -->\n```bash\nnvidia-smi\n```\n\n"
             "<!-- docs-check: slow -->\n\n```bash\necho slow\n```\n"
+            "<!-- docs-check: bench -->\n```bash\necho bench\n```\n"
             "- a list item:\n\n  ```bash\n  echo indented\n  ```\n"
             "```text\n$ not run\n```\n````markdown\n```bash\nnested\n```\n````\n")
     got = [(b.lang, b.code, b.skip, b.slow) for b in blocks(text)]
     assert got == [("bash", "nvidia-smi\n", "needs a GPU", False), ("bash", "echo slow\n", None, True),
+                   ("bash", "echo bench\n", None, False),
                    ("bash", "echo indented\n", None, False), ("text", "$ not run\n", None, False),
                    ("markdown", "```bash\nnested\n```\n", None, False)]
 
@@ -133,7 +139,7 @@ def test_every_skipped_block_says_why(page):
         assert b.skip is None or len(b.skip) >= 5, f"{b.where}: docs-check: skip needs a reason"
     text = page.read_text()
     markers = len(re.findall(r"^<!--\s*docs-check:.*-->$", prose(text), re.M))
-    marked = sum(1 for b in blocks(text, page) if b.skip is not None or b.slow)
+    marked = sum(1 for b in blocks(text, page) if b.skip is not None or b.slow or b.bench)
     assert markers == marked, f"{page.name}: a docs-check marker that is not right before a code block"
 
 
@@ -148,6 +154,9 @@ def test_the_commands_of_each_page_run(page, tmp_path):
     env = docs_env(tmp_path)
     for b in page_blocks(page):
         if b.skip is not None:
+            continue
+        if b.bench and not bench_dir().is_dir():
+            warnings.warn(f"{b.where}: not run: the benchmark data {bench_dir()} is absent")
             continue
         try:
             proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", b.code], cwd=repo, env=env,
