@@ -3,7 +3,7 @@
     python3 -m benchmarks.quickstart [--repeats 3] [--local] [--suite]   # -> benchmarks/results/quickstart.json
 
 Times (median of ``--repeats`` runs) the plan-only command, the offline demo on models/shapes-tiny with
-one torch thread and with torch's default (every core), and ``-n 4``; the render time per image comes
+``OMP_NUM_THREADS=1`` and without it (the renderer's own default, ``default_threads``), and ``-n 4``; the render time per image comes
 from each run's metadata.json. ``--local`` also times planning with the default local planner (its
 converted model must already be in the cache); ``--suite`` times the README's test command once
 (``--suite-only`` keeps the commands' figures already in the file). The machine's load average is
@@ -24,6 +24,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from plan_and_render.renderer.settings import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "quickstart.json"
@@ -51,7 +53,8 @@ def timed(args: list[str], threads: int | None, repeats: int, out_dir: Path | No
             meta = json.loads((out_dir / "metadata.json").read_text())
             renders.append(meta["timings"]["render_s"] / max(1, len(meta["files"]["images"])))
     shown = "plan-and-render " + " ".join(a if " " not in a else f'"{a}"' for a in args)
-    return {"command": shown, "threads": threads or f"default ({os.cpu_count()} cores)",
+    unset = f"unset (renders use {default_threads()} of {os.cpu_count()} cores)"
+    return {"command": shown, "threads": threads or unset,
             "wall_s": round(statistics.median(walls), 2), "runs_s": [round(w, 2) for w in walls],
             "render_s_per_image": round(statistics.median(renders), 2) if renders else None}
 

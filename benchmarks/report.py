@@ -284,7 +284,7 @@ def quickstart(d: dict) -> str:
              num(get(r, "render_s_per_image"), 1, suffix=" s") if get(r, "render_s_per_image") is not None else "-"]
             for r in get(d, "runs", default=[])]
     load = get(d, "load_average_1min")
-    return table(["command (a fresh process each)", "torch threads", "wall time", "render per image"], rows) + \
+    return table(["command (a fresh process each)", "OMP_NUM_THREADS", "wall time", "render per image"], rows) + \
         source(d, "quickstart", get(d, "command")) + \
         (f"Load average (1 min) {num(load, 1)} on {get(d, 'cpus', default='-')} CPUs at the end of the run.\n"
          if load else "")
