@@ -437,18 +437,28 @@ def test_grounded_grammar_only_admits_the_prompts_words():
     assert "red sofa" in prompt_phrases("two cats next to a red sofa")
 
 
+def compiled_json_grammar(model):
+    """The JSON grammar the local backends decode ``model`` with (every key required), over a vocabulary of
+    single printable characters, so a test can ask which exact strings it admits."""
+    import xgrammar as xgr
+
+    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
+    from plan_and_render.planner.backends.transformers_backend import decoding_schema
+
+    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
+    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
+    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(model))),
+                                           any_whitespace=False, separators=SEPARATORS)
+    return xgr.GrammarCompiler(info).compile_grammar(grammar)
+
+
 def test_decoding_grammar_admits_region_and_depth_words_only():
     """The JSON grammar built from the graph schema (every key required) decodes the new optional fields."""
     import xgrammar as xgr
 
-    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
-    from plan_and_render.planner.backends.transformers_backend import _validate, decoding_schema
+    from plan_and_render.planner.backends.transformers_backend import _validate
 
-    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
-    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
-    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(SceneGraph))),
-                                           any_whitespace=False, separators=SEPARATORS)
-    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar)
+    compiled = compiled_json_grammar(SceneGraph)
 
     def answer(region: str, depth: str) -> str:
         return ('{"objects": [{"id": "cat", "name": "cat", "count": 1, "attributes": [], "size": null, '
@@ -494,15 +504,10 @@ def test_line_answers_carry_regions_and_depths():
 def test_edit_grammar_decodes_regions_and_depths():
     import xgrammar as xgr
 
-    from plan_and_render.planner.backends.constrained import SEPARATORS, strict_schema
-    from plan_and_render.planner.backends.transformers_backend import _validate, decoding_schema
+    from plan_and_render.planner.backends.transformers_backend import _validate
     from plan_and_render.planner.edit_ops import EditScript
 
-    vocab = [chr(i) for i in range(32, 127)] + ["<eos>"]
-    info = xgr.TokenizerInfo(vocab, stop_token_ids=[len(vocab) - 1])
-    grammar = xgr.Grammar.from_json_schema(json.dumps(strict_schema(decoding_schema(EditScript))),
-                                           any_whitespace=False, separators=SEPARATORS)
-    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar)
+    compiled = compiled_json_grammar(EditScript)
     move = ('{"ops": [{"op": "move", "target": "cat-1", "direction": null, "amount": "medium", "predicate": null, '
             '"reference": null, "reference2": null, "region": %s, "depth": %s}]}')
     assert xgr.GrammarMatcher(compiled).accept_string(move % ('"top_right"', '"foreground"'))
