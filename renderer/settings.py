@@ -139,22 +139,12 @@ class RenderSettings(BaseModel):
     @field_validator("scheduler", mode="before")
     @classmethod
     def _scheduler(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        name = str(v).strip().lower().replace("-", "_").replace("+", "p")
-        if name not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {v!r}; choose from {', '.join(SCHEDULERS)}")
-        return name
+        return _choice("scheduler", v, SCHEDULERS, lambda name: name.replace("-", "_").replace("+", "p"))
 
     @field_validator("encode", mode="before")
     @classmethod
     def _encode(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        name = str(v).strip().lower()
-        if name not in ENCODINGS:
-            raise ValueError(f"unknown encode {v!r}; choose from {', '.join(ENCODINGS)}")
-        return name
+        return _choice("encode", v, ENCODINGS)
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -167,12 +157,7 @@ class RenderSettings(BaseModel):
     @field_validator("offload", mode="before")
     @classmethod
     def _offload(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        name = str(v).strip().lower()
-        if name not in OFFLOAD_MODES:
-            raise ValueError(f"unknown offload {v!r}; choose from {', '.join(OFFLOAD_MODES)}")
-        return name
+        return _choice("offload", v, OFFLOAD_MODES)
 
     @field_validator("device", mode="before")
     @classmethod
@@ -235,6 +220,17 @@ def check_pixels(width: int, height: int, num_images: int = 1) -> None:
                          f"{MAX_IMAGES} of {MAX_SIDE // 4}x{MAX_SIDE // 4}); ask for fewer or smaller images")
 
 
+def _choice(field: str, v: Any, names, spelling=lambda name: name) -> str | None:
+    """``v`` as one of ``names`` (case and surrounding spaces ignored, then ``spelling``), None kept; a
+    ValueError naming the choices otherwise - the one rule of the settings that take a name."""
+    if v is None:
+        return None
+    name = spelling(str(v).strip().lower())
+    if name not in names:
+        raise ValueError(f"unknown {field} {v!r}; choose from {', '.join(names)}")
+    return name
+
+
 def default_threads() -> int:
     """The CPU threads a render uses when its settings leave ``threads`` unset: ``$PLAN_AND_RENDER_THREADS``,
     else half the cores this process may run on (its CPU affinity), at least 1 and at most 4.
@@ -264,7 +260,7 @@ def dtype_name(dtype: object) -> str:
 def check_model_defaults(data: object) -> dict[str, Any]:
     """The ``"settings"`` object of a model folder's guidance.json: fields of ``MODEL_FIELDS``, validated."""
     if not isinstance(data, dict):
-        raise UsageError(f'"settings" must be an object, e.g. {{"guidance_scale": 4}}')
+        raise UsageError('"settings" must be an object, e.g. {"guidance_scale": 4}')
     other = sorted(set(data) - set(MODEL_FIELDS))
     if other:
         raise UsageError(f"a model folder cannot set {', '.join(other)}; it may set {', '.join(MODEL_FIELDS)}")
