@@ -78,6 +78,12 @@ class Processes:
         gathered = gather_object([counts])
         return [sum(c[k] for c in gathered) for k in range(len(counts))]
 
+    def close(self) -> None:
+        """Tear the process group down after the last collective: a gloo group left to the interpreter's exit
+        can abort the process ("terminate called without an active exception") after its work is done."""
+        if self.count > 1:
+            self.state.destroy_process_group()
+
     @contextmanager
     def share(self, work: list) -> Iterator[list]:
         with self.state.split_between_processes(work) as mine:
@@ -316,6 +322,7 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
             journal.close()
         index.close()
     counts = procs.total([report.planned, report.rendered, report.scored, report.errors])
+    procs.close()
     report.planned, report.rendered, report.scored, report.errors = counts
     if procs.is_main:
         changed = index.merge() or changed
