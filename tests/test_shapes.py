@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plan_and_render.scoring.detection import box_iou
 from plan_and_render.scoring.shapes import COLOURS, SHAPES, classify, describe, detect, find, mask_iou, shape_mask
@@ -134,6 +136,61 @@ def test_attention_loss_hand_checked():
     assert attention_loss([uniform], tokens, masks).item() == pytest.approx(want, rel=1e-4)
     # the 8x8 mid-block map is scored against the 2x2-pooled mask
     assert attention_loss([on[:, :64]], tokens, masks).item() > 0.5
+
+
+def test_repeated_names_map_to_successive_mentions():
+    from tools.shapes.data import vocabulary
+    from tools.shapes.train import build_tokenizer, name_positions
+
+    tok = build_tokenizer(vocabulary())
+    cap = "a blue star, a red circle and a blue star"
+    # <start> a blue star , a red circle and a blue star <end>
+    #    0    1  2    3   4 5  6    7     8  9  10   11
+    assert name_positions(tok, cap, ["blue star", "red circle", "blue star"]) == [3, 7, 11, -1]
+
+
+def test_attention_loss_on_a_wide_canvas_hand_checked():
+    from tools.shapes.train import attention_loss
+
+    masks = torch.zeros(1, 4, 16, 32)
+    masks[0, 0, :, :16] = 1.0  # the left half of a 16x32 level
+    tokens = torch.tensor([[1, -1, -1, -1]])
+    half = torch.full((1, 512, 3), 0.5)
+    # share 1/2 -> (1/2)^2; BCE -log 0.5 on every pixel
+    assert attention_loss([half], tokens, masks).item() == pytest.approx(0.25 + np.log(2), rel=1e-4)
+    # the 8x16 mid block: a map that is 1 on the (pooled) left half and 0 elsewhere scores ~0
+    left = torch.zeros(1, 128, 3)
+    left[0, torch.arange(128) % 16 < 8, 1] = 1.0
+    assert attention_loss([left], tokens, masks).item() == pytest.approx(0.0, abs=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), width=st.sampled_from([64, 128]))
+def test_repeat_recipe_names_one_pair_several_times_and_wide_scenes_keep_the_shapes_scale(seed, width):
+    from tools.shapes.data import RECIPE, make_scene
+
+    recipe = {**RECIPE, "repeat_share": 1.0}
+    sc = make_scene(seed, 64, recipe=recipe, width=width)
+    names = [o.phrase for o in sc.objects]
+    assert sc.image.shape == (64, width, 3) and sc.masks.shape[1:] == (64, width)
+    assert len(names) <= RECIPE["max_objects"]
+    assert max(names.count(n) for n in names) >= 2 or len(names) < 2  # a shape squeezed out can leave one
+    assert sorted(sc.caption.replace(" and ", ", ").split(", ")) == sorted(names)
+    for o in sc.objects:  # sides are shares of the height on any canvas (pixel size as on the square one)
+        assert (o.box[3] - o.box[1]) * 64 <= RECIPE["max_side"] * 64 + 1
+        assert (o.box[2] - o.box[0]) * width <= RECIPE["max_side"] * RECIPE["max_aspect"] ** 0.5 * 64 + 1
+    found = sorted(f"{d.colour} {d.shape}" for d in detect(sc.image) if d.shape)
+    assert found == sorted(n.split(" ", 1)[1] for n in names)
+
+
+def test_training_mixes_wide_batches_and_repeated_captions(tmp_path):
+    from tools.shapes.train import train
+
+    over = {"repeat_share": 1.0, "n_wide": 8, "wide_share": 0.5}
+    rec = train("test", tmp_path / "w", seed=0, steps=6, device="cpu", workers=1, log=lambda m: None, overrides=over)
+    assert rec["data"]["recipe"]["repeat_share"] == 1.0
+    assert rec["data"]["wide"]["size"] == "32x64 (height x width)"
+    assert all(np.isfinite(h["total"]) for h in rec["last_losses"])
 
 
 def test_layout_maps_are_16x16_and_the_32x32_level_has_no_attention():

@@ -26,9 +26,13 @@ POSITION_WORDS = frozenset(
     "left right above below under over on top bottom behind front inside between near next beside center "
     "centre middle corner upper lower".split()
 )
-# Data recipe defaults (recorded next to trained weights).
+# Data recipe defaults (recorded next to trained weights). Sides are shares of the canvas's height.
+# ``repeat_share``: share of scenes in which one (colour, shape) pair is drawn 2..``max_repeat`` times (the
+# caption then names it that many times, "a blue star, a red circle and a blue star", the way the renderer's
+# ``encode: objects`` writes a count). 0 keeps the first model's recipe, seed for seed.
 RECIPE = dict(min_objects=1, max_objects=4, min_side=0.22, max_side=0.5, max_aspect=1.35, min_gap=0.03,
-              ring_inner=RING_INNER, star_inner=STAR_INNER, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES))
+              ring_inner=RING_INNER, star_inner=STAR_INNER, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES),
+              repeat_share=0.0, max_repeat=3)
 
 
 @dataclass
@@ -84,18 +88,24 @@ def _overlaps(a, b, gap: float) -> bool:
     return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
 
 
-def sample_objects(rng: np.random.Generator, n: int | None = None, recipe: dict = RECIPE) -> list[tuple[str, str, tuple]]:
-    """(shape, colour, box) triples with distinct (colour, shape) pairs and non-overlapping boxes."""
+def sample_objects(rng: np.random.Generator, n: int | None = None, recipe: dict = RECIPE,
+                   ratio: float = 1.0) -> list[tuple[str, str, tuple]]:
+    """(shape, colour, box) triples with non-overlapping boxes on a canvas ``ratio`` (width / height) wide.
+
+    Pairs are distinct, except in the ``repeat_share`` of scenes where one pair repeats (see RECIPE)."""
     n = int(rng.integers(recipe["min_objects"], recipe["max_objects"] + 1)) if n is None else n
     pairs = [(s, c) for s in recipe["shapes"] for c in recipe["colours"]]
     chosen = [pairs[i] for i in rng.choice(len(pairs), size=n, replace=False)]
+    if recipe.get("repeat_share", 0.0) > 0 and rng.random() < recipe["repeat_share"]:
+        times = int(rng.integers(2, recipe["max_repeat"] + 1))
+        chosen = [chosen[0]] * times + chosen[1:max(1, recipe["max_objects"] - times + 1)]
     out: list[tuple[str, str, tuple]] = []
     for shape, colour in chosen:
         for attempt in range(200):
             shrink = 0.9 ** (attempt // 50)  # crowded scenes: try smaller shapes
             side = rng.uniform(recipe["min_side"], recipe["max_side"]) * shrink
             aspect = math.exp(rng.uniform(-1, 1) * math.log(recipe["max_aspect"]))
-            bw, bh = min(side * math.sqrt(aspect), 0.95), min(side / math.sqrt(aspect), 0.95)
+            bw, bh = min(side * math.sqrt(aspect) / ratio, 0.95), min(side / math.sqrt(aspect), 0.95)
             x0, y0 = rng.uniform(0.02, 0.98 - bw), rng.uniform(0.02, 0.98 - bh)
             box = (x0, y0, x0 + bw, y0 + bh)
             if not any(_overlaps(box, b, recipe["min_gap"]) for _, _, b in out):
@@ -118,12 +128,15 @@ def caption(objects: list[tuple[str, str]] | list[ShapeObject]) -> str:
 
 
 def draw(objects: list[tuple[str, str, tuple]], size: int, rng: np.random.Generator,
-         recipe: dict = RECIPE) -> Scene:
-    """Rasterise (shape, colour, normalised box) triples over a sampled background."""
-    img, bg = background(rng, size, size)
+         recipe: dict = RECIPE, width: int | None = None) -> Scene:
+    """Rasterise (shape, colour, normalised box) triples over a sampled background, ``size`` high and
+    ``width`` (default ``size``) wide."""
+    h, w = size, width or size
+    img, bg = background(rng, h, w)
     masks, objs = [], []
     for shape, colour, box in objects:
-        m = shape_mask(shape, tuple(c * size for c in box), size, size, recipe["ring_inner"], recipe["star_inner"])
+        px = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+        m = shape_mask(shape, px, h, w, recipe["ring_inner"], recipe["star_inner"])
         if not m.any():
             continue
         img[m] = recipe["colours"][colour]
@@ -132,23 +145,18 @@ def draw(objects: list[tuple[str, str, tuple]], size: int, rng: np.random.Genera
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     order = rng.permutation(len(objs))  # caption order carries no position information
     cap = caption([objs[i] for i in order])
-    stack = np.stack(masks) if masks else np.zeros((0, size, size), bool)
+    stack = np.stack(masks) if masks else np.zeros((0, h, w), bool)
     return Scene(image, cap, objs, stack, bg)
 
 
-def make_scene(seed: int, size: int = 64, n_objects: int | None = None, recipe: dict = RECIPE) -> Scene:
-    """The scene for ``seed``: same seed, same image, caption, boxes and masks."""
+def make_scene(seed: int, size: int = 64, n_objects: int | None = None, recipe: dict = RECIPE,
+               width: int | None = None) -> Scene:
+    """The scene for ``seed``: same seed, same image, caption, boxes and masks (``width``: a wide canvas)."""
     rng = np.random.default_rng(seed)  # layout draws come first, so the layout does not depend on size
-    return draw(sample_objects(rng, n_objects, recipe), size, rng, recipe)
+    return draw(sample_objects(rng, n_objects, recipe, (width or size) / size), size, rng, recipe, width)
 
 
 def vocabulary(recipe: dict = RECIPE) -> list[str]:
     """Words the tokenizer keeps whole: caption words plus the relation words benchmark prompts use."""
     extra = "a an and the of to left right above below next near between".split()
     return [*extra, *recipe["shapes"], *recipe["colours"]]
-
-
-def make_batch(seeds, size: int = 32, recipe: dict = RECIPE) -> tuple[np.ndarray, list[str]]:
-    """(N, size, size, 3) uint8 images and their captions; used by the trainer's worker processes."""
-    scenes = [make_scene(int(s), size, recipe=recipe) for s in seeds]
-    return np.stack([s.image for s in scenes]), [s.caption for s in scenes]

@@ -37,6 +37,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,23 @@ from .model import PRESETS, pixel_vae, save_pipeline, scheduler, text_config, un
 CAPTION_DROPOUT = 0.1
 WARMUP = 200
 MAX_OBJECTS = RECIPE["max_objects"]
+WIDE_SEEDS = 5 * 10**6  # wide scenes' seeds start here (after seed * 10**7), far from the square ones
+
+
+def recipe_of(preset: dict) -> dict:
+    """The data recipe a preset trains on: RECIPE with the preset's ``repeat_share`` (default: none)."""
+    return {**RECIPE, "repeat_share": preset.get("repeat_share", 0.0)}
+
+
+@dataclass
+class Examples:
+    """Training scenes of one canvas shape, tokenised: uint8 images (N, H, W, 3), caption ids (N, 77), each
+    object's name-token position (N, 4; -1 none) and mask shares at half resolution (N, 4, H/2, W/2)."""
+
+    images: torch.Tensor
+    ids: torch.Tensor
+    names: torch.Tensor
+    masks: torch.Tensor
 
 
 def build_tokenizer(words: list[str], out_dir: str | Path | None = None):
@@ -70,37 +88,42 @@ def build_tokenizer(words: list[str], out_dir: str | Path | None = None):
 # data
 # ---------------------------------------------------------------------------
 
-def make_examples(seeds, size: int = 32) -> tuple[np.ndarray, list[str], list[list[str]], np.ndarray]:
-    """Images, captions, each object's "colour shape", and (N, 4, size/2, size/2) mask shares (2x2 pooled)."""
-    scenes = [make_scene(int(s), size) for s in seeds]
-    half = size // 2
-    masks = np.zeros((len(scenes), MAX_OBJECTS, half, half), np.float32)
+def make_examples(seeds, size: int = 32, recipe: dict = RECIPE, width: int | None = None):
+    """Images, captions, each object's "colour shape", and (N, 4, size/2, width/2) mask shares (2x2 pooled)."""
+    width = width or size
+    scenes = [make_scene(int(s), size, recipe=recipe, width=width) for s in seeds]
+    masks = np.zeros((len(scenes), MAX_OBJECTS, size // 2, width // 2), np.float32)
     for i, s in enumerate(scenes):
         for k, m in enumerate(s.masks):
-            masks[i, k] = m.reshape(half, 2, half, 2).mean((1, 3))
+            masks[i, k] = m.reshape(size // 2, 2, width // 2, 2).mean((1, 3))
     return (np.stack([s.image for s in scenes]), [s.caption for s in scenes],
             [[f"{o.colour} {o.shape}" for o in s.objects] for s in scenes], masks)
 
 
-def generate(n: int, seed: int, size: int = 32, workers: int = 1):
-    """Scenes ``seed * 10**7 + i`` for i < n, in order (identical for any worker count)."""
-    seeds = np.arange(n, dtype=np.int64) + seed * 10**7
+def generate(n: int, first_seed: int, size: int = 32, workers: int = 1, recipe: dict = RECIPE,
+             width: int | None = None):
+    """Scenes ``first_seed + i`` for i < n, in order (identical for any worker count)."""
+    seeds = np.arange(n, dtype=np.int64) + first_seed
     chunks = np.array_split(seeds, max(1, min(n, workers * 8)))
+    args = ([size] * len(chunks), [recipe] * len(chunks), [width] * len(chunks))
     if workers <= 1:
-        parts = [make_examples(c, size) for c in chunks]
+        parts = [make_examples(c, *a) for c, *a in zip(chunks, *args)]
     else:
         with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(make_examples, chunks, [size] * len(chunks)))
+            parts = list(ex.map(make_examples, chunks, *args))
     return (np.concatenate([p[0] for p in parts]), [c for p in parts for c in p[1]],
             [o for p in parts for o in p[2]], np.concatenate([p[3] for p in parts]))
 
 
 def name_positions(tok, caption: str, objects: list[str], max_length: int = 77) -> list[int]:
-    """Token position (start token = 0) of each object's shape word, found through its "colour shape" phrase."""
+    """Token position (start token = 0) of each object's shape word, found through its "colour shape" phrase;
+    a phrase named twice maps its k-th object to its k-th mention."""
     enc = tok(caption, return_offsets_mapping=True)
-    out = []
+    out, after = [], {}
     for ph in objects:
-        j = caption.index(ph) + len(ph.split()[0]) + 1  # the shape word's first character
+        at = caption.index(ph, after.get(ph, 0))
+        after[ph] = at + len(ph)
+        j = at + len(ph.split()[0]) + 1  # the shape word's first character
         pos = next(k for k, (a, b) in enumerate(enc["offset_mapping"]) if a <= j < b)
         out.append(pos if pos < max_length - 1 else -1)
     return out + [-1] * (MAX_OBJECTS - len(out))
@@ -144,7 +167,8 @@ class CaptureCross:
 def attention_loss(maps: list[torch.Tensor], tokens: torch.Tensor, masks16: torch.Tensor) -> torch.Tensor:
     """Mean over layers and objects of (1 - in-mask share)^2 + per-pixel BCE of the name token's map vs the mask.
 
-    maps: per layer (B, N, T); tokens: (B, K) positions, -1 = no object; masks16: (B, K, 16, 16) shares.
+    maps: per layer (B, N, T); tokens: (B, K) positions, -1 = no object; masks16: (B, K, H, W) shares at the
+    16x16 level's resolution (H x W: 16 x 16, or 16 x 32 on a wide canvas); lower levels pool them.
     """
     valid = (tokens >= 0).float()
     if valid.sum() == 0:
@@ -152,8 +176,9 @@ def attention_loss(maps: list[torch.Tensor], tokens: torch.Tensor, masks16: torc
     idx = tokens.clamp_min(0)
     total = 0.0
     for p in maps:
-        side = int(math.isqrt(p.shape[1]))
-        m = masks16 if side == masks16.shape[-1] else F.adaptive_avg_pool2d(masks16, side)
+        h, w = masks16.shape[-2:]
+        down = int(math.isqrt(h * w // p.shape[1]))  # 1 at the 16x16 level, 2 in the mid block
+        m = masks16 if down == 1 else F.adaptive_avg_pool2d(masks16, (h // down, w // down))
         m = m.flatten(2)  # B, K, N
         a = torch.gather(p, 2, idx[:, None, :].expand(-1, p.shape[1], -1)).transpose(1, 2)  # B, K, N
         share = (a * m).sum(-1) / a.sum(-1).clamp_min(1e-8)
@@ -176,18 +201,14 @@ class Trainer:
         self.p, self.seed, self.device, self.log = preset, seed, torch.device(device), log
         self.tok = build_tokenizer(vocabulary())
         t0 = time.perf_counter()
-        images, captions, objects, masks = generate(preset["n_scenes"], seed, 32, workers)
+        self.recipe = recipe_of(preset)
+        self.square = self.examples(generate(preset["n_scenes"], seed * 10**7, 32, workers, self.recipe))
+        self.wide = self.examples(generate(preset["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, workers, self.recipe,
+                                           width=64)) if preset.get("n_wide") else None
         self.data_s = time.perf_counter() - t0
         torch.manual_seed(seed)
         self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self.images = torch.from_numpy(images).to(self.device)  # uint8; latents are made per batch
-        enc = self.tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-        self.ids = enc.input_ids.to(self.device)
-        self.names = torch.tensor([name_positions(self.tok, c, o) for c, o in zip(captions, objects)],
-                                  device=self.device)
-        self.masks = torch.from_numpy(masks).to(self.device)
         self.empty = self.tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(self.device)
-        self.captions = captions
         self.unet = UNet2DConditionModel(**unet_config(preset)).to(self.device).train()
         self.maps: list[torch.Tensor] = []
         if preset["attn_weight"] > 0:  # a plain recipe keeps diffusers' processors (no maps, no extra cost)
@@ -204,6 +225,13 @@ class Trainer:
             if preset["ema"] > 0 else None
         self.n_step = 0
 
+    def examples(self, generated) -> Examples:
+        images, captions, objects, masks = generated
+        enc = self.tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+        names = [name_positions(self.tok, c, o) for c, o in zip(captions, objects)]
+        return Examples(torch.from_numpy(images).to(self.device), enc.input_ids.to(self.device),
+                        torch.tensor(names, device=self.device), torch.from_numpy(masks).to(self.device))
+
     def load(self, folder: str | Path) -> None:
         """Start from a saved model (UNet + text encoder weights; the optimiser starts fresh)."""
         from diffusers import UNet2DConditionModel
@@ -217,12 +245,12 @@ class Trainer:
         if self.ema is not None:
             self.ema = [deepcopy(self.unet).eval().requires_grad_(False), deepcopy(self.text).eval().requires_grad_(False)]
 
-    def losses(self, idx, t, noise, drop, iso) -> dict[str, torch.Tensor]:
+    def losses(self, data: Examples, idx, t, noise, drop, iso) -> dict[str, torch.Tensor]:
         """eps (min-SNR weighted), plain eps MSE, attention grounding and null-state losses of one batch."""
         p = self.p
-        x0 = to_latents(self.images[idx])
-        ids = torch.where(drop[:, None], self.empty.expand(len(idx), -1), self.ids[idx])
-        names = torch.where(drop[:, None], torch.full_like(self.names[idx], -1), self.names[idx])
+        x0 = to_latents(data.images[idx])
+        ids = torch.where(drop[:, None], self.empty.expand(len(idx), -1), data.ids[idx])
+        names = torch.where(drop[:, None], torch.full_like(data.names[idx], -1), data.names[idx])
         keep = torch.zeros_like(ids, dtype=torch.bool)
         keep[:, 0] = True
         keep.scatter_(1, names.clamp_min(0), names >= 0)
@@ -240,19 +268,22 @@ class Trainer:
         off = (~keep).float()[..., None]
         null_l = ((ctx - null.detach()).pow(2) * off).sum() / (off.sum() * ctx.shape[-1]).clamp_min(1)
         out = {"eps": (w * per).mean(), "mse": per.mean(), "null": null_l,
-               "attn": attention_loss(self.maps, names, self.masks[idx]) if self.maps else per.new_zeros(())}
+               "attn": attention_loss(self.maps, names, data.masks[idx]) if self.maps else per.new_zeros(())}
         self.maps.clear()
         out["total"] = out["eps"] + p["attn_weight"] * out["attn"] + p["null_weight"] * out["null"]
         return out
 
-    def draw(self, b: int) -> tuple[torch.Tensor, ...]:
+    def draw(self, b: int) -> tuple:
+        """One batch: all square or (a ``wide_share`` of batches) all wide; the first recipe draws no extra number."""
         g, dev = self.gen, self.device
-        idx = torch.randint(0, len(self.images), (b,), generator=g, device=dev)
+        wide = self.wide is not None and float(torch.rand(1, generator=g, device=dev)) < self.p["wide_share"]
+        data = self.wide if wide else self.square
+        idx = torch.randint(0, len(data.images), (b,), generator=g, device=dev)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (b,), generator=g, device=dev)
-        noise = torch.randn(b, 4, 32, 32, generator=g, device=dev)
+        noise = torch.randn(b, 4, *data.images.shape[1:3], generator=g, device=dev)
         drop = torch.rand(b, generator=g, device=dev) < CAPTION_DROPOUT
         iso = torch.rand(b, generator=g, device=dev) < self.p["isolate"]
-        return idx, t, noise, drop, iso
+        return data, idx, t, noise, drop, iso
 
     def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
@@ -274,12 +305,12 @@ class Trainer:
     def eval_loss(self, n: int = 16, seed: int = 123) -> float:
         """Plain eps MSE on a fixed batch (fixed scenes, timesteps, noise, full captions): comparable across steps."""
         g = torch.Generator(device="cpu").manual_seed(seed)
-        idx = torch.randint(0, len(self.images), (n,), generator=g)
+        idx = torch.randint(0, len(self.square.images), (n,), generator=g)
         t = torch.randint(50, 950, (n,), generator=g)
         noise = torch.randn(n, 4, 32, 32, generator=g)
         off = torch.zeros(n, dtype=torch.bool)
         self.unet.eval(), self.text.eval()
-        out = float(self.losses(idx.to(self.device), t.to(self.device), noise.to(self.device), off.to(self.device),
+        out = float(self.losses(self.square, idx.to(self.device), t.to(self.device), noise.to(self.device), off.to(self.device),
                                 off.to(self.device))["mse"])
         self.unet.train(), self.text.train()
         return out
@@ -318,10 +349,13 @@ def _record(tr: Trainer, preset_name: str, preset: dict, seed: int, t0: float, t
                      f"EMA {preset['ema']}; isolation {preset['isolate']} (non-name hidden states -> empty "
                      f"prompt's), null-state loss x{preset['null_weight']}, attention grounding loss "
                      f"x{preset['attn_weight']} on every cross-attention layer",
-        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
-                 "seeds": f"{seed * 10**7} .. {seed * 10**7 + preset['n_scenes'] - 1}", "recipe": RECIPE,
-                 "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent",
-                 "masks": "each object's 32x32 mask, 2x2 average-pooled to 16x16 (8x8 for the mid block)"},
+        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32[, width=64])",
+                 "seeds": f"{seed * 10**7} .. {seed * 10**7 + preset['n_scenes'] - 1}", "recipe": tr.recipe,
+                 "wide": ({"seeds": f"{seed * 10**7 + WIDE_SEEDS} .. {seed * 10**7 + WIDE_SEEDS + preset['n_wide'] - 1}",
+                           "size": "32x64 (height x width)", "share_of_batches": preset["wide_share"]}
+                          if tr.wide is not None else None),
+                 "latent": "32x32 (or 32x64) render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent",
+                 "masks": "each object's mask, 2x2 average-pooled to the 16x16 level (and again for the mid block)"},
         "vocabulary": vocabulary(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__,
@@ -347,7 +381,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     if init is not None:
         tr.load(init)
     started_from = _init_record(init)  # read once: checkpoints may overwrite that folder's files
-    log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
+    log(f"data: {len(tr.square.images)} square + {len(tr.wide.images) if tr.wide else 0} wide scenes in {tr.data_s:.1f}s; unet {sum(p.numel() for p in tr.unet.parameters())/1e6:.2f}M, "
         f"text {sum(p.numel() for p in tr.text.parameters())/1e6:.2f}M params; device {device}")
     budget = preset["time_budget_s"] if time_budget is None else time_budget
     total = steps if steps is not None else preset["steps"]
@@ -397,6 +431,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--n-scenes", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--repeat-share", type=float, default=None,
+                    help="share of scenes with one colour-shape pair drawn 2-3 times (counts; default 0)")
+    ap.add_argument("--n-wide", type=int, default=None, help="also generate this many 32x64 (wide) scenes")
+    ap.add_argument("--wide-share", type=float, default=None, help="share of batches drawn from the wide scenes")
     ap.add_argument("--init", default=None, help="continue from this saved model folder (fresh optimiser)")
     ap.add_argument("--decay", action="store_true",
                     help="learning rate falls linearly to zero over --steps (annealing a resumed run)")
@@ -405,7 +443,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--decay needs --steps")
     if a.threads:
         torch.set_num_threads(a.threads)
-    over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes, "lr": a.lr,
+    if bool(a.n_wide) != bool(a.wide_share):
+        ap.error("--n-wide and --wide-share go together")
+    over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes, "lr": a.lr, "repeat_share": a.repeat_share,
+                              "n_wide": a.n_wide, "wide_share": a.wide_share,
                               "decay_to": a.steps if a.decay else None}.items() if v is not None}
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
                 init=a.init, log=lambda m: print(m, flush=True))

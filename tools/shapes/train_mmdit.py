@@ -124,7 +124,7 @@ class Trainer:
     def __init__(self, p: dict, seed: int, workers: int = 1) -> None:
         self.p, self.seed = p, seed
         t0 = time.perf_counter()
-        images, captions, _, _ = generate(p["n_scenes"], seed, 32, workers)
+        images, captions, _, _ = generate(p["n_scenes"], seed * 10**7, 32, workers)
         self.data_s = time.perf_counter() - t0
         torch.manual_seed(seed)
         self.parts = build_parts(p)
