@@ -104,3 +104,17 @@ def gemma_cache(request) -> Path:
             reporter.write_line(f"slow smoke tests: {what} {folder} (choose the folder with {TEST_CACHE_ENV}=DIR)")
     yield folder
     patch.undo()
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """The CLI run in-process through main's routing: ``run_cli(*argv) -> (exit code, stdout, stderr)``."""
+    from plan_and_render.app import cli
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return exc.value.code, out, err
+
+    return run

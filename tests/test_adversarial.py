@@ -3,7 +3,7 @@ types, a damaged session database, kill / SIGTERM) ends in one clean line - or a
 nothing. Plus the newcomer's path: model folders from any folder, "not found" said before a planner loads,
 -n N contact sheets with a seed and scores per image, chat quit/exit and undo without a second render.
 
-The CLI runs in-process (``cli.main``) where it can (the tiny model stays loaded); signals and the
+The CLI runs in-process (the ``run_cli`` fixture) where it can (the tiny model stays loaded); signals and the
 no-torch-before-checks guarantee use real subprocesses.
 """
 
@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import plan_and_render as par
-from plan_and_render.app import api, cli
+from plan_and_render.app import api
 from plan_and_render.app.session import MAX_EDIT_CHARS, Session
 from plan_and_render.app.store import Store, StoreError
 from plan_and_render.errors import PlanAndRenderError, UsageError
@@ -37,11 +37,6 @@ PROMPT = "a red circle above a blue square"
 FAST = ["--planner", "rules", "--model", TINY, "--steps", "1"]
 
 
-def cli_run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def one_error(err: str) -> str:
@@ -69,13 +64,13 @@ def tiny_plan(width: int = 64, height: int = 64) -> ScenePlan:
 # --------------------------------------------------------------------------
 
 
-def test_a_plan_file_of_600000_objects_is_refused_before_it_is_read(capsys, tmp_path):
+def test_a_plan_file_of_600000_objects_is_refused_before_it_is_read(run_cli, tmp_path):
     obj = '{{"id": "o{}", "name": "cat", "phrase": "a cat", "box": [0.1, 0.1, 0.2, 0.2]}}'
     body = ", ".join(obj.format(i) for i in range(600_000))
     big = tmp_path / "big.json"
     big.write_text('{"prompt": "cats", "objects": [' + body + "]}")
     t0 = time.perf_counter()
-    code, _, err = cli_run(capsys, "--plan", str(big), "--dry-run", "--out", str(tmp_path / "run"))
+    code, _, err = run_cli("--plan", str(big), "--dry-run", "--out", str(tmp_path / "run"))
     assert time.perf_counter() - t0 < 5
     assert code == 2 and "MB" in only_error(err) and not (tmp_path / "run").exists()
 
@@ -100,11 +95,11 @@ def test_a_huge_chat_edit_is_refused_before_it_is_parsed():
     assert time.perf_counter() - t0 < 3
 
 
-def test_images_beyond_the_pixel_budget_are_refused_before_anything_loads(capsys, tmp_path):
+def test_images_beyond_the_pixel_budget_are_refused_before_anything_loads(run_cli, tmp_path):
     plan = tiny_plan()
     with pytest.raises(UsageError, match="M pixels"):  # not "model not found": checked first
         par.render(plan, model=tmp_path / "no-model", width=4096, height=4096, num_images=16)
-    code, _, err = cli_run(capsys, PROMPT, *FAST, "--width", "4096", "--height", "4096", "-n", "16",
+    code, _, err = run_cli(PROMPT, *FAST, "--width", "4096", "--height", "4096", "-n", "16",
                            "--out", str(tmp_path / "run"))
     assert code == 2 and "M pixels" in only_error(err) and not (tmp_path / "run").exists()
 
@@ -134,16 +129,16 @@ def test_a_render_whose_attention_maps_would_not_fit_is_refused_before_it_starts
     (["--method-options", '{"refocus": {"loss_scale": NaN}}'], "finite"),
     (["--method-options", '{"refocus": {"late_steps": "soon"}}'], "must be tuple"),
 ])
-def test_bad_numbers_are_usage_errors_before_anything_is_written(capsys, tmp_path, options, says):
-    code, _, err = cli_run(capsys, PROMPT, *FAST, *options, "--out", str(tmp_path / "run"))
+def test_bad_numbers_are_usage_errors_before_anything_is_written(run_cli, tmp_path, options, says):
+    code, _, err = run_cli(PROMPT, *FAST, *options, "--out", str(tmp_path / "run"))
     assert code == 2 and says in only_error(err)
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("argv", [["plan", "a cat", "-p", "rules", "--seed", str(2**70)],
                                   ["chat", "a cat", "-p", "rules", "--no-store", "--seed", str(2**70)]])
-def test_seeds_out_of_range_are_usage_errors_in_every_command(capsys, argv):
-    code, _, err = cli_run(capsys, *argv)
+def test_seeds_out_of_range_are_usage_errors_in_every_command(run_cli, argv):
+    code, _, err = run_cli(*argv)
     assert code == 2 and str(2**70) in only_error(err)
 
 
@@ -235,17 +230,17 @@ def _cuda_without_cuda(tmp_path: Path) -> list[str]:
     (_broken_model_index, 1, "model_index.json is not valid"),
     (_cuda_without_cuda, 2, "CUDA is not available"),
 ])
-def test_bad_files_are_one_line_and_nothing_of_the_user_is_overwritten(capsys, tmp_path, make, code, says):
+def test_bad_files_are_one_line_and_nothing_of_the_user_is_overwritten(run_cli, tmp_path, make, code, says):
     argv = make(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".txt", "")}
-    got, _, err = cli_run(capsys, *argv)
+    got, _, err = run_cli(*argv)
     assert got == code and says in one_error(err)
     assert all(p.read_bytes() == data for p, data in before.items())  # the user's files are untouched
 
 
-def test_cuda_without_cuda_is_said_before_planning(capsys, tmp_path):
+def test_cuda_without_cuda_is_said_before_planning(run_cli, tmp_path):
     argv = _cuda_without_cuda(tmp_path)
-    code, _, err = cli_run(capsys, *argv)
+    code, _, err = run_cli(*argv)
     assert code == 2 and "CUDA" in only_error(err) and not (tmp_path / "run").exists()
 
 
@@ -343,7 +338,7 @@ def _damage(db: Path, seed: int) -> None:
     db.write_bytes(bytes(data))
 
 
-def test_a_damaged_session_store_is_one_line_and_never_written(capsys, tmp_path):
+def test_a_damaged_session_store_is_one_line_and_never_written(run_cli, tmp_path):
     db = tmp_path / "sessions.db"
     sid = Session("a cat to the left of a dog", planner="rules", store=db).id
     for _ in range(3):
@@ -354,7 +349,7 @@ def test_a_damaged_session_store_is_one_line_and_never_written(capsys, tmp_path)
     damaged = db.read_bytes()
     for argv in (["sessions", "list"], ["sessions", "show", sid], ["chat", "a bird", "-p", "rules", "--no-render"],
                  ["chat", "--session", sid, "--no-render"]):
-        code, _, err = cli_run(capsys, *argv, "--store", str(db))
+        code, _, err = run_cli(*argv, "--store", str(db))
         assert code == 1 and "damaged" in only_error(err), argv
         assert db.read_bytes() == damaged, argv
     with pytest.raises(StoreError, match="damaged"):
@@ -390,9 +385,9 @@ def _wait_for_status(meta: Path, status: str, proc: subprocess.Popen, timeout: f
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_a_render_stopped_by_a_signal_keeps_its_plan_and_leaves_no_old_image(capsys, tmp_path, sig, code, word):
+def test_a_render_stopped_by_a_signal_keeps_its_plan_and_leaves_no_old_image(run_cli, tmp_path, sig, code, word):
     out = tmp_path / "run"
-    first, _, err = cli_run(capsys, "a green star to the left of a blue ring", *FAST, "--out", str(out))
+    first, _, err = run_cli("a green star to the left of a blue ring", *FAST, "--out", str(out))
     assert first == 0 and (out / "image.png").is_file()
     proc = subprocess.Popen([sys.executable, "-m", "plan_and_render", PROMPT, *FAST[:-1], "1000", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
@@ -430,23 +425,23 @@ def test_a_chat_stopped_by_sigterm_keeps_every_turn(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def test_a_reused_out_folder_holds_only_the_newest_run(capsys, tmp_path):
+def test_a_reused_out_folder_holds_only_the_newest_run(run_cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert cli_run(capsys, PROMPT, *FAST, "-n", "3", "--out", str(out))[0] == 0
+    assert run_cli(PROMPT, *FAST, "-n", "3", "--out", str(out))[0] == 0
     assert {"image-1.png", "image-2.png", "image-3.png", "contact-sheet.png"} <= {p.name for p in out.iterdir()}
-    assert cli_run(capsys, PROMPT, *FAST, "--out", str(out))[0] == 0
+    assert run_cli(PROMPT, *FAST, "--out", str(out))[0] == 0
     assert sorted(p.name for p in out.iterdir()) == ["image.png", "layout.png", "metadata.json", "notes.txt",
                                                      "plan.json"]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["files"]["images"] == ["image.png"] and [i["file"] for i in meta["images"]] == ["image.png"]
 
 
-def test_run_files_get_the_mode_a_plain_open_gives(capsys, tmp_path):
+def test_run_files_get_the_mode_a_plain_open_gives(run_cli, tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
-    assert cli_run(capsys, PROMPT, *FAST, "-n", "2", "--out", str(tmp_path / "run"))[0] == 0
+    assert run_cli(PROMPT, *FAST, "-n", "2", "--out", str(tmp_path / "run"))[0] == 0
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
     assert set(modes.values()) == {0o666 & ~umask}, modes  # 0644 under the usual umask, never mkstemp's 0600
 
@@ -456,8 +451,8 @@ def test_run_files_get_the_mode_a_plain_open_gives(capsys, tmp_path):
 # --------------------------------------------------------------------------
 
 
-def test_terminal_escapes_never_reach_the_terminal_or_the_plan(capsys):
-    code, out, err = cli_run(capsys, "plan", "a \x1b[31mred\x1b[0m cat\x1b]0;owned\x07 on a mat", "-p", "rules",
+def test_terminal_escapes_never_reach_the_terminal_or_the_plan(run_cli):
+    code, out, err = run_cli("plan", "a \x1b[31mred\x1b[0m cat\x1b]0;owned\x07 on a mat", "-p", "rules",
                              "--json")
     assert code == 0 and "\x1b" not in out + err
     plan = ScenePlan.model_validate_json(out)
@@ -466,13 +461,13 @@ def test_terminal_escapes_never_reach_the_terminal_or_the_plan(capsys):
     assert s.edit("make the cat \x1b[1mblack\x1b[0m").ok and s.plan.objects[0].attributes == ["black"]
 
 
-def test_a_canvas_that_is_not_a_multiple_of_8_renders_with_a_warning(capsys, tmp_path):
+def test_a_canvas_that_is_not_a_multiple_of_8_renders_with_a_warning(run_cli, tmp_path):
     plan = tiny_plan(100, 100)
     result = par.render(plan, model=TINY, steps=1, method="none", progress=False)
     assert result.images[0].size == (96, 96)
     assert any("100x100 is rendered at 96x96" in w for w in result.warnings)
     (tmp_path / "p.json").write_text(plan.to_json())
-    code, _, err = cli_run(capsys, "--plan", str(tmp_path / "p.json"), "--model", TINY, "--steps", "1",
+    code, _, err = run_cli("--plan", str(tmp_path / "p.json"), "--model", TINY, "--steps", "1",
                            "--out", str(tmp_path / "run"))
     assert code == 0 and "warning: the plan's canvas 100x100 is rendered at 96x96" in err
 
@@ -503,12 +498,12 @@ def test_chat_lines_that_cannot_be_edits_are_one_line_each_and_quit_leaves(tmp_p
 # --------------------------------------------------------------------------
 
 
-def test_a_model_folder_works_from_any_folder_and_sessions_keep_its_absolute_path(capsys, tmp_path, monkeypatch):
+def test_a_model_folder_works_from_any_folder_and_sessions_keep_its_absolute_path(run_cli, tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     relative = os.path.relpath(TINY, elsewhere)
-    code, _, err = cli_run(capsys, PROMPT, "--planner", "rules", "--model", relative, "--steps", "1", "--out", "run")
+    code, _, err = run_cli(PROMPT, "--planner", "rules", "--model", relative, "--steps", "1", "--out", "run")
     assert code == 0, err
     assert json.loads((elsewhere / "run" / "metadata.json").read_text())["model"] == TINY
     s = Session(PROMPT, planner="rules", store=tmp_path / "s.db", model=relative, render_options={"steps": 1})
@@ -517,12 +512,12 @@ def test_a_model_folder_works_from_any_folder_and_sessions_keep_its_absolute_pat
     assert Session.resume(s.id, store=tmp_path / "s.db").render().images
 
 
-def test_a_missing_model_says_not_found_before_a_planner_loads(capsys, tmp_path, monkeypatch):
+def test_a_missing_model_says_not_found_before_a_planner_loads(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     api._PLANNERS.clear()
     t0 = time.perf_counter()
-    code, _, err = cli_run(capsys, PROMPT, "--model", "models/shapes-tiny")  # the default planner: local
+    code, _, err = run_cli(PROMPT, "--model", "models/shapes-tiny")  # the default planner: local
     assert time.perf_counter() - t0 < 10 and not api._PLANNERS
     line = only_error(err)
     assert code == 1 and "not found" in line and "HF_HUB_OFFLINE is set" in line and "cannot be reached" not in line
@@ -530,9 +525,9 @@ def test_a_missing_model_says_not_found_before_a_planner_loads(capsys, tmp_path,
     assert not (tmp_path / "outputs").exists()
 
 
-def test_several_images_get_a_contact_sheet_and_each_its_seed_and_scores(capsys, tmp_path):
+def test_several_images_get_a_contact_sheet_and_each_its_seed_and_scores(run_cli, tmp_path):
     out = tmp_path / "run"
-    code, _, err = cli_run(capsys, PROMPT, *FAST, "-n", "3", "--seed", "7", "--out", str(out))
+    code, _, err = run_cli(PROMPT, *FAST, "-n", "3", "--seed", "7", "--out", str(out))
     assert code == 0, err
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["files"]["contact_sheet"] == "contact-sheet.png"

@@ -171,22 +171,14 @@ def test_scheduler_from_the_folder_guidance_json_and_the_api(tiny_pipe, two_plan
     assert api.settings.scheduler == "pndm" and api.config["scheduler_class"] == "PNDMScheduler"
 
 
-def test_cli_takes_a_scheduler(capsys, tmp_path):
+def test_cli_takes_a_scheduler(run_cli, tmp_path):
     from pathlib import Path
 
-    from plan_and_render.app import cli
-
     model = str(Path(__file__).resolve().parents[1] / "models" / "shapes-tiny")
-
-    def run(*argv: str) -> tuple[int, str]:
-        with pytest.raises(SystemExit) as exc:
-            cli.main(list(argv))
-        return exc.value.code, capsys.readouterr().err
-
     args = ["--planner", "rules", "--model", model, "--width", "64", "--height", "64", "--steps", "2"]
-    code, err = run("a red circle to the left of a blue square", *args, "--scheduler", "euler_a",
+    code, _, err = run_cli("a red circle to the left of a blue square", *args, "--scheduler", "euler_a",
                     "--out", str(tmp_path / "run"))
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "metadata.json").read_text())["settings"]["scheduler"] == "euler_a"
-    code, err = run("a red circle", *args, "--scheduler", "ddpm", "--out", str(tmp_path / "bad"))
+    code, _, err = run_cli("a red circle", *args, "--scheduler", "ddpm", "--out", str(tmp_path / "bad"))
     assert code == 2 and "unknown scheduler 'ddpm'" in err
