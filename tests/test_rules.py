@@ -315,3 +315,22 @@ def test_template_prompts_roundtrip(a, b, phrase, n, adj):
     objects, relations = summary(g)
     assert objects[a][0] == n
     assert relations == {f"{a} {_PHRASES[phrase]} {b}"}
+
+
+# --- issue 13: realistic phrasings (one test per general class) ------------------
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    ("can you draw me a dog sitting next to a fire hydrant", {"dog": 1, "fire hydrant": 1}, {"dog next_to fire_hydrant"}),
+    ("Please generate: a snowy owl on a fence post", {"owl": (1, ["snowy"]), "fence post": 1}, {"owl on fence_post"}),
+    ("I'd like a green frog on a lily pad", {"frog": (1, ["green"]), "lily pad": 1}, {"frog on lily_pad"}),
+    ("give me a poster with a rocket and a planet", {"rocket": 1, "planet": 1}, set()),
+    ("prompt: a lion on a throne", {"lion": 1, "throne": 1}, {"lion on throne"}),
+    ("pls draw a hamster inside a cage", {"hamster": 1, "cage": 1}, {"hamster inside cage"}),
+    ("could you please create a scene where a cat sleeps under a table", {"cat": 1, "table": 1}, {"cat under table"}),
+    ("I want a picture of three goldfish in a bowl", {"goldfish": 3, "bowl": 1}, {"goldfish inside bowl"}),
+])
+def test_a_request_around_the_description_names_no_object(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

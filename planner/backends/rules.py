@@ -337,8 +337,19 @@ _FRAME_RE = re.compile(
     r"simple|cartoon|digital|black[- ]and[- ]white|color|colour|close[- ]up|closeup|wide|aerial|nice|cute|"
     r"realistic-looking|hd|4k|stock)\s+)*"
     r"(?:photo(?:graph)?|image|picture|painting|drawing|illustration|render(?:ing)?|view|shot|sketch|snapshot|"
-    r"close[- ]?up|scene|depiction|rendition|artwork|cartoon|pic)s?\s+"
+    r"close[- ]?up|scene|depiction|rendition|artwork|cartoon|pic|poster|wallpaper|postcard)s?\s+"
     r"(?:of|showing|with|depicting|featuring|containing|where|in\s+which|that\s+shows)\s+",
+    re.I,
+)
+# A request wrapped around the description: "can you draw me ...", "please generate: ...", "I'd like ...",
+# "give me ...", "prompt: ..." (what follows is the picture; the words before it are no objects)
+_REQUEST_RE = re.compile(
+    r"^\s*(?:(?:prompt|request|image|picture)\s*:\s*)?(?:(?:hey|hi|hello|ok|okay)\b[,!]?\s*)?"
+    r"(?:(?:(?:can|could|would|will)\s+you|please|pls|plz|kindly|just)\s+)*"
+    r"(?:(?:(?:i\s*'?d|i\s+would|we\s*'?d|we\s+would)\s+(?:like|love|want)(?:\s+to\s+(?:see|have|get))?"
+    r"|i\s+(?:want|need)(?:\s+to\s+see)?|(?:give|show|make|draw|generate|create|render|paint|depict|imagine|"
+    r"design|produce|sketch|illustrate)(?:\s+(?:me|us))?)\b\s*[:,]?\s*)?"
+    r"(?:(?:please|pls|plz)\b[,:]?\s*)?",
     re.I,
 )
 _THERE_RE = re.compile(r"^\s*(?:there(?:\s+(?:is|are)|'s)|here(?:\s+(?:is|are)|'s)|i\s+see|we\s+see|you\s+see)\s+", re.I)
@@ -823,7 +834,9 @@ def strip_style(text: str) -> str:
 
 def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
     """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
-    text = strip_style(" ".join(prompt.split()))
+    text = " ".join(prompt.split())
+    text = text[_REQUEST_RE.match(text).end():] or text
+    text = strip_style(text)
     text = re.sub(r"\bside by side\b", "next to each other", text, flags=re.I)
     comparisons: list[tuple[str, str, str]] = []
 
