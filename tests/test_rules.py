@@ -334,3 +334,28 @@ def test_a_request_around_the_description_names_no_object(prompt, objects, relat
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a participle after "is" is a verb, not a modifier
+    ("a chef is tossing pizza dough", {"chef": 1, "pizza dough": 1}, set()),
+    # a plural noun, then a bare verb: the verb is no part of the noun, and a new clause starts at "while"
+    ("kids on a rug while their parents watch from under an umbrella", {"kid": 2, "rug": 1, "parent": 2, "umbrella": 1},
+     {"kid on rug", "parent under umbrella"}),
+    # "a microphone stand": a bare verb after "a" + noun is part of the noun
+    ("a guitar and a microphone stand to its left", {"guitar": 1, "microphone stand": 1},
+     {"microphone_stand left_of guitar"}),
+    # "one sleeping on a rock": "one" stands for the pandas
+    ("two pandas, one eating bamboo and one sleeping on a rock", {"panda": 2, "bamboo": 1, "rock": 1},
+     {"panda on rock"}),
+    # verbs said in the -s form, "to" + a verb, adverbs after a noun
+    ("a boy kicks a ball and a goalkeeper jumps to stop it", {"boy": 1, "ball": 1, "goalkeeper": 1}, set()),
+    ("a superhero on a ledge, the city far below", {"superhero": 1, "ledge": 1, "city": 1}, {"superhero on ledge"}),
+    # a particle before "a": a preposition, so the noun before it goes on
+    ("a tractor pulling a hay wagon down a road", {"tractor": 1, "hay wagon": 1}, set()),
+    ("a school of fish above a submarine", {"fish": 5, "submarine": 1}, {"fish above submarine"}),
+])
+def test_verbs_and_adverbs_end_a_noun(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

@@ -76,8 +76,19 @@ _VERBS = frozenset(
     drink drinks eats depict depicts feature features include includes surround surrounds overlook overlooks
     hover hovers glide glides soar soars sail sails lay lies stay stays remain remains dangle dangles
     loom looms peer peers crouch crouches kneel kneels squat squats hop hops leap leaps stuck curl curls nap naps
-    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks""".split()
-) - {"watch", "drink", "look", "play", "lie"}
+    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks
+    glow glows kick kicks toss tosses dance dances chop chops bloom blooms nap naps smile smiles laugh laughs
+    sing sings talk talks chat chats wander wanders splash splashes dive dives crawl crawls paddle paddles
+    skate skates surf surfs fish fishes hunt hunts lurk lurks rise rises sink sinks drift drifts chew chews
+    feed feeds guard guards lounge lounges bask basks doze dozes stop stops catch catches""".split()
+) - {"watch", "drink", "look", "play", "lie", "fish", "chat", "guard", "lounge", "feed", "smile", "dance", "stop", "catch"}
+# Bare verb forms that name a thing after another noun ("a microphone stand", "a bus stop"): with "a"/"an"
+# before them the verb cannot agree with a singular subject, so the pair is one noun
+_STEM_NOUN_OK = frozenset("stand stop rest cover hang fall rise light float swing".split())
+# Auxiliaries: a participle after them is a verb ("a chef is tossing pizza dough")
+_AUXILIARIES = frozenset("is are was were be been 's am".split())
+# Adverbs said right after a noun ("the city far below", "a submarine deep underwater"): the noun ends there
+_AFTER_NOUN_ADVERBS = frozenset("far deep".split())
 _ING_NOUNS = frozenset(
     """building painting ceiling ring king wing string swing wedding clothing railing pudding dumpling earring
     bedding icing frosting stuffing topping awning sibling duckling seedling lightning morning evening spring
@@ -320,7 +331,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("WITH", text, pred=pred))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
-    for text in (".", ";", "!", "?", "but"):
+    for text in (".", ";", "!", "?", "but", "while", "whilst", "whereas"):  # "..., while their parents watch"
         put(text, Tok("END", text))
     put(",", Tok("AND", ","))
     put(":", Tok("OTHER", ":"))
@@ -384,6 +395,11 @@ def _is_verbish(word: str, first: bool) -> bool:
     if word.endswith("ly") and len(word) > 4 and word not in _LY_NOUNS:
         return not first
     return False
+
+
+def _bare_verb(word: str) -> bool:
+    """ "sit", "watch": the form a plural subject takes (its -s form is a known verb)."""
+    return f"{word}s" in _VERBS or f"{word}es" in _VERBS
 
 
 def _is_content(word: str) -> bool:
@@ -457,6 +473,10 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             j += 1
             continue
         break
+    # "two pandas, one eating bamboo and one sleeping on a rock": "one" stands for a noun said before
+    if quantity and j < len(words) and words[j].endswith("ing") and words[j] not in _ING_NOUNS \
+            and (quantity == "one" or j + 1 == len(words) or not _is_content(words[j + 1]) or words[j + 1] in _DETERMINERS):
+        return None, i
     # content words
     content: list[str] = []
     k = j
@@ -475,18 +495,22 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             nxt = words[k + 1] if k + 1 < len(words) else ""
             only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
             modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
-                and not _is_verbish(nxt, first=False)
+                and not _is_verbish(nxt, first=False) and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"})
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
             ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
             # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
             noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+            noun_verb = noun_verb or (content and count == 1 and w in _STEM_NOUN_OK and not is_plural(content[-1]))
             if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
-        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN):
+        if content and is_plural(content[-1]) and content[-1] not in ADJECTIVES and _bare_verb(w):
+            break  # "their parents watch from ...", "the students sit at their desks": the verb of a plural
+        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN or w in _AFTER_NOUN_ADVERBS):
             break  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
-                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH"):
+                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH") \
+                and not (k + 2 < len(words) and words[k + 2] in _DETERMINERS and not _is_verbish(w, first=False)):
             break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
         if content and _high_or_low(words, k):
             break  # "a moon high in the sky"
@@ -576,6 +600,15 @@ def lex(text: str) -> list[Tok]:
         if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
             toks.append(Tok("PRON", "them"))  # "the banana between the others"
             i += 2 if words[i + 1] == "others" else 3
+            continue
+        prev_np = toks[-1].np if toks and toks[-1].kind == "NP" else None
+        if prev_np is not None and (w in _AFTER_NOUN_ADVERBS or is_plural(prev_np.words[-1]) and _bare_verb(w)):
+            toks.append(Tok("OTHER", w))  # "the city far below", "their parents watch from ...": no noun
+            i += 1
+            continue
+        if w == "to" and i + 1 < len(words) and _bare_verb(words[i + 1]):
+            toks.append(Tok("OTHER", f"to {words[i + 1]}"))  # "jumps to stop it": a purpose, no object
+            i += 2
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
             toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
