@@ -101,7 +101,8 @@ _LY_NOUNS = frozenset(
 _PRONOUNS = frozenset("it them itself themselves him her".split())
 _POSSESSIVES = frozenset("its their his her".split())
 _FRAME_NOUNS = frozenset(
-    "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot".split()
+    "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot canvas"
+    .split()
 )
 # Places: introduced by a preposition, or hosting a "with" list, they become the background.
 _SCENE_NOUNS = frozenset(
@@ -221,7 +222,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
                     "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
                     "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the", "across the",
-                    "up in the", "down in the", "high in the", "low in the", "into the"):
+                    "up in the", "down in the", "high in the", "low in the", "into the", "from the"):
             for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
                          " third", " portion", " section"):
                 base = f"{pre} {side}{tail}"
@@ -230,7 +231,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for side in ("left", "right"):
         for v in ("top", "bottom", "upper", "lower"):
             for pre in ("in the", "at the", "on the", "to the", "toward the", "towards the", "near the", "into the",
-                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the"):
+                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the",
+                        "from the"):
                 for tail in (" corner", "", " side", " part", " area", " region", " hand corner", "-hand corner",
                              " quadrant", " third"):
                     text = f"{pre} {v} {side}{tail}"
@@ -420,8 +422,21 @@ def _frame_at(words: list[str], j: int) -> bool:
 
 
 def _high_or_low(words: list[str], i: int) -> bool:
-    """ "high" / "low" saying where something is ("high in the sky", "low above the water")."""
+    """ "high" / "low" saying where something is ("high in the sky"); "flying low over a field" says how
+    near the field, not where in the picture."""
+    if words[i] == "low" and i + 1 < len(words) and words[i + 1] in ("over", "above", "across"):
+        return False
     return words[i] in ("high", "low") and i + 1 < len(words) and words[i + 1] in _HIGH_LOW_NEXT
+
+
+# Backdrops whose sides are the canvas's: "the top of the wall", "the upper right of the sky"
+_BACKDROPS = frozenset("sky wall walls canvas page frame screen horizon sea ocean water".split())
+
+
+def _backdrop_at(words: list[str], j: int) -> bool:
+    """ "the wall", "the sky", "the picture"... starting at ``words[j]``: a region of it is a region of the canvas."""
+    np, _k = _read_np(words, j)
+    return np is not None and (np.words[-1] in _BACKDROPS or np.words[-1] in _FRAME_NOUNS)
 
 
 _HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
@@ -495,7 +510,8 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             nxt = words[k + 1] if k + 1 < len(words) else ""
             only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
             modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
-                and not _is_verbish(nxt, first=False) and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"})
+                and not _is_verbish(nxt, first=False) and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"}) \
+                and nxt not in ("low", "high")  # "flying low over a field": the participle's adverb
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
             ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
@@ -542,6 +558,29 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     return np, k
 
 
+def _bare_region(words: list[str], i: int, toks: list[Tok]) -> tuple[Tok, int] | None:
+    """Side words with no preposition, in terse prompts: after a noun and before a comma ("sun top
+    right, clouds top left") or as a label before a colon ("top left: sun. bottom: houses")."""
+    k = i
+    while k < len(words) and k - i < 2 and words[k] in _SIDE_WORDS:
+        k += 1
+    if k == i or (k < len(words) and words[k] not in (",", ":", ".", ";", "!")):
+        return None
+    after_noun = bool(toks) and toks[-1].kind == "NP" and (k == len(words) or words[k] != ":")
+    label = k < len(words) and words[k] == ":" and (not toks or toks[-1].kind in ("END", "AND"))
+    if not (after_noun or label):
+        return None
+    axes = [_SIDE_WORDS[w] for w in words[i:k]]
+    text = " ".join(words[i:k])
+    if len(axes) == 2 and {axes[0][0], axes[1][0]} == {"h", "v"}:
+        v = next(level for axis, level in axes if axis == "v")
+        h = next(level for axis, level in axes if axis == "h")
+        return Tok("ABS", text, axis="hv", level=v * 3 + h), k - i + (1 if label else 0)
+    if len(axes) == 1:
+        return Tok("ABS", text, axis=axes[0][0], level=axes[0][1]), k - i + (1 if label else 0)
+    return None
+
+
 def lex(text: str) -> list[Tok]:
     """Words -> tokens; unknown words become OTHER and are ignored by the parser."""
     text = _HYPHENATED_SIDES.sub(r"\1 \2", text.lower())  # "top-left" -> "top left"
@@ -565,7 +604,9 @@ def lex(text: str) -> list[Tok]:
                 and _frame_at(words, i + n + 1):
             n += 3  # "in the top left corner of the image": the frame is the canvas
         elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
-                and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
+                and _backdrop_at(words, i + n + 1):
+            n = _read_np(words, i + n + 1)[1] - i  # "toward the top of the wall": the wall is the backdrop
+        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of":
             # "in the center of a forest clearing", "in the middle of the table": a place in a thing
             tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
         if tok is not None and tok.kind == "REL" and tok.pred == "inside":
@@ -586,6 +627,11 @@ def lex(text: str) -> list[Tok]:
                 continue
             toks.append(tok)
             i += n
+            continue
+        label = _bare_region(words, i, toks)
+        if label is not None:
+            toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
+            i += label[1]
             continue
         if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
             toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
@@ -609,6 +655,11 @@ def lex(text: str) -> list[Tok]:
         if w == "to" and i + 1 < len(words) and _bare_verb(words[i + 1]):
             toks.append(Tok("OTHER", f"to {words[i + 1]}"))  # "jumps to stop it": a purpose, no object
             i += 2
+            continue
+        if w in ("low", "high") and toks and toks[-1].kind != "NP" and not _high_or_low(words, i) \
+                and words[i + 1:i + 2] and words[i + 1] in ("over", "above", "across"):
+            toks.append(Tok("OTHER", w))  # "flying low over a field": how, not where
+            i += 1
             continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
             toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
@@ -1010,6 +1061,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
+    comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
     filled = False  # the host is filled with the focus ("a bookshelf filled with books")
@@ -1116,6 +1168,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     and (mode not in ("with", "neg") or with_done) and order is None:
                 end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
             after_and = True
+            comma_join = t.text == "," and not (nxt is not None and nxt.kind == "AND")
             i += 1
             continue
         elif t.kind == "NP":
@@ -1190,7 +1243,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
                 inverted = []
-            joins = after_and and bool(last) and not was_object  # "... in front of the monitor and a mug": not joined
+            # "... in front of the monitor and a mug": not joined; "a wave, three boats, mount fuji in the
+            # background": a terse list's items are placed one by one
+            joins = after_and and bool(last) and not was_object and not comma_join
             if mode == "subject":
                 if oid not in subjects:
                     subjects.append(oid)
@@ -1225,6 +1280,15 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
                 pending = None
+            elif nxt is not None and nxt.kind == "PRON" and t.kind == "REL" and subjects and toks[i - 1].kind == "AND" \
+                    and i + 2 < len(toks) and toks[i + 2].kind == "NP":
+                # "in the distance a castle, in front of it a moat": "it" is the clause's subject, and the moat
+                # (the next noun) is what stands in front of it
+                target = choose(_distinct([list(subjects), list(last)] if last else [list(subjects)]))
+                end_clause(hard=False)
+                inverted.append((t.pred or "near", list(target)))
+                pending = None
+                i += 1
             elif nxt is not None and nxt.kind == "PRON" and not rel_subjects and prev_subjects and t.kind == "REL":
                 # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
                 target = choose(_distinct([list(prev_subjects), [o.id for o in b.objects][-1:]]))
@@ -1259,9 +1323,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
             if mode in ("subject", "with"):
                 mode = "object" if mode == "subject" else mode
-        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].text == "," and nxt is not None \
+        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].kind == "AND" and nxt is not None \
                 and nxt.kind == "NP" and subjects and pending is None and not t.bare:
-            end_clause(hard=False)  # "a castle in the background, in the foreground a girl": the girl's
+            # "a castle in the background, in the foreground a girl" / "..., and up close a helmet": the girl's
+            end_clause(hard=False)
             (pending_abs if t.kind == "ABS" else pending_depth).append(t)
         elif t.kind == "ABS":
             if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
