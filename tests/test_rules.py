@@ -359,3 +359,24 @@ def test_verbs_and_adverbs_end_a_noun(prompt, objects, relations):
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # "them" is a group, not the single noun the "with" hangs on
+    ("three candles on a mantelpiece with a mirror above them", {"candle": 3, "mantelpiece": 1, "mirror": 1},
+     {"candle on mantelpiece", "mirror above candle"}),
+    ("three pumpkins on a porch, a cat sitting behind them", {"pumpkin": 3, "porch": 1, "cat": 1},
+     {"pumpkin on porch", "cat behind pumpkin"}),
+    # "between them": the previous clause's two subjects; "holding hands" is no object
+    ("a girl and her grandfather fishing from a pier, a bucket between them",
+     {"girl": 1, "grandfather": 1, "pier": 1, "bucket": 1}, {"bucket between girl grandfather"}),
+    ("a girl and a boy holding hands, with a dog between them", {"girl": 1, "boy": 1, "dog": 1},
+     {"dog between girl boy"}),
+    # "between two trees" is complete; "it" is one thing, not the pair of trees
+    ("a cabin between two pine trees, a lake in front of it", {"cabin": 1, "pine tree": 2, "lake": 1},
+     {"cabin between pine_tree pine_tree", "lake in_front_of cabin"}),
+])
+def test_pronouns_take_a_fitting_number(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

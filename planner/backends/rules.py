@@ -279,6 +279,9 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         for act in _ACTIVITIES:
             for art in ("a ", "an ", "their ", "his ", "her ", ""):
                 put(f"{verb} {art}{act}", Tok("OTHER", f"{verb} {art}{act}"))
+    for text in ("holding hands", "hold hands", "holds hands", "hand in hand", "shaking hands", "shake hands",
+                 "arm in arm", "on horseback"):
+        put(text, Tok("OTHER", text))  # "a girl and a boy holding hands", "a knight on horseback": no object
     for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
                  "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
                  "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
@@ -1205,7 +1208,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     after_and = False
                     continue
                 # the relation is complete unless it is "between X and ..." or followed by "and" + NP in a list
-                if not (pending.pred == "between" and len(rel_objects) == 1 and nxt is not None and nxt.kind == "AND") and pending.kind != "FLANK":
+                open_between = pending.pred == "between" and len(rel_objects) == 1 and nxt is not None \
+                    and nxt.text == "and" and (b.get(oid).count or 1) < 2  # "between two trees, a lake": done
+                if not open_between and pending.kind != "FLANK":
                     finish_relation()
                 elif pending.kind == "FLANK":
                     finish_relation()
@@ -1274,7 +1279,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
                 rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
             if t.pron:  # "to its left": the object is the host / antecedent
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
@@ -1296,7 +1301,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "PRON":
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
@@ -1422,7 +1427,7 @@ def _is_verb_token(word: str) -> bool:
 
 
 def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str], word: str,
-                     pred: str | None) -> list[tuple[list[str], list[str]]]:
+                     pred: str | None, prev: list[str] = ()) -> list[tuple[list[str], list[str]]]:
     """The readings of a relation to "it" / "them", as (subjects, antecedent) pairs, the preferred
     first: the "with" host, else the latest noun of the clause before the subjects ("a vase, a
     cat to its left"), else, for a list subject, its earlier members ("a table and a dog under
@@ -1446,11 +1451,22 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     options.append((subjects, before[-1:]))
     many = [n for n in dict.fromkeys([*host, *earlier]) if n not in subjects]
     single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
-    if plural and len(many) >= 2 and single(options[0][1]):
+    counted = lambda ids: all((b.get(n).count or 1) >= 2 for n in ids)  # noqa: E731
+    # "them" means a group ("three candles on a mantelpiece with a mirror above them": the candles), or
+    # the previous clause's two subjects ("a girl and her grandfather on a pier, a bucket between them")
+    groups = [n for n in dict.fromkeys([*reversed(earlier), *host, *reversed(before)]) if n not in subjects and counted([n])]
+    pair = [n for n in prev if n not in subjects]
+    if plural and groups and single(options[0][1]):
+        options.insert(0, (subjects, groups[:1]))
+    elif plural and len(pair) >= 2 and not host and not earlier:
+        options.insert(0, (subjects, pair))
+    elif plural and len(many) >= 2 and single(options[0][1]):
         options.insert(0, (subjects, many))
     elif plural and len(before) >= 2 and single(options[0][1]) and all(single([n]) for n in before[-2:]):
         options.insert(0, (subjects, before[-2:]))  # "a teapot next to a bowl and the spoon in front of them"
     options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
+    if word in ("it", "its"):  # one thing: "a cabin between two pine trees, a lake in front of it": the cabin
+        options = [o for o in options if not counted(o[1])] + [o for o in options if counted(o[1])]
     fits = {"inside": _is_container} if word in ("it", "its") else {}
     test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
     if test is not None:  # a container for "in it", a person for "her", when one is at hand
