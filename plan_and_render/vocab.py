@@ -366,6 +366,7 @@ STYLE_WORDS: frozenset[str] = frozenset(
     colors colours colour color palette background backdrop pastel vibrant muted travel storybook artstation
     trending masterpiece quality best low high eye level view bird's eye top-down overhead establishing
     tone tones toned grain grainy noir sepia monochrome monochromatic black white and of lens photoreal
+    intricate details detail rim ambient cinematography
     unreal engine octane volumetric symmetrical composition frame framed wide-angle full-body headshot
     editorial documentary street candid analog analogue film-still still-life life""".split()
 )

@@ -380,3 +380,16 @@ def test_pronouns_take_a_fitting_number(prompt, objects, relations):
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, background", [
+    ("cozy cabin interior, a fireplace and two armchairs", {"fireplace": 1, "armchair": 2}, "cozy cabin interior"),
+    ("a cafe interior with two people at a table", {"person": 2, "table": 1}, "cafe interior"),
+    ("ukiyo-e style, a big wave, three small boats", {"wave": (1, [], "large"), "boat": (3, [], "small")}, None),
+    ("an airship above a lake, intricate details, golden hour lighting", {"airship": 1}, "lake"),
+    ("breakfast flat lay: two eggs and a cup", {"egg": 2, "cup": 1}, None),
+])
+def test_interiors_are_places_and_style_tags_are_no_objects(prompt, objects, background):
+    graph = parse(prompt)
+    assert summary(graph)[0] == expect_objects(objects)
+    assert graph.background == background

@@ -111,7 +111,7 @@ _SCENE_NOUNS = frozenset(
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
-    sand universe area world tarmac platform dirt mud field corner""".split()
+    sand universe area world tarmac platform dirt mud field corner interior exterior""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
 _LANDMARKS = frozenset(
@@ -889,7 +889,7 @@ def parse(prompt: str) -> SceneGraph:
 # The medium a leading "X of" names: "a watercolor of", "a children's book illustration of", "photo of"
 _MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
           "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
-          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
+          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film|flat lay")
 _MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring|(?:looking|looking\s+down|looking\s+up)\s+(?:at|on))\s+",
                            re.I)
 _STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
@@ -910,10 +910,11 @@ def strip_style(text: str) -> str:
     for k in range(0, len(parts), 2):
         seg, sep = parts[k], parts[k + 1] if k + 1 < len(parts) else ""
         ws = re.findall(r"[\w'/-]+", seg.lower())
-        if ws and all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws):
+        tag = len(ws) <= 3 and bool(ws) and ws[-1] in ("style", "aesthetic", "vibe", "vibes", "look")
+        if ws and (tag or all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws)):
             continue  # a tag: "35mm", "soft lighting", "anime style", "at night"
         seg = _MEDIUM_OF_RE.sub("", seg.strip()) if not out else seg
-        if not out and sep.startswith(":") and ws and re.fullmatch(rf"(?:{_MEDIA})s?", ws[-1]):
+        if not out and sep.startswith(":") and ws and any(re.fullmatch(rf"(?:{_MEDIA})s?", " ".join(ws[-n:])) for n in (1, 2)):
             continue  # "a moody film still: ..." / "minimalist poster: ..."
         out.append(f"{seg}{sep}")
     return " ".join(" ".join(out).split()) or text
