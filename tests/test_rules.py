@@ -393,3 +393,20 @@ def test_interiors_are_places_and_style_tags_are_no_objects(prompt, objects, bac
     graph = parse(prompt)
     assert summary(graph)[0] == expect_objects(objects)
     assert graph.background == background
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a unit "of" what it is made of is one thing per unit
+    ("eight pieces of salmon nigiri on a platter", {"piece of salmon nigiri": 8, "platter": 1},
+     {"piece_of_salmon_nigiri on platter"}),
+    ("three strips of bacon and a ball of yarn", {"strip of bacon": 3, "ball of yarn": 1}, set()),
+    ("a dish of soy sauce", {"dish of soy sauce": 1}, set()),
+    # "the biggest dog" is one of the three dogs, not a fourth
+    ("three dogs and a cat, the cat sitting on the biggest dog", {"dog": 3, "cat": 1}, {"cat on dog"}),
+    # ", all red": the colour of the group before
+    ("five kayaks on a lake, all red", {"kayak": (5, ["red"])}, set()),
+])
+def test_counts_keep_to_their_group(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

@@ -41,7 +41,7 @@ from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
 from ...vocab import (ADJECTIVES, ALIASES, COCO_CATEGORIES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
-                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
+                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds, singularize)
 from . import rules_edits
 from .base import Planner
 
@@ -145,8 +145,11 @@ _ACTIVITIES = ("picnic", "party", "nap", "rest", "conversation", "chat", "meal",
                "fight", "race", "walk", "swim", "bath", "break", "look", "drink", "snack", "tea party")
 _CONTAINERS = frozenset(
     """cup glass bowl plate bottle box bag basket slice piece jar pot vase bouquet loaf stack mug can carton
-    tray bucket pitcher jug sack crate bunch cone bar""".split()
+    tray bucket pitcher jug sack crate bunch cone bar dish""".split()
 )
+
+# Units counted in place of what they are made of: "three strips of bacon", "a ball of yarn" (one thing each)
+_UNITS = frozenset("piece slice strip ball sheet scoop wedge roll spool skein sprig stick chunk cube".split())
 
 # Side words of region phrases ("on the left", "at the very top", "in the middle")
 _SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w not in ("central", "high", "low")}
@@ -545,13 +548,15 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
         # "a cup of coffee": keep "of Y" after a container head ("a bowl of oranges": see lex)
         if (
-            k + 1 < len(words) and words[k] == "of" and w in _CONTAINERS
+            k + 1 < len(words) and words[k] == "of" and singularize(w) in _CONTAINERS | _UNITS
             and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
         ):
             content += ["of", words[k + 1]]
             k += 2
-            if k < len(words) and " ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS:
-                content.append(words[k])  # "a glass of orange juice"
+            if k < len(words) and (" ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS or (
+                    singularize(w) in _UNITS and not is_plural(content[-1]) and _is_content(words[k])
+                    and not _is_verbish(words[k], first=False) and _match(words, k)[0] is None)):
+                content.append(words[k])  # "a glass of orange juice", "eight pieces of salmon nigiri"
                 k += 1
             break
     if not content:
@@ -631,6 +636,15 @@ def lex(text: str) -> list[Tok]:
             toks.append(tok)
             i += n
             continue
+        if w == "all" and i + 1 < len(words) and words[i + 1] in COLOURS \
+                and (i + 2 == len(words) or words[i + 2] in (",", ".", ";", "!")):
+            group = next((t for t in reversed(toks) if t.kind == "NP" and t.np is not None
+                          and ((t.np.count or 1) >= 2 or is_plural(t.np.words[-1]))), None)
+            if group is not None:  # "five kayaks on a river, all red": the kayaks are red
+                group.np.words.insert(0, words[i + 1])
+                group.np.text = group.text = " ".join(group.np.words)
+                i += 2
+                continue
         label = _bare_region(words, i, toks)
         if label is not None:
             toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
@@ -726,6 +740,11 @@ class _Builder:
         self.depths: dict[str, str] = {}
 
     def add(self, np: NP) -> str:
+        if np.definite and len(np.words) >= 2 and _superlative(np.words[0]):
+            rest = normalize_name(_whole_for_part(np.words[1:]))
+            group = next((o for o in self.objects if o.name == rest.name and (o.count or 1) >= 2), None)
+            if group is not None:  # "three dogs ..., the biggest dog": one of the dogs, no fourth
+                return group.id
         parts = normalize_name(_whole_for_part(np.words))
         name = parts.name
         same = self.mentioned(np, parts)
@@ -791,6 +810,11 @@ class _Builder:
 
     def get(self, oid: str) -> _Obj:
         return next(o for o in self.objects if o.id == oid)
+
+
+def _superlative(word: str) -> bool:
+    """ "biggest", "smallest", "oldest": picks one of a group."""
+    return word.endswith("est") and len(word) > 5 and word not in ("forest", "chest", "nest", "vest", "west", "crest")
 
 
 def _whole_for_part(words: list[str]) -> str:
