@@ -554,9 +554,9 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             content += ["of", words[k + 1]]
             k += 2
             if k < len(words) and (" ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS or (
-                    singularize(w) in _UNITS and not is_plural(content[-1]) and _is_content(words[k])
+                    not is_plural(content[-1]) and _is_content(words[k])
                     and not _is_verbish(words[k], first=False) and _match(words, k)[0] is None)):
-                content.append(words[k])  # "a glass of orange juice", "eight pieces of salmon nigiri"
+                content.append(words[k])  # "a glass of orange juice", "a dish of soy sauce", "a cup of hot chocolate"
                 k += 1
             break
     if not content:
