@@ -410,3 +410,25 @@ def test_counts_keep_to_their_group(prompt, objects, relations):
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # "with" after the place of an "in" relation goes with the subject, and "sitting on top of" is one relation
+    ("a scarecrow in a cornfield with three crows sitting on top of it", {"scarecrow": 1, "cornfield": 1, "crow": 3},
+     {"scarecrow inside cornfield", "crow on scarecrow"}),
+    ("a clock tower in a square with pigeons circling above it", {"clock tower": 1, "square": 1, "pigeon": 2},
+     {"clock_tower inside square", "pigeon above clock_tower"}),
+    # a verb after what is worn or after a comma-ended "with" list is the host's again
+    ("a snowman with a hat and a scarf, standing next to a pine tree", {"snowman": 1, "hat": 1, "scarf": 1, "pine tree": 1},
+     {"snowman next_to pine_tree"}),
+    ("a wizard in a robe reading a book, a cat on the shelf behind him",
+     {"wizard": 1, "robe": 1, "book": 1, "cat": 1, "shelf": 1}, {"cat on shelf", "cat behind wizard"}),
+    # "where", "as" + a noun start a clause
+    ("a bus stop where a woman stands under an umbrella", {"bus stop": 1, "woman": 1, "umbrella": 1},
+     {"woman under umbrella"}),
+    ("a man at a crosswalk as a bus goes by behind him", {"man": 1, "crosswalk": 1, "bus": 1}, {"bus behind man"}),
+])
+def test_relations_after_participles_and_places_find_their_subject(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

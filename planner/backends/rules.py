@@ -111,7 +111,7 @@ _SCENE_NOUNS = frozenset(
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
-    sand universe area world tarmac platform dirt mud field corner interior exterior""".split()
+    sand universe area world tarmac platform dirt mud field corner interior exterior rain fog mist storm""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
 _LANDMARKS = frozenset(
@@ -339,7 +339,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("WITH", text, pred=pred))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
-    for text in (".", ";", "!", "?", "but", "while", "whilst", "whereas"):  # "..., while their parents watch"
+    for text in (".", ";", "!", "?", "but", "while", "whilst", "whereas", "where"):  # "..., while their parents watch"
         put(text, Tok("END", text))
     put(",", Tok("AND", ","))
     put(":", Tok("OTHER", ":"))
@@ -605,7 +605,8 @@ def lex(text: str) -> list[Tok]:
                 tok, n = side, m
         if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
             place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
-            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER") and m > 1:  # or "in a row"
+            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER", "REL") and m > 1:  # or "in a row"
+                # ... or "sitting on top of it": the longer relation phrase
                 i += n - 1
                 continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
@@ -645,6 +646,10 @@ def lex(text: str) -> list[Tok]:
                 group.np.text = group.text = " ".join(group.np.words)
                 i += 2
                 continue
+        if w == "as" and i + 1 < len(words) and words[i + 1] in _DETERMINERS and toks:
+            toks.append(Tok("END", "as"))  # "... at a crosswalk as a red bus goes by": a new clause
+            i += 1
+            continue
         label = _bare_region(words, i, toks)
         if label is not None:
             toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
@@ -1089,6 +1094,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
+    located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
     comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
@@ -1098,9 +1104,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
 
     def finish_relation() -> None:
-        nonlocal pending, rel_objects, rel_subjects, related
+        nonlocal pending, rel_objects, rel_subjects, related, located_in
         if pending is None:
             return
+        located_in = list(rel_objects) if pending.pred == "inside" else []
         subs = rel_subjects or focus
         if pending.kind == "SIZE":
             _size_hints(b, subs, pending.pred or "", rel_objects)
@@ -1409,6 +1416,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
             # with the clause's subject; else with the noun just before it
             comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
+            # "a scarecrow in a cornfield with three crows on top of it": the crows go with the scarecrow
+            comma = comma or (t.text == "with" and bool(located_in) and last == located_in and focus and focus != last)
             host = choose(_distinct([list(focus), list(last)] if comma else [list(last or focus), list(focus)]))
             mode = "with"
             after_and = False
@@ -1422,6 +1431,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 mode = "loose"
             elif mode == "subject" and subjects and _is_verb_token(t.text):
                 mode = "loose"
+            elif mode == "with" and host and focus != host and _is_verb_token(t.text) \
+                    and (holder or toks[i - 1].text == ","):
+                # "a man in a robe reading a book", "a snowman with a hat and a scarf, standing next to a tree":
+                # the verb is the host's again
+                focus = [n for n in host if n in subjects] or list(host)
+                mode, host = "loose", []
         i += 1
     end_clause(hard=True)
 
