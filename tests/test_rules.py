@@ -432,3 +432,35 @@ def test_relations_after_participles_and_places_find_their_subject(prompt, objec
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a place said straight after the object of "on"/"in" places that object (another reading keeps the subject)
+    ("the chessboard is on a table between the man and the boy", {"chessboard": 1, "table": 1, "man": 1, "boy": 1},
+     {"chessboard on table", "table between man boy"}),
+    # "between them": not the thing the subject was just put on
+    ("a man plays chess with a boy; the chessboard is on a table between them",
+     {"man": 1, "boy": 1, "chessboard": 1, "table": 1}, {"chessboard on table", "table between man boy"}),
+    # ", and behind the fence a horse": a fronted relation with a noun
+    ("a bicycle leaning on a fence, and behind the fence a horse is grazing", {"bicycle": 1, "fence": 1, "horse": 1},
+     {"bicycle on fence", "horse behind fence"}),
+    # a comma-listed "with" item followed by its own relation keeps it alone
+    ("a bedroom with a bunk bed, a toy chest under the window", {"bunk bed": 1, "toy chest": 1, "window": 1},
+     {"toy_chest under window"}),
+])
+def test_chained_and_fronted_relations(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, preferred, other", [
+    ("a cat sitting inside a box next to a pile of shoes", {"cat inside box", "cat next_to shoe"},
+     {"cat inside box", "box next_to shoe"}),
+    ("a wizard reading a book, a cat on the shelf behind him", {"cat on shelf", "cat behind wizard"},
+     {"cat on shelf", "shelf behind wizard"}),
+])
+def test_a_place_after_a_support_has_both_readings(prompt, preferred, other):
+    from plan_and_render.planner.backends.rules import readings
+    found = [summary(g)[1] for g in readings(prompt)]
+    assert found[0] == preferred and other in found

@@ -1288,7 +1288,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     subjects.append(oid)
                 focus = list(subjects)
             elif mode == "with":
-                if after_and and focus and focus != host and not was_object and focus != related:
+                if after_and and focus and focus != host and not was_object and focus != related and not (comma_join and own):
                     focus = [*focus, oid]
                 else:
                     focus = [oid]
@@ -1304,7 +1304,13 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
             pass  # "a bench with nobody sitting on it": what nobody does places nothing
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
-            chained = support_obj if support_at == i - 1 and t.pred == "on" and pending is None else []
+            if t.kind == "REL" and subjects and toks[i - 1].kind == "AND" and i + 2 < len(toks) \
+                    and toks[i + 1].kind == "NP" and toks[i + 2].kind == "NP":
+                end_clause(hard=False)  # ", and behind the fence a horse is grazing": the horse's relation
+            chained = support_obj if support_at == i - 1 and pending is None and t.kind == "REL" and not t.pron \
+                and (t.pred == "on" or t.pred in _CHAINED or t.pred in _CHAINED_MAYBE) else []
+            if chained and t.pred != "on" and focus and focus != chained:  # two readings; see _CHAINED
+                chained = choose([chained, []] if t.pred in _CHAINED else [[], chained])
             finish_relation()
             pending = t
             rel_subjects = chained or (list(focus) if focus else [])
@@ -1445,6 +1451,11 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 # an on/inside relation relates that object (book on table), not the clause's subject. Other
 # chains keep the subject: "bears in the woods in the bushes", "a cat left of a dog near a tree"
 _SUPPORT = ("on", "inside")
+# ... and a place said straight after that object may place it rather than the clause's subject: "a cat on
+# the shelf behind him" (the shelf is behind him?), "a cat inside a box next to a pile of shoes" (the box is?);
+# both readings are listed, the model of the ``local`` planner weighs them
+_CHAINED = ("between",)  # "a chessboard on a table between them": the table
+_CHAINED_MAYBE = ("behind", "in_front_of", "next_to", "near")  # the subject first: "a lamp on the table behind it"
 
 
 def _size_hints(b: _Builder, subjects: list[str], kind: str, objects: list[str]) -> None:
@@ -1479,6 +1490,9 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     plural = word in ("them", "their", "themselves")
     earlier = [n for n in clause_nps if n not in subjects]
     before = [o.id for o in b.objects if o.id not in subjects]
+    if plural:  # "the chessboard is on a table between them": "them" is not the chessboard
+        partners = {x for r in b.relations if set(r) & set(subjects) for x in r if x}
+        before = [n for n in before if n not in partners] or before
     options: list[tuple[list[str], list[str]]] = []
     if host:
         options.append((subjects, host))
