@@ -464,3 +464,16 @@ def test_a_place_after_a_support_has_both_readings(prompt, preferred, other):
     from plan_and_render.planner.backends.rules import readings
     found = [summary(g)[1] for g in readings(prompt)]
     assert found[0] == preferred and other in found
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a body part is the last clause's subject's, not the furniture it sits on
+    ("a lion sitting on a throne, a crown on its head", {"lion": 1, "throne": 1, "crown": 1},
+     {"lion on throne", "crown on lion"}),
+    # "a pirate's shoulder" is drawn as the pirate
+    ("a parrot on a pirate's shoulder", {"parrot": 1, "pirate": 1}, {"parrot on pirate"}),
+])
+def test_body_parts_belong_to_a_living_thing(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations

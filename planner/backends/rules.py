@@ -127,8 +127,10 @@ _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
     leg head tail side edge corner surface lid bumper paw face ear nose mouth neck hump saddle sill deck hull
-    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad""".split()
+    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad shoulder lap beak""".split()
 )
+# Parts only a living thing has: "a crown on its head" is on the lion, not on the throne it sits on
+_BODY_PARTS = frozenset("head face back nose ear neck tail paw shoulder lap arm leg mouth beak hump".split())
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
 # "with"-like links that put what follows inside the host: "a bookshelf filled with books"
@@ -689,7 +691,7 @@ def lex(text: str) -> list[Tok]:
             continue
         np, j = _read_np(words, i)
         if np is not None and len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
-            toks.append(Tok("PRON", "it"))  # "a dog on its roof": on the thing "its" means
+            toks.append(Tok("PRON", "it", np=np))  # "a dog on its roof": on the thing "its" means
             i = j
             continue
         if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
@@ -1340,6 +1342,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
             elif nxt is not None and nxt.kind == "PRON":
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects)
+                if nxt.np is not None and nxt.np.words[-1] in _BODY_PARTS and prev_subjects:
+                    # "a lion on a throne, a crown on its head": the body is the last clause's subject's
+                    owner = [(rel_subjects, list(prev_subjects))]
+                    options = _distinct([o for o in owner if not set(o[1]) & set(o[0])] + options)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
