@@ -477,3 +477,26 @@ def test_body_parts_belong_to_a_living_thing(prompt, objects, relations):
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # what a "with" / "full of" describes stands on the surface said after it
+    ("a vase with three sunflowers on a table next to a window", {"vase": 1, "sunflower": 3, "table": 1, "window": 1},
+     {"vase on table", "vase next_to window"}),
+    ("a glass with a straw on a picnic table", {"glass": 1, "straw": 1, "picnic table": 1}, {"glass on picnic_table"}),
+    ("a vase full of sunflowers on a table", {"vase": 1, "sunflower": 2, "table": 1},
+     {"sunflower inside vase", "vase on table"}),
+    # "a table with a chessboard in the middle": on the table; "the board" is the chessboard said again
+    ("a table with a chessboard in the middle, a cup to the left of the board",
+     {"table": 1, "chessboard": 1, "cup": 1}, {"chessboard on table", "cup left_of chessboard"}),
+])
+def test_what_a_with_clause_describes_keeps_its_place(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+def test_a_noun_placed_on_its_own_ends_a_negated_list():
+    graph = parse("an empty classroom, no students, chalkboard at the front")
+    assert [(o.name, o.depth) for o in graph.objects] == [("chalkboard", "foreground")]
+    assert graph.excluded == ["student"]

@@ -745,6 +745,7 @@ class _Builder:
         self.excluded: list[str] = []
         self.positions: dict[str, dict[str, int]] = {}  # id -> {"h": column, "v": row, "m": 1 (middle)}
         self.depths: dict[str, str] = {}
+        self.contents: set[str] = set()  # what an "X of Y" holds ("a bowl of cherries"): never what "it" means
 
     def add(self, np: NP) -> str:
         if np.definite and len(np.words) >= 2 and _superlative(np.words[0]):
@@ -778,8 +779,9 @@ class _Builder:
         a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
         before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
         same = [o for o in self.objects if o.name == parts.name]
-        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest"
-            same = [o for o in self.objects if o.name.endswith(" " + parts.name)]
+        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest", "the board" (chessboard)
+            same = [o for o in self.objects if o.name.endswith(" " + parts.name)] or \
+                [o for o in self.objects if len(parts.name) >= 4 and " " not in o.name and o.name.endswith(parts.name)]
         colours = {a for a in parts.attributes if a in COLOURS}
         if colours:  # "three white sheep and one black sheep": another group
             same = [o for o in same if colours <= set(o.attributes)]
@@ -1096,6 +1098,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
+    with_adjacent = False  # the "with" came straight after its noun
     located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
     comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
     was_object = False
@@ -1175,6 +1178,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 counted = nxt is not None and nxt.kind == "NP" and nxt.np is not None \
                     and nxt.np.count is not None and not nxt.np.vague
                 after = toks[i + 2] if i + 2 < len(toks) else None
+                # "no students, chalkboard at the front": a noun placed on its own is no longer negated
+                counted = counted or (t.text == "," and nxt is not None and nxt.kind == "NP" and after is not None
+                                      and after.kind in ("ABS", "DEPTH"))
                 if counted and (t.text == "and" or (t.text == "," and after is not None
                                                     and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
                     # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
@@ -1318,6 +1324,14 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
             rel_subjects = chained or (list(focus) if focus else [])
             if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
                 rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
+            elif mode == "with" and with_adjacent and host and focus and focus != host and t.pred == "on" and not chained \
+                    and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.words[-1] in _SURFACES:
+                # "a vase full of sunflowers on a table", "a glass with a straw on a picnic table": what the
+                # "with" describes stands on the surface (another reading: the sunflowers do); what follows is
+                # about it again ("... on a table next to a window")
+                rel_subjects = choose([list(host), rel_subjects])
+                if rel_subjects == host:
+                    focus, mode = list(host), "object"
             if t.pron:  # "to its left": the object is the host / antecedent
                 options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
@@ -1380,6 +1394,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif t.kind == "ABS":
             if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
                 b.relate(focus, "on", host)
+            elif mode == "with" and host and focus and focus != host and t.axis is None \
+                    and all(b.get(h).name.split()[-1] in _SURFACES for h in host):
+                b.relate(focus, "on", host)  # "a table with a chessboard in the middle": in the middle of the table
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
@@ -1420,11 +1437,17 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif t.kind == "NEG":
             finish_relation()
             mode = "neg"
+        elif t.kind == "WITH" and t.text == "of" and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                and mode != "neg":
+            # "a bowl of cherries": the cherries are drawn, the bowl stays what the clause is about
+            b.contents.add(b.add(nxt.np))
+            i += 1
         elif t.kind == "WITH":
             finish_relation()
             void = False
             holder = t.pred == "holds"
             filled = t.pred == "inside"
+            with_adjacent = toks[i - 1].kind == "NP"  # "a vase with ...", not "..., with a lamp ..."
             # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
             # with the clause's subject; else with the noun just before it
             comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
@@ -1495,7 +1518,7 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     to her right"). Then every other noun of the clause, then earlier clauses'."""
     plural = word in ("them", "their", "themselves")
     earlier = [n for n in clause_nps if n not in subjects]
-    before = [o.id for o in b.objects if o.id not in subjects]
+    before = [o.id for o in b.objects if o.id not in subjects and o.id not in b.contents]
     if plural:  # "the chessboard is on a table between them": "them" is not the chessboard
         partners = {x for r in b.relations if set(r) & set(subjects) for x in r if x}
         before = [n for n in before if n not in partners] or before
