@@ -432,3 +432,14 @@ def test_terse_and_list_placements(prompt, expected):
 def test_a_fronted_relation_to_it_after_a_comma_relates_the_next_noun():
     graph = parse("in the distance a castle, in front of it a moat")
     assert relations(graph) == {"moat in_front_of castle"}
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    # after a bare comma, "it" prefers the previous clause's subject to its last object
+    ("a cottage by a stream, a bridge in front of it", {"cottage near stream", "bridge in_front_of cottage"}),
+    ("a guitar leaning against an amp, a microphone stand to its left", {"microphone stand left_of guitar"}),
+    # "and" keeps the latest noun first
+    ("a cat on a mat and a dog next to it", {"cat on mat", "dog next_to mat"}),
+])
+def test_it_after_a_comma_prefers_the_last_clauses_subject(prompt, expected):
+    assert relations(parse(prompt)) == expected

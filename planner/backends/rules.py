@@ -1099,6 +1099,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
     with_adjacent = False  # the "with" came straight after its noun
+    after_comma = False  # the clause began after a bare comma ("a cottage by a stream, a bridge in front of it")
     located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
     comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
     was_object = False
@@ -1143,7 +1144,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 
     def end_clause(hard: bool) -> None:
         nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
-        nonlocal pending_depth, prev_subjects
+        nonlocal pending_depth, prev_subjects, after_comma
         finish_relation()
         void = False
         prev_subjects = list(subjects) or prev_subjects
@@ -1157,6 +1158,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
         if hard:
             pending_abs, inverted, pending_depth = [], [], []
+        after_comma = False
 
     fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
     i = 0
@@ -1209,7 +1211,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 mode, host, focus, holder = "subject", [], list(subjects), False
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and (mode not in ("with", "neg") or with_done) and order is None:
-                end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
+                end_clause(hard=False)
+                after_comma = t.text == "," and toks[i - 1].kind != "AND"  # "a cat on a mat and a dog under the table": new clause
             after_and = True
             comma_join = t.text == "," and not (nxt is not None and nxt.kind == "AND")
             i += 1
@@ -1333,7 +1336,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 if rel_subjects == host:
                     focus, mode = list(host), "object"
             if t.pron:  # "to its left": the object is the host / antecedent
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects,
+                                           after_comma)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
@@ -1355,7 +1359,8 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "PRON":
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects,
+                                           after_comma)
                 if nxt.np is not None and nxt.np.words[-1] in _BODY_PARTS and prev_subjects:
                     # "a lion on a throne, a crown on its head": the body is the last clause's subject's
                     owner = [(rel_subjects, list(prev_subjects))]
@@ -1507,7 +1512,7 @@ def _is_verb_token(word: str) -> bool:
 
 
 def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str], word: str,
-                     pred: str | None, prev: list[str] = ()) -> list[tuple[list[str], list[str]]]:
+                     pred: str | None, prev: list[str] = (), after_comma: bool = False) -> list[tuple[list[str], list[str]]]:
     """The readings of a relation to "it" / "them", as (subjects, antecedent) pairs, the preferred
     first: the "with" host, else the latest noun of the clause before the subjects ("a vase, a
     cat to its left"), else, for a list subject, its earlier members ("a table and a dog under
@@ -1531,6 +1536,8 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
         options.append((subjects, earlier[-1:]))
     if len(subjects) >= 2:
         options.append((subjects[-1:], subjects[-2:-1]))
+    if after_comma and not plural and len(prev) == 1 and prev[0] not in subjects:
+        options.append((subjects, list(prev)))  # "a cottage by a stream, a bridge in front of it": the cottage
     options.append((subjects, before[-1:]))
     many = [n for n in dict.fromkeys([*host, *earlier]) if n not in subjects]
     single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
