@@ -1,7 +1,8 @@
 """The free-form prompt sets and their scorer: prompts written the way people type them.
 
-``benchmarks/data/freeform.jsonl`` (177 prompts) and ``freeform_heldout.jsonl`` (49, another
-author style, never tuned on) hold one record per line::
+``benchmarks/data/freeform.jsonl`` (177 prompts), ``freeform_heldout.jsonl`` (49, another
+author style, never tuned on) and ``freeform_heldout2.jsonl`` (70, written before the parser fixes
+of issue 13 and scored once before them; never edited to fit the parser) hold one record per line::
 
     {"id": "ff-001", "prompt": "a watercolor of two foxes curled up under a pine tree",
      "tags": ["style"],
@@ -52,7 +53,8 @@ from typing import Any
 from plan_and_render.vocab import ALIASES, COLOURS, MISLEADING_HEADS, singularize
 
 DATA = Path(__file__).resolve().parent / "data"
-SETS = {"freeform": "freeform.jsonl", "freeform_heldout": "freeform_heldout.jsonl"}
+SETS = {"freeform": "freeform.jsonl", "freeform_heldout": "freeform_heldout.jsonl",
+        "freeform_heldout2": "freeform_heldout2.jsonl"}
 # Colour words the scorer checks: COLOURS without the metals (also materials) and the vague ones
 COLOUR_WORDS = COLOURS - {"gold", "golden", "silver", "bronze", "copper", "rainbow", "colorful", "colourful",
                           "multicolored", "multicoloured", "blond", "blonde"}
@@ -62,7 +64,7 @@ PARTS = ("objects", "counts", "colours", "placement", "relations")
 
 
 def load_freeform(name: str = "freeform") -> list[dict]:
-    """The records of one set (``freeform`` or ``freeform_heldout``)."""
+    """The records of one set (a key of ``SETS``)."""
     path = DATA / SETS[name]
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -1,11 +1,11 @@
 """Score planner backends on layout benchmarks (no images): NSR-1K spatial and
 counting (val), LMD-400, GenEval's metadata (553 prompts: objects, counts,
 colours, positions) and the free-form sets written for this project
-(``benchmarks/freeform.py``: prompts as people type them, and a held-out set),
+(``benchmarks/freeform.py``: prompts as people type them, and two held-out sets),
 with warm and cold timings.
 
     python3 -m benchmarks.planner --planner rules --planner local [--limit N] [--no-model-only] \
-        [--sets spatial,counting,lmd,geneval,freeform,freeform_heldout] [--out benchmarks/results/planner.json]
+        [--sets spatial,counting,lmd,geneval,freeform,freeform_heldout,freeform_heldout2] [--out benchmarks/results/planner.json]
 
 ``local`` is also scored as ``local (model only)``: the model's own graph for each prompt (one
 generation per prompt; ``--no-model-only`` skips it, ``--opt crosscheck=false --limit N`` runs
@@ -46,7 +46,7 @@ from benchmarks.freeform import load_freeform, score_freeform, summarise
 from plan_and_render.errors import PlanAndRenderError
 from plan_and_render.scene import ScenePlan
 
-SETS = ("spatial", "counting", "lmd", "geneval", "freeform", "freeform_heldout")
+SETS = ("spatial", "counting", "lmd", "geneval", "freeform", "freeform_heldout", "freeform_heldout2")
 REPORTED = {  # layout-level figures the benchmark README quotes (GPT-4 with LayoutGPT / LMD)
     "spatial": "GPT-4 91.6",
     "counting": "GPT-4 acc 78.1",
@@ -54,7 +54,8 @@ REPORTED = {  # layout-level figures the benchmark README quotes (GPT-4 with Lay
 }
 LOADERS = {"spatial": lambda: load_nsr_spatial("val"), "counting": lambda: load_nsr_counting("val"),
            "lmd": load_lmd, "geneval": load_geneval, "freeform": lambda: load_freeform("freeform"),
-           "freeform_heldout": lambda: load_freeform("freeform_heldout")}
+           "freeform_heldout": lambda: load_freeform("freeform_heldout"),
+           "freeform_heldout2": lambda: load_freeform("freeform_heldout2")}
 
 
 def spread(records: list, limit: int | None) -> list:
@@ -276,7 +277,7 @@ def benchmark(spec: str, sets: list[str], limit: int | None, seed: int, options:
         out["lmd"] = run_lmd(runner, records if geometry else [r for r in records if r["type"] != "spatial"])
     if "geneval" in sets:
         out["geneval"] = run_geneval(runner, spread(load_geneval(), limit))
-    for name in ("freeform", "freeform_heldout"):
+    for name in ("freeform", "freeform_heldout", "freeform_heldout2"):
         if name in sets:
             out[name] = run_freeform(runner, spread(LOADERS[name](), limit))
     out["prompts_planned"] = len(runner.cache)
@@ -319,7 +320,8 @@ def print_table(results: dict) -> None:
     from rich.table import Table
 
     table = Table(title="Planner benchmarks (layout level, %)")
-    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "GenEval", "free-form", "held-out", "s/prompt",
+    for col in ("backend", "spatial (stated)", "count P/R/acc", "LMD", "GenEval", "free-form", "held-out", "held-out 2",
+                "s/prompt",
                 "cold s*", "errors"):
         table.add_column(col, justify="right" if col != "backend" else "left")
     for spec, res in results.items():
@@ -331,7 +333,7 @@ def print_table(results: dict) -> None:
             f"{ct['precision']:.1f}/{ct['recall']:.1f}/{ct['accuracy']:.1f}" if ct else "-",
             f"{lmd['accuracy']:.1f}" if lmd else "-",
             f"{ge['accuracy']:.1f}" if ge else "-",
-            *(f"{res[k]['accuracy']:.1f}" if res.get(k) else "-" for k in ("freeform", "freeform_heldout")),
+            *(f"{res[k]['accuracy']:.1f}" if res.get(k) else "-" for k in ("freeform", "freeform_heldout", "freeform_heldout2")),
             f"{res['median_s_per_prompt']:.4f}" if res.get("median_s_per_prompt") is not None else "-",
             (f"{res['cold_start_process_s']:.2f}" if res.get("cold_start_process_s") is not None else
              f"{res['cold_start_s']:.2f}" if res.get("cold_start_s") is not None else "-")

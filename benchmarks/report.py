@@ -83,10 +83,11 @@ def planner(d: dict) -> str:
                      num(get(b, "lmd", "accuracy")), num(get(b, "geneval", "accuracy")),
                      num(get(b, "freeform", "accuracy")) + _n(b, "freeform"),
                      num(get(b, "freeform_heldout", "accuracy")) + _n(b, "freeform_heldout"),
+                     num(get(b, "freeform_heldout2", "accuracy")) + _n(b, "freeform_heldout2"),
                      num(get(b, "median_s_per_prompt"), 4), cold, str(get(b, "measured_on") or "-")])
     commands = dict.fromkeys(get(b, "command") for b in backends.values())
     return table(["planner", "NSR-1K spatial %", "counting P / R / exact acc %", "LMD-400 %", "GenEval %",
-                  "free-form %", "held-out %", "median s / prompt (warm)", "cold start s", "measured"],
+                  "free-form %", "held-out %", "held-out 2 %", "median s / prompt (warm)", "cold start s", "measured"],
                  rows) + source({}, "planner", *commands)
 
 

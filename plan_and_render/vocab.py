@@ -281,6 +281,8 @@ VAGUE_COUNTS: dict[str, int] = {
     "a herd of": 4, "herd of": 4, "a flock of": 5, "flock of": 5, "a pile of": 4, "a row of": 4, "row of": 4,
     "a line of": 3, "line of": 3, "a queue of": 3,
     "a stack of": 3, "a set of": 3, "a pack of": 4, "a team of": 4, "a number of": 3, "plenty of": 5,
+    "a school of": 5, "school of": 5, "a swarm of": 5, "swarm of": 5, "a pod of": 3, "pod of": 3,
+    "a crowd of": 5, "a cluster of": 3, "cluster of": 3, "a handful of": 3, "a gaggle of": 4, "a litter of": 4,
 }
 
 
@@ -364,6 +366,7 @@ STYLE_WORDS: frozenset[str] = frozenset(
     colors colours colour color palette background backdrop pastel vibrant muted travel storybook artstation
     trending masterpiece quality best low high eye level view bird's eye top-down overhead establishing
     tone tones toned grain grainy noir sepia monochrome monochromatic black white and of lens photoreal
+    intricate details detail rim ambient cinematography
     unreal engine octane volumetric symmetrical composition frame framed wide-angle full-body headshot
     editorial documentary street candid analog analogue film-still still-life life""".split()
 )

@@ -404,3 +404,42 @@ def test_the_blue_balls_are_the_blue_ones():
 def test_colour_before_a_multi_word_noun_stays_an_attribute(prompt, name, attributes, count):
     (o,) = parse(prompt).objects
     assert (o.name, o.attributes, o.count) == (name, attributes, count)
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    # terse: side words with no preposition, after a noun or as a label before a colon
+    ("sun top right, clouds top left, green hills along the bottom",
+     {"sun": ("top_right", None), "cloud": ("top_left", None), "hill": ("bottom", None)}),
+    ("top left: sun. bottom: a row of houses", {"sun": ("top_left", None), "house": ("bottom", None)}),
+    # a comma list's last item alone takes a placement said after it ("and" still joins)
+    ("a big wave, three small boats, a volcano in the background",
+     {"wave": (None, None), "boat": (None, None), "volcano": (None, "background")}),
+    ("a cat and a dog in the background", {"cat": (None, "background"), "dog": (None, "background")}),
+    # a side of a backdrop (wall, sky, canvas) is the canvas's; "from the" is a region's preposition
+    ("a clock toward the top of the wall", {"clock": ("top", None)}),
+    ("tulips along the bottom of the canvas", {"tulip": ("bottom", None)}),
+    ("a kite high up and a boy flying it from the bottom left", {"kite": ("top", None), "boy": ("bottom_left", None)}),
+    # "flying low over" says how, not where
+    ("an owl flying low over a pond", {"owl": (None, None)}),
+    # a placement after ", and" belongs to the noun after it
+    ("in the distance a castle, in front of it a moat, and up close a helmet",
+     {"castle": (None, "background"), "moat": (None, None), "helmet": (None, "foreground")}),
+])
+def test_terse_and_list_placements(prompt, expected):
+    assert placements(prompt) == expected
+
+
+def test_a_fronted_relation_to_it_after_a_comma_relates_the_next_noun():
+    graph = parse("in the distance a castle, in front of it a moat")
+    assert relations(graph) == {"moat in_front_of castle"}
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    # after a bare comma, "it" prefers the previous clause's subject to its last object
+    ("a cottage by a stream, a bridge in front of it", {"cottage near stream", "bridge in_front_of cottage"}),
+    ("a guitar leaning against an amp, a microphone stand to its left", {"microphone stand left_of guitar"}),
+    # "and" keeps the latest noun first
+    ("a cat on a mat and a dog next to it", {"cat on mat", "dog next_to mat"}),
+])
+def test_it_after_a_comma_prefers_the_last_clauses_subject(prompt, expected):
+    assert relations(parse(prompt)) == expected

@@ -315,3 +315,188 @@ def test_template_prompts_roundtrip(a, b, phrase, n, adj):
     objects, relations = summary(g)
     assert objects[a][0] == n
     assert relations == {f"{a} {_PHRASES[phrase]} {b}"}
+
+
+# --- issue 13: realistic phrasings (one test per general class) ------------------
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    ("can you draw me a dog sitting next to a fire hydrant", {"dog": 1, "fire hydrant": 1}, {"dog next_to fire_hydrant"}),
+    ("Please generate: a snowy owl on a fence post", {"owl": (1, ["snowy"]), "fence post": 1}, {"owl on fence_post"}),
+    ("I'd like a green frog on a lily pad", {"frog": (1, ["green"]), "lily pad": 1}, {"frog on lily_pad"}),
+    ("give me a poster with a rocket and a planet", {"rocket": 1, "planet": 1}, set()),
+    ("prompt: a lion on a throne", {"lion": 1, "throne": 1}, {"lion on throne"}),
+    ("pls draw a hamster inside a cage", {"hamster": 1, "cage": 1}, {"hamster inside cage"}),
+    ("could you please create a scene where a cat sleeps under a table", {"cat": 1, "table": 1}, {"cat under table"}),
+    ("I want a picture of three goldfish in a bowl", {"goldfish": 3, "bowl": 1}, {"goldfish inside bowl"}),
+])
+def test_a_request_around_the_description_names_no_object(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a participle after "is" is a verb, not a modifier
+    ("a chef is tossing pizza dough", {"chef": 1, "pizza dough": 1}, set()),
+    # a plural noun, then a bare verb: the verb is no part of the noun, and a new clause starts at "while"
+    ("kids on a rug while their parents watch from under an umbrella", {"kid": 2, "rug": 1, "parent": 2, "umbrella": 1},
+     {"kid on rug", "parent under umbrella"}),
+    # "a microphone stand": a bare verb after "a" + noun is part of the noun
+    ("a guitar and a microphone stand to its left", {"guitar": 1, "microphone stand": 1},
+     {"microphone_stand left_of guitar"}),
+    # "one sleeping on a rock": "one" stands for the pandas
+    ("two pandas, one eating bamboo and one sleeping on a rock", {"panda": 2, "bamboo": 1, "rock": 1},
+     {"panda on rock"}),
+    # verbs said in the -s form, "to" + a verb, adverbs after a noun
+    ("a boy kicks a ball and a goalkeeper jumps to stop it", {"boy": 1, "ball": 1, "goalkeeper": 1}, set()),
+    ("a superhero on a ledge, the city far below", {"superhero": 1, "ledge": 1, "city": 1}, {"superhero on ledge"}),
+    # a particle before "a": a preposition, so the noun before it goes on
+    ("a tractor pulling a hay wagon down a road", {"tractor": 1, "hay wagon": 1}, set()),
+    ("a school of fish above a submarine", {"fish": 5, "submarine": 1}, {"fish above submarine"}),
+])
+def test_verbs_and_adverbs_end_a_noun(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # "them" is a group, not the single noun the "with" hangs on
+    ("three candles on a mantelpiece with a mirror above them", {"candle": 3, "mantelpiece": 1, "mirror": 1},
+     {"candle on mantelpiece", "mirror above candle"}),
+    ("three pumpkins on a porch, a cat sitting behind them", {"pumpkin": 3, "porch": 1, "cat": 1},
+     {"pumpkin on porch", "cat behind pumpkin"}),
+    # "between them": the previous clause's two subjects; "holding hands" is no object
+    ("a girl and her grandfather fishing from a pier, a bucket between them",
+     {"girl": 1, "grandfather": 1, "pier": 1, "bucket": 1}, {"bucket between girl grandfather"}),
+    ("a girl and a boy holding hands, with a dog between them", {"girl": 1, "boy": 1, "dog": 1},
+     {"dog between girl boy"}),
+    # "between two trees" is complete; "it" is one thing, not the pair of trees
+    ("a cabin between two pine trees, a lake in front of it", {"cabin": 1, "pine tree": 2, "lake": 1},
+     {"cabin between pine_tree pine_tree", "lake in_front_of cabin"}),
+])
+def test_pronouns_take_a_fitting_number(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, background", [
+    ("cozy cabin interior, a fireplace and two armchairs", {"fireplace": 1, "armchair": 2}, "cozy cabin interior"),
+    ("a cafe interior with two people at a table", {"person": 2, "table": 1}, "cafe interior"),
+    ("ukiyo-e style, a big wave, three small boats", {"wave": (1, [], "large"), "boat": (3, [], "small")}, None),
+    ("an airship above a lake, intricate details, golden hour lighting", {"airship": 1}, "lake"),
+    ("breakfast flat lay: two eggs and a cup", {"egg": 2, "cup": 1}, None),
+])
+def test_interiors_are_places_and_style_tags_are_no_objects(prompt, objects, background):
+    graph = parse(prompt)
+    assert summary(graph)[0] == expect_objects(objects)
+    assert graph.background == background
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a unit "of" what it is made of is one thing per unit
+    ("eight pieces of salmon nigiri on a platter", {"piece of salmon nigiri": 8, "platter": 1},
+     {"piece_of_salmon_nigiri on platter"}),
+    ("three strips of bacon and a ball of yarn", {"strip of bacon": 3, "ball of yarn": 1}, set()),
+    ("a dish of soy sauce", {"dish of soy sauce": 1}, set()),
+    # "the biggest dog" is one of the three dogs, not a fourth
+    ("three dogs and a cat, the cat sitting on the biggest dog", {"dog": 3, "cat": 1}, {"cat on dog"}),
+    # ", all red": the colour of the group before
+    ("five kayaks on a lake, all red", {"kayak": (5, ["red"])}, set()),
+])
+def test_counts_keep_to_their_group(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # "with" after the place of an "in" relation goes with the subject, and "sitting on top of" is one relation
+    ("a scarecrow in a cornfield with three crows sitting on top of it", {"scarecrow": 1, "cornfield": 1, "crow": 3},
+     {"scarecrow inside cornfield", "crow on scarecrow"}),
+    ("a clock tower in a square with pigeons circling above it", {"clock tower": 1, "square": 1, "pigeon": 2},
+     {"clock_tower inside square", "pigeon above clock_tower"}),
+    # a verb after what is worn or after a comma-ended "with" list is the host's again
+    ("a snowman with a hat and a scarf, standing next to a pine tree", {"snowman": 1, "hat": 1, "scarf": 1, "pine tree": 1},
+     {"snowman next_to pine_tree"}),
+    ("a wizard in a robe reading a book, a cat on the shelf behind him",
+     {"wizard": 1, "robe": 1, "book": 1, "cat": 1, "shelf": 1}, {"cat on shelf", "cat behind wizard"}),
+    # "where", "as" + a noun start a clause
+    ("a bus stop where a woman stands under an umbrella", {"bus stop": 1, "woman": 1, "umbrella": 1},
+     {"woman under umbrella"}),
+    ("a man at a crosswalk as a bus goes by behind him", {"man": 1, "crosswalk": 1, "bus": 1}, {"bus behind man"}),
+])
+def test_relations_after_participles_and_places_find_their_subject(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a place said straight after the object of "on"/"in" places that object (another reading keeps the subject)
+    ("the chessboard is on a table between the man and the boy", {"chessboard": 1, "table": 1, "man": 1, "boy": 1},
+     {"chessboard on table", "table between man boy"}),
+    # "between them": not the thing the subject was just put on
+    ("a man plays chess with a boy; the chessboard is on a table between them",
+     {"man": 1, "boy": 1, "chessboard": 1, "table": 1}, {"chessboard on table", "table between man boy"}),
+    # ", and behind the fence a horse": a fronted relation with a noun
+    ("a bicycle leaning on a fence, and behind the fence a horse is grazing", {"bicycle": 1, "fence": 1, "horse": 1},
+     {"bicycle on fence", "horse behind fence"}),
+    # a comma-listed "with" item followed by its own relation keeps it alone
+    ("a bedroom with a bunk bed, a toy chest under the window", {"bunk bed": 1, "toy chest": 1, "window": 1},
+     {"toy_chest under window"}),
+])
+def test_chained_and_fronted_relations(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, preferred, other", [
+    ("a cat sitting inside a box next to a pile of shoes", {"cat inside box", "cat next_to shoe"},
+     {"cat inside box", "box next_to shoe"}),
+    ("a wizard reading a book, a cat on the shelf behind him", {"cat on shelf", "cat behind wizard"},
+     {"cat on shelf", "shelf behind wizard"}),
+])
+def test_a_place_after_a_support_has_both_readings(prompt, preferred, other):
+    from plan_and_render.planner.backends.rules import readings
+    found = [summary(g)[1] for g in readings(prompt)]
+    assert found[0] == preferred and other in found
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # a body part is the last clause's subject's, not the furniture it sits on
+    ("a lion sitting on a throne, a crown on its head", {"lion": 1, "throne": 1, "crown": 1},
+     {"lion on throne", "crown on lion"}),
+    # "a pirate's shoulder" is drawn as the pirate
+    ("a parrot on a pirate's shoulder", {"parrot": 1, "pirate": 1}, {"parrot on pirate"}),
+])
+def test_body_parts_belong_to_a_living_thing(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+@pytest.mark.parametrize("prompt, objects, relations", [
+    # what a "with" / "full of" describes stands on the surface said after it
+    ("a vase with three sunflowers on a table next to a window", {"vase": 1, "sunflower": 3, "table": 1, "window": 1},
+     {"vase on table", "vase next_to window"}),
+    ("a glass with a straw on a picnic table", {"glass": 1, "straw": 1, "picnic table": 1}, {"glass on picnic_table"}),
+    ("a vase full of sunflowers on a table", {"vase": 1, "sunflower": 2, "table": 1},
+     {"sunflower inside vase", "vase on table"}),
+    # "a table with a chessboard in the middle": on the table; "the board" is the chessboard said again
+    ("a table with a chessboard in the middle, a cup to the left of the board",
+     {"table": 1, "chessboard": 1, "cup": 1}, {"chessboard on table", "cup left_of chessboard"}),
+])
+def test_what_a_with_clause_describes_keeps_its_place(prompt, objects, relations):
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
+
+def test_a_noun_placed_on_its_own_ends_a_negated_list():
+    graph = parse("an empty classroom, no students, chalkboard at the front")
+    assert [(o.name, o.depth) for o in graph.objects] == [("chalkboard", "foreground")]
+    assert graph.excluded == ["student"]

@@ -41,7 +41,7 @@ from ..graph import find_conflicts
 from ..normalize import build_graph, normalize_name
 from ...scene import MAX_INSTANCES, GraphObject, GraphRelation, SceneGraph
 from ...vocab import (ADJECTIVES, ALIASES, COCO_CATEGORIES, COLOURS, COMPOUND_NOUNS, PREDICATE_PHRASES, SIDE_WORDS, SIZE_WORDS, STYLE_WORDS, SYMMETRIC_PREDICATES,
-                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds)
+                      TIME_WORDS, VAGUE_COUNTS, is_plural, parse_count, region_from_thirds, singularize)
 from . import rules_edits
 from .base import Planner
 
@@ -76,8 +76,19 @@ _VERBS = frozenset(
     drink drinks eats depict depicts feature features include includes surround surrounds overlook overlooks
     hover hovers glide glides soar soars sail sails lay lies stay stays remain remains dangle dangles
     loom looms peer peers crouch crouches kneel kneels squat squats hop hops leap leaps stuck curl curls nap naps
-    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks""".split()
-) - {"watch", "drink", "look", "play", "lie"}
+    reflect reflects read reads cook cooks tied gather gathers keeps sleep sleeps wave waves bark barks
+    glow glows kick kicks toss tosses dance dances chop chops bloom blooms nap naps smile smiles laugh laughs
+    sing sings talk talks chat chats wander wanders splash splashes dive dives crawl crawls paddle paddles
+    skate skates surf surfs fish fishes hunt hunts lurk lurks rise rises sink sinks drift drifts chew chews
+    feed feeds guard guards lounge lounges bask basks doze dozes stop stops catch catches""".split()
+) - {"watch", "drink", "look", "play", "lie", "fish", "chat", "guard", "lounge", "feed", "smile", "dance", "stop", "catch"}
+# Bare verb forms that name a thing after another noun ("a microphone stand", "a bus stop"): with "a"/"an"
+# before them the verb cannot agree with a singular subject, so the pair is one noun
+_STEM_NOUN_OK = frozenset("stand stop rest cover hang fall rise light float swing".split())
+# Auxiliaries: a participle after them is a verb ("a chef is tossing pizza dough")
+_AUXILIARIES = frozenset("is are was were be been 's am".split())
+# Adverbs said right after a noun ("the city far below", "a submarine deep underwater"): the noun ends there
+_AFTER_NOUN_ADVERBS = frozenset("far deep".split())
 _ING_NOUNS = frozenset(
     """building painting ceiling ring king wing string swing wedding clothing railing pudding dumpling earring
     bedding icing frosting stuffing topping awning sibling duckling seedling lightning morning evening spring
@@ -90,7 +101,8 @@ _LY_NOUNS = frozenset(
 _PRONOUNS = frozenset("it them itself themselves him her".split())
 _POSSESSIVES = frozenset("its their his her".split())
 _FRAME_NOUNS = frozenset(
-    "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot".split()
+    "image picture photo photograph scene view shot illustration drawing rendering render frame closeup snapshot canvas"
+    .split()
 )
 # Places: introduced by a preposition, or hosting a "with" list, they become the background.
 _SCENE_NOUNS = frozenset(
@@ -99,7 +111,7 @@ _SCENE_NOUNS = frozenset(
     airport zoo farm enclosure countryside landscape background ground water pond sidewalk lot runway track
     valley space night sunset sunrise hall market shop store cafe library stadium court pool village floor wall
     shore coast harbor harbour dock island cave savanna savannah pasture prairie highway alley air
-    sand universe area world tarmac platform dirt mud field corner""".split()
+    sand universe area world tarmac platform dirt mud field corner interior exterior rain fog mist storm""".split()
 )
 # Places that are drawn as things when the prompt puts them somewhere ("a city in the distance")
 _LANDMARKS = frozenset(
@@ -115,8 +127,10 @@ _PEOPLE = frozenset("""person man woman boy girl child kid lady guy baby toddler
 _PART_HEADS = frozenset(
     """hood tire tyre wheel window windshield mirror roof door seat engine handle handlebar screen back top arm
     leg head tail side edge corner surface lid bumper paw face ear nose mouth neck hump saddle sill deck hull
-    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad""".split()
+    mast dashboard armrest headboard cushion peel rind keyboard trackpad touchpad shoulder lap beak""".split()
 )
+# Parts only a living thing has: "a crown on its head" is on the lion, not on the throne it sits on
+_BODY_PARTS = frozenset("head face back nose ear neck tail paw shoulder lap arm leg mouth beak hump".split())
 _PARTICLES = frozenset("up down out off".split())
 # Heads of "X of Y" phrases where Y belongs to the name ("a cup of coffee").
 # "with"-like links that put what follows inside the host: "a bookshelf filled with books"
@@ -133,8 +147,11 @@ _ACTIVITIES = ("picnic", "party", "nap", "rest", "conversation", "chat", "meal",
                "fight", "race", "walk", "swim", "bath", "break", "look", "drink", "snack", "tea party")
 _CONTAINERS = frozenset(
     """cup glass bowl plate bottle box bag basket slice piece jar pot vase bouquet loaf stack mug can carton
-    tray bucket pitcher jug sack crate bunch cone bar""".split()
+    tray bucket pitcher jug sack crate bunch cone bar dish""".split()
 )
+
+# Units counted in place of what they are made of: "three strips of bacon", "a ball of yarn" (one thing each)
+_UNITS = frozenset("piece slice strip ball sheet scoop wedge roll spool skein sprig stick chunk cube".split())
 
 # Side words of region phrases ("on the left", "at the very top", "in the middle")
 _SIDE_WORDS = {w: v for w, v in SIDE_WORDS.items() if not w.endswith("most") and w not in ("central", "high", "low")}
@@ -210,7 +227,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         for pre in ("on the", "to the", "at the", "in the", "on the far", "to the far", "at the far", "in the far",
                     "at the very", "on the very", "in the very", "towards the", "toward the", "along the",
                     "near the", "close to the", "in the exact", "at the exact", "up at the", "down at the", "across the",
-                    "up in the", "down in the", "high in the", "low in the", "into the"):
+                    "up in the", "down in the", "high in the", "low in the", "into the", "from the"):
             for tail in ("", " side", " part", " edge", " corner", " half", " area", " region", " hand side",
                          " third", " portion", " section"):
                 base = f"{pre} {side}{tail}"
@@ -219,7 +236,8 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
     for side in ("left", "right"):
         for v in ("top", "bottom", "upper", "lower"):
             for pre in ("in the", "at the", "on the", "to the", "toward the", "towards the", "near the", "into the",
-                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the"):
+                        "in the far", "at the far", "in the very", "at the very", "up in the", "down in the",
+                        "from the"):
                 for tail in (" corner", "", " side", " part", " area", " region", " hand corner", "-hand corner",
                              " quadrant", " third"):
                     text = f"{pre} {v} {side}{tail}"
@@ -266,6 +284,9 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         for act in _ACTIVITIES:
             for art in ("a ", "an ", "their ", "his ", "her ", ""):
                 put(f"{verb} {art}{act}", Tok("OTHER", f"{verb} {art}{act}"))
+    for text in ("holding hands", "hold hands", "holds hands", "hand in hand", "shaking hands", "shake hands",
+                 "arm in arm", "on horseback"):
+        put(text, Tok("OTHER", text))  # "a girl and a boy holding hands", "a knight on horseback": no object
     for text in ("at the camera", "into the camera", "at the viewer", "toward the camera", "towards the camera",
                  "on one leg", "keep watch", "keeps watch", "keeping watch", "stand guard", "stands guard",
                  "the rest of the picture", "the rest of the image", "the rest of the frame", "the rest of the scene",
@@ -320,7 +341,7 @@ def _phrase_table() -> dict[tuple[str, ...], Tok]:
         put(text, Tok("WITH", text, pred=pred))
     for text in ("and", "or", "as well as", "plus", "&", "and also", "and then"):
         put(text, Tok("AND", text))
-    for text in (".", ";", "!", "?", "but"):
+    for text in (".", ";", "!", "?", "but", "while", "whilst", "whereas", "where"):  # "..., while their parents watch"
         put(text, Tok("END", text))
     put(",", Tok("AND", ","))
     put(":", Tok("OTHER", ":"))
@@ -337,8 +358,19 @@ _FRAME_RE = re.compile(
     r"simple|cartoon|digital|black[- ]and[- ]white|color|colour|close[- ]up|closeup|wide|aerial|nice|cute|"
     r"realistic-looking|hd|4k|stock)\s+)*"
     r"(?:photo(?:graph)?|image|picture|painting|drawing|illustration|render(?:ing)?|view|shot|sketch|snapshot|"
-    r"close[- ]?up|scene|depiction|rendition|artwork|cartoon|pic)s?\s+"
+    r"close[- ]?up|scene|depiction|rendition|artwork|cartoon|pic|poster|wallpaper|postcard)s?\s+"
     r"(?:of|showing|with|depicting|featuring|containing|where|in\s+which|that\s+shows)\s+",
+    re.I,
+)
+# A request wrapped around the description: "can you draw me ...", "please generate: ...", "I'd like ...",
+# "give me ...", "prompt: ..." (what follows is the picture; the words before it are no objects)
+_REQUEST_RE = re.compile(
+    r"^\s*(?:(?:prompt|request|image|picture)\s*:\s*)?(?:(?:hey|hi|hello|ok|okay)\b[,!]?\s*)?"
+    r"(?:(?:(?:can|could|would|will)\s+you|please|pls|plz|kindly|just)\s+)*"
+    r"(?:(?:(?:i\s*'?d|i\s+would|we\s*'?d|we\s+would)\s+(?:like|love|want)(?:\s+to\s+(?:see|have|get))?"
+    r"|i\s+(?:want|need)(?:\s+to\s+see)?|(?:give|show|make|draw|generate|create|render|paint|depict|imagine|"
+    r"design|produce|sketch|illustrate)(?:\s+(?:me|us))?)\b\s*[:,]?\s*)?"
+    r"(?:(?:please|pls|plz)\b[,:]?\s*)?",
     re.I,
 )
 _THERE_RE = re.compile(r"^\s*(?:there(?:\s+(?:is|are)|'s)|here(?:\s+(?:is|are)|'s)|i\s+see|we\s+see|you\s+see)\s+", re.I)
@@ -375,6 +407,11 @@ def _is_verbish(word: str, first: bool) -> bool:
     return False
 
 
+def _bare_verb(word: str) -> bool:
+    """ "sit", "watch": the form a plural subject takes (its -s form is a known verb)."""
+    return f"{word}s" in _VERBS or f"{word}es" in _VERBS
+
+
 def _is_content(word: str) -> bool:
     return bool(re.match(r"^[\w'-]+$", word)) and word not in _FUNCTION and word not in _DETERMINERS
 
@@ -393,8 +430,21 @@ def _frame_at(words: list[str], j: int) -> bool:
 
 
 def _high_or_low(words: list[str], i: int) -> bool:
-    """ "high" / "low" saying where something is ("high in the sky", "low above the water")."""
+    """ "high" / "low" saying where something is ("high in the sky"); "flying low over a field" says how
+    near the field, not where in the picture."""
+    if words[i] == "low" and i + 1 < len(words) and words[i + 1] in ("over", "above", "across"):
+        return False
     return words[i] in ("high", "low") and i + 1 < len(words) and words[i + 1] in _HIGH_LOW_NEXT
+
+
+# Backdrops whose sides are the canvas's: "the top of the wall", "the upper right of the sky"
+_BACKDROPS = frozenset("sky wall walls canvas page frame screen horizon sea ocean water".split())
+
+
+def _backdrop_at(words: list[str], j: int) -> bool:
+    """ "the wall", "the sky", "the picture"... starting at ``words[j]``: a region of it is a region of the canvas."""
+    np, _k = _read_np(words, j)
+    return np is not None and (np.words[-1] in _BACKDROPS or np.words[-1] in _FRAME_NOUNS)
 
 
 _HIGH_LOW_NEXT = frozenset("in up above over overhead on among near".split())
@@ -446,6 +496,10 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             j += 1
             continue
         break
+    # "two pandas, one eating bamboo and one sleeping on a rock": "one" stands for a noun said before
+    if quantity and j < len(words) and words[j].endswith("ing") and words[j] not in _ING_NOUNS \
+            and (quantity == "one" or j + 1 == len(words) or not _is_content(words[j + 1]) or words[j + 1] in _DETERMINERS):
+        return None, i
     # content words
     content: list[str] = []
     k = j
@@ -464,18 +518,23 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             nxt = words[k + 1] if k + 1 < len(words) else ""
             only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
             modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
-                and not _is_verbish(nxt, first=False)
+                and not _is_verbish(nxt, first=False) and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"}) \
+                and nxt not in ("low", "high")  # "flying low over a field": the participle's adverb
             modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
             compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
             ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
             # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
             noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+            noun_verb = noun_verb or (content and count == 1 and w in _STEM_NOUN_OK and not is_plural(content[-1]))
             if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
                 break
-        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN):
+        if content and is_plural(content[-1]) and content[-1] not in ADJECTIVES and _bare_verb(w):
+            break  # "their parents watch from ...", "the students sit at their desks": the verb of a plural
+        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN or w in _AFTER_NOUN_ADVERBS):
             break  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
         if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
-                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH"):
+                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH") \
+                and not (k + 2 < len(words) and words[k + 2] in _DETERMINERS and not _is_verbish(w, first=False)):
             break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
         if content and _high_or_low(words, k):
             break  # "a moon high in the sky"
@@ -491,13 +550,15 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             break
         # "a cup of coffee": keep "of Y" after a container head ("a bowl of oranges": see lex)
         if (
-            k + 1 < len(words) and words[k] == "of" and w in _CONTAINERS
+            k + 1 < len(words) and words[k] == "of" and singularize(w) in _CONTAINERS | _UNITS
             and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
         ):
             content += ["of", words[k + 1]]
             k += 2
-            if k < len(words) and " ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS:
-                content.append(words[k])  # "a glass of orange juice"
+            if k < len(words) and (" ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS or (
+                    not is_plural(content[-1]) and _is_content(words[k])
+                    and not _is_verbish(words[k], first=False) and _match(words, k)[0] is None)):
+                content.append(words[k])  # "a glass of orange juice", "a dish of soy sauce", "a cup of hot chocolate"
                 k += 1
             break
     if not content:
@@ -505,6 +566,29 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
     np = NP(words=content, count=count, vague=vague, definite=definite, quantity=quantity)
     np.text = " ".join(content)
     return np, k
+
+
+def _bare_region(words: list[str], i: int, toks: list[Tok]) -> tuple[Tok, int] | None:
+    """Side words with no preposition, in terse prompts: after a noun and before a comma ("sun top
+    right, clouds top left") or as a label before a colon ("top left: sun. bottom: houses")."""
+    k = i
+    while k < len(words) and k - i < 2 and words[k] in _SIDE_WORDS:
+        k += 1
+    if k == i or (k < len(words) and words[k] not in (",", ":", ".", ";", "!")):
+        return None
+    after_noun = bool(toks) and toks[-1].kind == "NP" and (k == len(words) or words[k] != ":")
+    label = k < len(words) and words[k] == ":" and (not toks or toks[-1].kind in ("END", "AND"))
+    if not (after_noun or label):
+        return None
+    axes = [_SIDE_WORDS[w] for w in words[i:k]]
+    text = " ".join(words[i:k])
+    if len(axes) == 2 and {axes[0][0], axes[1][0]} == {"h", "v"}:
+        v = next(level for axis, level in axes if axis == "v")
+        h = next(level for axis, level in axes if axis == "h")
+        return Tok("ABS", text, axis="hv", level=v * 3 + h), k - i + (1 if label else 0)
+    if len(axes) == 1:
+        return Tok("ABS", text, axis=axes[0][0], level=axes[0][1]), k - i + (1 if label else 0)
+    return None
 
 
 def lex(text: str) -> list[Tok]:
@@ -523,14 +607,17 @@ def lex(text: str) -> list[Tok]:
                 tok, n = side, m
         if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
             place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
-            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER") and m > 1:  # or "in a row"
+            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER", "REL") and m > 1:  # or "in a row"
+                # ... or "sitting on top of it": the longer relation phrase
                 i += n - 1
                 continue
         if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
                 and _frame_at(words, i + n + 1):
             n += 3  # "in the top left corner of the image": the frame is the canvas
         elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
-                and "sky" not in words[i + n + 1:i + n + 3]:  # "in the upper right of the sky" is the canvas's
+                and _backdrop_at(words, i + n + 1):
+            n = _read_np(words, i + n + 1)[1] - i  # "toward the top of the wall": the wall is the backdrop
+        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of":
             # "in the center of a forest clearing", "in the middle of the table": a place in a thing
             tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
         if tok is not None and tok.kind == "REL" and tok.pred == "inside":
@@ -552,6 +639,24 @@ def lex(text: str) -> list[Tok]:
             toks.append(tok)
             i += n
             continue
+        if w == "all" and i + 1 < len(words) and words[i + 1] in COLOURS \
+                and (i + 2 == len(words) or words[i + 2] in (",", ".", ";", "!")):
+            group = next((t for t in reversed(toks) if t.kind == "NP" and t.np is not None
+                          and ((t.np.count or 1) >= 2 or is_plural(t.np.words[-1]))), None)
+            if group is not None:  # "five kayaks on a river, all red": the kayaks are red
+                group.np.words.insert(0, words[i + 1])
+                group.np.text = group.text = " ".join(group.np.words)
+                i += 2
+                continue
+        if w == "as" and i + 1 < len(words) and words[i + 1] in _DETERMINERS and toks:
+            toks.append(Tok("END", "as"))  # "... at a crosswalk as a red bus goes by": a new clause
+            i += 1
+            continue
+        label = _bare_region(words, i, toks)
+        if label is not None:
+            toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
+            i += label[1]
+            continue
         if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
             toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
             i += 1
@@ -566,13 +671,27 @@ def lex(text: str) -> list[Tok]:
             toks.append(Tok("PRON", "them"))  # "the banana between the others"
             i += 2 if words[i + 1] == "others" else 3
             continue
+        prev_np = toks[-1].np if toks and toks[-1].kind == "NP" else None
+        if prev_np is not None and (w in _AFTER_NOUN_ADVERBS or is_plural(prev_np.words[-1]) and _bare_verb(w)):
+            toks.append(Tok("OTHER", w))  # "the city far below", "their parents watch from ...": no noun
+            i += 1
+            continue
+        if w == "to" and i + 1 < len(words) and _bare_verb(words[i + 1]):
+            toks.append(Tok("OTHER", f"to {words[i + 1]}"))  # "jumps to stop it": a purpose, no object
+            i += 2
+            continue
+        if w in ("low", "high") and toks and toks[-1].kind != "NP" and not _high_or_low(words, i) \
+                and words[i + 1:i + 2] and words[i + 1] in ("over", "above", "across"):
+            toks.append(Tok("OTHER", w))  # "flying low over a field": how, not where
+            i += 1
+            continue
         if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
             toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
             i += 1
             continue
         np, j = _read_np(words, i)
         if np is not None and len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
-            toks.append(Tok("PRON", "it"))  # "a dog on its roof": on the thing "its" means
+            toks.append(Tok("PRON", "it", np=np))  # "a dog on its roof": on the thing "its" means
             i = j
             continue
         if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
@@ -626,8 +745,14 @@ class _Builder:
         self.excluded: list[str] = []
         self.positions: dict[str, dict[str, int]] = {}  # id -> {"h": column, "v": row, "m": 1 (middle)}
         self.depths: dict[str, str] = {}
+        self.contents: set[str] = set()  # what an "X of Y" holds ("a bowl of cherries"): never what "it" means
 
     def add(self, np: NP) -> str:
+        if np.definite and len(np.words) >= 2 and _superlative(np.words[0]):
+            rest = normalize_name(_whole_for_part(np.words[1:]))
+            group = next((o for o in self.objects if o.name == rest.name and (o.count or 1) >= 2), None)
+            if group is not None:  # "three dogs ..., the biggest dog": one of the dogs, no fourth
+                return group.id
         parts = normalize_name(_whole_for_part(np.words))
         name = parts.name
         same = self.mentioned(np, parts)
@@ -654,8 +779,9 @@ class _Builder:
         a cat, "one dog" after two dogs (one of them). A bare plural is not a single thing named
         before ("a bird on a branch and birds in the sky"), and "the black cat" is not the white one."""
         same = [o for o in self.objects if o.name == parts.name]
-        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest"
-            same = [o for o in self.objects if o.name.endswith(" " + parts.name)]
+        if not same and np.definite and not np.count:  # "a toy chest ... beside the chest", "the board" (chessboard)
+            same = [o for o in self.objects if o.name.endswith(" " + parts.name)] or \
+                [o for o in self.objects if len(parts.name) >= 4 and " " not in o.name and o.name.endswith(parts.name)]
         colours = {a for a in parts.attributes if a in COLOURS}
         if colours:  # "three white sheep and one black sheep": another group
             same = [o for o in same if colours <= set(o.attributes)]
@@ -693,6 +819,11 @@ class _Builder:
 
     def get(self, oid: str) -> _Obj:
         return next(o for o in self.objects if o.id == oid)
+
+
+def _superlative(word: str) -> bool:
+    """ "biggest", "smallest", "oldest": picks one of a group."""
+    return word.endswith("est") and len(word) > 5 and word not in ("forest", "chest", "nest", "vest", "west", "crest")
 
 
 def _whole_for_part(words: list[str]) -> str:
@@ -791,7 +922,7 @@ def parse(prompt: str) -> SceneGraph:
 # The medium a leading "X of" names: "a watercolor of", "a children's book illustration of", "photo of"
 _MEDIA = ("photo|photograph|photography|picture|image|shot|still|render|rendering|illustration|drawing|sketch|"
           "painting|watercolou?r|gouache|poster|wallpaper|postcard|portrait|art|artwork|polaroid|close-?up|view|"
-          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film")
+          "print|etching|engraving|mural|collage|cartoon|comic|doodle|snapshot|selfie|scene|life|macro|film|flat lay")
 _MEDIUM_OF_RE = re.compile(rf"^(?:(?:a|an|the)\s+)?(?:[\w'-]+\s+){{0,4}}?(?:{_MEDIA})s?\s+(?:of|showing|depicting|featuring|(?:looking|looking\s+down|looking\s+up)\s+(?:at|on))\s+",
                            re.I)
 _STYLE_OF_RE = re.compile(r"\s*\b(?:done\s+|painted\s+|drawn\s+)?in\s+the\s+style\s+of\s+[^,.;:]*", re.I)
@@ -812,10 +943,11 @@ def strip_style(text: str) -> str:
     for k in range(0, len(parts), 2):
         seg, sep = parts[k], parts[k + 1] if k + 1 < len(parts) else ""
         ws = re.findall(r"[\w'/-]+", seg.lower())
-        if ws and all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws):
+        tag = len(ws) <= 3 and bool(ws) and ws[-1] in ("style", "aesthetic", "vibe", "vibes", "look")
+        if ws and (tag or all(w in STYLE_WORDS or w in TIME_WORDS or _TAG_TOKEN.match(w) for w in ws)):
             continue  # a tag: "35mm", "soft lighting", "anime style", "at night"
         seg = _MEDIUM_OF_RE.sub("", seg.strip()) if not out else seg
-        if not out and sep.startswith(":") and ws and re.fullmatch(rf"(?:{_MEDIA})s?", ws[-1]):
+        if not out and sep.startswith(":") and ws and any(re.fullmatch(rf"(?:{_MEDIA})s?", " ".join(ws[-n:])) for n in (1, 2)):
             continue  # "a moody film still: ..." / "minimalist poster: ..."
         out.append(f"{seg}{sep}")
     return " ".join(" ".join(out).split()) or text
@@ -823,7 +955,9 @@ def strip_style(text: str) -> str:
 
 def _prepare(prompt: str) -> tuple[list[Tok], list[tuple[str, str, str]], list[str]]:
     """Tokens, quantity comparisons and "equal number" targets of ``prompt`` (the same for every reading)."""
-    text = strip_style(" ".join(prompt.split()))
+    text = " ".join(prompt.split())
+    text = text[_REQUEST_RE.match(text).end():] or text
+    text = strip_style(text)
     text = re.sub(r"\bside by side\b", "next to each other", text, flags=re.I)
     comparisons: list[tuple[str, str, str]] = []
 
@@ -964,6 +1098,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     support_obj: list[str] = []  # the object of an on/inside relation ...
     support_at = -1  # ... and its token index (see _SUPPORT)
     after_and = False
+    with_adjacent = False  # the "with" came straight after its noun
+    after_comma = False  # the clause began after a bare comma ("a cottage by a stream, a bridge in front of it")
+    located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
+    comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
     was_object = False
     related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
     filled = False  # the host is filled with the focus ("a bookshelf filled with books")
@@ -972,9 +1110,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
     prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
 
     def finish_relation() -> None:
-        nonlocal pending, rel_objects, rel_subjects, related
+        nonlocal pending, rel_objects, rel_subjects, related, located_in
         if pending is None:
             return
+        located_in = list(rel_objects) if pending.pred == "inside" else []
         subs = rel_subjects or focus
         if pending.kind == "SIZE":
             _size_hints(b, subs, pending.pred or "", rel_objects)
@@ -1005,7 +1144,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 
     def end_clause(hard: bool) -> None:
         nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
-        nonlocal pending_depth, prev_subjects
+        nonlocal pending_depth, prev_subjects, after_comma
         finish_relation()
         void = False
         prev_subjects = list(subjects) or prev_subjects
@@ -1019,6 +1158,7 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
         if hard:
             pending_abs, inverted, pending_depth = [], [], []
+        after_comma = False
 
     fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
     i = 0
@@ -1040,6 +1180,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 counted = nxt is not None and nxt.kind == "NP" and nxt.np is not None \
                     and nxt.np.count is not None and not nxt.np.vague
                 after = toks[i + 2] if i + 2 < len(toks) else None
+                # "no students, chalkboard at the front": a noun placed on its own is no longer negated
+                counted = counted or (t.text == "," and nxt is not None and nxt.kind == "NP" and after is not None
+                                      and after.kind in ("ABS", "DEPTH"))
                 if counted and (t.text == "and" or (t.text == "," and after is not None
                                                     and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
                     # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
@@ -1068,8 +1211,10 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 mode, host, focus, holder = "subject", [], list(subjects), False
             if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
                     and (mode not in ("with", "neg") or with_done) and order is None:
-                end_clause(hard=False)  # "a cat on a mat and a dog under the table": new clause
+                end_clause(hard=False)
+                after_comma = t.text == "," and toks[i - 1].kind != "AND"  # "a cat on a mat and a dog under the table": new clause
             after_and = True
+            comma_join = t.text == "," and not (nxt is not None and nxt.kind == "AND")
             i += 1
             continue
         elif t.kind == "NP":
@@ -1106,7 +1251,9 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                     after_and = False
                     continue
                 # the relation is complete unless it is "between X and ..." or followed by "and" + NP in a list
-                if not (pending.pred == "between" and len(rel_objects) == 1 and nxt is not None and nxt.kind == "AND") and pending.kind != "FLANK":
+                open_between = pending.pred == "between" and len(rel_objects) == 1 and nxt is not None \
+                    and nxt.text == "and" and (b.get(oid).count or 1) < 2  # "between two trees, a lake": done
+                if not open_between and pending.kind != "FLANK":
                     finish_relation()
                 elif pending.kind == "FLANK":
                     finish_relation()
@@ -1144,13 +1291,15 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 for pred, objs in inverted:
                     b.relate([oid], pred, objs)
                 inverted = []
-            joins = after_and and bool(last) and not was_object  # "... in front of the monitor and a mug": not joined
+            # "... in front of the monitor and a mug": not joined; "a wave, three boats, mount fuji in the
+            # background": a terse list's items are placed one by one
+            joins = after_and and bool(last) and not was_object and not comma_join
             if mode == "subject":
                 if oid not in subjects:
                     subjects.append(oid)
                 focus = list(subjects)
             elif mode == "with":
-                if after_and and focus and focus != host and not was_object and focus != related:
+                if after_and and focus and focus != host and not was_object and focus != related and not (comma_join and own):
                     focus = [*focus, oid]
                 else:
                     focus = [oid]
@@ -1166,19 +1315,43 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
             pass  # "a bench with nobody sitting on it": what nobody does places nothing
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
-            chained = support_obj if support_at == i - 1 and t.pred == "on" and pending is None else []
+            if t.kind == "REL" and subjects and toks[i - 1].kind == "AND" and i + 2 < len(toks) \
+                    and toks[i + 1].kind == "NP" and toks[i + 2].kind == "NP":
+                end_clause(hard=False)  # ", and behind the fence a horse is grazing": the horse's relation
+            chained = support_obj if support_at == i - 1 and pending is None and t.kind == "REL" and not t.pron \
+                and (t.pred == "on" or t.pred in _CHAINED or t.pred in _CHAINED_MAYBE) else []
+            if chained and t.pred != "on" and focus and focus != chained:  # two readings; see _CHAINED
+                chained = choose([chained, []] if t.pred in _CHAINED else [[], chained])
             finish_relation()
             pending = t
             rel_subjects = chained or (list(focus) if focus else [])
             if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
                 rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
+            elif mode == "with" and with_adjacent and host and focus and focus != host and t.pred == "on" and not chained \
+                    and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.words[-1] in _SURFACES:
+                # "a vase full of sunflowers on a table", "a glass with a straw on a picnic table": what the
+                # "with" describes stands on the surface (another reading: the sunflowers do); what follows is
+                # about it again ("... on a table next to a window")
+                rel_subjects = choose([list(host), rel_subjects])
+                if rel_subjects == host:
+                    focus, mode = list(host), "object"
             if t.pron:  # "to its left": the object is the host / antecedent
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects,
+                                           after_comma)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     b.relate(rel_subjects, t.pred or "near", target)
                     related = list(rel_subjects)
                 pending = None
+            elif nxt is not None and nxt.kind == "PRON" and t.kind == "REL" and subjects and toks[i - 1].kind == "AND" \
+                    and i + 2 < len(toks) and toks[i + 2].kind == "NP":
+                # "in the distance a castle, in front of it a moat": "it" is the clause's subject, and the moat
+                # (the next noun) is what stands in front of it
+                target = choose(_distinct([list(subjects), list(last)] if last else [list(subjects)]))
+                end_clause(hard=False)
+                inverted.append((t.pred or "near", list(target)))
+                pending = None
+                i += 1
             elif nxt is not None and nxt.kind == "PRON" and not rel_subjects and prev_subjects and t.kind == "REL":
                 # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
                 target = choose(_distinct([list(prev_subjects), [o.id for o in b.objects][-1:]]))
@@ -1186,7 +1359,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 pending = None
                 i += 1
             elif nxt is not None and nxt.kind == "PRON":
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred)
+                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects,
+                                           after_comma)
+                if nxt.np is not None and nxt.np.words[-1] in _BODY_PARTS and prev_subjects:
+                    # "a lion on a throne, a crown on its head": the body is the last clause's subject's
+                    owner = [(rel_subjects, list(prev_subjects))]
+                    options = _distinct([o for o in owner if not set(o[1]) & set(o[0])] + options)
                 rel_subjects, target = choose(options) if options else (rel_subjects, [])
                 if target and rel_subjects:
                     if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
@@ -1213,13 +1391,17 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 i += 1
             if mode in ("subject", "with"):
                 mode = "object" if mode == "subject" else mode
-        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].text == "," and nxt is not None \
+        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].kind == "AND" and nxt is not None \
                 and nxt.kind == "NP" and subjects and pending is None and not t.bare:
-            end_clause(hard=False)  # "a castle in the background, in the foreground a girl": the girl's
+            # "a castle in the background, in the foreground a girl" / "..., and up close a helmet": the girl's
+            end_clause(hard=False)
             (pending_abs if t.kind == "ABS" else pending_depth).append(t)
         elif t.kind == "ABS":
             if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
                 b.relate(focus, "on", host)
+            elif mode == "with" and host and focus and focus != host and t.axis is None \
+                    and all(b.get(h).name.split()[-1] in _SURFACES for h in host):
+                b.relate(focus, "on", host)  # "a table with a chessboard in the middle": in the middle of the table
             elif t.bare and t.text == "on top" and focus:
                 pass
             elif focus and (last or focus) and not (mode == "subject" and not subjects):
@@ -1260,14 +1442,22 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
         elif t.kind == "NEG":
             finish_relation()
             mode = "neg"
+        elif t.kind == "WITH" and t.text == "of" and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                and mode != "neg":
+            # "a bowl of cherries": the cherries are drawn, the bowl stays what the clause is about
+            b.contents.add(b.add(nxt.np))
+            i += 1
         elif t.kind == "WITH":
             finish_relation()
             void = False
             holder = t.pred == "holds"
             filled = t.pred == "inside"
+            with_adjacent = toks[i - 1].kind == "NP"  # "a vase with ...", not "..., with a lamp ..."
             # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
             # with the clause's subject; else with the noun just before it
             comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
+            # "a scarecrow in a cornfield with three crows on top of it": the crows go with the scarecrow
+            comma = comma or (t.text == "with" and bool(located_in) and last == located_in and focus and focus != last)
             host = choose(_distinct([list(focus), list(last)] if comma else [list(last or focus), list(focus)]))
             mode = "with"
             after_and = False
@@ -1281,6 +1471,12 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
                 mode = "loose"
             elif mode == "subject" and subjects and _is_verb_token(t.text):
                 mode = "loose"
+            elif mode == "with" and host and focus != host and _is_verb_token(t.text) \
+                    and (holder or toks[i - 1].text == ","):
+                # "a man in a robe reading a book", "a snowman with a hat and a scarf, standing next to a tree":
+                # the verb is the host's again
+                focus = [n for n in host if n in subjects] or list(host)
+                mode, host = "loose", []
         i += 1
     end_clause(hard=True)
 
@@ -1289,6 +1485,11 @@ def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
 # an on/inside relation relates that object (book on table), not the clause's subject. Other
 # chains keep the subject: "bears in the woods in the bushes", "a cat left of a dog near a tree"
 _SUPPORT = ("on", "inside")
+# ... and a place said straight after that object may place it rather than the clause's subject: "a cat on
+# the shelf behind him" (the shelf is behind him?), "a cat inside a box next to a pile of shoes" (the box is?);
+# both readings are listed, the model of the ``local`` planner weighs them
+_CHAINED = ("between",)  # "a chessboard on a table between them": the table
+_CHAINED_MAYBE = ("behind", "in_front_of", "next_to", "near")  # the subject first: "a lamp on the table behind it"
 
 
 def _size_hints(b: _Builder, subjects: list[str], kind: str, objects: list[str]) -> None:
@@ -1311,7 +1512,7 @@ def _is_verb_token(word: str) -> bool:
 
 
 def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjects: list[str], word: str,
-                     pred: str | None) -> list[tuple[list[str], list[str]]]:
+                     pred: str | None, prev: list[str] = (), after_comma: bool = False) -> list[tuple[list[str], list[str]]]:
     """The readings of a relation to "it" / "them", as (subjects, antecedent) pairs, the preferred
     first: the "with" host, else the latest noun of the clause before the subjects ("a vase, a
     cat to its left"), else, for a list subject, its earlier members ("a table and a dog under
@@ -1322,7 +1523,10 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
     to her right"). Then every other noun of the clause, then earlier clauses'."""
     plural = word in ("them", "their", "themselves")
     earlier = [n for n in clause_nps if n not in subjects]
-    before = [o.id for o in b.objects if o.id not in subjects]
+    before = [o.id for o in b.objects if o.id not in subjects and o.id not in b.contents]
+    if plural:  # "the chessboard is on a table between them": "them" is not the chessboard
+        partners = {x for r in b.relations if set(r) & set(subjects) for x in r if x}
+        before = [n for n in before if n not in partners] or before
     options: list[tuple[list[str], list[str]]] = []
     if host:
         options.append((subjects, host))
@@ -1332,14 +1536,27 @@ def _pronoun_targets(b: _Builder, host: list[str], clause_nps: list[str], subjec
         options.append((subjects, earlier[-1:]))
     if len(subjects) >= 2:
         options.append((subjects[-1:], subjects[-2:-1]))
+    if after_comma and not plural and len(prev) == 1 and prev[0] not in subjects:
+        options.append((subjects, list(prev)))  # "a cottage by a stream, a bridge in front of it": the cottage
     options.append((subjects, before[-1:]))
     many = [n for n in dict.fromkeys([*host, *earlier]) if n not in subjects]
     single = lambda ids: len(ids) == 1 and (b.get(ids[0]).count or 1) == 1  # noqa: E731
-    if plural and len(many) >= 2 and single(options[0][1]):
+    counted = lambda ids: all((b.get(n).count or 1) >= 2 for n in ids)  # noqa: E731
+    # "them" means a group ("three candles on a mantelpiece with a mirror above them": the candles), or
+    # the previous clause's two subjects ("a girl and her grandfather on a pier, a bucket between them")
+    groups = [n for n in dict.fromkeys([*reversed(earlier), *host, *reversed(before)]) if n not in subjects and counted([n])]
+    pair = [n for n in prev if n not in subjects]
+    if plural and groups and single(options[0][1]):
+        options.insert(0, (subjects, groups[:1]))
+    elif plural and len(pair) >= 2 and not host and not earlier:
+        options.insert(0, (subjects, pair))
+    elif plural and len(many) >= 2 and single(options[0][1]):
         options.insert(0, (subjects, many))
     elif plural and len(before) >= 2 and single(options[0][1]) and all(single([n]) for n in before[-2:]):
         options.insert(0, (subjects, before[-2:]))  # "a teapot next to a bowl and the spoon in front of them"
     options += [(subjects, [n]) for n in reversed(earlier)] + [(subjects, [n]) for n in reversed(before)]
+    if word in ("it", "its"):  # one thing: "a cabin between two pine trees, a lake in front of it": the cabin
+        options = [o for o in options if not counted(o[1])] + [o for o in options if counted(o[1])]
     fits = {"inside": _is_container} if word in ("it", "its") else {}
     test = _is_person if word in ("his", "her", "him", "himself", "herself") else fits.get(pred or "")
     if test is not None:  # a container for "in it", a person for "her", when one is at hand
