@@ -176,9 +176,9 @@ def test_repeat_recipe_names_one_pair_several_times_and_wide_scenes_keep_the_sha
     assert len(names) <= RECIPE["max_objects"]
     assert max(names.count(n) for n in names) >= 2 or len(names) < 2  # a shape squeezed out can leave one
     assert sorted(sc.caption.replace(" and ", ", ").split(", ")) == sorted(names)
+    longest = RECIPE["max_side"] * RECIPE["max_aspect"] ** 0.5 * 64 + 1  # a side, stretched by the aspect
     for o in sc.objects:  # sides are shares of the height on any canvas (pixel size as on the square one)
-        assert (o.box[3] - o.box[1]) * 64 <= RECIPE["max_side"] * 64 + 1
-        assert (o.box[2] - o.box[0]) * width <= RECIPE["max_side"] * RECIPE["max_aspect"] ** 0.5 * 64 + 1
+        assert (o.box[3] - o.box[1]) * 64 <= longest and (o.box[2] - o.box[0]) * width <= longest
     found = sorted(f"{d.colour} {d.shape}" for d in detect(sc.image) if d.shape)
     assert found == sorted(n.split(" ", 1)[1] for n in names)
 
@@ -224,9 +224,9 @@ def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
     t, noise = torch.full((4,), 500), torch.randn(4, 4, 32, 32)
     no, yes = torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool)
     with torch.no_grad():
-        out = tr.losses(idx, t, noise, no, yes)
-        full, null = tr.text(tr.ids[idx])[0], tr.text(tr.empty)[0]
-    names = tr.names[idx]
+        out = tr.losses(tr.square, idx, t, noise, no, yes)
+        full, null = tr.text(tr.square.ids[idx])[0], tr.text(tr.empty)[0]
+    names = tr.square.names[idx]
     for b in range(4):
         keep = {0, *[int(p) for p in names[b] if p >= 0]}
         for pos in range(77):
@@ -234,7 +234,7 @@ def test_isolation_feeds_the_unet_only_name_token_states(monkeypatch):
             assert torch.allclose(seen["ctx"][b, pos], want, atol=1e-5), (b, pos)
     assert (names >= 0).sum() >= 4 and out["null"] > 0  # name tokens kept, the rest replaced (and penalised)
     with torch.no_grad():
-        tr.losses(idx, t, noise, no, no)  # not isolated: the plain encoder output
+        tr.losses(tr.square, idx, t, noise, no, no)  # not isolated: the plain encoder output
     assert torch.allclose(seen["ctx"], full, atol=1e-5)
 
 
