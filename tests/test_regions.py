@@ -122,6 +122,13 @@ def test_depth_rules_hold_at_any_aspect_ratio(width, height):
 # --------------------------------------------------------------------------
 
 
+def conflict_message(prompt: str) -> str:
+    """The one-line ConflictError the rules planner raises for ``prompt`` (the test fails if it plans)."""
+    with pytest.raises(ConflictError) as err:
+        make_plan(prompt, planner="rules")
+    return str(err.value)
+
+
 @pytest.mark.parametrize("prompt, message", [
     ("a cat on the right and a dog on the left, the cat is to the left of the dog",
      "conflicting relations: cat-1 region right, cat-1 left_of dog-1, dog-1 region left"),
@@ -131,9 +138,7 @@ def test_depth_rules_hold_at_any_aspect_ratio(width, height):
      "conflicting relations: cat-1 region bottom, cat-1 above bird-1, bird-1 region top"),
 ])
 def test_contradicting_regions_and_relations_are_conflicts_naming_them(prompt, message):
-    with pytest.raises(ConflictError) as err:
-        make_plan(prompt, planner="rules")
-    assert str(err.value) == message
+    assert conflict_message(prompt) == message
 
 
 def test_a_region_the_geometry_cannot_keep_with_a_depth_is_named_by_the_solver():
@@ -279,9 +284,7 @@ def test_make_plan_tries_a_backends_readings_before_reporting_a_conflict():
      "conflicting relations: box-1 inside bag-1, bag-1 inside crate-1, crate-1 inside box-1"),
 ])
 def test_real_contradictions_are_still_reported(prompt, message):
-    with pytest.raises(ConflictError) as err:
-        make_plan(prompt, planner="rules")
-    assert str(err.value) == message
+    assert conflict_message(prompt) == message
 
 
 # --------------------------------------------------------------------------
