@@ -1,5 +1,5 @@
 """``python -m plan_and_render`` = the ``plan-and-render`` command."""
 
-from .app.cli import main
+from .app.cli import entry
 
-main()
+entry()

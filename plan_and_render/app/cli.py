@@ -14,12 +14,13 @@ traceback (``PLAN_AND_RENDER_DEBUG=1`` prints the traceback of an unexpected err
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 from click_default_group import DefaultGroup
@@ -357,8 +358,24 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: ``plan-and-render``."""
+    """Run the command line and exit with its code (raises SystemExit; usable in-process)."""
     sys.exit(run(argv))
+
+
+def entry() -> NoReturn:
+    """Console-script entry point (``plan-and-render``, ``python -m plan_and_render``).
+
+    A command stopped by Ctrl-C or SIGTERM has already said what it kept and closed its files when
+    ``run`` returns; it then leaves with ``os._exit`` so that its status is exactly 130 or 143. Through the
+    normal interpreter exit, CPython was seen to end such a process by SIGINT instead (about half the runs
+    on a loaded machine, after ``run`` had returned 130: docs/cli.md), which scripts read as -2, not 130.
+    """
+    code = run()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
