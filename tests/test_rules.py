@@ -38,6 +38,13 @@ def expect_objects(spec: dict) -> dict:
     return out
 
 
+
+def assert_reads(prompt: str, objects: dict, relations: set) -> None:
+    """The rules parser reads ``prompt`` as exactly these objects (an ``expect_objects`` spec) and relations."""
+    got_objects, got_relations = summary(parse(prompt))
+    assert got_objects == expect_objects(objects)
+    assert got_relations == relations
+
 CASES = [
     # --- counts -------------------------------------------------------------
     ("three birds above a boat", {"bird": 3, "boat": 1}, {"bird above boat"}),
@@ -201,9 +208,7 @@ CASES = [
 
 @pytest.mark.parametrize("prompt, objects, relations", CASES, ids=[c[0][:50] for c in CASES])
 def test_phrasings(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize(
@@ -331,9 +336,7 @@ def test_template_prompts_roundtrip(a, b, phrase, n, adj):
     ("I want a picture of three goldfish in a bowl", {"goldfish": 3, "bowl": 1}, {"goldfish inside bowl"}),
 ])
 def test_a_request_around_the_description_names_no_object(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, relations", [
@@ -356,9 +359,7 @@ def test_a_request_around_the_description_names_no_object(prompt, objects, relat
     ("a school of fish above a submarine", {"fish": 5, "submarine": 1}, {"fish above submarine"}),
 ])
 def test_verbs_and_adverbs_end_a_noun(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, relations", [
@@ -377,9 +378,7 @@ def test_verbs_and_adverbs_end_a_noun(prompt, objects, relations):
      {"cabin between pine_tree pine_tree", "lake in_front_of cabin"}),
 ])
 def test_pronouns_take_a_fitting_number(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, background", [
@@ -407,9 +406,7 @@ def test_interiors_are_places_and_style_tags_are_no_objects(prompt, objects, bac
     ("five kayaks on a lake, all red", {"kayak": (5, ["red"])}, set()),
 ])
 def test_counts_keep_to_their_group(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, relations", [
@@ -429,9 +426,7 @@ def test_counts_keep_to_their_group(prompt, objects, relations):
     ("a man at a crosswalk as a bus goes by behind him", {"man": 1, "crosswalk": 1, "bus": 1}, {"bus behind man"}),
 ])
 def test_relations_after_participles_and_places_find_their_subject(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, relations", [
@@ -449,9 +444,7 @@ def test_relations_after_participles_and_places_find_their_subject(prompt, objec
      {"toy_chest under window"}),
 ])
 def test_chained_and_fronted_relations(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, preferred, other", [
@@ -474,9 +467,7 @@ def test_a_place_after_a_support_has_both_readings(prompt, preferred, other):
     ("a parrot on a pirate's shoulder", {"parrot": 1, "pirate": 1}, {"parrot on pirate"}),
 ])
 def test_body_parts_belong_to_a_living_thing(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 @pytest.mark.parametrize("prompt, objects, relations", [
@@ -491,9 +482,7 @@ def test_body_parts_belong_to_a_living_thing(prompt, objects, relations):
      {"table": 1, "chessboard": 1, "cup": 1}, {"chessboard on table", "cup left_of chessboard"}),
 ])
 def test_what_a_with_clause_describes_keeps_its_place(prompt, objects, relations):
-    got_objects, got_relations = summary(parse(prompt))
-    assert got_objects == expect_objects(objects)
-    assert got_relations == relations
+    assert_reads(prompt, objects, relations)
 
 
 def test_a_noun_placed_on_its_own_ends_a_negated_list():
