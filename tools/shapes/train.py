@@ -107,7 +107,7 @@ def generate(n: int, first_seed: int, size: int = 32, workers: int = 1, recipe: 
     chunks = np.array_split(seeds, max(1, min(n, workers * 8)))
     args = ([size] * len(chunks), [recipe] * len(chunks), [width] * len(chunks))
     if workers <= 1:
-        parts = [make_examples(c, *a) for c, *a in zip(chunks, *args)]
+        parts = list(map(make_examples, chunks, *args))
     else:
         with ProcessPoolExecutor(workers) as ex:
             parts = list(ex.map(make_examples, chunks, *args))
