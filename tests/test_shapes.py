@@ -183,6 +183,40 @@ def test_repeat_recipe_names_one_pair_several_times_and_wide_scenes_keep_the_sha
     assert found == sorted(n.split(" ", 1)[1] for n in names)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), width=st.sampled_from([64, 128]))
+def test_repeat_rows_stand_side_by_side_one_size_and_a_gap_apart(seed, width):
+    from tools.shapes.data import RECIPE, sample_objects
+
+    recipe = {**RECIPE, "repeat_share": 1.0, "repeat_row": 1.0}
+    ratio = width / 64
+    objects = sample_objects(np.random.default_rng(seed), recipe=recipe, ratio=ratio)
+    first = objects[0][:2]
+    boxes = sorted(b for s, c, b in objects if (s, c) == first)
+    assert 2 <= len(boxes) <= RECIPE["max_repeat"]
+    sizes = {(round(b[2] - b[0], 9), round(b[3] - b[1], 9)) for b in boxes}
+    assert len(sizes) == 1  # one size
+    row = all(abs(b[1] - boxes[0][1]) < 1e-9 for b in boxes)
+    column = all(abs(b[0] - boxes[0][0]) < 1e-9 for b in boxes)
+    assert row != column  # a row or a column, not both and not scattered
+    ordered = boxes if row else sorted(boxes, key=lambda b: b[1])
+    lo, hi = (0, 2) if row else (1, 3)
+    gaps = [b[lo] - a[hi] for a, b in zip(ordered, ordered[1:])]
+    assert all(abs(g - gaps[0]) < 1e-9 for g in gaps)  # evenly spaced
+    assert 0 < gaps[0] <= 2 * RECIPE["min_gap"] + 1e-9
+    assert all(0.02 - 1e-9 <= b[0] and b[2] <= 0.98 + 1e-9 and 0.02 - 1e-9 <= b[1] and b[3] <= 0.98 + 1e-9
+               for b in boxes)
+
+
+def test_repeat_row_zero_keeps_the_repeat_recipe_seed_for_seed():
+    from tools.shapes.data import RECIPE, make_scene
+
+    old = {k: v for k, v in RECIPE.items() if k != "repeat_row"} | {"repeat_share": 0.5}
+    for seed in range(60):
+        a, b = make_scene(seed, 64, recipe=old), make_scene(seed, 64, recipe={**old, "repeat_row": 0.0})
+        assert a.caption == b.caption and np.array_equal(a.image, b.image)
+
+
 def test_training_mixes_wide_batches_and_repeated_captions(tmp_path):
     from tools.shapes.train import train
 

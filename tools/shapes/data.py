@@ -30,9 +30,12 @@ POSITION_WORDS = frozenset(
 # ``repeat_share``: share of scenes in which one (colour, shape) pair is drawn 2..``max_repeat`` times (the
 # caption then names it that many times, "a blue star, a red circle and a blue star", the way the renderer's
 # ``encode: objects`` writes a count). 0 keeps the first model's recipe, seed for seed.
+# ``repeat_row``: share of those scenes in which the copies stand side by side, one size, ``min_gap`` to
+# twice that apart (a row, a quarter of the time a column) - how the geometry lays out "two blue stars".
+# 0 keeps the repeat recipe's scenes seed for seed.
 RECIPE = dict(min_objects=1, max_objects=4, min_side=0.22, max_side=0.5, max_aspect=1.35, min_gap=0.03,
               ring_inner=RING_INNER, star_inner=STAR_INNER, shapes=list(SHAPES), colours=dict(COLOURS), textures=list(TEXTURES),
-              repeat_share=0.0, max_repeat=3)
+              repeat_share=0.0, max_repeat=3, repeat_row=0.0)
 
 
 @dataclass
@@ -96,11 +99,13 @@ def sample_objects(rng: np.random.Generator, n: int | None = None, recipe: dict 
     n = int(rng.integers(recipe["min_objects"], recipe["max_objects"] + 1)) if n is None else n
     pairs = [(s, c) for s in recipe["shapes"] for c in recipe["colours"]]
     chosen = [pairs[i] for i in rng.choice(len(pairs), size=n, replace=False)]
+    out: list[tuple[str, str, tuple]] = []
     if recipe.get("repeat_share", 0.0) > 0 and rng.random() < recipe["repeat_share"]:
         times = int(rng.integers(2, recipe["max_repeat"] + 1))
         chosen = [chosen[0]] * times + chosen[1:max(1, recipe["max_objects"] - times + 1)]
-    out: list[tuple[str, str, tuple]] = []
-    for shape, colour in chosen:
+        if recipe.get("repeat_row", 0.0) > 0 and rng.random() < recipe["repeat_row"]:
+            out = [(*chosen[0], box) for box in _row_boxes(rng, times, recipe, ratio)]
+    for shape, colour in chosen[len(out):]:
         for attempt in range(200):
             shrink = 0.9 ** (attempt // 50)  # crowded scenes: try smaller shapes
             side = rng.uniform(recipe["min_side"], recipe["max_side"]) * shrink
@@ -112,6 +117,22 @@ def sample_objects(rng: np.random.Generator, n: int | None = None, recipe: dict 
                 out.append((shape, colour, box))
                 break
     return out
+
+
+def _row_boxes(rng: np.random.Generator, times: int, recipe: dict, ratio: float) -> list[tuple]:
+    """``times`` boxes of one size in a row (or, a quarter of the time, a column), ``min_gap`` to twice
+    that apart, at a random place; listed in random order (caption order carries no position)."""
+    side = rng.uniform(recipe["min_side"], recipe["max_side"])
+    aspect = math.exp(rng.uniform(-1, 1) * math.log(recipe["max_aspect"]))
+    bw, bh = side * math.sqrt(aspect) / ratio, side / math.sqrt(aspect)
+    gap = rng.uniform(1, 2) * recipe["min_gap"]
+    step_x, step_y = (0.0, bh + gap) if rng.random() < 0.25 else (bw + gap, 0.0)
+    span_w, span_h = bw + (times - 1) * step_x, bh + (times - 1) * step_y
+    fit = min(1.0, 0.95 / span_w, 0.95 / span_h)  # a row too long for the canvas: smaller shapes
+    bw, bh, step_x, step_y, span_w, span_h = (v * fit for v in (bw, bh, step_x, step_y, span_w, span_h))
+    x0, y0 = rng.uniform(0.02, 0.98 - span_w), rng.uniform(0.02, 0.98 - span_h)
+    boxes = [(x0 + k * step_x, y0 + k * step_y, x0 + k * step_x + bw, y0 + k * step_y + bh) for k in range(times)]
+    return [boxes[i] for i in rng.permutation(times)]
 
 
 def phrase(colour: str, shape: str) -> str:

@@ -54,8 +54,9 @@ WIDE_SEEDS = 5 * 10**6  # wide scenes' seeds start here (after seed * 10**7), fa
 
 
 def recipe_of(preset: dict) -> dict:
-    """The data recipe a preset trains on: RECIPE with the preset's ``repeat_share`` (default: none)."""
-    return {**RECIPE, "repeat_share": preset.get("repeat_share", 0.0)}
+    """The data recipe a preset trains on: RECIPE with the preset's ``repeat_share`` and ``repeat_row``
+    (default: none)."""
+    return {**RECIPE, "repeat_share": preset.get("repeat_share", 0.0), "repeat_row": preset.get("repeat_row", 0.0)}
 
 
 @dataclass
@@ -433,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--repeat-share", type=float, default=None,
                     help="share of scenes with one colour-shape pair drawn 2-3 times (counts; default 0)")
+    ap.add_argument("--repeat-row", type=float, default=None,
+                    help="share of those in which the copies stand in a row or column, as the geometry lays out a count")
     ap.add_argument("--n-wide", type=int, default=None, help="also generate this many 32x64 (wide) scenes")
     ap.add_argument("--wide-share", type=float, default=None, help="share of batches drawn from the wide scenes")
     ap.add_argument("--init", default=None, help="continue from this saved model folder (fresh optimiser)")
@@ -446,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     if bool(a.n_wide) != bool(a.wide_share):
         ap.error("--n-wide and --wide-share go together")
     over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes, "lr": a.lr, "repeat_share": a.repeat_share,
-                              "n_wide": a.n_wide, "wide_share": a.wide_share,
+                              "repeat_row": a.repeat_row, "n_wide": a.n_wide, "wide_share": a.wide_share,
                               "decay_to": a.steps if a.decay else None}.items() if v is not None}
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
                 init=a.init, log=lambda m: print(m, flush=True))
