@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,14 @@ def run_cli(capsys):
         return exc.value.code, out, err
 
     return run
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_child():
+    """``preexec_fn`` for a child process a test sends Ctrl-C: a child started from a background job
+    (``pytest ... &`` in a script) inherits an ignored SIGINT and would never see it."""
+    return _default_sigint

@@ -365,11 +365,6 @@ def test_a_damaged_session_store_is_one_line_and_never_written(run_cli, tmp_path
 # --------------------------------------------------------------------------
 
 
-def _default_sigint() -> None:
-    """A child started from a background job inherits an ignored SIGINT; give it Ctrl-C back."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _wait_for_status(meta: Path, status: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -385,12 +380,13 @@ def _wait_for_status(meta: Path, status: str, proc: subprocess.Popen, timeout: f
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_a_render_stopped_by_a_signal_keeps_its_plan_and_leaves_no_old_image(run_cli, tmp_path, sig, code, word):
+def test_a_render_stopped_by_a_signal_keeps_its_plan_and_leaves_no_old_image(run_cli, ctrl_c_child, tmp_path,
+                                                                          sig, code, word):
     out = tmp_path / "run"
     first, _, err = run_cli("a green star to the left of a blue ring", *FAST, "--out", str(out))
     assert first == 0 and (out / "image.png").is_file()
     proc = subprocess.Popen([sys.executable, "-m", "plan_and_render", PROMPT, *FAST[:-1], "1000", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_child,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     _wait_for_status(out / "metadata.json", "rendering", proc)
     assert not (out / "image.png").exists()  # the earlier run's image went when this run took the folder

@@ -405,7 +405,7 @@ def test_batch_ctrl_c_leaves_whole_lines_then_resumes(run_cli, tmp_path):
 
 
 @needs_geometry
-def test_batch_sigint_in_a_real_process(tmp_path, planner_plugins):
+def test_batch_sigint_in_a_real_process(tmp_path, planner_plugins, ctrl_c_child):
     """SIGINT to a running batch: exit 130 and a file of whole JSON lines."""
     src, out = tmp_path / "prompts.txt", tmp_path / "plans.jsonl"
     src.write_text("\n".join(f"{n} cats" for n in range(1, 30)))
@@ -424,7 +424,7 @@ def test_batch_sigint_in_a_real_process(tmp_path, planner_plugins):
     script = f"from plan_and_render.app.cli import main; main(['plan', '--from-file', {str(src)!r}, " \
              f"'--out', {str(out)!r}, '-p', 'slow'])"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(plugins)})
+                            text=True, env={**os.environ, "PYTHONPATH": str(plugins)}, preexec_fn=ctrl_c_child)
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
         time.sleep(0.1)

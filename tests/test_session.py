@@ -391,12 +391,13 @@ def test_chat_method_options_are_used_and_kept(tmp_path, monkeypatch, capsys, on
     assert code == 2 and len(err.strip().splitlines()) == 1 and "lr" in err and "Traceback" not in err
 
 
-def test_ctrl_c_keeps_the_session(tmp_path):
+def test_ctrl_c_keeps_the_session(tmp_path, ctrl_c_child):
     db = tmp_path / "s.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", "from plan_and_render.app.cli import main; main()", "chat",
                              "a cat left of a vase", "--planner", "rules", "--no-render", "--store", str(db)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ctrl_c_child)
     try:
         proc.stdin.write("move the cat a bit up\n")
         proc.stdin.flush()
