@@ -38,12 +38,12 @@ def expect_objects(spec: dict) -> dict:
     return out
 
 
-
 def assert_reads(prompt: str, objects: dict, relations: set) -> None:
     """The rules parser reads ``prompt`` as exactly these objects (an ``expect_objects`` spec) and relations."""
     got_objects, got_relations = summary(parse(prompt))
     assert got_objects == expect_objects(objects)
     assert got_relations == relations
+
 
 CASES = [
     # --- counts -------------------------------------------------------------
