@@ -1,6 +1,7 @@
 """What a model folder's guidance.json may say about prompting and sizes, and where each takes effect:
 ``"settings": {"encode": "objects"}`` (the text encoder reads the plan's object phrases) and
-``"size_prior": {"side": s}`` (the planner sizes every object as the model draws things)."""
+``"size_prior": {"side": s, "copy_gap": g}`` (the planner sizes every object as the model draws things, and
+stands a count's copies g apart)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 
 from plan_and_render.errors import ModelUnavailableError, UsageError
 from plan_and_render.geometry import SizePrior, check_relations, solve
-from plan_and_render.geometry.sizes import prior_size
+from plan_and_render.geometry.sizes import initial_sizes, prior_size
+from plan_and_render.geometry.solver import MARGIN
 from plan_and_render.renderer.folder import size_prior
 from plan_and_render.renderer.guidance import compose_prompt, encoded_plan, object_caption
 from plan_and_render.renderer.settings import RenderSettings, check_model_defaults
@@ -133,9 +135,55 @@ def test_size_prior_layouts_keep_every_relation_and_equal_sizes(names, side, see
     assert max(areas) - min(areas) < 1e-3  # a wide canvas keeps them equal (and square in pixels, up to rounding)
 
 
+def copies(n: int, name: str, other: str, predicate: str) -> tuple[list[PlanObject], list[PlanRelation]]:
+    """n copies of ``name`` (one group) ``predicate`` one ``other``, as the rule planner writes a count."""
+    objs = [PlanObject(id=f"{name}-{k + 1}", name=name, phrase=f"a {name}", group=name) for k in range(n)]
+    objs.append(PlanObject(id=f"{other}-1", name=other, phrase=f"a {other}", group=other))
+    rels = [PlanRelation(subject=o.id, predicate=predicate, object=objs[-1].id) for o in objs[:-1]]
+    return objs, rels
+
+
+def copy_gaps(layout, n: int, name: str) -> list[float]:
+    """Gaps between neighbouring copies along the axis they stand on (a row or a column)."""
+    boxes = sorted(layout.boxes[f"{name}-{k + 1}"] for k in range(n))
+    row = boxes[-1][0] - boxes[0][0] > boxes[-1][1] - boxes[0][1]
+    boxes = sorted(boxes, key=lambda b: b[0] if row else b[1])
+    return [b[0] - a[2] if row else b[1] - a[3] for a, b in zip(boxes, boxes[1:])]
+
+
+def test_copy_gap_stands_the_copies_of_a_count_apart():
+    objs, rels = copies(2, "star", "circle", "left_of")  # "two blue stars to the left of a red circle"
+    canvas = Canvas(width=64, height=64)
+    tight = solve(objs, rels, canvas, seed=0, size_prior=SizePrior(0.32))
+    apart = solve(objs, rels, canvas, seed=0, size_prior=SizePrior(0.32, copy_gap=0.1))
+    assert copy_gaps(tight, 2, "star") == [pytest.approx(0.03, abs=0.002)]  # the geometry's GAP
+    # three things crowd: sides 0.32 * sqrt(0.28 / (3 * 0.32^2)) = 0.3055; the row, 3 sides + 0.1 + 0.03 = 1.0465
+    # wide, is fitted into the 0.96 between the margins, which scales everything by 0.9173: the gap to 0.0917
+    assert copy_gaps(apart, 2, "star") == [pytest.approx(0.0917, abs=0.0003)]
+    assert check_relations(apart.boxes, rels) == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 3), st.sampled_from(["left_of", "right_of", "above", "below"]), st.floats(0.04, 0.15),
+       st.integers(0, 20), st.sampled_from([(64, 64), (128, 64)]))
+def test_copy_gap_holds_for_counts_beside_another_thing(n, predicate, gap, seed, wh):
+    objs, rels = copies(n, "circle", "ring", predicate)
+    prior = SizePrior(0.32, copy_gap=gap)
+    layout = solve(objs, rels, Canvas(width=wh[0], height=wh[1]), seed=seed, size_prior=prior)
+    assert check_relations(layout.boxes, rels) == []
+    # fitted to the canvas, the gap shrinks with the boxes: gap x (side now / side planned)
+    planned, _ = initial_sizes([(o.id, o.name, None, False) for o in objs], wh[0], wh[1], MARGIN, prior)
+    box = layout.boxes["circle-1"]
+    scale = (box[2] - box[0]) / planned["circle-1"][0]
+    assert copy_gaps(layout, n, "circle") == [pytest.approx(gap * scale, abs=0.002)] * (n - 1)
+
+
 def test_size_prior_values_are_checked():
     assert SizePrior.parse({"side": 0.3}) == SizePrior(0.3)
-    for bad in ({"side": 0.0}, {"side": 2}, {"side": "big"}, {"side": True}, {"side": 0.3, "aspect": 2}, [0.3], None):
+    assert SizePrior.parse({"side": 0.3, "copy_gap": 0.1}) == SizePrior(0.3, 0.1)
+    for bad in ({"side": 0.0}, {"side": 2}, {"side": "big"}, {"side": True}, {"side": 0.3, "aspect": 2}, [0.3], None,
+                {"copy_gap": 0.1}, {"side": 0.3, "copy_gap": -0.1}, {"side": 0.3, "copy_gap": 0.5},
+                {"side": 0.3, "copy_gap": "wide"}):
         with pytest.raises(UsageError, match="size_prior"):
             SizePrior.parse(bad)
 

@@ -124,8 +124,10 @@ def make_blocks(
     min_wh: tuple[float, float],
     rng: random.Random,
     anchors: dict[str, Anchor] | None = None,
+    copy_gap: float | None = None,
 ) -> list[Block]:
-    """Group instances into blocks and choose each block's arrangement."""
+    """Group instances into blocks and choose each block's arrangement. ``copy_gap``: the gap between
+    the copies of a plain count (no relation among them) in place of GAP (``sizes.SizePrior``)."""
     sig = _signatures(relations, groups)
     anchors = anchors or {}
     keyed: dict[tuple, list[str]] = {}
@@ -164,6 +166,8 @@ def make_blocks(
                 b.cols = max(1, min(n, round(ideal) + (rng.choice((-1, 0, 0, 1)) if n > 3 else 0)))
                 if n > 4 and rng.random() < 0.3:
                     b.stagger = 0.5
+                if copy_gap is not None:
+                    b.gap = copy_gap
         blocks.append(b)
     return blocks
 
@@ -259,13 +263,15 @@ def place(
     min_wh: tuple[float, float],
     rng: random.Random,
     anchors: dict[str, Anchor] | None = None,
+    copy_gap: float | None = None,
 ) -> dict[str, Box]:
-    """Boxes for every instance (fixed ones unchanged), before any repair."""
+    """Boxes for every instance (fixed ones unchanged), before any repair (``copy_gap``: ``make_blocks``)."""
     W, H = canvas
     limit = 1.0 - 2 * margin
     anchors = {i: a for i, a in (anchors or {}).items() if i not in fixed}
     fixed_sizes = {i: (b[2] - b[0], b[3] - b[1]) for i, b in fixed.items()}
-    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, min_wh, rng, anchors)
+    blocks = make_blocks(ids, groups, {**sizes, **fixed_sizes}, relations, fixed, W / H, min_wh, rng, anchors,
+                         copy_gap)
     of = {i: b for b in blocks for i in b.ids}
     _grow_references(of, relations, limit)
     side, between = _hints(relations, rng)

@@ -159,20 +159,28 @@ class SizePrior:
     For a model that draws every thing at one scale - the shapes world draws sides of 0.22-0.5 of the
     image, where the real-world table makes a "ring" a finger ring (0.08, a box the model never fills)
     and a "star" a sticker. A model folder says so in its guidance.json (``"size_prior": {"side": 0.32}``).
+
+    ``copy_gap`` (optional): the normalised gap between the copies of a count ("three circles") in place of
+    the geometry's 0.03 - for a model that draws copies closer than about one cell of its attention grid
+    as one merged shape, or leaves one out (the shapes world at 64 px: docs/renderer.md#demo-prompts).
     """
 
     side: float
+    copy_gap: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.side, bool) or not isinstance(self.side, (int, float)) or not 0.05 <= self.side <= 0.9:
             raise UsageError(f"size_prior side must be a share of the canvas from 0.05 to 0.9, not {self.side!r}")
+        gap = self.copy_gap
+        if gap is not None and (isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap <= 0.3):
+            raise UsageError(f"size_prior copy_gap must be a share of the canvas from 0 to 0.3, not {gap!r}")
 
     @classmethod
     def parse(cls, data: object) -> "SizePrior":
         """From guidance.json's ``"size_prior"`` object; one UsageError line when it is not one."""
-        if not isinstance(data, dict) or set(data) != {"side"}:
-            raise UsageError(f'size_prior must be an object like {{"side": 0.32}}, not {data!r}')
-        return cls(data["side"])
+        if not isinstance(data, dict) or "side" not in data or not set(data) <= {"side", "copy_gap"}:
+            raise UsageError(f'size_prior must be an object like {{"side": 0.32}} (optionally "copy_gap"), not {data!r}')
+        return cls(data["side"], data.get("copy_gap"))
 
     def size(self, name: str, size_word: str | None = None) -> tuple[float, float]:
         """(width, height) on a square canvas, as ``prior_size`` gives it, for any ``name``."""

@@ -508,7 +508,8 @@ def solve(
     groups = {o.id: o.group or o.name for o in objects}
     min_wh = min_size(W, H)
 
-    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, min_wh, rng, _anchors(free, sizes))
+    copy_gap = size_prior.copy_gap if size_prior is not None else None
+    boxes = place(ids, groups, sizes, relations, fixed, (W, H), MARGIN, min_wh, rng, _anchors(free, sizes), copy_gap)
     warnings += _fit(boxes, fixed, min_wh, MARGIN, W, H, warned)
     boxes = _round(boxes)
     boxes.update(fixed)
