@@ -43,7 +43,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConflictError, PlanAndRenderError
-from ..geometry import relation_holds, solve
+from ..geometry import SizePrior, relation_holds, solve
 from ..geometry.check import Placement, check_placements, placements
 from .expand import article, slug
 from .graph import find_conflicts
@@ -349,14 +349,15 @@ class Applied:
     touched: list[str] = field(default_factory=list)
 
 
-def apply(plan: ScenePlan, ops: EditScript | list, seed: int = 0) -> Applied:
-    """Apply plan-changing operations in order to a copy of ``plan``.
+def apply(plan: ScenePlan, ops: EditScript | list, seed: int = 0, size_prior: SizePrior | None = None) -> Applied:
+    """Apply plan-changing operations in order to a copy of ``plan`` (``size_prior``: the model's own, as
+    the plan was made with, for the boxes the geometry places anew; None: real-world sizes).
 
     Raises ``EditError`` (unknown id, bad value, undo/clarify given here) or
     ``ConflictError`` (the result cannot satisfy its relations).
     """
     items = ops.ops if isinstance(ops, EditScript) else list(ops)
-    state = _State(plan.model_copy(deep=True), seed)
+    state = _State(plan.model_copy(deep=True), seed, size_prior)
     for op in items:
         if isinstance(op, dict):
             op = EditScript.model_validate({"ops": [op]}).ops[0]
@@ -381,6 +382,7 @@ def _checked(plan: ScenePlan) -> ScenePlan:
 class _State:
     plan: ScenePlan
     seed: int
+    size_prior: SizePrior | None = None
     notes: list[str] = field(default_factory=list)
     touched: list[str] = field(default_factory=list)
 
@@ -762,7 +764,8 @@ def _place(s: _State, free: list[str], everything: bool = False) -> None:
     for extra, loose in enumerate(tries):
         fixed = {o.id: tuple(o.box) for o in s.plan.objects if o.id not in loose}
         try:
-            layout = solve(s.plan.objects, s.plan.relations, s.plan.canvas, seed=s.seed, fixed=fixed)
+            layout = solve(s.plan.objects, s.plan.relations, s.plan.canvas, seed=s.seed, fixed=fixed,
+                           size_prior=s.size_prior)
         except ConflictError as exc:
             error = exc
             continue

@@ -211,3 +211,36 @@ def test_planning_for_a_model_folder_uses_its_size_prior(tmp_path):
     assert ring["plain"][2] - ring["plain"][0] < 0.13 and any("ring-1: box enlarged" in w for w in plain.warnings)
     assert ring["sized"][2] - ring["sized"][0] == pytest.approx(0.374, abs=0.002) and not sized.warnings
     assert par.plan(prompt, planner="rules", width=64, height=64, for_model="org/hub-model") == plain
+
+
+def widths(plan: ScenePlan) -> dict[str, float]:
+    return {o.id: round(o.box[2] - o.box[0], 3) for o in plan.objects}
+
+
+def test_chat_plans_and_edits_with_the_folder_size_prior(tmp_path):
+    from plan_and_render.app.session import Session
+
+    (tmp_path / "guidance.json").write_text(json.dumps({"size_prior": {"side": 0.3, "copy_gap": 0.12}}))
+    for model, ring, star in ((None, 0.125, 0.273), (tmp_path, 0.374, 0.405)):
+        s = Session("a ring to the left of an elephant", planner="rules", model=model, store=None)
+        assert widths(s.plan)["ring-1"] == pytest.approx(ring, abs=0.002)  # a finger ring, or one size for all
+        assert s.edit("add a star above the ring").ok
+        # the new star is placed alone beside two fixed boxes: it grows by MAX_GROW 1.35 -> 0.3 x 1.35 = 0.405
+        assert widths(s.plan)["star-1"] == pytest.approx(star, abs=0.002)
+    pair = Session("two rings to the left of an elephant", planner="rules", model=tmp_path, store=None).plan
+    left, right = sorted(o.box for o in pair.objects if o.name == "ring")
+    assert max(right[0] - left[2], right[1] - left[3]) > 0.09  # copy_gap 0.12, fitted; 0.03 without it
+
+
+def test_a_batch_plans_with_the_folder_size_prior(tmp_path):
+    from plan_and_render.app.batch_render import run_batch
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "guidance.json").write_text(json.dumps({"size_prior": {"side": 0.3}}))
+    (tmp_path / "p.txt").write_text("a ring to the left of an elephant\n")
+    for model, ring in (("", 0.125), (str(tmp_path / "model"), 0.374)):
+        out = tmp_path / f"out{len(model)}"
+        report = run_batch(tmp_path / "p.txt", out, planner="rules", model=model, width=64, height=64, dry_run=True)
+        assert report.planned == 1
+        record = json.loads((out / "index.jsonl").read_text().splitlines()[0])
+        assert widths(ScenePlan.model_validate(record["plan"]))["ring-1"] == pytest.approx(ring, abs=0.002)

@@ -158,15 +158,17 @@ def _error(e: BaseException, stage: str) -> dict[str, Any]:
     return {"type": "unexpected", "message": f"{type(e).__name__}: {e}", "stage": stage}
 
 
-def _plan_one(item: BatchItem, backend, settings: RenderSettings, side: int, rank: int) -> dict[str, Any]:
-    """A planned record (the plan, its run folder) or an error record; only a missing model raises."""
+def _plan_one(item: BatchItem, backend, settings: RenderSettings, side: int, rank: int,
+              size_prior=None) -> dict[str, Any]:
+    """A planned record (the plan, its run folder) or an error record; only a missing model raises.
+    ``size_prior``: the model folder's (guidance.json), as ``generate`` plans with it."""
     from plan_and_render.planner import make_plan
 
     record = _base_record(item, rank)
     t0 = time.perf_counter()
     try:
         canvas = api.make_canvas(settings.width, settings.height, default=side)
-        plan = make_plan(item.prompt, backend, canvas=canvas, seed=settings.seed)
+        plan = make_plan(item.prompt, backend, canvas=canvas, seed=settings.seed, size_prior=size_prior)
         record.update(status="planned", plan=plan.model_dump(mode="json"),
                       dir=f"{RUNS}/{item.index + 1:06d}-{output.slugify(item.prompt)}")
     except ModelUnavailableError:
@@ -340,9 +342,10 @@ def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_optio
     backend = api.get_planner(planner, **planner_options)
     report.timings["planner_load_s"] = round(time.perf_counter() - t0, 3)
     side = api.native_size(model) or api.DEFAULT_SIZE
+    prior = api.folder_size_prior(model) if model else None
     _emit(on_event, "phase", phase="plan", total=len(todo))
     for t in todo:
-        record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank)
+        record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank, prior)
         entry = journal.append(record)
         report.planned += record["status"] == "planned"
         report.errors += record["status"] == "error"

@@ -164,7 +164,8 @@ class Session:
             first, action = plan.model_copy(deep=True), "plan"
             self.canvas = first.canvas
         elif self.prompt:
-            first, action = make_plan(self.prompt, self.backend, self.canvas, self.seed), "plan"
+            first = make_plan(self.prompt, self.backend, self.canvas, self.seed, size_prior=self.size_prior)
+            action = "plan"
         else:
             first, action = _empty_plan(self.canvas), "start"
         meta = {"notes": list(first.warnings)}
@@ -195,6 +196,12 @@ class Session:
         """Stored sessions, newest first (``SessionRecord`` objects)."""
         st = _store(store)
         return [] if st is None else st.list_sessions()
+
+    @property
+    def size_prior(self):
+        """The model folder's size prior (guidance.json), which the first plan and every edit size objects by,
+        as ``generate`` does; None without a local model folder (real-world sizes)."""
+        return api.folder_size_prior(self.model) if isinstance(self.model, (str, os.PathLike)) else None
 
     @property
     def backend(self):
@@ -365,7 +372,8 @@ class Session:
                 step = dst[-1] if o.op == "undo" else current
                 notes.append(f"{o.op}: turn {step} ({self._label(step)})")
         base = self._plans[current]
-        applied = apply(base, changes, seed=self.seed) if changes else Applied(base.model_copy(deep=True))
+        applied = apply(base, changes, seed=self.seed, size_prior=self.size_prior) if changes else \
+            Applied(base.model_copy(deep=True))
         notes += applied.notes
         action = "edit" if changes else history[-1].op
         state = None if changes else current
