@@ -379,4 +379,4 @@ def entry() -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    entry()
