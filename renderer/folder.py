@@ -31,9 +31,11 @@ def guidance_json(model: str | Path) -> dict:
     return data
 
 
-def size_prior(model: str | Path) -> SizePrior | None:
+def size_prior(model: str | Path | None) -> SizePrior | None:
     """The folder's ``"size_prior"`` (``{"side": 0.32}``: every object one size, see ``geometry.SizePrior``),
-    None when it has none."""
+    None when it has none or no model is named (None or "": real-world sizes; "" must not read ./)."""
+    if not model:
+        return None
     data = guidance_json(model).get("size_prior")
     if data is None:
         return None

@@ -188,6 +188,13 @@ def test_size_prior_values_are_checked():
             SizePrior.parse(bad)
 
 
+def test_no_model_means_no_size_prior_even_where_the_current_folder_has_one(tmp_path, monkeypatch):
+    (tmp_path / "guidance.json").write_text(json.dumps({"size_prior": {"side": 0.32}}))
+    monkeypatch.chdir(tmp_path)
+    assert size_prior(".") == SizePrior(0.32)  # a folder named explicitly is read
+    assert size_prior("") is None and size_prior(None) is None  # "" names no model: ./guidance.json is not it
+
+
 def test_the_folder_size_prior_is_read_without_torch_and_checked(tmp_path):
     assert size_prior(tmp_path) is None and size_prior("org/hub-model") is None
     (tmp_path / "guidance.json").write_text(json.dumps({"size_prior": {"side": 0.32}}))

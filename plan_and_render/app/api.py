@@ -282,8 +282,7 @@ def plan(prompt: str, planner: "str | Planner" = DEFAULT_PLANNER, *, canvas: Can
     the_canvas, seed = make_canvas(width, height, canvas), check_seed(seed)
     check_planner_arg(planner)
     backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
-    prior = folder_size_prior(for_model) if for_model is not None else None
-    return make_plan(prompt, backend, canvas=the_canvas, seed=seed, size_prior=prior)
+    return make_plan(prompt, backend, canvas=the_canvas, seed=seed, size_prior=folder_size_prior(for_model))
 
 
 plan_prompt = plan  # ``generate`` takes a ``plan`` argument; this name reaches the function from inside it

@@ -342,7 +342,7 @@ def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_optio
     backend = api.get_planner(planner, **planner_options)
     report.timings["planner_load_s"] = round(time.perf_counter() - t0, 3)
     side = api.native_size(model) or api.DEFAULT_SIZE
-    prior = api.folder_size_prior(model) if model else None
+    prior = api.folder_size_prior(model)
     _emit(on_event, "phase", phase="plan", total=len(todo))
     for t in todo:
         record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank, prior)

@@ -201,7 +201,7 @@ class Session:
     def size_prior(self):
         """The model folder's size prior (guidance.json), which the first plan and every edit size objects by,
         as ``generate`` does; None without a local model folder (real-world sizes)."""
-        return api.folder_size_prior(self.model) if isinstance(self.model, (str, os.PathLike)) else None
+        return api.folder_size_prior(self.model)
 
     @property
     def backend(self):
