@@ -160,9 +160,11 @@ class SizePrior:
     image, where the real-world table makes a "ring" a finger ring (0.08, a box the model never fills)
     and a "star" a sticker. A model folder says so in its guidance.json (``"size_prior": {"side": 0.32}``).
 
-    ``copy_gap`` (optional): the normalised gap between the copies of a count ("three circles") in place of
-    the geometry's 0.03 - for a model that draws copies closer than about one cell of its attention grid
-    as one merged shape, or leaves one out (the shapes world at 64 px: docs/renderer.md#demo-prompts).
+    ``copy_gap`` (optional): the normalised gap between the copies of a count laid out as a row or grid
+    ("three circles above a ring") in place of the geometry's 0.03 (touching rows, piles, clusters and
+    columns beside another thing keep their own gaps) - for a model that draws copies closer than about
+    one cell of its attention grid as one merged shape, or leaves one out (the shapes world at 64 px:
+    docs/renderer.md#demo-prompts).
     """
 
     side: float
