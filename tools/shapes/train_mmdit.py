@@ -63,9 +63,10 @@ PRESETS: dict[str, dict] = {
 # ---------------------------------------------------------------------------
 
 def transformer_config(p: dict) -> dict:
-    """An SD 3 MMDiT for the 32x32x4 pixel latent: 2x2 patches (a 16x16 grid), SD 3.0's plain joint blocks."""
+    """An SD 3 MMDiT for the 32x32x4 pixel latent: 2x2 patches (a 16x16 grid) unless the preset says
+    ``patch``, SD 3.0's plain joint blocks; positions for grids up to 16 patches a side (wide canvases)."""
     dim = p["heads"] * p["head_dim"]
-    return dict(sample_size=32, patch_size=2, in_channels=4, out_channels=4, num_layers=p["layers"],
+    return dict(sample_size=32, patch_size=p.get("patch", 2), in_channels=4, out_channels=4, num_layers=p["layers"],
                 attention_head_dim=p["head_dim"], num_attention_heads=p["heads"], joint_attention_dim=p["t5_dim"],
                 caption_projection_dim=dim, pooled_projection_dim=2 * p["clip_hidden"], pos_embed_max_size=16)
 
@@ -260,20 +261,47 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
     }
 
 
+def warm_start(tr: Trainer, folder: str | Path) -> list[str]:
+    """Copy a trained folder's weights into the live and EMA models wherever the shapes agree.
+
+    Why: a model with another patch size keeps the text encoders and the joint blocks of an earlier run
+    and learns only its patch embedding and output layer anew. Returns the names left at their random
+    start (the fixed sin-cos position table is always recomputed, never copied)."""
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel
+
+    kinds = (SD3Transformer2DModel, CLIPTextModelWithProjection, CLIPTextModelWithProjection, T5EncoderModel)
+    names = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+    fresh = []
+    for i, (kind, name) in enumerate(zip(kinds, names)):
+        src = kind.from_pretrained(Path(folder) / name, torch_dtype=torch.float32).state_dict()
+        for m in [tr.models[i]] + ([tr.ema[i]] if tr.ema else []):
+            own = m.state_dict()
+            take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape and not k.endswith("pos_embed.pos_embed")}
+            m.load_state_dict(take, strict=False)
+        fresh += [f"{name}.{k}" for k in tr.models[i].state_dict() if k not in take]
+    return fresh
+
+
 def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
           time_budget: float | None = None, workers: int = 1, save_every: int = 0,
-          checkpoint: str | Path | None = None, resume: bool = False, log=print) -> dict:
+          checkpoint: str | Path | None = None, resume: bool = False, log=print,
+          overrides: dict | None = None, init: str | Path | None = None) -> dict:
     """Train and (if ``out``) save the folder; returns the run record (also ``training.json``).
 
     Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
     process. With ``checkpoint``, the full training state is written there every ``save_every`` steps
-    (with the folder) and read back first when ``resume``.
+    (with the folder) and read back first when ``resume``. ``overrides`` replace preset entries
+    (``patch``, ``lr``); ``init`` warm-starts from a trained folder (``warm_start``).
     """
-    p = dict(PRESETS[preset_name])
+    p = {**PRESETS[preset_name], **(overrides or {})}
     if steps is not None:
         p["steps"] = steps
     tr = Trainer(p, seed, workers)
     curve, spent = [], 0.0
+    if init:
+        p["init"] = str(init)
+        log(f"warm start from {init}; fresh: {', '.join(warm_start(tr, init)) or 'nothing'}")
     if resume and checkpoint and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=False)
         tr.restore(state)
@@ -329,10 +357,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=250, help="write the folder (and checkpoint) every N steps")
     ap.add_argument("--checkpoint", default=None, help="training state file (optimiser, EMA, random state)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    ap.add_argument("--patch", type=int, default=None, help="patch size on the 32x32 latent (preset: 2)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
+    ap.add_argument("--init", default=None, help="trained folder to warm-start from (weights whose shapes agree)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr)) if v is not None}
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
-                log=lambda m: print(m, flush=True))
+                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init)
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
 
 

@@ -1,0 +1,94 @@
+"""The MMDiT shapes trainer (tools/shapes/train_mmdit.py) on its tiny ``test`` preset: it learns, saves a
+folder the renderer loads, resumes exactly, and warm-starts a model of another patch size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tools.shapes import train_mmdit as tm
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+QUIET = dict(log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mmdit") / "m"
+    return out, tm.train("test", out, seed=0, steps=12, **QUIET)
+
+
+def test_tiny_run_lowers_the_held_out_loss_and_loads_in_the_renderer(trained):
+    from plan_and_render import renderer
+
+    out, rec = trained
+    assert rec["steps"] == 12 and rec["eval_loss"]["end"] < 0.9 * rec["eval_loss"]["start"]
+    assert json.loads((out / "training.json").read_text())["config"] == rec["config"] == tm.PRESETS["test"] | {"steps": 12}
+    pipe = renderer.load_pipeline(str(out), device="cpu", dtype="fp32")
+    assert type(pipe.transformer).__name__ == "SD3Transformer2DModel" and pipe.transformer.config.patch_size == 2
+
+
+def test_learning_rate_warms_up_holds_then_falls_to_zero():
+    p = dict(lr=1e-3, warmup=4, steps=10, decay=0.2)  # decay over the last 2 steps: 8 and 9
+    assert [tm.lr_at(s, p) for s in range(10)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
+
+
+def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path):
+    straight = tm.train("test", None, seed=1, steps=6, **QUIET)
+    ckpt = tmp_path / "state.pt"
+
+    def interrupt_after_step_2(message: str) -> None:
+        if message == "saved step 2":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tm.train("test", None, seed=1, steps=6, save_every=2, checkpoint=ckpt, log=interrupt_after_step_2)
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
+    resumed = tm.train("test", None, seed=1, steps=6, checkpoint=ckpt, resume=True, **QUIET)
+    assert [c["loss"] for c in resumed["loss_curve"]] == [c["loss"] for c in straight["loss_curve"]]
+    assert resumed["eval_loss"]["end"] == pytest.approx(straight["eval_loss"]["end"], rel=1e-5)
+
+
+def test_warm_start_keeps_blocks_and_encoders_and_renews_what_the_patch_size_changes(trained):
+    out, _ = trained
+    p = {**tm.PRESETS["test"], "patch": 4, "n_scenes": 4}
+    tr = tm.Trainer(p, seed=0)
+    fresh = tm.warm_start(tr, out)
+    assert sorted(fresh) == ["transformer.pos_embed.pos_embed", "transformer.pos_embed.proj.weight",
+                             "transformer.proj_out.bias", "transformer.proj_out.weight"]
+    from diffusers import SD3Transformer2DModel
+    from transformers import T5EncoderModel
+
+    src = SD3Transformer2DModel.from_pretrained(out / "transformer", torch_dtype=torch.float32)
+    for live in (tr.models[0], tr.ema[0] if tr.ema else tr.models[0]):
+        assert torch.equal(live.transformer_blocks[0].attn.to_q.weight, src.transformer_blocks[0].attn.to_q.weight)
+        assert live.pos_embed.proj.weight.shape == (src.config.num_attention_heads * src.config.attention_head_dim,
+                                                    4, 4, 4)
+    t5 = T5EncoderModel.from_pretrained(out / "text_encoder_3", dtype=torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(tr.models[3].parameters(), t5.parameters()))
+    # and the warm-started model trains: one step runs on the 8x8 grid of 4x4 patches
+    assert torch.isfinite(torch.tensor(tr.step()))
+
+
+def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, tmp_path):
+    from plan_and_render import renderer
+
+    out, _ = trained
+    rec = tm.train("test", tmp_path / "p4", seed=0, steps=2, overrides={"patch": 4, "lr": 1e-3}, init=out, **QUIET)
+    assert rec["config"]["patch"] == 4 and rec["config"]["lr"] == 1e-3 and rec["config"]["init"] == str(out)
+    pipe = renderer.load_pipeline(str(tmp_path / "p4"), device="cpu", dtype="fp32")
+    assert pipe.transformer.config.patch_size == 4
+    # every layout method reads its maps on the coarser 8x8 grid of a 4x4-patch model
+    from plan_and_render.scene import Canvas, PlanObject, ScenePlan
+
+    plan = ScenePlan(prompt="a red circle and a blue square", canvas=Canvas(width=64, height=64), objects=[
+        PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.1, 0.45, 0.5)),
+        PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.5, 0.95, 0.9)),
+    ])
+    for method in ("refocus", "zest", "excite", "rca", "backward"):
+        res = pipe(plan, method=method, seed=0, steps=2, progress=False)
+        assert res.images[0].size == (64, 64) and set(res.scores) == {"circle-1", "square-1"}, method
