@@ -251,3 +251,14 @@ def test_a_batch_plans_with_the_folder_size_prior(tmp_path):
         assert report.planned == 1
         record = json.loads((out / "index.jsonl").read_text().splitlines()[0])
         assert widths(ScenePlan.model_validate(record["plan"]))["ring-1"] == pytest.approx(ring, abs=0.002)
+
+
+def test_a_batch_whose_model_folder_has_a_bad_size_prior_writes_nothing(tmp_path):
+    from plan_and_render.app.batch_render import run_batch
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "guidance.json").write_text(json.dumps({"size_prior": {"side": 0.3, "copy_gap": 0.9}}))
+    (tmp_path / "p.txt").write_text("a ring to the left of an elephant\n")
+    with pytest.raises(ModelUnavailableError, match="copy_gap"):
+        run_batch(tmp_path / "p.txt", tmp_path / "out", planner="rules", model=str(tmp_path / "model"), dry_run=True)
+    assert not (tmp_path / "out").exists()  # no empty run folder left behind

@@ -254,6 +254,7 @@ def run_batch(prompts_file: str | Path, out: str | Path, *, planner: str = api.D
         from ..scoring import parse_spec
 
         parse_spec(detector)  # a bad spec fails before anything is written
+    api.folder_size_prior(model)  # and so does a model folder whose guidance.json is not valid
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder for the batch")
