@@ -15,7 +15,9 @@ captions never name a position ("a red circle and a blue square"), so *where*
 can only come from layout guidance. Data, tokenizer words, the pixel "VAE"
 (64x64 RGB <-> 32x32 latent) are the UNet shapes model's (``tools.shapes.train``,
 ``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
-the layout level of the UNet model.
+the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
+about 2.7 times cheaper on a CPU; ``--init FOLDER`` starts from an earlier
+run's text encoders and joint blocks (a warm start across patch sizes).
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short
