@@ -92,3 +92,11 @@ def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, 
     for method in ("refocus", "zest", "excite", "rca", "backward"):
         res = pipe(plan, method=method, seed=0, steps=2, progress=False)
         assert res.images[0].size == (64, 64) and set(res.scores) == {"circle-1", "square-1"}, method
+
+
+@pytest.mark.parametrize("argv, says", [(["--patch", "3"], "invalid choice: 3"),
+                                        (["--init", "/no/such/folder"], "is not a trained folder")])
+def test_bad_arguments_stop_with_one_usage_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        tm.main(["--preset", "test", *argv])
+    assert exc.value.code == 2 and says in capsys.readouterr().err

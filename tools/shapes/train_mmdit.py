@@ -359,10 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=250, help="write the folder (and checkpoint) every N steps")
     ap.add_argument("--checkpoint", default=None, help="training state file (optimiser, EMA, random state)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
-    ap.add_argument("--patch", type=int, default=None, help="patch size on the 32x32 latent (preset: 2)")
+    ap.add_argument("--patch", type=int, default=None, choices=(2, 4),
+                    help="patch size on the 32x32 latent: 2 (the preset's, a 16x16 grid) or 4 (8x8)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--init", default=None, help="trained folder to warm-start from (weights whose shapes agree)")
     a = ap.parse_args(argv)
+    if a.init and not (Path(a.init) / "transformer").is_dir():
+        ap.error(f"--init {a.init!r} is not a trained folder (no transformer/ in it)")
     torch.set_num_threads(a.threads)
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr)) if v is not None}
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
