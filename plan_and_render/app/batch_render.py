@@ -254,13 +254,13 @@ def run_batch(prompts_file: str | Path, out: str | Path, *, planner: str = api.D
         from ..scoring import parse_spec
 
         parse_spec(detector)  # a bad spec fails before anything is written
-    api.folder_size_prior(model)  # and so does a model folder whose guidance.json is not valid
+    prior = api.folder_size_prior(model)  # and so does a model folder whose guidance.json is not valid
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder for the batch")
     return _run(items, out, lambda it: per_item.get(it.id, base), dry_run=dry_run, retry_errors=retry_errors,
                 detector=detector, threshold=threshold, nms=nms, model=str(model), planner=planner,
-                planner_options=planner_options or {}, on_event=on_event, base=base)
+                planner_options=planner_options or {}, on_event=on_event, base=base, size_prior=prior)
 
 
 def score_batch(out: str | Path, detector: str = "shapes", *, threshold: float | None = None,
@@ -290,7 +290,7 @@ def _items_of(entries: dict[str, Entry], index: BatchIndex) -> list[BatchItem]:
 def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchItem], RenderSettings], *,
          dry_run: bool, retry_errors: bool, detector: str | None, threshold: float | None, nms: float | None,
          model: str = "", planner: str = "", planner_options: dict | None = None, base: RenderSettings | None = None,
-         rescore: bool = False, on_event: Event | None = None) -> BatchReport:
+         rescore: bool = False, on_event: Event | None = None, size_prior=None) -> BatchReport:
     t_start = time.perf_counter()
     procs = Processes()
     out.mkdir(parents=True, exist_ok=True)
@@ -310,7 +310,8 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
                   rank=procs.rank, processes=procs.count)
             journal = index.journal(procs.rank)
             if any(t.plan for t in mine):
-                _plan_phase(mine, journal, planner, planner_options or {}, model, settings_of, report, on_event)
+                _plan_phase(mine, journal, planner, planner_options or {}, model, size_prior, settings_of, report,
+                            on_event)
             if any(t.render or t.score for t in mine):
                 _render_phase(mine, journal, index, model, settings_of, detector, threshold, nms, base, out, report,
                               on_event)
@@ -336,17 +337,16 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
     return report
 
 
-def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_options: dict, model: str,
+def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_options: dict, model: str, size_prior,
                 settings_of: Callable, report: BatchReport, on_event: Event | None) -> None:
     todo = [t for t in tasks if t.plan]
     t0 = time.perf_counter()
     backend = api.get_planner(planner, **planner_options)
     report.timings["planner_load_s"] = round(time.perf_counter() - t0, 3)
     side = api.native_size(model) or api.DEFAULT_SIZE
-    prior = api.folder_size_prior(model)
     _emit(on_event, "phase", phase="plan", total=len(todo))
     for t in todo:
-        record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank, prior)
+        record = _plan_one(t.item, backend, settings_of(t.item), side, report.rank, size_prior)
         entry = journal.append(record)
         report.planned += record["status"] == "planned"
         report.errors += record["status"] == "error"
