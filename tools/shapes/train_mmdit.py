@@ -277,11 +277,12 @@ def warm_start(tr: Trainer, folder: str | Path) -> list[str]:
     fresh = []
     for i, (kind, name) in enumerate(zip(kinds, names)):
         src = kind.from_pretrained(Path(folder) / name, torch_dtype=torch.float32).state_dict()
+        own = tr.models[i].state_dict()  # the EMA copy has the same names and shapes
+        take = {k: v for k, v in src.items()
+                if k in own and own[k].shape == v.shape and not k.endswith("pos_embed.pos_embed")}
         for m in [tr.models[i]] + ([tr.ema[i]] if tr.ema else []):
-            own = m.state_dict()
-            take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape and not k.endswith("pos_embed.pos_embed")}
             m.load_state_dict(take, strict=False)
-        fresh += [f"{name}.{k}" for k in tr.models[i].state_dict() if k not in take]
+        fresh += [f"{name}.{k}" for k in own if k not in take]
     return fresh
 
 
