@@ -1,5 +1,6 @@
 """The MMDiT shapes trainer (tools/shapes/train_mmdit.py) on its tiny ``test`` preset: it learns, saves a
-folder the renderer loads, resumes exactly, and warm-starts a model of another patch size."""
+folder the renderer loads, resumes exactly, and warm-starts a model of another patch size; with
+``--ground`` its name tokens, isolation and attention maps are the ones the renderer reads."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_warm_start_keeps_blocks_and_encoders_and_renews_what_the_patch_size_cha
     t5 = T5EncoderModel.from_pretrained(out / "text_encoder_3", dtype=torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(tr.models[3].parameters(), t5.parameters()))
     # and the warm-started model trains: one step runs on the 8x8 grid of 4x4 patches
-    assert torch.isfinite(torch.tensor(tr.step()))
+    assert torch.isfinite(torch.tensor(tr.step()["flow"]))
 
 
 def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, tmp_path):
@@ -100,3 +101,90 @@ def test_bad_arguments_stop_with_one_usage_line(argv, says, capsys):
     with pytest.raises(SystemExit) as exc:
         tm.main(["--preset", "test", *argv])
     assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# --ground: the UNet shapes model's grounding carried over to the joint sequence
+# ---------------------------------------------------------------------------
+
+GROUNDED = {**tm.PRESETS["test"], **tm.GROUNDING, "n_scenes": 8}
+
+
+@pytest.fixture(scope="module")
+def grounded():
+    torch.manual_seed(0)
+    return tm.Trainer(GROUNDED, seed=0)
+
+
+def test_grounding_takes_the_unet_models_weights():
+    from tools.shapes.model import PRESETS
+
+    assert tm.GROUNDING == {k: PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}
+    assert tm.GROUNDING["attn_weight"] > 0 and 0 < tm.GROUNDING["isolate"] < 1
+
+
+def test_name_tokens_point_at_each_objects_shape_word_in_the_clip_and_the_t5_part(grounded):
+    tr, n_clip = grounded, GROUNDED["clip_length"]
+    clip, t5 = tr.parts["tokenizer"], tr.parts["tokenizer_3"]
+    scenes = tm.generate(8, 0, 32)
+    for i, objects in enumerate(scenes[2]):
+        for k, phrase in enumerate(objects):
+            shape = phrase.split()[1]
+            at_clip, at_t5 = int(tr.names[i, 0, k]), int(tr.names[i, 1, k])
+            assert clip.convert_ids_to_tokens(int(tr.ids[0][i, at_clip])) == f"{shape}</w>"
+            assert n_clip <= at_t5 and t5.convert_ids_to_tokens(int(tr.ids[2][i, at_t5 - n_clip])) == f"\u2581{shape}"
+        assert (tr.names[i, :, len(objects):] == -1).all()
+
+
+def test_grounding_processor_attends_as_diffusers_and_keeps_text_normalised_maps():
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+    torch.manual_seed(0)
+    model = tm.build_parts(tm.PRESETS["test"])["transformer"].eval()
+    x, seq, pooled = torch.randn(2, 4, 32, 32), torch.randn(2, 48, 32), torch.randn(2, 32)
+    with torch.no_grad():
+        plain = model(x, encoder_hidden_states=seq, pooled_projections=pooled, timestep=torch.tensor([500.0, 500.0])).sample
+        store: list = []
+        model.set_attn_processor(tm.GroundingProcessor(store))
+        ours = model(x, encoder_hidden_states=seq, pooled_projections=pooled, timestep=torch.tensor([500.0, 500.0])).sample
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert len(store) == 2 and all(m.shape == (2, 256, 48) for m in store)  # 2 blocks, 16x16 patches x 48 tokens
+    assert all(torch.allclose(m.sum(-1), torch.ones(2, 256)) for m in store)
+    model.set_attn_processor(JointAttnProcessor2_0())
+
+
+def test_isolation_keeps_start_and_name_states_and_empties_the_rest_of_the_isolated_rows(grounded):
+    tr = grounded
+    ids = [a[:2] for a in tr.ids]
+    seq, pooled = tr.embed(tr.models, ids)
+    names, iso = tr.names[:2], torch.tensor([True, False])
+    seq_in, pooled_in, null = tr.isolate(tr.models, seq, pooled, names, iso)
+    empty_seq, empty_pooled = tr.embed(tr.models, tr.empty)
+    keep = {0, *[int(q) for q in names[0].flatten() if q >= 0]}
+    for pos in range(seq.shape[1]):
+        want = seq[0, pos] if pos in keep else empty_seq[0, pos]
+        assert torch.equal(seq_in[0, pos], want), pos
+    assert torch.equal(seq_in[1], seq[1]) and torch.equal(pooled_in[1], pooled[1])
+    assert torch.equal(pooled_in[0], empty_pooled[0])
+    assert float(null.detach()) > 0  # random encoders: the caption's states are far from the empty prompt's
+
+
+def test_a_grounded_step_lowers_the_attention_loss_it_is_trained_on():
+    torch.manual_seed(0)
+    tr = tm.Trainer({**GROUNDED, "lr": 3e-3, "ema": 0.0, "batch": 8}, seed=0)
+    batch = tr.draw(8)
+    before = float(tr.loss(tr.models, *batch)["attn"])
+    for _ in range(8):
+        tr.opt.zero_grad(set_to_none=True)
+        out = tr.loss(tr.models, *batch)
+        (out["attn"]).backward()
+        tr.opt.step()
+    assert float(tr.loss(tr.models, *batch)["attn"]) < 0.95 * before
+
+
+def test_a_grounded_run_records_its_recipe_and_logs_every_loss(tmp_path):
+    lines: list[str] = []
+    rec = tm.train("test", tmp_path / "g", seed=0, steps=4, overrides=dict(tm.GROUNDING), log=lines.append)
+    assert "grounded (--ground)" in rec["objective"] and rec["config"]["attn_weight"] == tm.GROUNDING["attn_weight"]
+    assert {"loss", "attn", "null"} <= set(rec["loss_curve"][-1])
+    assert any(" attn " in m and " null " in m for m in lines)

@@ -10,9 +10,20 @@ by side, pooled embeddings for the adaptive norms) and a T5-style encoder
 
 (SD 3's "rf/lognorm(0.00, 1.00)"), plain MSE, 10 % of captions dropped to the
 empty prompt so classifier-free guidance works, EMA weights saved. Nothing
-else: no attention supervision, no special treatment of any token - the
-captions never name a position ("a red circle and a blue square"), so *where*
-can only come from layout guidance. Data, tokenizer words, the pixel "VAE"
+else by default: no attention supervision, no special treatment of any token -
+the captions never name a position ("a red circle and a blue square"), so
+*where* can only come from layout guidance.
+
+``--ground`` (a named deviation from SD 3's recipe, off by default) adds the
+UNet shapes model's two grounding terms (``tools.shapes.train``), carried over
+to the joint sequence: for ``isolate`` of the samples every text state except
+CLIP's start token and each object's name token - in the CLIP *and* the T5
+part - is replaced by the empty prompt's, and so is the pooled embedding (a
+"null" loss pulls the replaced states towards the empty prompt's anyway); and
+every joint block's image-to-text attention (re-normalised over the text, as
+the renderer reads it) of each name token is pulled onto its object's mask.
+Why: a plainly trained MMDiT on a CPU budget places words at 1.0-1.4x chance
+(docs/renderer.md), so no guidance method has maps to pull on. Data, tokenizer words, the pixel "VAE"
 (64x64 RGB <-> 32x32 latent) are the UNet shapes model's (``tools.shapes.train``,
 ``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
 the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
@@ -40,13 +51,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plan_and_render.renderer.joint_attention import JointState, SD3Processor
 from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
 
 from .data import RECIPE, vocabulary
 from .model import pixel_vae
-from .train import build_tokenizer, generate, to_latents
+from .model import PRESETS as UNET_PRESETS
+from .train import attention_loss, build_tokenizer, generate, name_positions, to_latents
 
 CAPTION_DROPOUT = 0.1
+# --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
+GROUNDING = {k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}
 
 PRESETS: dict[str, dict] = {
     # the shipped weights: one CPU thread, about three hours
@@ -109,6 +124,23 @@ def scheduler(shift: float = 1.0):
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
 
 
+class GroundingProcessor(SD3Processor):
+    """SD 3's joint attention (the renderer's processor) that also keeps, with gradients, each block's
+    image-query x text-key probabilities re-normalised over the text and averaged over heads: (B, N, T)."""
+
+    def __init__(self, store: list) -> None:
+        super().__init__(JointState(), "", capture=True, rca=False, default=None)
+        self.store = store
+
+    def wanted(self) -> tuple[bool, bool]:
+        return True, False
+
+    def attend(self, q, k, v, n_img, n_txt, image_first, masked):
+        qi = q[:, :, :n_img].float() * q.shape[-1] ** -0.5
+        self.store.append((qi @ k[:, :, n_img:].float().transpose(-1, -2)).softmax(-1).mean(1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
 def lr_at(step: int, p: dict) -> float:
     """Warm-up, constant, then linear decay to zero over the last ``decay`` share of ``steps``."""
     total, start = p["steps"], int(p["steps"] * (1 - p["decay"]))
@@ -127,18 +159,23 @@ class Trainer:
     def __init__(self, p: dict, seed: int, workers: int = 1) -> None:
         self.p, self.seed = p, seed
         t0 = time.perf_counter()
-        images, captions, _, _ = generate(p["n_scenes"], seed * 10**7, 32, workers)
+        images, captions, objects, masks = generate(p["n_scenes"], seed * 10**7, 32, workers)
         self.data_s = time.perf_counter() - t0
         torch.manual_seed(seed)
         self.parts = build_parts(p)
-        self.images = torch.from_numpy(images)
+        self.images, self.masks = torch.from_numpy(images), torch.from_numpy(masks)
         self.captions = captions
         self.ids = [self._ids(k, captions) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.empty = [self._ids(k, [""]) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+        self.names = self.name_tokens(captions, objects)
         self.models = [self.parts[k].train() for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
         params = [q for m in self.models for q in m.parameters()]
         self.opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=0.01, betas=(0.9, 0.99))
         self.ema = [deepcopy(m).eval().requires_grad_(False) for m in self.models] if p["ema"] > 0 else None
+        self.maps: list[torch.Tensor] = []  # the live transformer's maps of the current batch (grounding only)
+        if p.get("attn_weight", 0) > 0:
+            live = self.models[0]
+            live.set_attn_processor({k: GroundingProcessor(self.maps) for k in live.attn_processors})
         self.gen = torch.Generator().manual_seed(seed + 1)
         self.n_step = 0
 
@@ -147,19 +184,60 @@ class Trainer:
         return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                    return_tensors="pt").input_ids
 
+    def name_tokens(self, captions: list[str], objects: list[list[str]]) -> torch.Tensor:
+        """Each object's name-token position in the joint text sequence, (N, 2, K): row 0 in the CLIP part
+        (CLIP-L and CLIP-G share a tokenizer), row 1 in the T5 part (after the CLIP tokens); -1 = none."""
+        clip, t5, n_clip = self.parts["tokenizer"], self.parts["tokenizer_3"], self.p["clip_length"]
+        rows = []
+        for c, o in zip(captions, objects):
+            at5 = [q + n_clip if q >= 0 else -1 for q in name_positions(t5, c, o, self.p["t5_length"])]
+            rows.append([name_positions(clip, c, o, n_clip), at5])
+        return torch.tensor(rows, dtype=torch.long)
+
     def embed(self, models, ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         _, clip_l, clip_g, t5 = models
         return sd3_text_embeddings(clip_l, clip_g, t5, ids[0], ids[1], ids[2], self.p["t5_length"], self.p["t5_dim"])
 
-    def loss(self, models, idx, t, noise, drop) -> torch.Tensor:
-        """Rectified-flow MSE of one batch: v = eps - x0 at x_t = (1 - t) x0 + t eps."""
+    def loss(self, models, idx, t, noise, drop, iso=None) -> dict[str, torch.Tensor]:
+        """Rectified-flow MSE of one batch (v = eps - x0 at x_t = (1 - t) x0 + t eps) and, with
+        grounding, the null-state and attention losses; "total" is what is minimised."""
+        p = self.p
         x0 = to_latents(self.images[idx])
         ids = [torch.where(drop[:, None], e.expand(len(idx), -1), a[idx]) for a, e in zip(self.ids, self.empty)]
         seq, pooled = self.embed(models, ids)
+        names = torch.where(drop[:, None, None], -1, self.names[idx])  # (B, 2, K)
+        out = {}
+        if iso is not None:
+            seq, pooled, out["null"] = self.isolate(models, seq, pooled, names, iso)
         tt = t.view(-1, 1, 1, 1)
         xt = (1 - tt) * x0 + tt * noise
+        self.maps.clear()
         v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
-        return (v.float() - (noise - x0)).pow(2).mean()
+        out["flow"] = (v.float() - (noise - x0)).pow(2).mean()
+        if self.maps:
+            m = self.masks[idx]
+            out["attn"] = (attention_loss(self.maps, names[:, 0], m) + attention_loss(self.maps, names[:, 1], m)) / 2
+        self.maps.clear()
+        out["total"] = (out["flow"] + p.get("attn_weight", 0) * out.get("attn", 0.0)
+                        + p.get("null_weight", 0) * out.get("null", 0.0))
+        return out
+
+    def isolate(self, models, seq, pooled, names, iso):
+        """(sequence, pooled, null loss): for the ``iso`` rows, every state but CLIP's start token and the
+        name tokens replaced by the empty prompt's (the pooled embedding too); the null loss is the mean
+        squared distance of the replaced states (all rows) from the empty prompt's."""
+        b, n = seq.shape[:2]
+        keep = torch.zeros(b, n, dtype=torch.bool)
+        flat = names.flatten(1)
+        keep.scatter_(1, flat.clamp_min(0), flat >= 0)
+        keep[:, 0] = True
+        null_seq, null_pooled = self.embed(models, self.empty)
+        seq_in = torch.where(keep[..., None] | ~iso[:, None, None], seq, null_seq)
+        pooled_in = torch.where(iso[:, None], null_pooled, pooled)
+        off = (~keep).float()[..., None]
+        null = ((seq - null_seq.detach()).pow(2) * off).sum() / (off.sum() * seq.shape[-1]).clamp_min(1)
+        null = null + (pooled - null_pooled.detach()).pow(2).mean()
+        return seq_in, pooled_in, null
 
     def draw(self, b: int) -> tuple[torch.Tensor, ...]:
         g = self.gen
@@ -167,14 +245,16 @@ class Trainer:
         t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
         noise = torch.randn(b, 4, 32, 32, generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
-        return idx, t, noise, drop
+        if not self.p.get("isolate"):
+            return idx, t, noise, drop  # a plain run draws no more numbers than it always did
+        return idx, t, noise, drop, torch.rand(b, generator=g) < self.p["isolate"]
 
-    def step(self) -> float:
+    def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.n_step, self.p)
-        loss = self.loss(self.models, *self.draw(self.p["batch"]))
+        out = self.loss(self.models, *self.draw(self.p["batch"]))
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        out["total"].backward()
         torch.nn.utils.clip_grad_norm_([q for g in self.opt.param_groups for q in g["params"]], 1.0)
         self.opt.step()
         if self.ema is not None:
@@ -183,7 +263,7 @@ class Trainer:
                 for src, dst in zip(self.models, self.ema):
                     torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
         self.n_step += 1
-        return float(loss.detach())
+        return {k: float(v.detach()) for k, v in out.items()}
 
     @torch.no_grad()
     def eval_loss(self, n: int = 32, seed: int = 123) -> float:
@@ -195,7 +275,7 @@ class Trainer:
         models = self.ema or self.models
         for m in models:
             m.eval()
-        out = float(self.loss(models, idx, t, noise, torch.zeros(n, dtype=torch.bool)))
+        out = float(self.loss(models, idx, t, noise, torch.zeros(n, dtype=torch.bool))["flow"])
         if self.ema is None:
             for m in models:
                 m.train()
@@ -251,7 +331,11 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
         "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "params": n, "eval_loss": evals,
         "loss_curve": curve,
         "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, t ~ logit-normal(0, 1), "
-                     f"plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; no attention supervision",
+                     f"plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; " + (
+                         f"grounded (--ground): isolation {tr.p['isolate']} (non-name states and pooled -> empty "
+                         f"prompt's), null loss x{tr.p['null_weight']}, attention loss x{tr.p['attn_weight']} on every "
+                         "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
+                         if tr.p.get("attn_weight") else "no attention supervision"),
         "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
                  "seeds": f"{seed * 10**7} .. {seed * 10**7 + tr.p['n_scenes'] - 1}", "recipe": RECIPE,
                  "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
@@ -295,7 +379,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
     process. With ``checkpoint``, the full training state is written there every ``save_every`` steps
     (with the folder) and read back first when ``resume``. ``overrides`` replace preset entries
-    (``patch``, ``lr``); ``init`` warm-starts from a trained folder (``warm_start``).
+    (``patch``, ``lr``, ``GROUNDING``'s keys); ``init`` warm-starts from a trained folder (``warm_start``).
     """
     p = {**PRESETS[preset_name], **(overrides or {})}
     if steps is not None:
@@ -315,7 +399,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     budget = p["time_budget_s"] if time_budget is None else time_budget
     evals = {"start": tr.eval_loss()} if tr.n_step == 0 else {}
     every = max(1, min(100, p["steps"] // 20))
-    hist: list[float] = []
+    hist: list[dict[str, float]] = []
     t0 = time.perf_counter()
 
     def elapsed() -> float:
@@ -334,9 +418,11 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     while tr.n_step < p["steps"] and not (budget and time.perf_counter() - t0 > budget):
         hist.append(tr.step())
         if tr.n_step % every == 0 or tr.n_step == p["steps"]:
-            curve.append({"step": tr.n_step, "loss": round(float(np.mean(hist[-every:])), 5),
+            mean = {k: round(float(np.mean([h[k] for h in hist[-every:]])), 5) for k in hist[-1] if k != "total"}
+            curve.append({"step": tr.n_step, "loss": mean.pop("flow"), **mean,
                           "lr": round(lr_at(tr.n_step - 1, p), 7), "s": round(elapsed(), 1)})
-            log(f"step {tr.n_step}/{p['steps']} loss {curve[-1]['loss']:.4f} lr {curve[-1]['lr']:.2e} "
+            log(f"step {tr.n_step}/{p['steps']} loss {curve[-1]['loss']:.4f}"
+                + "".join(f" {k} {v:.4f}" for k, v in mean.items()) + f" lr {curve[-1]['lr']:.2e} "
                 f"({elapsed():.0f}s, {every / max(1e-9, curve[-1]['s'] - (curve[-2]['s'] if len(curve) > 1 else spent)):.2f} steps/s)")
         if save_every and tr.n_step % save_every == 0:
             evals[f"step_{tr.n_step}"] = tr.eval_loss()
@@ -364,11 +450,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="patch size on the 32x32 latent: 2 (the preset's, a 16x16 grid) or 4 (8x8)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--init", default=None, help="trained folder to warm-start from (weights whose shapes agree)")
+    ap.add_argument("--ground", action="store_true",
+                    help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
+                         "a deviation from SD 3's plain recipe, see the module docstring")
     a = ap.parse_args(argv)
     if a.init and not (Path(a.init) / "transformer").is_dir():
         ap.error(f"--init {a.init!r} is not a trained folder (no transformer/ in it)")
     torch.set_num_threads(a.threads)
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr)) if v is not None}
+    overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
                 log=lambda m: print(m, flush=True), overrides=overrides, init=a.init)
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
