@@ -133,8 +133,13 @@ class LayoutPipelineSD3(LayoutPipeline):
 
     @property
     def size_multiple(self) -> int:
-        """Sides must be whole 2x2 patches of the latent: 16 px for SD 3 / FLUX (VAE factor 8)."""
-        return max(8, 2 * self.vae_scale_factor)
+        """Sides must be whole patches of the latent: 16 px for SD 3 / FLUX (2x2 patches, VAE factor 8)."""
+        return max(8, self.patch_side * self.vae_scale_factor)
+
+    @property
+    def patch_side(self) -> int:
+        """Latent pixels along one side of a patch: SD 3's ``patch_size``, FLUX's 2x2 packing."""
+        return 2 ** J.patch_level(self.transformer)
 
     def resolve(self, plan: ScenePlan, settings: RenderSettings | None = None, **overrides) -> RenderSettings:
         """``LayoutPipeline.resolve``, plus the sizes a transformer can take: whole patches, and no more
@@ -144,7 +149,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         if s.height % m or s.width % m:
             raise UsageError(f"{s.width}x{s.height}: this {self.family} model needs sides that are multiples of {m}")
         most = getattr(self.transformer.config, "pos_embed_max_size", None)
-        most = most and most * 2 * self.vae_scale_factor  # patches of 2x2 latent pixels
+        most = most and most * self.patch_side * self.vae_scale_factor
         if most and max(s.height, s.width) > most:
             raise UsageError(f"{s.width}x{s.height}: this model renders at most {most}x{most} pixels "
                              "(its position embedding's size)")

@@ -93,6 +93,13 @@ def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, 
     for method in ("refocus", "zest", "excite", "rca", "backward"):
         res = pipe(plan, method=method, seed=0, steps=2, progress=False)
         assert res.images[0].size == (64, 64) and set(res.scores) == {"circle-1", "square-1"}, method
+    # 16 positions of 4x4 latent pixels, VAE factor 2: up to 128 px a side (2x2 patches would allow 64)
+    wide = plan.model_copy(update={"canvas": Canvas(width=128, height=64)})
+    assert pipe(wide, method="none", seed=0, steps=1, progress=False).images[0].size == (128, 64)
+    from plan_and_render.errors import UsageError
+
+    with pytest.raises(UsageError, match="at most 128x128 pixels"):
+        pipe(plan.model_copy(update={"canvas": Canvas(width=256, height=64)}), method="none", steps=1, progress=False)
 
 
 @pytest.mark.parametrize("argv, says", [(["--patch", "3"], "invalid choice: 3"),
