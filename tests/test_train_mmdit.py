@@ -126,7 +126,8 @@ def grounded():
 def test_grounding_takes_the_unet_models_weights():
     from tools.shapes.model import PRESETS
 
-    assert tm.GROUNDING == {k: PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}
+    assert tm.GROUNDING == {**{k: PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")},
+                            "freeze_clip": True}
     assert tm.GROUNDING["attn_weight"] > 0 and 0 < tm.GROUNDING["isolate"] < 1
 
 
@@ -174,6 +175,19 @@ def test_isolation_keeps_start_and_name_states_and_empties_the_rest_of_the_isola
     assert torch.equal(seq_in[1], seq[1]) and torch.equal(pooled_in[1], pooled[1])
     assert torch.equal(pooled_in[0], empty_pooled[0])
     assert float(null.detach()) > 0  # random encoders: the caption's states are far from the empty prompt's
+    # frozen CLIPs: the null loss reads the T5 part alone (the CLIP part cannot move)
+    t5_off = torch.ones(2, seq.shape[1], dtype=torch.bool)
+    t5_off[:, : GROUNDED["clip_length"]] = False
+    t5_off.scatter_(1, names.flatten(1).clamp_min(0), False)
+    want = ((seq - empty_seq).pow(2) * t5_off[..., None]).sum() / (t5_off.sum() * seq.shape[-1])
+    assert float(null.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+
+
+def test_grounding_freezes_the_clip_encoders_and_trains_t5_and_the_transformer(grounded):
+    tr = grounded
+    trained = {id(q) for g in tr.opt.param_groups for q in g["params"]}
+    assert not any(id(q) in trained for m in tr.models[1:3] for q in m.parameters())
+    assert all(id(q) in trained for m in (tr.models[0], tr.models[3]) for q in m.parameters())
 
 
 def test_a_grounded_step_lowers_the_attention_loss_it_is_trained_on():

@@ -22,8 +22,12 @@ part - is replaced by the empty prompt's, and so is the pooled embedding (a
 "null" loss pulls the replaced states towards the empty prompt's anyway); and
 every joint block's image-to-text attention (re-normalised over the text, as
 the renderer reads it) of each name token is pulled onto its object's mask.
-Why: a plainly trained MMDiT on a CPU budget places words at 1.0-1.4x chance
-(docs/renderer.md), so no guidance method has maps to pull on. Data, tokenizer words, the pixel "VAE"
+The two CLIP encoders stay frozen, as all of SD 3's text encoders are (their
+penultimate states, which no norm bounds, blew up under the grounding terms).
+Why ground at all: a plainly trained MMDiT on a CPU budget places words at
+1.0-1.4x chance (docs/renderer.md), so no guidance method has maps to pull on.
+
+Data, tokenizer words, the pixel "VAE"
 (64x64 RGB <-> 32x32 latent) are the UNet shapes model's (``tools.shapes.train``,
 ``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
 the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
@@ -61,7 +65,9 @@ from .train import attention_loss, build_tokenizer, generate, name_positions, to
 
 CAPTION_DROPOUT = 0.1
 # --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
-GROUNDING = {k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}
+# and SD 3's frozen CLIP encoders (a trained CLIP's penultimate states, which no norm bounds, grew from a
+# mean square of 5 to 25,000 within 1,000 grounded steps)
+GROUNDING = {**{k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}, "freeze_clip": True}
 
 PRESETS: dict[str, dict] = {
     # the shipped weights: one CPU thread, about three hours
@@ -169,7 +175,9 @@ class Trainer:
         self.empty = [self._ids(k, [""]) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.names = self.name_tokens(captions, objects)
         self.models = [self.parts[k].train() for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
-        params = [q for m in self.models for q in m.parameters()]
+        for clip in self.models[1:3] if p.get("freeze_clip") else []:
+            clip.requires_grad_(False)
+        params = [q for m in self.models for q in m.parameters() if q.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=0.01, betas=(0.9, 0.99))
         self.ema = [deepcopy(m).eval().requires_grad_(False) for m in self.models] if p["ema"] > 0 else None
         self.maps: list[torch.Tensor] = []  # the live transformer's maps of the current batch (grounding only)
@@ -225,7 +233,8 @@ class Trainer:
     def isolate(self, models, seq, pooled, names, iso):
         """(sequence, pooled, null loss): for the ``iso`` rows, every state but CLIP's start token and the
         name tokens replaced by the empty prompt's (the pooled embedding too); the null loss is the mean
-        squared distance of the replaced states (all rows) from the empty prompt's."""
+        squared distance of the replaced states (all rows) from the empty prompt's, over what trains
+        (the T5 part alone when the CLIPs are frozen)."""
         b, n = seq.shape[:2]
         keep = torch.zeros(b, n, dtype=torch.bool)
         flat = names.flatten(1)
@@ -235,8 +244,11 @@ class Trainer:
         seq_in = torch.where(keep[..., None] | ~iso[:, None, None], seq, null_seq)
         pooled_in = torch.where(iso[:, None], null_pooled, pooled)
         off = (~keep).float()[..., None]
+        if self.p.get("freeze_clip"):
+            off[:, : self.p["clip_length"]] = 0
         null = ((seq - null_seq.detach()).pow(2) * off).sum() / (off.sum() * seq.shape[-1]).clamp_min(1)
-        null = null + (pooled - null_pooled.detach()).pow(2).mean()
+        if not self.p.get("freeze_clip"):
+            null = null + (pooled - null_pooled.detach()).pow(2).mean()
         return seq_in, pooled_in, null
 
     def draw(self, b: int) -> tuple[torch.Tensor, ...]:
@@ -335,6 +347,7 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
                          f"grounded (--ground): isolation {tr.p['isolate']} (non-name states and pooled -> empty "
                          f"prompt's), null loss x{tr.p['null_weight']}, attention loss x{tr.p['attn_weight']} on every "
                          "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
+                         + ("; CLIP encoders frozen" if tr.p.get("freeze_clip") else "")
                          if tr.p.get("attn_weight") else "no attention supervision"),
         "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
                  "seeds": f"{seed * 10**7} .. {seed * 10**7 + tr.p['n_scenes'] - 1}", "recipe": RECIPE,
