@@ -138,10 +138,10 @@ def test_name_tokens_point_at_each_objects_shape_word_in_the_clip_and_the_t5_par
     for i, objects in enumerate(scenes[2]):
         for k, phrase in enumerate(objects):
             shape = phrase.split()[1]
-            at_clip, at_t5 = int(tr.names[i, 0, k]), int(tr.names[i, 1, k])
-            assert clip.convert_ids_to_tokens(int(tr.ids[0][i, at_clip])) == f"{shape}</w>"
-            assert n_clip <= at_t5 and t5.convert_ids_to_tokens(int(tr.ids[2][i, at_t5 - n_clip])) == f"\u2581{shape}"
-        assert (tr.names[i, :, len(objects):] == -1).all()
+            at_clip, at_t5 = int(tr.square.names[i, 0, k]), int(tr.square.names[i, 1, k])
+            assert clip.convert_ids_to_tokens(int(tr.square.ids[0][i, at_clip])) == f"{shape}</w>"
+            assert n_clip <= at_t5 and t5.convert_ids_to_tokens(int(tr.square.ids[2][i, at_t5 - n_clip])) == f"\u2581{shape}"
+        assert (tr.square.names[i, :, len(objects):] == -1).all()
 
 
 def test_grounding_processor_attends_as_diffusers_and_keeps_text_normalised_maps():
@@ -163,9 +163,9 @@ def test_grounding_processor_attends_as_diffusers_and_keeps_text_normalised_maps
 
 def test_isolation_keeps_start_and_name_states_and_empties_the_rest_of_the_isolated_rows(grounded):
     tr = grounded
-    ids = [a[:2] for a in tr.ids]
+    ids = [a[:2] for a in tr.square.ids]
     seq, pooled = tr.embed(tr.models, ids)
-    names, iso = tr.names[:2], torch.tensor([True, False])
+    names, iso = tr.square.names[:2], torch.tensor([True, False])
     seq_in, pooled_in, null = tr.isolate(tr.models, seq, pooled, names, iso)
     empty_seq, empty_pooled = tr.embed(tr.models, tr.empty)
     keep = {0, *[int(q) for q in names[0].flatten() if q >= 0]}
@@ -209,3 +209,23 @@ def test_a_grounded_run_records_its_recipe_and_logs_every_loss(tmp_path):
     assert "grounded (--ground)" in rec["objective"] and rec["config"]["attn_weight"] == tm.GROUNDING["attn_weight"]
     assert {"loss", "attn", "null"} <= set(rec["loss_curve"][-1])
     assert any(" attn " in m and " null " in m for m in lines)
+
+
+def test_wide_scenes_and_repeats_train_with_grounding_on_the_wide_grid(tmp_path):
+    over = {**tm.GROUNDING, "patch": 4, "repeat_share": 1.0, "n_wide": 4, "wide_share": 1.0}
+    tr = tm.Trainer({**tm.PRESETS["test"], **over, "n_scenes": 4}, seed=0)
+    assert tr.wide.images.shape == (4, 32, 64, 3) and tr.wide.masks.shape[-2:] == (16, 32)
+    scenes = tm.generate(4, 0, 32, recipe=tm.recipe_of({"repeat_share": 1.0}))
+    assert all(len(set(o)) < len(o) for o in scenes[2])  # every scene names one colour-shape pair twice or more
+    data, idx, t, noise, drop, iso = tr.draw(4)
+    assert data is tr.wide and noise.shape == (4, 4, 32, 64)
+    out = tr.loss(tr.models, data, idx, t, noise, drop, iso)
+    assert torch.isfinite(out["attn"]) and float(out["attn"].detach()) > 0
+    rec = tm.train("test", None, seed=0, steps=2, overrides={**over, "n_scenes": 4}, **QUIET)
+    assert rec["data"]["wide"]["share_of_batches"] == 1.0 and rec["data"]["recipe"]["repeat_share"] == 1.0
+
+
+def test_wide_options_go_together(capsys):
+    with pytest.raises(SystemExit) as exc:
+        tm.main(["--preset", "test", "--n-wide", "8"])
+    assert exc.value.code == 2 and "go together" in capsys.readouterr().err

@@ -50,6 +50,7 @@ import platform
 import sys
 import time
 from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,10 @@ import torch
 from plan_and_render.renderer.joint_attention import JointState, SD3Processor
 from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
 
-from .data import RECIPE, vocabulary
+from .data import vocabulary
 from .model import pixel_vae
 from .model import PRESETS as UNET_PRESETS
-from .train import attention_loss, build_tokenizer, generate, name_positions, to_latents
+from .train import WIDE_SEEDS, attention_loss, build_tokenizer, generate, name_positions, recipe_of, to_latents
 
 CAPTION_DROPOUT = 0.1
 # --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
@@ -159,21 +160,32 @@ def lr_at(step: int, p: dict) -> float:
 # trainer
 # ---------------------------------------------------------------------------
 
+@dataclass
+class Scenes:
+    """Training scenes of one canvas shape: uint8 images (N, H, W, 3), caption ids of each tokenizer,
+    name-token positions (N, 2, K; ``Trainer.name_tokens``) and mask shares at half resolution (N, K, H/2, W/2)."""
+
+    images: torch.Tensor
+    ids: list[torch.Tensor]
+    names: torch.Tensor
+    masks: torch.Tensor
+
+
 class Trainer:
     """Models, data and optimiser; ``step()`` is one optimisation step."""
 
     def __init__(self, p: dict, seed: int, workers: int = 1) -> None:
         self.p, self.seed = p, seed
         t0 = time.perf_counter()
-        images, captions, objects, masks = generate(p["n_scenes"], seed * 10**7, 32, workers)
+        recipe = recipe_of(p)
+        square = generate(p["n_scenes"], seed * 10**7, 32, workers, recipe)
+        wide = generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, workers, recipe, width=64) if p.get("n_wide") else None
         self.data_s = time.perf_counter() - t0
         torch.manual_seed(seed)
         self.parts = build_parts(p)
-        self.images, self.masks = torch.from_numpy(images), torch.from_numpy(masks)
-        self.captions = captions
-        self.ids = [self._ids(k, captions) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.empty = [self._ids(k, [""]) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
-        self.names = self.name_tokens(captions, objects)
+        self.square = self.scenes(*square)
+        self.wide = self.scenes(*wide) if wide else None
         self.models = [self.parts[k].train() for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
         for clip in self.models[1:3] if p.get("freeze_clip") else []:
             clip.requires_grad_(False)
@@ -192,6 +204,10 @@ class Trainer:
         return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                    return_tensors="pt").input_ids
 
+    def scenes(self, images, captions, objects, masks) -> Scenes:
+        return Scenes(torch.from_numpy(images), [self._ids(k, captions) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")],
+                      self.name_tokens(captions, objects), torch.from_numpy(masks))
+
     def name_tokens(self, captions: list[str], objects: list[list[str]]) -> torch.Tensor:
         """Each object's name-token position in the joint text sequence, (N, 2, K): row 0 in the CLIP part
         (CLIP-L and CLIP-G share a tokenizer), row 1 in the T5 part (after the CLIP tokens); -1 = none."""
@@ -206,14 +222,14 @@ class Trainer:
         _, clip_l, clip_g, t5 = models
         return sd3_text_embeddings(clip_l, clip_g, t5, ids[0], ids[1], ids[2], self.p["t5_length"], self.p["t5_dim"])
 
-    def loss(self, models, idx, t, noise, drop, iso=None) -> dict[str, torch.Tensor]:
+    def loss(self, models, data: Scenes, idx, t, noise, drop, iso=None) -> dict[str, torch.Tensor]:
         """Rectified-flow MSE of one batch (v = eps - x0 at x_t = (1 - t) x0 + t eps) and, with
         grounding, the null-state and attention losses; "total" is what is minimised."""
         p = self.p
-        x0 = to_latents(self.images[idx])
-        ids = [torch.where(drop[:, None], e.expand(len(idx), -1), a[idx]) for a, e in zip(self.ids, self.empty)]
+        x0 = to_latents(data.images[idx])
+        ids = [torch.where(drop[:, None], e.expand(len(idx), -1), a[idx]) for a, e in zip(data.ids, self.empty)]
         seq, pooled = self.embed(models, ids)
-        names = torch.where(drop[:, None, None], -1, self.names[idx])  # (B, 2, K)
+        names = torch.where(drop[:, None, None], -1, data.names[idx])  # (B, 2, K)
         out = {}
         if iso is not None:
             seq, pooled, out["null"] = self.isolate(models, seq, pooled, names, iso)
@@ -223,7 +239,7 @@ class Trainer:
         v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
         out["flow"] = (v.float() - (noise - x0)).pow(2).mean()
         if self.maps:
-            m = self.masks[idx]
+            m = data.masks[idx]
             out["attn"] = (attention_loss(self.maps, names[:, 0], m) + attention_loss(self.maps, names[:, 1], m)) / 2
         self.maps.clear()
         out["total"] = (out["flow"] + p.get("attn_weight", 0) * out.get("attn", 0.0)
@@ -251,15 +267,19 @@ class Trainer:
             null = null + (pooled - null_pooled.detach()).pow(2).mean()
         return seq_in, pooled_in, null
 
-    def draw(self, b: int) -> tuple[torch.Tensor, ...]:
+    def draw(self, b: int) -> tuple:
+        """One batch, all square or (a ``wide_share`` of batches) all wide; a run without wide scenes or
+        isolation draws no more numbers than the first recipe did (so its checkpoints resume exactly)."""
         g = self.gen
-        idx = torch.randint(0, len(self.images), (b,), generator=g)
+        wide = self.wide is not None and float(torch.rand(1, generator=g)) < self.p["wide_share"]
+        data = self.wide if wide else self.square
+        idx = torch.randint(0, len(data.images), (b,), generator=g)
         t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
-        noise = torch.randn(b, 4, 32, 32, generator=g)
+        noise = torch.randn(b, 4, *data.images.shape[1:3], generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
         if not self.p.get("isolate"):
-            return idx, t, noise, drop  # a plain run draws no more numbers than it always did
-        return idx, t, noise, drop, torch.rand(b, generator=g) < self.p["isolate"]
+            return data, idx, t, noise, drop
+        return data, idx, t, noise, drop, torch.rand(b, generator=g) < self.p["isolate"]
 
     def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
@@ -281,13 +301,13 @@ class Trainer:
     def eval_loss(self, n: int = 32, seed: int = 123) -> float:
         """Flow-matching MSE of the EMA (or live) weights on a fixed batch (scenes, times, noise, full captions)."""
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randint(0, len(self.images), (n,), generator=g)
+        idx = torch.randint(0, len(self.square.images), (n,), generator=g)
         t = torch.linspace(0.05, 0.95, n)
         noise = torch.randn(n, 4, 32, 32, generator=g)
         models = self.ema or self.models
         for m in models:
             m.eval()
-        out = float(self.loss(models, idx, t, noise, torch.zeros(n, dtype=torch.bool))["flow"])
+        out = float(self.loss(models, self.square, idx, t, noise, torch.zeros(n, dtype=torch.bool))["flow"])
         if self.ema is None:
             for m in models:
                 m.train()
@@ -349,9 +369,12 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
                          "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
                          + ("; CLIP encoders frozen" if tr.p.get("freeze_clip") else "")
                          if tr.p.get("attn_weight") else "no attention supervision"),
-        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32)",
-                 "seeds": f"{seed * 10**7} .. {seed * 10**7 + tr.p['n_scenes'] - 1}", "recipe": RECIPE,
-                 "latent": "32x32 render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
+        "data": {"generator": "tools.shapes.data.make_scene(seed, size=32[, width=64])",
+                 "seeds": f"{seed * 10**7} .. {seed * 10**7 + tr.p['n_scenes'] - 1}", "recipe": recipe_of(tr.p),
+                 "wide": ({"seeds": f"{seed * 10**7 + WIDE_SEEDS} .. {seed * 10**7 + WIDE_SEEDS + tr.p['n_wide'] - 1}",
+                           "size": "32x64 (height x width)", "share_of_batches": tr.p["wide_share"]}
+                          if tr.wide is not None else None),
+                 "latent": "32x32 (or 32x64) render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
         "vocabulary": vocabulary(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__,
@@ -392,7 +415,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
     process. With ``checkpoint``, the full training state is written there every ``save_every`` steps
     (with the folder) and read back first when ``resume``. ``overrides`` replace preset entries
-    (``patch``, ``lr``, ``GROUNDING``'s keys); ``init`` warm-starts from a trained folder (``warm_start``).
+    (``patch``, ``lr``, ``repeat_share``, ``n_wide`` / ``wide_share``, ``GROUNDING``'s keys); ``init`` warm-starts from a trained folder (``warm_start``).
     """
     p = {**PRESETS[preset_name], **(overrides or {})}
     if steps is not None:
@@ -407,7 +430,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
         tr.restore(state)
         curve, spent = state["curve"], state["train_s"]
         log(f"resumed at step {tr.n_step} ({spent:.0f}s of training so far)")
-    log(f"data: {len(tr.images)} scenes in {tr.data_s:.1f}s; params "
+    log(f"data: {len(tr.square.images)} square + {len(tr.wide.images) if tr.wide else 0} wide scenes in {tr.data_s:.1f}s; params "
         + ", ".join(f"{type(m).__name__} {sum(q.numel() for q in m.parameters()) / 1e6:.2f}M" for m in tr.models))
     budget = p["time_budget_s"] if time_budget is None else time_budget
     evals = {"start": tr.eval_loss()} if tr.n_step == 0 else {}
@@ -463,14 +486,21 @@ def main(argv: list[str] | None = None) -> None:
                     help="patch size on the 32x32 latent: 2 (the preset's, a 16x16 grid) or 4 (8x8)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--init", default=None, help="trained folder to warm-start from (weights whose shapes agree)")
+    ap.add_argument("--repeat-share", type=float, default=None,
+                    help="share of scenes with one colour-shape pair drawn 2-3 times (counts; default 0)")
+    ap.add_argument("--n-wide", type=int, default=None, help="also generate this many 32x64 (wide) scenes")
+    ap.add_argument("--wide-share", type=float, default=None, help="share of batches drawn from the wide scenes")
     ap.add_argument("--ground", action="store_true",
                     help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
                          "a deviation from SD 3's plain recipe, see the module docstring")
     a = ap.parse_args(argv)
     if a.init and not (Path(a.init) / "transformer").is_dir():
         ap.error(f"--init {a.init!r} is not a trained folder (no transformer/ in it)")
+    if bool(a.n_wide) != bool(a.wide_share):
+        ap.error("--n-wide and --wide-share go together")
     torch.set_num_threads(a.threads)
-    overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr)) if v is not None}
+    overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("repeat_share", a.repeat_share),
+                                   ("n_wide", a.n_wide), ("wide_share", a.wide_share)) if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
                 log=lambda m: print(m, flush=True), overrides=overrides, init=a.init)
