@@ -43,7 +43,7 @@ def get(data: Any, *path: str | int, default: Any = None) -> Any:
 
 
 def num(value: Any, digits: int = 1, scale: float = 1.0, suffix: str = "") -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN: nothing to show
         return "-"
     return f"{value * scale:,.{digits}f}{suffix}"
 
@@ -183,7 +183,7 @@ def renderer(d: dict) -> str:
                "python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda")
 
 
-def _shapes_rows(summary: dict, passes: bool = False) -> list[list[str]]:
+def _shapes_rows(summary: dict, passes: bool = False, colour: bool = False) -> list[list[str]]:
     rows = []
     for m, s in summary.items():
         row = [f"`{m}`", num(get(s, "presence"), 1, 100), num(get(s, "all_present"), 0, 100), num(get(s, "box_iou"), 3),
@@ -191,6 +191,8 @@ def _shapes_rows(summary: dict, passes: bool = False) -> list[list[str]]:
                num(get(s, "attn_in_box"), 2), num(get(s, "s_per_image"), 2)]
         if passes:
             row += [num(get(s, "fwd_per_image"), 1), num(get(s, "bwd_per_image"), 1)]
+        if colour:
+            row += [num(get(s, "colour_box_iou"), 3), num(get(s, "colour_relation_acc"), 1, 100)]
         rows.append(row)
     return rows
 
@@ -199,12 +201,14 @@ SHAPES_HEADER = ["method", "presence %", "all present %", "box IoU", "box IoU > 
                  "relations hold %", "attention in box", "s / image"]
 
 
-def shapes(d: dict, name: str = "shapes") -> str:
+def shapes(d: dict, name: str = "shapes", colour: bool = False) -> str:
+    """A ShapesBench table; ``colour`` adds the colour-level layout columns (for models that draw blobs)."""
     c = get(d, "config", default={})
     head = (f"`{get(c, 'model', default='-')}`: {get(c, 'prompts_scored', default='-')} prompts, "
             f"{get(c, 'steps', default='-')} steps, guidance scale {get(c, 'guidance_scale', default='-')}, "
             f"{get(c, 'device', default='-')}, render seed = {get(c, 'render_seeds', default='-')}\n\n")
-    return head + table(SHAPES_HEADER, _shapes_rows(get(d, "summary", default={}))) + \
+    header = SHAPES_HEADER + (["colour box IoU", "colour relations hold %"] if colour else [])
+    return head + table(header, _shapes_rows(get(d, "summary", default={}), colour=colour)) + \
         source({}, name, *get(c, "commands", default=[]))
 
 
@@ -327,7 +331,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "quickstart": quickstart, "planner": planner, "planner_cold_idle": planner_cold_idle, "geometry": geometry,
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
-    "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit"),
+    "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
     "layout_blocks_mmdit": layout_blocks_mmdit, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
 }

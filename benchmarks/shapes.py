@@ -151,17 +151,24 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
     """Per-object presence / box IoU / mask IoU and per-relation truth, from the exact detector.
 
     ``attn``: the renderer's per-object attention-in-box share (RenderResult.scores), kept as a diagnostic.
+    Colour-level layout (``colour_box_iou``, ``colour_holds``) reads the largest region of an object's colour
+    whatever its shape, for objects whose colour no other object of the prompt has (NaN for the rest):
+    where a model draws blobs rather than shapes, it says whether guidance still put each object where planned.
     """
     h, w = image.shape[:2]
     dets = detect(image)
-    found, objs = {}, []
+    colours = [colour_shape(o)[0] for o in plan.objects]
+    found, by_colour, objs = {}, {}, []
     for o in plan.objects:
         colour, shape = colour_shape(o)
         d = find(dets, shape, colour)
         found[o.id] = d
+        unique = colours.count(colour) == 1
+        cd = by_colour[o.id] = next((x for x in dets if x.colour == colour), None) if unique else None
         objs.append({"id": o.id, "present": d is not None,
                      "colour_present": any(x.colour == colour for x in dets),
                      "box_iou": box_iou(d.box, o.box) if d else 0.0,
+                     "colour_box_iou": (box_iou(cd.box, o.box) if cd else 0.0) if unique else float("nan"),
                      "mask_iou": mask_iou(d.mask, target_mask(shape, o.box, h, w)) if d else 0.0,
                      "box": [round(v, 4) for v in d.box] if d else None,
                      "attn_in_box": round(float((attn or {}).get(o.id, float("nan"))), 4)})
@@ -169,8 +176,18 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
     for r in plan.relations:
         s, o = found.get(r.subject), found.get(r.object)
         ok = bool(s and o and relation_holds(r.predicate, s.box, o.box))
-        rels.append({"relation": str(r), "holds": ok})
+        both = colours.count(colour_shape(plan.object_by_id(r.subject))[0]) == 1 == colours.count(
+            colour_shape(plan.object_by_id(r.object))[0])
+        cs, co = by_colour.get(r.subject), by_colour.get(r.object)
+        rels.append({"relation": str(r), "holds": ok,
+                     "colour_holds": bool(cs and co and relation_holds(r.predicate, cs.box, co.box)) if both else None})
     return {"objects": objs, "relations": rels}
+
+
+def _nanmean(values: list) -> float:
+    """Mean of the values that are numbers (None and NaN left out); NaN when none is."""
+    kept = [float(v) for v in values if v is not None and not np.isnan(float(v))]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def summarise(records: list[dict]) -> dict:
@@ -187,7 +204,9 @@ def summarise(records: list[dict]) -> dict:
         "mask_iou": float(np.mean([o["mask_iou"] for o in objs])) if objs else 0.0,
         "box_iou_gt_0.5": float(np.mean([o["box_iou"] > 0.5 for o in objs])) if objs else 0.0,
         "relation_acc": float(np.mean([x["holds"] for x in rels])) if rels else 0.0,
-        "attn_in_box": float(np.nanmean([o.get("attn_in_box", np.nan) for o in objs])) if objs else 0.0,
+        "colour_box_iou": _nanmean([o.get("colour_box_iou", np.nan) for o in objs]),
+        "colour_relation_acc": _nanmean([x.get("colour_holds") for x in rels]),
+        "attn_in_box": _nanmean([o.get("attn_in_box", np.nan) for o in objs]) if objs else 0.0,
         "s_per_image": float(np.mean([r["seconds"] for r in records])) if records else 0.0,
         # extra UNet passes guidance took per image (the stopping tests end many early)
         "fwd_per_image": float(np.mean([r.get("passes", {}).get("forward", np.nan) for r in records])) if records else 0.0,
@@ -253,7 +272,8 @@ def save_grid(path: Path, targets: list[np.ndarray], rows: dict[str, list[np.nda
 
 def print_table(summary: dict, log=print) -> None:
     keys = ["presence", "colour_presence", "all_present", "box_iou", "box_iou_found", "mask_iou", "box_iou_gt_0.5",
-            "relation_acc", "attn_in_box", "s_per_image", "fwd_per_image", "bwd_per_image"]
+            "relation_acc", "colour_box_iou", "colour_relation_acc", "attn_in_box", "s_per_image", "fwd_per_image",
+            "bwd_per_image"]
     log(f"{'method':18s} {'prompts':>7s} " + " ".join(f"{k:>15s}" for k in keys))
     for m, s in summary.items():
         log(f"{m:18s} {s['prompts']:7d} " + " ".join(f"{s.get(k, float('nan')):15.3f}" for k in keys))
