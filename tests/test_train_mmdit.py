@@ -81,6 +81,7 @@ def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, 
     out, _ = trained
     rec = tm.train("test", tmp_path / "p4", seed=0, steps=2, overrides={"patch": 4, "lr": 1e-3}, init=out, **QUIET)
     assert rec["config"]["patch"] == 4 and rec["config"]["lr"] == 1e-3 and rec["config"]["init"] == str(out)
+    assert rec["init"]["folder"] == str(out) and rec["init"]["record"]["steps"] == 12  # the run it continued
     pipe = renderer.load_pipeline(str(tmp_path / "p4"), device="cpu", dtype="fp32")
     assert pipe.transformer.config.patch_size == 4
     # every layout method reads its maps on the coarser 8x8 grid of a 4x4-patch model

@@ -62,7 +62,7 @@ from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
 from .data import vocabulary
 from .model import pixel_vae
 from .model import PRESETS as UNET_PRESETS
-from .train import WIDE_SEEDS, attention_loss, build_tokenizer, generate, name_positions, recipe_of, to_latents
+from .train import WIDE_SEEDS, _init_record, attention_loss, build_tokenizer, generate, name_positions, recipe_of, to_latents
 
 CAPTION_DROPOUT = 0.1
 # --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
@@ -355,7 +355,8 @@ def save_folder(out: str | Path, tr: Trainer, record: dict) -> None:
     (out / "training.json").write_text(json.dumps(record, indent=2, default=str))
 
 
-def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: float, evals: dict) -> dict:
+def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: float, evals: dict,
+            started_from: dict | None = None) -> dict:
     n = {k: sum(q.numel() for q in m.parameters())
          for k, m in zip(("transformer", "text_encoder", "text_encoder_2", "text_encoder_3"), tr.models)}
     return {
@@ -375,6 +376,7 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
                            "size": "32x64 (height x width)", "share_of_batches": tr.p["wide_share"]}
                           if tr.wide is not None else None),
                  "latent": "32x32 (or 32x64) render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
+        "init": started_from,
         "vocabulary": vocabulary(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__,
@@ -418,6 +420,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     (``patch``, ``lr``, ``repeat_share``, ``n_wide`` / ``wide_share``, ``GROUNDING``'s keys); ``init`` warm-starts from a trained folder (``warm_start``).
     """
     p = {**PRESETS[preset_name], **(overrides or {})}
+    started_from = _init_record(init)  # read once: the run may write over that folder (--init = --out)
     if steps is not None:
         p["steps"] = steps
     tr = Trainer(p, seed, workers)
@@ -442,7 +445,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
         return spent + time.perf_counter() - t0
 
     def save(final: bool = False) -> None:
-        rec = _record(tr, preset_name, seed, curve, elapsed(), evals)
+        rec = _record(tr, preset_name, seed, curve, elapsed(), evals, started_from)
         if out is not None:
             save_folder(out, tr, rec)
         if checkpoint and not final:
@@ -467,7 +470,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     evals["end"] = tr.eval_loss()
     log(f"eval loss {evals['end']:.4f}")
     save(final=True)
-    return _record(tr, preset_name, seed, curve, elapsed(), evals)
+    return _record(tr, preset_name, seed, curve, elapsed(), evals, started_from)
 
 
 def main(argv: list[str] | None = None) -> None:
