@@ -71,7 +71,7 @@ CAPTION_DROPOUT = 0.1
 GROUNDING = {**{k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}, "freeze_clip": True}
 
 PRESETS: dict[str, dict] = {
-    # the shipped weights: one CPU thread, about three hours
+    # every shipped run (with --patch / --ground as models/shapes-mmdit/training.json records); one CPU thread
     "cpu": dict(layers=6, heads=4, head_dim=32, clip_hidden=64, clip_layers=2, t5_dim=128, t5_layers=2,
                 clip_length=24, t5_length=24, batch=16, lr=5e-4, warmup=200, decay=0.2, steps=4800,
                 time_budget_s=10800, n_scenes=20000, ema=0.999, shift=1.0),
