@@ -19,7 +19,7 @@ UNet shapes model's two grounding terms (``tools.shapes.train``), carried over
 to the joint sequence: for ``isolate`` of the samples every text state except
 CLIP's start token and each object's name token - in the CLIP *and* the T5
 part - is replaced by the empty prompt's, and so is the pooled embedding (a
-"null" loss pulls the replaced states towards the empty prompt's anyway); and
+"null" loss pulls the replaced T5 states towards the empty prompt's anyway); and
 every joint block's image-to-text attention (re-normalised over the text, as
 the renderer reads it) of each name token is pulled onto its object's mask.
 The two CLIP encoders stay frozen, as all of SD 3's text encoders are (their
