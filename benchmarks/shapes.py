@@ -152,7 +152,7 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
 
     ``attn``: the renderer's per-object attention-in-box share (RenderResult.scores), kept as a diagnostic.
     Colour-level layout (``colour_box_iou``, ``colour_holds``) reads the largest region of an object's colour
-    whatever its shape, for objects whose colour no other object of the prompt has (NaN for the rest):
+    whatever its shape, for objects whose colour no other object of the prompt has (None for the rest):
     where a model draws blobs rather than shapes, it says whether guidance still put each object where planned.
     """
     h, w = image.shape[:2]
@@ -168,7 +168,7 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
         objs.append({"id": o.id, "present": d is not None,
                      "colour_present": any(x.colour == colour for x in dets),
                      "box_iou": box_iou(d.box, o.box) if d else 0.0,
-                     "colour_box_iou": (box_iou(cd.box, o.box) if cd else 0.0) if unique else float("nan"),
+                     "colour_box_iou": (box_iou(cd.box, o.box) if cd else 0.0) if unique else None,
                      "mask_iou": mask_iou(d.mask, target_mask(shape, o.box, h, w)) if d else 0.0,
                      "box": [round(v, 4) for v in d.box] if d else None,
                      "attn_in_box": round(float((attn or {}).get(o.id, float("nan"))), 4)})
