@@ -158,17 +158,17 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
     h, w = image.shape[:2]
     dets = detect(image)
     colours = [colour_shape(o)[0] for o in plan.objects]
+    unique = {o.id for o, c in zip(plan.objects, colours) if colours.count(c) == 1}  # read at the colour level
     found, by_colour, objs = {}, {}, []
     for o in plan.objects:
         colour, shape = colour_shape(o)
         d = find(dets, shape, colour)
         found[o.id] = d
-        unique = colours.count(colour) == 1
-        cd = by_colour[o.id] = next((x for x in dets if x.colour == colour), None) if unique else None
+        cd = by_colour[o.id] = next((x for x in dets if x.colour == colour), None) if o.id in unique else None
         objs.append({"id": o.id, "present": d is not None,
                      "colour_present": any(x.colour == colour for x in dets),
                      "box_iou": box_iou(d.box, o.box) if d else 0.0,
-                     "colour_box_iou": (box_iou(cd.box, o.box) if cd else 0.0) if unique else None,
+                     "colour_box_iou": (box_iou(cd.box, o.box) if cd else 0.0) if o.id in unique else None,
                      "mask_iou": mask_iou(d.mask, target_mask(shape, o.box, h, w)) if d else 0.0,
                      "box": [round(v, 4) for v in d.box] if d else None,
                      "attn_in_box": round(float((attn or {}).get(o.id, float("nan"))), 4)})
@@ -176,9 +176,8 @@ def score_image(image: np.ndarray, plan, attn: dict | None = None) -> dict:
     for r in plan.relations:
         s, o = found.get(r.subject), found.get(r.object)
         ok = bool(s and o and relation_holds(r.predicate, s.box, o.box))
-        both = colours.count(colour_shape(plan.object_by_id(r.subject))[0]) == 1 == colours.count(
-            colour_shape(plan.object_by_id(r.object))[0])
         cs, co = by_colour.get(r.subject), by_colour.get(r.object)
+        both = r.subject in unique and r.object in unique
         rels.append({"relation": str(r), "holds": ok,
                      "colour_holds": bool(cs and co and relation_holds(r.predicate, cs.box, co.box)) if both else None})
     return {"objects": objs, "relations": rels}

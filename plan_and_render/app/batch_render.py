@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import ModelUnavailableError, PlanAndRenderError, UsageError
+from ..geometry import SizePrior
 from ..renderer.settings import RenderSettings
 from ..scene import ScenePlan
 from . import api, output
@@ -290,7 +291,7 @@ def _items_of(entries: dict[str, Entry], index: BatchIndex) -> list[BatchItem]:
 def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchItem], RenderSettings], *,
          dry_run: bool, retry_errors: bool, detector: str | None, threshold: float | None, nms: float | None,
          model: str = "", planner: str = "", planner_options: dict | None = None, base: RenderSettings | None = None,
-         rescore: bool = False, on_event: Event | None = None, size_prior=None) -> BatchReport:
+         rescore: bool = False, on_event: Event | None = None, size_prior: SizePrior | None = None) -> BatchReport:
     t_start = time.perf_counter()
     procs = Processes()
     out.mkdir(parents=True, exist_ok=True)
@@ -337,8 +338,8 @@ def _run(items: list[BatchItem] | None, out: Path, settings_of: Callable[[BatchI
     return report
 
 
-def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_options: dict, model: str, size_prior,
-                settings_of: Callable, report: BatchReport, on_event: Event | None) -> None:
+def _plan_phase(tasks: list[Task], journal: Journal, planner: str, planner_options: dict, model: str,
+                size_prior: SizePrior | None, settings_of: Callable, report: BatchReport, on_event: Event | None) -> None:
     todo = [t for t in tasks if t.plan]
     t0 = time.perf_counter()
     backend = api.get_planner(planner, **planner_options)

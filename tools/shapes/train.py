@@ -165,6 +165,23 @@ class CaptureCross:
         return attn.to_out[1](attn.to_out[0](out))
 
 
+def kept_tokens(names: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, length) bool: the start token and every name-token position of ``names`` (B, ...; -1 = none),
+    the states token isolation keeps."""
+    flat = names.flatten(1)
+    keep = torch.zeros(flat.shape[0], length, dtype=torch.bool, device=flat.device)
+    keep.scatter_(1, flat.clamp_min(0), flat >= 0)
+    keep[:, 0] = True
+    return keep
+
+
+def null_state_loss(states: torch.Tensor, empty: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of ``states`` (B, T, C) from the empty prompt's (not differentiated) over the
+    positions ``where`` (B, T) marks: pulls what isolation replaces towards what replaces it."""
+    off = where.float()[..., None]
+    return ((states - empty.detach()).pow(2) * off).sum() / (off.sum() * states.shape[-1]).clamp_min(1)
+
+
 def attention_loss(maps: list[torch.Tensor], tokens: torch.Tensor, masks16: torch.Tensor) -> torch.Tensor:
     """Mean over layers and objects of (1 - in-mask share)^2 + per-pixel BCE of the name token's map vs the mask.
 
@@ -252,10 +269,7 @@ class Trainer:
         x0 = to_latents(data.images[idx])
         ids = torch.where(drop[:, None], self.empty.expand(len(idx), -1), data.ids[idx])
         names = torch.where(drop[:, None], torch.full_like(data.names[idx], -1), data.names[idx])
-        keep = torch.zeros_like(ids, dtype=torch.bool)
-        keep[:, 0] = True
-        keep.scatter_(1, names.clamp_min(0), names >= 0)
-        keep[:, 0] = True
+        keep = kept_tokens(names, ids.shape[1])
         ctx = self.text(ids)[0]
         null = self.text(self.empty)[0]
         ctx_in = torch.where(keep[..., None] | ~iso[:, None, None], ctx, null)
@@ -266,9 +280,7 @@ class Trainer:
         per = (eps.float() - noise).pow(2).mean((1, 2, 3))
         snr = (a / (1 - a)).flatten()
         w = snr.clamp_max(p["min_snr"]) / snr if p.get("min_snr") else torch.ones_like(snr)
-        off = (~keep).float()[..., None]
-        null_l = ((ctx - null.detach()).pow(2) * off).sum() / (off.sum() * ctx.shape[-1]).clamp_min(1)
-        out = {"eps": (w * per).mean(), "mse": per.mean(), "null": null_l,
+        out = {"eps": (w * per).mean(), "mse": per.mean(), "null": null_state_loss(ctx, null, ~keep),
                "attn": attention_loss(self.maps, names, data.masks[idx]) if self.maps else per.new_zeros(())}
         self.maps.clear()
         out["total"] = out["eps"] + p["attn_weight"] * out["attn"] + p["null_weight"] * out["null"]

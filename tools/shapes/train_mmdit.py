@@ -62,7 +62,8 @@ from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
 from .data import vocabulary
 from .model import pixel_vae
 from .model import PRESETS as UNET_PRESETS
-from .train import WIDE_SEEDS, _init_record, attention_loss, build_tokenizer, generate, name_positions, recipe_of, to_latents
+from .train import (WIDE_SEEDS, _init_record, attention_loss, build_tokenizer, generate, kept_tokens, name_positions,
+                    null_state_loss, recipe_of, to_latents)
 
 CAPTION_DROPOUT = 0.1
 # --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
@@ -251,18 +252,14 @@ class Trainer:
         name tokens replaced by the empty prompt's (the pooled embedding too); the null loss is the mean
         squared distance of the replaced states (all rows) from the empty prompt's, over what trains
         (the T5 part alone when the CLIPs are frozen)."""
-        b, n = seq.shape[:2]
-        keep = torch.zeros(b, n, dtype=torch.bool)
-        flat = names.flatten(1)
-        keep.scatter_(1, flat.clamp_min(0), flat >= 0)
-        keep[:, 0] = True
+        keep = kept_tokens(names, seq.shape[1])
         null_seq, null_pooled = self.embed(models, self.empty)
         seq_in = torch.where(keep[..., None] | ~iso[:, None, None], seq, null_seq)
         pooled_in = torch.where(iso[:, None], null_pooled, pooled)
-        off = (~keep).float()[..., None]
+        trains = ~keep
         if self.p.get("freeze_clip"):
-            off[:, : self.p["clip_length"]] = 0
-        null = ((seq - null_seq.detach()).pow(2) * off).sum() / (off.sum() * seq.shape[-1]).clamp_min(1)
+            trains[:, : self.p["clip_length"]] = False
+        null = null_state_loss(seq, null_seq, trains)
         if not self.p.get("freeze_clip"):
             null = null + (pooled - null_pooled.detach()).pow(2).mean()
         return seq_in, pooled_in, null
