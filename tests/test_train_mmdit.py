@@ -230,3 +230,69 @@ def test_wide_options_go_together(capsys):
     with pytest.raises(SystemExit) as exc:
         tm.main(["--preset", "test", "--n-wide", "8"])
     assert exc.value.code == 2 and "go together" in capsys.readouterr().err
+
+
+# -- --teacher: a trained shapes UNet's noise estimate as the flow target ------------------------------
+
+TEACHER = "models/shapes-tiny"
+
+
+class OracleUNet(torch.nn.Module):
+    """Knows the clean latent: returns the exact DDPM noise of its input at (fractional) timestep k, reading
+    the noise level off the schedule's own log-SNR table by linear interpolation between integer steps."""
+
+    def __init__(self, x0: torch.Tensor, log_snr: torch.Tensor) -> None:
+        super().__init__()
+        self.x0, self.log_snr = x0, log_snr
+
+    def forward(self, x, k, encoder_hidden_states=None):
+        lo = k.floor().long().clamp(0, len(self.log_snr) - 2)
+        ls = torch.lerp(self.log_snr[lo], self.log_snr[lo + 1], (k - lo).double())
+        a = torch.sigmoid(ls).float().view(-1, 1, 1, 1)  # alpha-bar = SNR / (1 + SNR)
+        return type("Out", (), {"sample": (x - a.sqrt() * self.x0) / (1 - a).sqrt()})()
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return tm.Teacher(TEACHER)
+
+
+def test_teacher_timesteps_have_the_flow_times_signal_to_noise_ratio(teacher):
+    t = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])
+    k, inside = teacher.timestep(t)
+    assert inside.all() and (k.diff() > 0).all()  # noisier flow time, later DDPM step
+    lo = k.floor().long()
+    got = torch.lerp(teacher.log_snr[lo], teacher.log_snr[lo + 1], (k - lo).double())
+    assert torch.allclose(got, 2 * torch.log((1 - t.double()) / t.double()), atol=1e-4)
+    assert abs(float(torch.sigmoid(got[2])) - 0.5) < 1e-4  # t = 0.5: signal and noise equal, alpha-bar 1/2
+    _, inside = teacher.timestep(torch.tensor([0.001, 0.999]))
+    assert not inside.any()  # beyond its 1,000 noise levels
+
+
+def test_an_oracle_teacher_gives_exactly_the_plain_velocity_inside_its_span(teacher, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(6, 4, 8, 8, generator=g) * 2 - 1, torch.randn(6, 4, 8, 8, generator=g)
+    monkeypatch.setattr(teacher, "unet", OracleUNet(x0, teacher.log_snr))
+    t = torch.tensor([0.05, 0.15, 0.4, 0.6, 0.8, 0.9])
+    tt = t.view(-1, 1, 1, 1)
+    fallback = torch.full_like(x0, 7.0)
+    v = teacher.velocity((1 - tt) * x0 + tt * noise, t, teacher.ids(["a red circle"] * 6), fallback)
+    span = (t >= tm.TEACHER_SPAN[0]) & (t <= tm.TEACHER_SPAN[1])
+    assert span.tolist() == [False, True, True, True, True, False]
+    assert torch.allclose(v[span], (noise - x0)[span], atol=1e-3)
+    assert (v[~span] == 7.0).all()
+
+
+def test_a_taught_run_trains_on_the_teachers_target_and_records_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    tr = tm.Trainer({**tm.PRESETS["test"], "teacher": TEACHER}, seed=0)
+    data, idx, t, noise, drop = tr.draw(4)
+    t = torch.full_like(t, 0.5)
+    taught = tr.loss(tr.models, data, idx, t, noise, drop)["flow"]
+    plain = tr.loss(tr.models, data, idx, t, noise, drop, teach=False)["flow"]
+    assert data.teacher_ids.shape[1] == 77 and abs(float(taught) - float(plain)) > 1e-4
+    rec = tm.train("test", None, seed=0, steps=2, overrides={"teacher": TEACHER}, **QUIET)
+    assert rec["config"]["teacher"] == TEACHER and "eps - x0 elsewhere" in rec["teacher"]
+    with pytest.raises(SystemExit) as exc:
+        tm.main(["--preset", "test", "--teacher", str(tmp_path)])
+    assert exc.value.code == 2 and "no unet/" in capsys.readouterr().err
