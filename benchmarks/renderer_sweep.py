@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     res.update(model=a.model, device=a.device, iters=a.iters,
                command="python3 -m benchmarks.renderer_sweep " + " ".join(argv if argv is not None else sys.argv[1:]))
     cols = [k for k in res["baseline"] if k != "seconds"] + ["seconds"]
-    print(f"\nrefine step (of 50) | " + " | ".join(cols))
+    print("\nrefine step (of 50) | " + " | ".join(cols))
     print(f"{'none':>19} | " + " | ".join(f"{res['baseline'][c]:.3f}" for c in cols))
     for c, row in res["candidates"].items():
         print(f"{c:>19} | " + " | ".join(f"{row[k]:.3f}" for k in cols))
