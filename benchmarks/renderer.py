@@ -2,13 +2,17 @@
 
     python3 -m benchmarks.renderer --suite tiny                      # CPU, tiny random model
     python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda   # full-size random UNets (GPU)
+    python3 -m benchmarks.renderer --suite sd35_medium flux1_dev --device cuda   # SD 3.5 Medium / FLUX.1-dev, bf16
+    python3 -m benchmarks.renderer --suite flux1_dev --device cuda --offload model   # what a 24 GB card needs
     python3 -m benchmarks.renderer --suite sd15 --size 128 --steps 10 --methods none refocus rca
                                                                      # SD 1.5-sized UNet on the CPU, small
     python3 -m benchmarks.renderer --suite tiny --scheduler euler    # another sampler (default: the model's)
 
-Full-size suites build SD 1.5 / SDXL components with random weights from the
-published configs in benchmarks/configs/*.json (timing and memory do not depend
-on weight values). The gradient methods' early-stop tests are disabled
+Full-size suites build SD 1.5 / SDXL / SD 3.5 Medium / FLUX.1-dev components
+with random weights from the published configs in benchmarks/configs/*.json
+(timing and memory do not depend on weight values): UNets in fp16, the
+transformers (with their CLIP and T5-XXL encoders) in bf16, at 1024 px and
+28 steps unless told otherwise. The gradient methods' early-stop tests are disabled
 (``--worst-case``, default on) so every scheduled iteration runs: random weights
 would otherwise stop or continue arbitrarily, and the figure is an upper bound.
 Peak memory is torch's peak allocated (GPU); on the CPU it is the process's
@@ -28,7 +32,7 @@ ROOT = Path(__file__).resolve().parent
 
 from plan_and_render.scene import ScenePlan
 from plan_and_render.renderer import pipeline_from_components
-from tools.tiny import build_clip_tokenizer, sd_scheduler, tiny_sd_components
+from tools.tiny import build_clip_tokenizer, build_t5_tokenizer, sd_scheduler, tiny_sd_components
 
 METHODS = ["none", "refocus", "zest", "excite", "rca", "backward", "refocus+rca"]
 PLAN = dict(prompt="a red ball to the left of a blue box on a wooden table",
@@ -37,12 +41,18 @@ PLAN = dict(prompt="a red ball to the left of a blue box on a wooden table",
                      dict(id="table-1", name="table", phrase="a wooden table", box=(0.0, 0.65, 1.0, 1.0))])
 
 
-def full_components(name: str, device: str, dtype: torch.dtype) -> dict:
+CONFIGS = ROOT / "configs"
+TRANSFORMER_SUITES = ("sd35_medium", "flux1_dev")  # configs with a "family": bf16, 28 steps
+
+
+def full_components(name: str, device: str, dtype: torch.dtype, configs: Path = CONFIGS) -> dict:
     """Random-weight components of published size, built directly on the device."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    cfg = json.loads((ROOT / "configs" / f"{name}.json").read_text())
+    cfg = json.loads((configs / f"{name}.json").read_text())
+    if "family" in cfg:
+        return transformer_components(cfg, device, dtype)
     cast = torch.nn.Module.to  # diffusers' own ``to`` warns about fp32-only modules these models do not have
     with torch.device(device):
         comps = {
@@ -55,6 +65,41 @@ def full_components(name: str, device: str, dtype: torch.dtype) -> dict:
             comps["tokenizer_2"] = build_clip_tokenizer()
     comps["tokenizer"] = build_clip_tokenizer()
     comps["scheduler"] = sd_scheduler()
+    return comps
+
+
+def transformer_components(cfg: dict, device: str, dtype: torch.dtype) -> dict:
+    """An SD 3 / 3.5 or FLUX.1 pipeline's parts from one config file (``"family"``: "sd3" or "flux"), built
+    on ``device`` in ``dtype`` (the VAE in fp32, as the pipelines keep it); the tokenizers are the tiny
+    ones (the prompt's few words: their ids lie within the real vocabularies, so cost is the real one)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    sd3 = cfg["family"] == "sd3"
+    cast = torch.nn.Module.to
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(dtype)  # weights are made in the target dtype: no fp32 copy of 12 B parameters
+        with torch.device(device):
+            comps = {"transformer": (SD3Transformer2DModel if sd3 else FluxTransformer2DModel)(**cfg["transformer"]),
+                     "text_encoder": (CLIPTextModelWithProjection if sd3 else CLIPTextModel)(
+                         CLIPTextConfig(**cfg["text_encoder"]))}
+            if sd3:
+                comps["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"]))
+            comps["text_encoder_3" if sd3 else "text_encoder_2"] = T5EncoderModel(
+                T5Config(**cfg["text_encoder_3" if sd3 else "text_encoder_2"]))
+    finally:
+        torch.set_default_dtype(default)
+    with torch.device(device):
+        comps["vae"] = cast(AutoencoderKL(**cfg["vae"]), torch.float32)
+    for m in comps.values():
+        m.eval().requires_grad_(False)
+    t5 = build_t5_tokenizer(model_max_length=cfg["t5_max_length"])
+    comps.update(tokenizer=build_clip_tokenizer(), scheduler=FlowMatchEulerDiscreteScheduler(**cfg["scheduler"]))
+    if sd3:
+        comps.update(tokenizer_2=build_clip_tokenizer(), tokenizer_3=t5)
+    else:
+        comps["tokenizer_2"] = t5
     return comps
 
 
@@ -73,13 +118,23 @@ def peak_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def suite_dtype(suite: str, device: str) -> torch.dtype:
+    """fp32 on the CPU; on a GPU bf16 for the transformers (as SD 3.5 and FLUX ship), fp16 for the UNets."""
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if suite in TRANSFORMER_SUITES else torch.float16
+
+
 def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None,
-              early_stop: bool = False, scheduler: str | None = None) -> dict:
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+              early_stop: bool = False, scheduler: str | None = None, offload: str | None = None,
+              configs: Path = CONFIGS) -> dict:
+    dtype = suite_dtype(suite, device)
     if suite == "tiny":
         pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), size or 64
     else:
-        pipe = pipeline_from_components(full_components(suite, device, dtype), device=device, dtype=dtype)
+        built_on = "cpu" if offload else device  # offloaded weights live on the CPU between uses
+        pipe = pipeline_from_components(full_components(suite, built_on, dtype, configs), device=device, dtype=dtype,
+                                        offload=offload)
         size = size or (512 if suite == "sd15" else 1024)
     plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
     pipe(plan, method="refocus", steps=2, progress=False, early_stop=early_stop,
@@ -107,7 +162,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         r["loop_peak_x"] = r["loop_peak_gib"] / base["loop_peak_gib"]
     dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps, "clock": clock,
-            "scheduler": scheduler or "the model's own (ddim)",
+            "scheduler": scheduler or "the model's own", "offload": offload or "none",
             "worst_case": not early_stop, "measured_by": "this code (renderer after the cleanup session)",
             "methods": rows}
 
@@ -170,7 +225,7 @@ def count_ops(suite: str, steps: int, methods: list[str], size: int | None = Non
 def table(res: dict) -> str:
     clock = res.get("clock", "wall_s")
     lines = [f"\n{res['suite']} on {res['device']} ({res['dtype']}, {res['size']}px, {res['steps']} steps, "
-             f"{res.get('scheduler')}; x none from {clock})",
+             f"{res.get('scheduler')}, offload {res.get('offload', 'none')}; x none from {clock})",
              f"{'method':<13}{'wall s':>9}{'cpu s':>9}{'x none':>8}{'peak GiB':>10}{'x none':>8}{'loop peak':>11}{'x none':>8}"]
     for m, r in res["methods"].items():
         lines.append(f"{m:<13}{r['wall_s']:>9.2f}{r.get('cpu_s', float('nan')):>9.2f}{r['time_x']:>8.2f}"
@@ -180,9 +235,11 @@ def table(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", nargs="+", default=["tiny"], choices=["tiny", "sd15", "sdxl"])
+    ap.add_argument("--suite", nargs="+", default=["tiny"], choices=["tiny", "sd15", "sdxl", *TRANSFORMER_SUITES])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=None, help="default: 20 for tiny, 50 otherwise")
+    ap.add_argument("--steps", type=int, default=None, help="default: 20 for tiny, 28 for SD 3.5 / FLUX, 50 otherwise")
+    ap.add_argument("--offload", choices=["model", "sequential"], default=None,
+                    help="keep weights on the CPU between uses (SD 3.5 / FLUX): what a 24 GB card needs")
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--size", type=int, default=None, help="image side (default 64 tiny, 512 sd15, 1024 sdxl)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the tiny model gains nothing "
@@ -198,16 +255,16 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     for s in args.suite:
-        steps = args.steps or (20 if s == "tiny" else 50)
+        steps = args.steps or (20 if s == "tiny" else 28 if s in TRANSFORMER_SUITES else 50)
         if args.count_ops:
             results[f"{s}-ops"] = count_ops(s, steps, methods, args.size, early_stop=args.no_worst_case)
             out.write_text(json.dumps(results, indent=2))
             continue
         res = run_suite(s, args.device, steps, methods, args.size, early_stop=args.no_worst_case,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, offload=args.offload)
         print(table(res), flush=True)
         key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "") \
-            + (f"-{args.scheduler}" if args.scheduler else "")
+            + (f"-{args.scheduler}" if args.scheduler else "") + (f"-offload-{args.offload}" if args.offload else "")
         results[key] = res
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
