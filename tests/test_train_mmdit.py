@@ -296,3 +296,28 @@ def test_a_taught_run_trains_on_the_teachers_target_and_records_it(tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         tm.main(["--preset", "test", "--teacher", str(tmp_path)])
     assert exc.value.code == 2 and "no unet/" in capsys.readouterr().err
+
+
+def test_batches_are_drawn_on_the_cpu_and_moved_to_the_trainers_device():
+    """The draws come from a CPU generator whatever the device, so a GPU run sees the CPU run's batches."""
+    a = tm.Trainer({**tm.PRESETS["test"], **tm.GROUNDING}, seed=0, device="cpu")
+    b = tm.Trainer({**tm.PRESETS["test"], **tm.GROUNDING}, seed=0)
+    first, second = a.draw(4), b.draw(4)
+    assert all(torch.equal(x, y) for x, y in zip(first[1:], second[1:])) and len(first) == 6
+    assert all(x.device == a.device for x in first[1:]) and a.square.images.device == a.device
+    assert a.models[0].pos_embed.proj.weight.device == a.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_trainer_computes_the_cpu_trainers_loss():
+    cpu = tm.Trainer({**tm.PRESETS["test"], **tm.GROUNDING}, seed=0)
+    gpu = tm.Trainer({**tm.PRESETS["test"], **tm.GROUNDING}, seed=0, device="cuda")
+    lc, lg = cpu.loss(cpu.models, *cpu.draw(4)), gpu.loss(gpu.models, *gpu.draw(4))
+    assert float(lg["flow"]) == pytest.approx(float(lc["flow"]), rel=1e-3)
+
+
+def test_cuda_without_a_gpu_is_one_usage_line(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        tm.main(["--preset", "test", "--device", "cuda"])
+    assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err

@@ -176,7 +176,7 @@ class Teacher:
     and the teacher sees the same caption (or the empty one, when the student's is dropped).
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, device: str | torch.device = "cpu") -> None:
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 
@@ -184,10 +184,10 @@ class Teacher:
         self.folder = str(folder)
         self.unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32).eval()
         self.text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32).eval()
-        self.unet.requires_grad_(False), self.text.requires_grad_(False)
+        self.unet.to(device).requires_grad_(False), self.text.to(device).requires_grad_(False)
         self.tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
         abar = DDPMScheduler.from_pretrained(folder / "scheduler").alphas_cumprod.double()
-        self.log_snr = (abar / (1 - abar)).log()  # falls as the timestep grows
+        self.log_snr = (abar / (1 - abar)).log().to(device)  # falls as the timestep grows
 
     def ids(self, captions: list[str]) -> torch.Tensor:
         return self.tok(captions, padding="max_length", max_length=self.tok.model_max_length, truncation=True,
@@ -234,20 +234,21 @@ class Scenes:
 class Trainer:
     """Models, data and optimiser; ``step()`` is one optimisation step."""
 
-    def __init__(self, p: dict, seed: int, workers: int = 1) -> None:
-        self.p, self.seed = p, seed
+    def __init__(self, p: dict, seed: int, workers: int = 1, device: str = "cpu") -> None:
+        self.p, self.seed, self.device = p, seed, torch.device(device)
         t0 = time.perf_counter()
         recipe = recipe_of(p)
         square = generate(p["n_scenes"], seed * 10**7, 32, workers, recipe)
         wide = generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, workers, recipe, width=64) if p.get("n_wide") else None
         self.data_s = time.perf_counter() - t0
-        self.teacher = Teacher(p["teacher"]) if p.get("teacher") else None
+        self.teacher = Teacher(p["teacher"], self.device) if p.get("teacher") else None
         torch.manual_seed(seed)
         self.parts = build_parts(p)
-        self.empty = [self._ids(k, [""]) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+        self.empty = [self._ids(k, [""]).to(self.device) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.square = self.scenes(*square)
         self.wide = self.scenes(*wide) if wide else None
-        self.models = [self.parts[k].train() for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
+        self.models = [self.parts[k].to(self.device).train()
+                       for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
         for clip in self.models[1:3] if p.get("freeze_clip") else []:
             clip.requires_grad_(False)
         params = [q for m in self.models for q in m.parameters() if q.requires_grad]
@@ -257,7 +258,7 @@ class Trainer:
         if p.get("attn_weight", 0) > 0:
             live = self.models[0]
             live.set_attn_processor({k: GroundingProcessor(self.maps) for k in live.attn_processors})
-        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.gen = torch.Generator().manual_seed(seed + 1)  # on the CPU: every device draws the same batches
         self.n_step = 0
 
     def _ids(self, name: str, texts: list[str]) -> torch.Tensor:
@@ -266,9 +267,11 @@ class Trainer:
                    return_tensors="pt").input_ids
 
     def scenes(self, images, captions, objects, masks) -> Scenes:
-        return Scenes(torch.from_numpy(images), [self._ids(k, captions) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")],
-                      self.name_tokens(captions, objects), torch.from_numpy(masks),
-                      self.teacher.ids(captions) if self.teacher else None)
+        dev = self.device
+        return Scenes(torch.from_numpy(images).to(dev),
+                      [self._ids(k, captions).to(dev) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")],
+                      self.name_tokens(captions, objects).to(dev), torch.from_numpy(masks).to(dev),
+                      self.teacher.ids(captions).to(dev) if self.teacher else None)
 
     def name_tokens(self, captions: list[str], objects: list[list[str]]) -> torch.Tensor:
         """Each object's name-token position in the joint text sequence, (N, 2, K): row 0 in the CLIP part
@@ -302,7 +305,7 @@ class Trainer:
         v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
         target = noise - x0
         if self.teacher is not None and teach:
-            empty = self.teacher.ids([""]).expand(len(idx), -1)
+            empty = self.teacher.ids([""]).to(x0.device).expand(len(idx), -1)
             target = self.teacher.velocity(xt, t, torch.where(drop[:, None], empty, data.teacher_ids[idx]), target)
         out["flow"] = (v.float() - target).pow(2).mean()
         if self.maps:
@@ -340,9 +343,8 @@ class Trainer:
         t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
         noise = torch.randn(b, 4, *data.images.shape[1:3], generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
-        if not self.p.get("isolate"):
-            return data, idx, t, noise, drop
-        return data, idx, t, noise, drop, torch.rand(b, generator=g) < self.p["isolate"]
+        drawn = [idx, t, noise, drop] + ([torch.rand(b, generator=g) < self.p["isolate"]] if self.p.get("isolate") else [])
+        return (data, *(x.to(self.device) for x in drawn))
 
     def step(self) -> dict[str, float]:
         for group in self.opt.param_groups:
@@ -370,7 +372,8 @@ class Trainer:
         models = self.ema or self.models
         for m in models:
             m.eval()
-        out = float(self.loss(models, self.square, idx, t, noise, torch.zeros(n, dtype=torch.bool), teach=False)["flow"])
+        idx, t, noise, keep = (x.to(self.device) for x in (idx, t, noise, torch.zeros(n, dtype=torch.bool)))
+        out = float(self.loss(models, self.square, idx, t, noise, keep, teach=False)["flow"])
         if self.ema is None:
             for m in models:
                 m.train()
@@ -423,7 +426,7 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
     n = {k: sum(q.numel() for q in m.parameters())
          for k, m in zip(("transformer", "text_encoder", "text_encoder_2", "text_encoder_3"), tr.models)}
     return {
-        "preset": preset_name, "config": tr.p, "seed": seed, "steps": tr.n_step, "device": "cpu",
+        "preset": preset_name, "config": tr.p, "seed": seed, "steps": tr.n_step, "device": str(tr.device),
         "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "params": n, "eval_loss": evals,
         "loss_curve": curve,
         "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, t ~ logit-normal(0, 1), "
@@ -477,25 +480,27 @@ def warm_start(tr: Trainer, folder: str | Path) -> list[str]:
 def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
           time_budget: float | None = None, workers: int = 1, save_every: int = 0,
           checkpoint: str | Path | None = None, resume: bool = False, log=print,
-          overrides: dict | None = None, init: str | Path | None = None) -> dict:
+          overrides: dict | None = None, init: str | Path | None = None, device: str = "cpu") -> dict:
     """Train and (if ``out``) save the folder; returns the run record (also ``training.json``).
 
     Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
     process. With ``checkpoint``, the full training state is written there every ``save_every`` steps
     (with the folder) and read back first when ``resume``. ``overrides`` replace preset entries
-    (``patch``, ``lr``, ``repeat_share``, ``n_wide`` / ``wide_share``, ``GROUNDING``'s keys); ``init`` warm-starts from a trained folder (``warm_start``).
+    (``patch``, ``lr``, ``batch``, ``repeat_share``, ``n_wide`` / ``wide_share``, ``teacher``, ``GROUNDING``'s
+    keys); ``init`` warm-starts from a trained folder (``warm_start``); ``device`` runs the models there (the
+    batches are drawn on the CPU, so a run draws the same numbers on any device).
     """
     p = {**PRESETS[preset_name], **(overrides or {})}
     started_from = _init_record(init)  # read once: the run may write over that folder (--init = --out)
     if steps is not None:
         p["steps"] = steps
-    tr = Trainer(p, seed, workers)
+    tr = Trainer(p, seed, workers, device)
     curve, spent = [], 0.0
     if init:
         p["init"] = str(init)
         log(f"warm start from {init}; fresh: {', '.join(warm_start(tr, init)) or 'nothing'}")
     if resume and checkpoint and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")
         tr.restore(state)
         curve, spent = state["curve"], state["train_s"]
         log(f"resumed at step {tr.n_step} ({spent:.0f}s of training so far)")
@@ -547,6 +552,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="step count (default: the preset's)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds of training in this process; 0 = no limit")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu", help="where the models train: cpu (default) or cuda")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's 16; more on a GPU)")
     ap.add_argument("--workers", type=int, default=1, help="processes generating the data")
     ap.add_argument("--save-every", type=int, default=250, help="write the folder (and checkpoint) every N steps")
     ap.add_argument("--checkpoint", default=None, help="training state file (optimiser, EMA, random state)")
@@ -573,12 +580,14 @@ def main(argv: list[str] | None = None) -> None:
     if a.teacher and not (Path(a.teacher) / "unet").is_dir():
         ap.error(f"--teacher {a.teacher!r} is not a trained shapes UNet folder (no unet/ in it)")
     torch.set_num_threads(a.threads)
-    overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("repeat_share", a.repeat_share),
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {a.device}: no CUDA device here")
+    overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("batch", a.batch), ("repeat_share", a.repeat_share),
                                    ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
-                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init)
+                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device)
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
 
 
