@@ -228,3 +228,29 @@ def test_the_two_model_shapes_table_compares_models_on_their_common_prompts(tmp_
     assert out.startswith("The 1 prompts every run scored")  # prompt 1 is not in the plain file
     assert "| `none` | 0.100 | 0.0 | 0 | (official) | (official) | (official) | 0.150 | 0.0 | 0 |" in out
     assert "| `refocus` | 0.100 | 0.0 | 100 | 0.600 | 100.0 | 100 | - | - | - |" in out
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation but hyphens dropped, spaces -> hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in text.splitlines() if line.startswith("#")}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_reaches_a_file_and_its_heading(page):
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"^[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path) if path else page
+        if not linked.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, broken
