@@ -260,6 +260,15 @@ def layout_blocks_mmdit(d: dict) -> str:
     return table(["block", *(f"s = {s}" for s in levels)], rows) + source(d, "layout_blocks_mmdit", get(d, "command"))
 
 
+def teacher_span(d: dict) -> str:
+    """benchmarks.teacher_span: each model's error against eps - x0 per flow time, and which is nearer."""
+    rows = [[str(get(r, "t")), num(get(r, "mmdit"), 4), num(get(r, "teacher"), 4),
+             "teacher" if (get(r, "teacher") or 1e9) < (get(r, "mmdit") or 1e9) else "MMDiT"]
+            for r in get(d, "rows", default=[])]
+    return table(["flow time t", "MMDiT (mean squared error)", "teacher", "nearer the truth"], rows) + \
+        source(d, "teacher_span", get(d, "command"))
+
+
 def shapes_passes(d: dict) -> str:
     c = get(d, "config", default={})
     head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
@@ -332,7 +341,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
-    "layout_blocks_mmdit": layout_blocks_mmdit, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
+    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {

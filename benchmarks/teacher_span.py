@@ -1,0 +1,78 @@
+"""Where a UNet teacher's velocity is nearer the truth than the MMDiT's: the evidence for ``TEACHER_SPAN``.
+
+    python3 -m benchmarks.teacher_span --scenes 64 --threads 2
+
+On held-out shapes scenes (seeds the training never drew), each clean latent is noised to flow time t
+with its own noise; the MMDiT's EMA weights (``--model``) and the teacher UNet (``--teacher``, read as
+``tools.shapes.train_mmdit.Teacher`` reads it, the span ignored) each predict v, and both are compared
+with the plain target eps - x0 (mean squared error). ``--teacher`` is used for the flow times where its
+error is the lower one. Prints a table and writes benchmarks/results/teacher_span.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TIMES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch
+
+    from tools.shapes import train_mmdit as T
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="models/shapes-mmdit")
+    ap.add_argument("--teacher", default="models/shapes-tiny")
+    ap.add_argument("--scenes", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=7, help="scene seeds seed * 10^7 .. (the models trained on seed 0)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS / "teacher_span.json"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    record = json.loads((Path(a.model) / "training.json").read_text())
+    p = {**T.PRESETS["cpu"], **record["config"], "n_scenes": a.scenes, "n_wide": 0, "teacher": a.teacher}
+    p.pop("init", None)
+    tr = T.Trainer(p, seed=a.seed)
+    T.warm_start(tr, a.model)
+    models = tr.ema or tr.models
+    for m in models:
+        m.eval()
+    data, g = tr.square, torch.Generator().manual_seed(0)
+    rows = []
+    for t0 in TIMES:
+        noise = torch.randn(a.scenes, 4, 32, 32, generator=g)
+        t, x0 = torch.full((a.scenes,), t0), T.to_latents(data.images)
+        xt, true = (1 - t0) * x0 + t0 * noise, noise - x0
+        with torch.no_grad():
+            seq, pooled = tr.embed(models, data.ids)
+            v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample.float()
+            k, inside = tr.teacher.timestep(t)
+            r = ((1 - t0) ** 2 + t0**2) ** 0.5
+            eps = tr.teacher.unet(xt / r, k, encoder_hidden_states=tr.teacher.text(data.teacher_ids)[0]).sample.float()
+        teacher = (eps - xt) / (1 - t0)
+        rows.append({"t": t0, "mmdit": round(float((v - true).pow(2).mean()), 4),
+                     "teacher": round(float((teacher - true).pow(2).mean()), 4), "teacher_levels": bool(inside.all())})
+    print(f"{'t':>5} {'MMDiT':>8} {'teacher':>8}  nearer")
+    for r in rows:
+        print(f"{r['t']:>5} {r['mmdit']:>8.4f} {r['teacher']:>8.4f}  {'teacher' if r['teacher'] < r['mmdit'] else 'MMDiT'}")
+    result = {"model": a.model, "teacher": a.teacher, "scenes": a.scenes,
+              "scene_seeds": f"{a.seed * 10**7} .. {a.seed * 10**7 + a.scenes - 1}", "span_used": list(T.TEACHER_SPAN),
+              "rows": rows, "command": " ".join(["python3 -m benchmarks.teacher_span", *(argv if argv is not None else sys.argv[1:])]),
+              "threads": a.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
