@@ -181,10 +181,10 @@ class Teacher:
         from transformers import AutoTokenizer, CLIPTextModel
 
         folder = Path(folder)
-        self.folder = str(folder)
-        self.unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32).eval()
-        self.text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32).eval()
-        self.unet.to(device).requires_grad_(False), self.text.to(device).requires_grad_(False)
+        self.unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+        self.text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32)
+        for m in (self.unet, self.text):
+            m.to(device).eval().requires_grad_(False)
         self.tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
         abar = DDPMScheduler.from_pretrained(folder / "scheduler").alphas_cumprod.double()
         self.log_snr = (abar / (1 - abar)).log().to(device)  # falls as the timestep grows
@@ -198,19 +198,21 @@ class Teacher:
         log_snr = 2 * torch.log((1 - t.double()) / t.double())
         table = self.log_snr.flip(0)  # rising
         inside = (log_snr >= table[0]) & (log_snr <= table[-1])
-        at = torch.searchsorted(table, log_snr.clamp(table[0], table[-1])).clamp(1, len(table) - 1)
-        lo, hi = table[at - 1], table[at]
-        frac = (log_snr.clamp(table[0], table[-1]) - lo) / (hi - lo)
-        return (len(table) - at - frac + 0.0).float(), inside  # rising index at - 1 + frac, read backwards
+        log_snr = log_snr.clamp(table[0], table[-1])
+        at = torch.searchsorted(table, log_snr).clamp(1, len(table) - 1)
+        frac = (log_snr - table[at - 1]) / (table[at] - table[at - 1])
+        return (len(table) - at - frac).float(), inside  # rising position at - 1 + frac, counted from the end
 
     @torch.no_grad()
-    def velocity(self, xt: torch.Tensor, t: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The teacher's ``eps - x0`` at the flow sample ``xt``; ``target`` (the plain one) where it does not apply."""
+    def velocity(self, xt: torch.Tensor, t: torch.Tensor, ids: torch.Tensor, target: torch.Tensor,
+                 span: tuple[float, float] = TEACHER_SPAN) -> torch.Tensor:
+        """The teacher's ``eps - x0`` at the flow sample ``xt``; ``target`` (the plain one) for flow times
+        outside ``span`` or the teacher's noise levels."""
         k, inside = self.timestep(t)
         tt = t.view(-1, 1, 1, 1)
         r = ((1 - tt) ** 2 + tt**2).sqrt()
         eps = self.unet(xt / r, k, encoder_hidden_states=self.text(ids)[0]).sample.float()
-        inside &= (t >= TEACHER_SPAN[0]) & (t <= TEACHER_SPAN[1])
+        inside &= (t >= span[0]) & (t <= span[1])
         return torch.where(inside.view(-1, 1, 1, 1), (eps - xt) / (1 - tt), target)
 
 
