@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# Issue 15's GPU check as one prepared command (a lent GPU only; CI never runs it):
-# SD 3.5 Medium- and FLUX.1-dev-sized transformers with random weights from their published configs, bf16,
-# 1024x1024, 28 steps - each method's time and peak memory against `none` - then FLUX.1-dev with model
-# offload (what a 24 GB card runs). Results: $OUT/renderer_gpu.json (tables on stdout).
+# Issue 15's GPU work as prepared commands (a lent GPU only; CI never runs them). Results land in $OUT.
 #
 #   bash benchmarks/gpu_transformers.sh prepare   # here: the wheels the GPU machine lacks, into .whl/
-#   bash benchmarks/gpu_transformers.sh run       # there: install them offline, then measure
+#   bash benchmarks/gpu_transformers.sh run       # there: SD 3.5 Medium / FLUX.1-dev time and memory
+#   bash benchmarks/gpu_transformers.sh train     # there: train the MMDiT shapes model, then the demo prompts
 #
-# The GPU machine has PyTorch, transformers and most of the stack but no diffusers or pydantic and no
-# network; `prepare` downloads this checkout's versions of what it needs for Python 3.12 on x86-64 and
+# `run`: SD 3.5 Medium- and FLUX.1-dev-sized transformers with random weights from their published configs,
+# bf16, 1024x1024, 28 steps - each method's time and peak memory against `none` - then FLUX.1-dev with
+# model offload (what a 24 GB card runs): $OUT/renderer_gpu.json. About 10 minutes.
+# `train`: the MMDiT shapes model from the shipped weights on 2x2 patches, grounded, taught by the UNet
+# shapes model, batch 128 for at most $BUDGET seconds (default 360), then the 30 demo prompts through the
+# CLI: $OUT/shapes-mmdit-gpu.tar.gz, $OUT/demo_mmdit_gpu.json and its contact sheet.
+#
+# The GPU machine has PyTorch, huggingface_hub and most of the stack but no diffusers or pydantic and no
+# network; `prepare` downloads this checkout's versions of what it lacks for Python 3.12 on x86-64, and
 # the device call carries .whl/ (git ignores it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=.whl
-NEED=(diffusers pydantic pydantic-core annotated-types typing-inspection transformers huggingface-hub tokenizers gguf)
+NEED=(diffusers pydantic pydantic-core annotated-types typing-inspection transformers tokenizers gguf click-default-group)
+OUT="${OUT:-/tmp/gpu-out}"
+
+install() {
+  python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')"
+  python3 -m pip install -q --no-index --no-deps "$WHEELS"/*.whl
+  python3 -m pip install -q --no-deps --no-build-isolation -e .
+  mkdir -p "$OUT"
+}
 
 case "${1:-}" in
   prepare)
@@ -25,16 +38,23 @@ case "${1:-}" in
     du -sh "$WHEELS"
     ;;
   run)
-    python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')"
-    python3 -m pip install -q --no-index --find-links "$WHEELS" --no-deps "$WHEELS"/*.whl
-    python3 -m pip install -q --no-deps --no-build-isolation -e .
-    out="${OUT:-benchmarks/results}"
-    python3 -m benchmarks.renderer --suite sd35_medium flux1_dev --device cuda --out "$out/renderer_gpu.json"
+    install
+    python3 -m benchmarks.renderer --suite sd35_medium flux1_dev --device cuda --out "$OUT/renderer_gpu.json"
     python3 -m benchmarks.renderer --suite flux1_dev --device cuda --offload model --methods none refocus \
-      --out "$out/renderer_gpu.json"
+      --out "$OUT/renderer_gpu.json"
+    ;;
+  train)
+    install
+    model="$OUT/shapes-mmdit-gpu"
+    python3 -m tools.shapes.train_mmdit --preset cpu --device cuda --batch 128 --patch 2 --ground \
+      --teacher models/shapes-tiny --repeat-share 0.35 --n-wide 6000 --wide-share 0.3 --init models/shapes-mmdit \
+      --steps 6000 --time-budget "${BUDGET:-360}" --save-every 1000 --out "$model"
+    cp models/shapes-mmdit/guidance.json "$model/"
+    python3 -m benchmarks.demo --model "$model" --out "$OUT/demo_mmdit_gpu.json" --sheet "$OUT/demo_mmdit_gpu.png"
+    tar -C "$OUT" -czf "$OUT/shapes-mmdit-gpu.tar.gz" shapes-mmdit-gpu && rm -rf "$model"
     ;;
   *)
-    echo "usage: bash benchmarks/gpu_transformers.sh prepare|run" >&2
+    echo "usage: bash benchmarks/gpu_transformers.sh prepare|run|train" >&2
     exit 2
     ;;
 esac
