@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
         if a.sheet:
             sheet(per[methods[0]], Path(a.sheet))
     finally:
-        images = {m: [r.pop("image") for r in recs] for m, recs in per.items()}
+        for rec in (r for recs in per.values() for r in recs):
+            rec.pop("image")  # pixels: in the contact sheet, not in the results JSON
         shutil.rmtree(work, ignore_errors=True)
     threads = next((r["settings"]["threads"] for recs in per.values() for r in recs if "settings" in r), None)
     guidance = json.loads(Path(a.guidance_json).read_text()) if a.guidance_json else \
