@@ -262,8 +262,7 @@ def layout_blocks_mmdit(d: dict) -> str:
 
 def teacher_span(d: dict) -> str:
     """benchmarks.teacher_span: each model's error against eps - x0 per flow time, and which is nearer."""
-    rows = [[str(get(r, "t")), num(get(r, "mmdit"), 4), num(get(r, "teacher"), 4),
-             "teacher" if (get(r, "teacher") or 1e9) < (get(r, "mmdit") or 1e9) else "MMDiT"]
+    rows = [[str(get(r, "t")), num(get(r, "mmdit"), 4), num(get(r, "teacher"), 4), get(r, "nearer", default="-")]
             for r in get(d, "rows", default=[])]
     return table(["flow time t", "MMDiT (mean squared error)", "teacher", "nearer the truth"], rows) + \
         source(d, "teacher_span", get(d, "command"))

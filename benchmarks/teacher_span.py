@@ -46,20 +46,23 @@ def main(argv: list[str] | None = None) -> dict:
     for m in models:
         m.eval()
     data, g = tr.square, torch.Generator().manual_seed(0)
+    x0 = T.to_latents(data.images)
+    with torch.no_grad():
+        seq, pooled = tr.embed(models, data.ids)  # the same captions at every flow time
     rows = []
     for t0 in TIMES:
         noise = torch.randn(a.scenes, 4, 32, 32, generator=g)
-        t, x0 = torch.full((a.scenes,), t0), T.to_latents(data.images)
+        t = torch.full((a.scenes,), t0)
         xt, true = (1 - t0) * x0 + t0 * noise, noise - x0
         with torch.no_grad():
-            seq, pooled = tr.embed(models, data.ids)
             v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample.float()
             teacher = tr.teacher.velocity(xt, t, data.teacher_ids, torch.full_like(true, float("nan")), span=(0.0, 1.0))
-        rows.append({"t": t0, "mmdit": round(float((v - true).pow(2).mean()), 4),
-                     "teacher": round(float((teacher - true).pow(2).mean()), 4)})  # NaN: beyond its noise levels
+        mmdit, taught = float((v - true).pow(2).mean()), float((teacher - true).pow(2).mean())  # NaN: beyond its levels
+        rows.append({"t": t0, "mmdit": round(mmdit, 4), "teacher": round(taught, 4),
+                     "nearer": "teacher" if taught < mmdit else "MMDiT"})
     print(f"{'t':>5} {'MMDiT':>8} {'teacher':>8}  nearer")
     for r in rows:
-        print(f"{r['t']:>5} {r['mmdit']:>8.4f} {r['teacher']:>8.4f}  {'teacher' if r['teacher'] < r['mmdit'] else 'MMDiT'}")
+        print(f"{r['t']:>5} {r['mmdit']:>8.4f} {r['teacher']:>8.4f}  {r['nearer']}")
     result = {"model": a.model, "teacher": a.teacher, "scenes": a.scenes,
               "scene_seeds": f"{a.seed * 10**7} .. {a.seed * 10**7 + a.scenes - 1}", "span_used": list(T.TEACHER_SPAN),
               "rows": rows, "command": " ".join(["python3 -m benchmarks.teacher_span", *(argv if argv is not None else sys.argv[1:])]),

@@ -186,6 +186,7 @@ class Teacher:
         for m in (self.unet, self.text):
             m.to(device).eval().requires_grad_(False)
         self.tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        self.empty = self.ids([""]).to(device)  # what a dropped caption reads, tokenised once
         abar = DDPMScheduler.from_pretrained(folder / "scheduler").alphas_cumprod.double()
         self.log_snr = (abar / (1 - abar)).log().to(device)  # falls as the timestep grows
 
@@ -307,8 +308,8 @@ class Trainer:
         v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
         target = noise - x0
         if self.teacher is not None and teach:
-            empty = self.teacher.ids([""]).to(x0.device).expand(len(idx), -1)
-            target = self.teacher.velocity(xt, t, torch.where(drop[:, None], empty, data.teacher_ids[idx]), target)
+            ids_t = torch.where(drop[:, None], self.teacher.empty, data.teacher_ids[idx])
+            target = self.teacher.velocity(xt, t, ids_t, target)
         out["flow"] = (v.float() - target).pow(2).mean()
         if self.maps:
             m = data.masks[idx]
