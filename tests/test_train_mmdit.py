@@ -321,3 +321,31 @@ def test_cuda_without_a_gpu_is_one_usage_line(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         tm.main(["--preset", "test", "--device", "cuda"])
     assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+def test_adaln_zero_starts_every_block_as_the_identity_and_the_output_at_zero():
+    torch.manual_seed(0)
+    model = tm.build_parts(tm.PRESETS["test"])["transformer"].eval()
+    tm.adaln_zero_init(model)
+    x, text = torch.randn(2, 4, 8, 8), torch.randn(2, 5, tm.PRESETS["test"]["t5_dim"])
+    pooled, t = torch.randn(2, 2 * tm.PRESETS["test"]["clip_hidden"]), torch.tensor([100.0, 900.0])
+    with torch.no_grad():
+        assert model(x, encoder_hidden_states=text, pooled_projections=pooled, timestep=t).sample.abs().max() == 0
+        hidden, context = model.pos_embed(x), model.context_embedder(text)
+        temb = model.time_text_embed(t, pooled)
+        ctx_out, hid_out = model.transformer_blocks[0](hidden_states=hidden, encoder_hidden_states=context, temb=temb)
+    assert torch.equal(hid_out, hidden) and torch.equal(ctx_out, context)
+    stamp = model.time_text_embed.timestep_embedder.linear_1.weight.detach()
+    assert 0.01 < float(stamp.std()) < 0.03  # N(0, 0.02), not Xavier
+    q = model.transformer_blocks[0].attn.to_q.weight.detach()  # Xavier-uniform: bound sqrt(6 / (fan_in + fan_out))
+    assert float(q.abs().max()) <= (6 / sum(q.shape)) ** 0.5 and float(q.std()) > 0.5 * (2 / sum(q.shape)) ** 0.5
+    assert model.transformer_blocks[0].attn.to_q.bias.abs().max() == 0
+
+
+def test_init_weights_option_reaches_the_trainer_and_its_record(tmp_path):
+    fresh = tm.Trainer({**tm.PRESETS["test"], "init_weights": "adaln-zero", "ema": 0.9}, seed=0)
+    assert fresh.models[0].proj_out.weight.abs().max() == 0 and fresh.ema[0].proj_out.weight.abs().max() == 0
+    assert tm.Trainer(tm.PRESETS["test"], seed=0).models[0].proj_out.weight.abs().max() > 0
+    tm.main(["--preset", "test", "--steps", "1", "--init-weights", "adaln-zero", "--save-every", "0",
+             "--out", str(tmp_path / "m")])
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["config"]["init_weights"] == "adaln-zero"

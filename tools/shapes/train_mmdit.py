@@ -131,6 +131,31 @@ def build_parts(p: dict) -> dict:
                 tokenizer=toks[0], tokenizer_2=toks[1], tokenizer_3=tok5)
 
 
+def adaln_zero_init(transformer) -> None:
+    """DiT's initialisation (facebookresearch/DiT ``initialize_weights``; SD 3's MMDiT builds on DiT), in place.
+
+    Why: diffusers builds the MMDiT with PyTorch's default layer init, so at step 0 every joint block already
+    adds a random residual and the output layer a random velocity. DiT's "adaLN-Zero" makes each block start
+    as the identity (its modulation, hence its gates, zero) and the output zero, with Xavier-uniform linear
+    layers (the patch embedding treated as one), zero biases and N(0, 0.02) time-embedding weights."""
+    for module in transformer.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    patch = transformer.pos_embed.proj
+    torch.nn.init.xavier_uniform_(patch.weight.data.view(patch.weight.shape[0], -1))
+    torch.nn.init.zeros_(patch.bias)
+    stamp = transformer.time_text_embed.timestep_embedder
+    for layer in (stamp.linear_1, stamp.linear_2):
+        torch.nn.init.normal_(layer.weight, std=0.02)
+    zeroed = [b.norm1.linear for b in transformer.transformer_blocks]
+    zeroed += [b.norm1_context.linear for b in transformer.transformer_blocks]
+    for layer in zeroed + [transformer.norm_out.linear, transformer.proj_out]:
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+
+
 def scheduler(shift: float = 1.0):
     """SD 3's sampler; shift 1 (SD 3 shifts by 3 at 1024 px, where more pixels make each noise level easier)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -247,6 +272,8 @@ class Trainer:
         self.teacher = Teacher(p["teacher"], self.device) if p.get("teacher") else None
         torch.manual_seed(seed)
         self.parts = build_parts(p)
+        if p.get("init_weights") == "adaln-zero":
+            adaln_zero_init(self.parts["transformer"])
         self.empty = [self._ids(k, [""]).to(self.device) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.square = self.scenes(*square)
         self.wide = self.scenes(*wide) if wide else None
@@ -572,6 +599,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--teacher", default=None,
                     help="a trained shapes UNet folder (models/shapes-tiny) whose noise estimate becomes the flow "
                          "target: a deviation from SD 3's plain recipe, see Teacher")
+    ap.add_argument("--init-weights", choices=("diffusers", "adaln-zero"), default=None,
+                    help="a fresh transformer's start: diffusers' layer defaults (the preset's) or DiT's "
+                         "adaLN-Zero initialisation (see adaln_zero_init)")
     ap.add_argument("--ground", action="store_true",
                     help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
                          "a deviation from SD 3's plain recipe, see the module docstring")
@@ -586,7 +616,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {a.device}: no CUDA device here")
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("batch", a.batch), ("repeat_share", a.repeat_share),
-                                   ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher))
+                                   ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher),
+                                   ("init_weights", a.init_weights))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
