@@ -32,7 +32,9 @@ Data, tokenizer words, the pixel "VAE"
 ``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
 the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
 about 2.7 times cheaper on a CPU; ``--init FOLDER`` starts from an earlier
-run's text encoders and joint blocks (a warm start across patch sizes).
+run's text encoders and joint blocks (a warm start across patch sizes);
+``--init-weights adaln-zero`` starts a fresh transformer as DiT does (measured no better by step 4,000:
+docs/renderer.md).
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short
