@@ -9,7 +9,8 @@
 # bf16, 1024x1024, 28 steps - each method's time and peak memory against `none` - then FLUX.1-dev with
 # model offload (what a 24 GB card runs): $OUT/renderer_gpu.json. About 10 minutes.
 # `train`: the MMDiT shapes model from the shipped weights on 2x2 patches, grounded, taught by the UNet
-# shapes model, batch 128 for at most $BUDGET seconds (default 360), then the 30 demo prompts through the
+# shapes model, batch 128 for at most $BUDGET seconds (default 360; the step count fitted to it after 50
+# steps, so the learning-rate decay runs), then the 30 demo prompts through the
 # CLI: $OUT/shapes-mmdit-gpu.tar.gz, $OUT/demo_mmdit_gpu.json and its contact sheet.
 #
 # The GPU machine has PyTorch, huggingface_hub and most of the stack but no diffusers or pydantic and no
@@ -48,7 +49,7 @@ case "${1:-}" in
     model="$OUT/shapes-mmdit-gpu"
     python3 -m tools.shapes.train_mmdit --preset cpu --device cuda --batch 128 --patch 2 --ground \
       --teacher models/shapes-tiny --repeat-share 0.35 --n-wide 6000 --wide-share 0.3 --init models/shapes-mmdit \
-      --steps 6000 --time-budget "${BUDGET:-360}" --save-every 1000 --out "$model"
+      --steps 6000 --time-budget "${BUDGET:-360}" --fit-budget --save-every 1000 --out "$model"
     cp models/shapes-mmdit/guidance.json "$model/"
     python3 -m benchmarks.demo --model "$model" --out "$OUT/demo_mmdit_gpu.json" --sheet "$OUT/demo_mmdit_gpu.png"
     tar -C "$OUT" -czf "$OUT/shapes-mmdit-gpu.tar.gz" shapes-mmdit-gpu && rm -rf "$model"

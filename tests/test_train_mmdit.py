@@ -349,3 +349,30 @@ def test_init_weights_option_reaches_the_trainer_and_its_record(tmp_path):
     tm.main(["--preset", "test", "--steps", "1", "--init-weights", "adaln-zero", "--save-every", "0",
              "--out", str(tmp_path / "m")])
     assert json.loads((tmp_path / "m" / "training.json").read_text())["config"]["init_weights"] == "adaln-zero"
+
+
+def test_steps_within_a_budget_hand_checked():
+    # 50 steps in 10 s = 5 steps/s; 90 s left at 90 % -> 81 s -> 405 more steps
+    assert tm.steps_within(50, 50, 10.0, 100.0) == 455
+    assert tm.steps_within(50, 50, 10.0, 100.0, margin=1.0) == 500
+    assert tm.steps_within(50, 50, 120.0, 100.0) == 51  # already over: one more step, not fewer than done
+
+
+def test_fit_budget_shortens_the_run_so_its_decay_ends_inside_the_budget(monkeypatch):
+    clock = [0.0]
+    step = tm.Trainer.step
+
+    def slow_step(self):  # every step takes 2 s of the fake clock
+        clock[0] += 2.0
+        return step(self)
+
+    monkeypatch.setattr(tm.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(tm.Trainer, "step", slow_step)
+    monkeypatch.setattr(tm, "FIT_AFTER", 5)
+    rec = tm.train("test", None, seed=0, steps=1000, time_budget=30.0, fit_budget=True, **QUIET)
+    # 5 steps in 10 s: (30 - 10) * 0.9 * 5 / 10 = 9 more -> 14 steps (28 s of the 30), decaying from step
+    # int(14 * 0.8) = 11, so the last (index 13) runs at a third of the peak; unfitted, it would be the peak
+    assert rec["steps"] == 14 and rec["config"]["steps"] == 14 and clock[0] <= 30.0
+    assert rec["config"]["fitted_to_budget"] == {"asked": 1000, "timed_steps": 5, "timed_s": 10.0}
+    assert rec["loss_curve"][-1]["step"] == 14
+    assert rec["loss_curve"][-1]["lr"] == pytest.approx(tm.PRESETS["test"]["lr"] / 3, rel=1e-3)

@@ -190,6 +190,18 @@ def lr_at(step: int, p: dict) -> float:
     return p["lr"] * min(1.0, (step + 1) / p["warmup"])
 
 
+FIT_AFTER = 50  # --fit-budget: steps timed before the step count is fitted to the time budget
+
+
+def steps_within(done: int, timed_steps: int, timed_s: float, budget_s: float, margin: float = 0.9) -> int:
+    """The step count a run that has made ``done`` steps reaches inside ``budget_s`` seconds, at the rate of
+    ``timed_steps`` steps in its first ``timed_s`` seconds (``margin`` leaves room for evaluations and saves).
+
+    Why: a run stopped by its time budget stops before its learning-rate decay, which gave the 2x2 run its
+    largest single drop; fitting the step count first lets the decay end inside the budget."""
+    return done + max(1, int((budget_s - timed_s) * margin * timed_steps / timed_s))
+
+
 class Teacher:
     """A trained shapes UNet (eps prediction on DDPM noise levels) read as a rectified-flow target.
 
@@ -512,7 +524,8 @@ def warm_start(tr: Trainer, folder: str | Path) -> list[str]:
 def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0, steps: int | None = None,
           time_budget: float | None = None, workers: int = 1, save_every: int = 0,
           checkpoint: str | Path | None = None, resume: bool = False, log=print,
-          overrides: dict | None = None, init: str | Path | None = None, device: str = "cpu") -> dict:
+          overrides: dict | None = None, init: str | Path | None = None, device: str = "cpu",
+          fit_budget: bool = False) -> dict:
     """Train and (if ``out``) save the folder; returns the run record (also ``training.json``).
 
     Stops at ``steps`` (default: the preset's) or after ``time_budget`` seconds of training in this
@@ -520,7 +533,8 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     (with the folder) and read back first when ``resume``. ``overrides`` replace preset entries
     (``patch``, ``lr``, ``batch``, ``repeat_share``, ``n_wide`` / ``wide_share``, ``teacher``, ``GROUNDING``'s
     keys); ``init`` warm-starts from a trained folder (``warm_start``); ``device`` runs the models there (the
-    batches are drawn on the CPU, so a run draws the same numbers on any device).
+    batches are drawn on the CPU, so a run draws the same numbers on any device); ``fit_budget`` shortens
+    ``steps`` after the first ``FIT_AFTER`` steps to what the budget allows (``steps_within``, recorded).
     """
     p = {**PRESETS[preset_name], **(overrides or {})}
     started_from = _init_record(init)  # read once: the run may write over that folder (--init = --out)
@@ -542,6 +556,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
     evals = {"start": tr.eval_loss()} if tr.n_step == 0 else {}
     every = max(1, min(100, p["steps"] // 20))
     hist: list[dict[str, float]] = []
+    first = tr.n_step
     t0 = time.perf_counter()
 
     def elapsed() -> float:
@@ -559,6 +574,13 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
 
     while tr.n_step < p["steps"] and not (budget and time.perf_counter() - t0 > budget):
         hist.append(tr.step())
+        if fit_budget and budget and tr.n_step - first == FIT_AFTER:
+            timed = time.perf_counter() - t0
+            fitted = steps_within(tr.n_step, FIT_AFTER, timed, budget)
+            if fitted < p["steps"]:
+                p["fitted_to_budget"] = {"asked": p["steps"], "timed_steps": FIT_AFTER, "timed_s": round(timed, 1)}
+                p["steps"] = fitted
+                log(f"{FIT_AFTER} steps took {timed:.1f}s: {fitted} steps fit the {budget:.0f}s budget")
         if tr.n_step % every == 0 or tr.n_step == p["steps"]:
             mean = {k: round(float(np.mean([h[k] for h in hist[-every:]])), 5) for k in hist[-1] if k != "total"}
             curve.append({"step": tr.n_step, "loss": mean.pop("flow"), **mean,
@@ -583,6 +605,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="step count (default: the preset's)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds of training in this process; 0 = no limit")
+    ap.add_argument("--fit-budget", action="store_true",
+                    help=f"after {FIT_AFTER} steps, shorten --steps to what --time-budget allows at that rate, "
+                         "so the learning-rate decay ends inside the budget (the fitted count is recorded)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="where the models train: cpu (default) or cuda")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's 16; more on a GPU)")
@@ -623,7 +648,8 @@ def main(argv: list[str] | None = None) -> None:
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
-                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device)
+                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device,
+                fit_budget=a.fit_budget)
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
 
 
