@@ -104,7 +104,8 @@ def test_overrides_and_init_are_recorded_and_build_the_model_they_name(trained, 
 
 
 @pytest.mark.parametrize("argv, says", [(["--patch", "3"], "invalid choice: 3"),
-                                        (["--init", "/no/such/folder"], "is not a trained folder")])
+                                        (["--init", "/no/such/folder"], "is not a trained folder"),
+                                        (["--fit-budget", "--time-budget", "0"], "--fit-budget needs a time budget")])
 def test_bad_arguments_stop_with_one_usage_line(argv, says, capsys):
     with pytest.raises(SystemExit) as exc:
         tm.main(["--preset", "test", *argv])

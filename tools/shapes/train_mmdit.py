@@ -635,6 +635,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.init and not (Path(a.init) / "transformer").is_dir():
         ap.error(f"--init {a.init!r} is not a trained folder (no transformer/ in it)")
+    if a.fit_budget and a.time_budget == 0:
+        ap.error("--fit-budget needs a time budget (--time-budget 0 means none)")
     if bool(a.n_wide) != bool(a.wide_share):
         ap.error("--n-wide and --wide-share go together")
     if a.teacher and not (Path(a.teacher) / "unet").is_dir():
