@@ -94,18 +94,20 @@ PRESETS: dict[str, dict] = {
 # the model's parts, from a preset
 # ---------------------------------------------------------------------------
 
-def transformer_config(p: dict) -> dict:
-    """An SD 3 MMDiT for the 32x32x4 pixel latent: 2x2 patches (a 16x16 grid) unless the preset says
-    ``patch``, SD 3.0's plain joint blocks; positions for the wide canvas's grid (64 latent pixels a side)."""
-    dim = p["heads"] * p["head_dim"]
-    return dict(sample_size=32, patch_size=p.get("patch", 2), in_channels=4, out_channels=4, num_layers=p["layers"],
-                attention_head_dim=p["head_dim"], num_attention_heads=p["heads"], joint_attention_dim=p["t5_dim"],
-                caption_projection_dim=dim, pooled_projection_dim=2 * p["clip_hidden"],
-                pos_embed_max_size=64 // p.get("patch", 2))
+def transformer_config(p: dict, latent: tuple[int, int] = (4, 32)) -> dict:
+    """An SD 3 MMDiT for a square latent of ``latent`` = (channels, side): the 32x32x4 pixel latent unless
+    ``--vae`` gives another; 2x2 patches unless the preset says ``patch``, SD 3.0's plain joint blocks;
+    positions for the wide canvas's grid (twice the side)."""
+    dim, (channels, side), patch = p["heads"] * p["head_dim"], latent, p.get("patch", 2)
+    return dict(sample_size=side, patch_size=patch, in_channels=channels, out_channels=channels,
+                num_layers=p["layers"], attention_head_dim=p["head_dim"], num_attention_heads=p["heads"],
+                joint_attention_dim=p["t5_dim"], caption_projection_dim=dim, pooled_projection_dim=2 * p["clip_hidden"],
+                pos_embed_max_size=2 * side // patch)
 
 
-def build_parts(p: dict) -> dict:
-    """Random-weight transformer, text encoders and tokenizers (every shapes word one token in each)."""
+def build_parts(p: dict, latent: tuple[int, int] = (4, 32)) -> dict:
+    """Random-weight transformer (for a latent of (channels, side)), text encoders and tokenizers (every
+    shapes word one token in each)."""
     from diffusers import SD3Transformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5EncoderModel
 
@@ -128,7 +130,7 @@ def build_parts(p: dict) -> dict:
             max_position_embeddings=p["clip_length"], projection_dim=h, bos_token_id=0, eos_token_id=1,
             pad_token_id=1, hidden_act="quick_gelu"))
 
-    return dict(transformer=SD3Transformer2DModel(**transformer_config(p)), text_encoder=clip(), text_encoder_2=clip(),
+    return dict(transformer=SD3Transformer2DModel(**transformer_config(p, latent)), text_encoder=clip(), text_encoder_2=clip(),
                 text_encoder_3=T5EncoderModel(tiny_t5_config(len(tok5), p["t5_dim"], p["t5_layers"], 4)),
                 tokenizer=toks[0], tokenizer_2=toks[1], tokenizer_3=tok5)
 
@@ -163,6 +165,31 @@ def scheduler(shift: float = 1.0):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+
+
+def load_vae(folder: str | Path):
+    """A trained shapes AutoencoderKL (``tools.shapes.train_vae``), frozen, fp32, on the CPU."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).eval().requires_grad_(False)
+
+
+def latent_shape(vae) -> tuple[int, int]:
+    """(channels, side) of a square scene's latent: the pixel VAE's 4 x 32, or the learned VAE's."""
+    if vae is None:
+        return 4, 32
+    return vae.config.latent_channels, 64 // 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+@torch.no_grad()
+def encode(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """uint8 scenes (N, H, W, 3) -> SD 3-normalised mean latents ((z - shift_factor) * scaling_factor),
+    encoded once before training, as the VAE is frozen (the mean: its KL term leaves the spread tiny)."""
+    from .train_vae import to_pixels
+
+    cfg = vae.config
+    z = torch.cat([vae.encode(to_pixels(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
+    return (z - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
 
 
 class GroundingProcessor(SD3Processor):
@@ -264,13 +291,18 @@ class Teacher:
 class Scenes:
     """Training scenes of one canvas shape: uint8 images (N, H, W, 3), caption ids of each tokenizer,
     name-token positions (N, 2, K; ``Trainer.name_tokens``), mask shares at half resolution (N, K, H/2, W/2)
-    and, with a teacher, its tokenizer's caption ids."""
+    and, with a teacher, its tokenizer's caption ids; with ``--vae``, the scenes' latents (N, C, h, w), encoded once."""
 
     images: torch.Tensor
     ids: list[torch.Tensor]
     names: torch.Tensor
     masks: torch.Tensor
     teacher_ids: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+
+    def x0(self, idx: torch.Tensor) -> torch.Tensor:
+        """The clean latents of rows ``idx``: the learned VAE's, or the pixel VAE's (the render itself)."""
+        return self.latents[idx] if self.latents is not None else to_latents(self.images[idx])
 
 
 class Trainer:
@@ -284,8 +316,9 @@ class Trainer:
         wide = generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, workers, recipe, width=64) if p.get("n_wide") else None
         self.data_s = time.perf_counter() - t0
         self.teacher = Teacher(p["teacher"], self.device) if p.get("teacher") else None
+        self.vae = load_vae(p["vae"]) if p.get("vae") else None
         torch.manual_seed(seed)
-        self.parts = build_parts(p)
+        self.parts = build_parts(p, latent_shape(self.vae))
         if p.get("init_weights") == "adaln-zero":
             adaln_zero_init(self.parts["transformer"])
         self.empty = [self._ids(k, [""]).to(self.device) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
@@ -312,10 +345,12 @@ class Trainer:
 
     def scenes(self, images, captions, objects, masks) -> Scenes:
         dev = self.device
-        return Scenes(torch.from_numpy(images).to(dev),
+        images = torch.from_numpy(images)
+        return Scenes(images.to(dev),
                       [self._ids(k, captions).to(dev) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")],
                       self.name_tokens(captions, objects).to(dev), torch.from_numpy(masks).to(dev),
-                      self.teacher.ids(captions).to(dev) if self.teacher else None)
+                      self.teacher.ids(captions).to(dev) if self.teacher else None,
+                      encode(self.vae, images).to(dev) if self.vae is not None else None)
 
     def name_tokens(self, captions: list[str], objects: list[list[str]]) -> torch.Tensor:
         """Each object's name-token position in the joint text sequence, (N, 2, K): row 0 in the CLIP part
@@ -336,7 +371,7 @@ class Trainer:
         when there is one and ``teach``) and, with grounding, the null-state and attention losses;
         "total" is what is minimised."""
         p = self.p
-        x0 = to_latents(data.images[idx])
+        x0 = data.x0(idx)
         ids = [torch.where(drop[:, None], e.expand(len(idx), -1), a[idx]) for a, e in zip(data.ids, self.empty)]
         seq, pooled = self.embed(models, ids)
         names = torch.where(drop[:, None, None], -1, data.names[idx])  # (B, 2, K)
@@ -385,7 +420,7 @@ class Trainer:
         data = self.wide if wide else self.square
         idx = torch.randint(0, len(data.images), (b,), generator=g)
         t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
-        noise = torch.randn(b, 4, *data.images.shape[1:3], generator=g)
+        noise = torch.randn(b, *data.x0(idx[:1]).shape[1:], generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
         drawn = [idx, t, noise, drop] + ([torch.rand(b, generator=g) < self.p["isolate"]] if self.p.get("isolate") else [])
         return (data, *(x.to(self.device) for x in drawn))
@@ -412,7 +447,7 @@ class Trainer:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(0, len(self.square.images), (n,), generator=g)
         t = torch.linspace(0.05, 0.95, n)
-        noise = torch.randn(n, 4, 32, 32, generator=g)
+        noise = torch.randn(n, *self.square.x0(idx[:1]).shape[1:], generator=g)
         models = self.ema or self.models
         for m in models:
             m.eval()
@@ -442,7 +477,8 @@ class Trainer:
 
 
 def save_folder(out: str | Path, tr: Trainer, record: dict) -> None:
-    """A diffusers StableDiffusion3Pipeline folder (fp16 weights, fp32 pixel VAE) plus ``training.json``."""
+    """A diffusers StableDiffusion3Pipeline folder (fp16 weights, fp32 VAE: the pixel one or ``--vae``'s)
+    plus ``training.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = tr.ema or tr.models
@@ -453,7 +489,7 @@ def save_folder(out: str | Path, tr: Trainer, record: dict) -> None:
         torch.nn.Module.to(half, torch.float16)  # (diffusers' own ``to`` warns about fp32-only modules it has none of)
         half.save_pretrained(out / name)
         index[name] = ["diffusers" if name == "transformer" else "transformers", type(m).__name__]
-    pixel_vae().save_pretrained(out / "vae")
+    (tr.vae or pixel_vae()).save_pretrained(out / "vae")
     for name in ("tokenizer", "tokenizer_2", "tokenizer_3"):
         tr.parts[name].save_pretrained(str(out / name))
         index[name] = ["transformers", type(tr.parts[name]).__name__]
@@ -488,7 +524,9 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
                  "wide": ({"seeds": f"{seed * 10**7 + WIDE_SEEDS} .. {seed * 10**7 + WIDE_SEEDS + tr.p['n_wide'] - 1}",
                            "size": "32x64 (height x width)", "share_of_batches": tr.p["wide_share"]}
                           if tr.wide is not None else None),
-                 "latent": "32x32 (or 32x64) render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent"},
+                 "latent": (f"the learned VAE {tr.p['vae']}'s mean latent of the 64x64 render, shifted and scaled "
+                            "by its shift_factor and scaling_factor" if tr.vae is not None else
+                            "32x32 (or 32x64) render as RGB in [-1, 1] + a zero channel = the pixel VAE's latent")},
         "init": started_from,
         "vocabulary": vocabulary(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -615,8 +653,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=250, help="write the folder (and checkpoint) every N steps")
     ap.add_argument("--checkpoint", default=None, help="training state file (optimiser, EMA, random state)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
-    ap.add_argument("--patch", type=int, default=None, choices=(2, 4),
-                    help="patch size on the 32x32 latent: 2 (the preset's, a 16x16 grid) or 4 (8x8)")
+    ap.add_argument("--patch", type=int, default=None, choices=(1, 2, 4),
+                    help="patch size: 2 (the preset's; on the 32x32 pixel latent a 16x16 grid), 4, or 1 (with --vae)")
+    ap.add_argument("--vae", default=None,
+                    help="a trained shapes AutoencoderKL folder (tools.shapes.train_vae): the transformer denoises "
+                         "its latent, as SD 3 does its VAE's, instead of the pixel latent")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--init", default=None, help="trained folder to warm-start from (weights whose shapes agree)")
     ap.add_argument("--repeat-share", type=float, default=None,
@@ -639,6 +680,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--fit-budget needs a time budget (--time-budget 0 means none)")
     if bool(a.n_wide) != bool(a.wide_share):
         ap.error("--n-wide and --wide-share go together")
+    if a.vae and not (Path(a.vae) / "config.json").is_file():
+        ap.error(f"--vae {a.vae!r} is not an AutoencoderKL folder (no config.json in it)")
+    if a.vae and a.teacher:
+        ap.error("--teacher gives targets in the pixel latent; it does not go with --vae")
     if a.teacher and not (Path(a.teacher) / "unet").is_dir():
         ap.error(f"--teacher {a.teacher!r} is not a trained shapes UNet folder (no unet/ in it)")
     torch.set_num_threads(a.threads)
@@ -646,7 +691,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--device {a.device}: no CUDA device here")
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("batch", a.batch), ("repeat_share", a.repeat_share),
                                    ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher),
-                                   ("init_weights", a.init_weights))
+                                   ("init_weights", a.init_weights), ("vae", a.vae))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,

@@ -1,0 +1,92 @@
+"""The shapes world's learned latent (tools/shapes/train_vae.py) and the MMDiT trained in it (``--vae``):
+the autoencoder learns, normalises its latents as SD 3's VAE does, and a transformer trained on them saves a
+folder the renderer draws with at the autoencoder's scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tools.shapes import train_mmdit as tm
+from tools.shapes import train_vae as tv
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+QUIET = dict(log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae") / "v"
+    return out, tv.train({**tv.PRESETS["test"], "steps": 30, "n_scenes": 32}, out, seed=0, **QUIET)
+
+
+def test_pixels_are_doubled_onto_the_renderers_canvas():
+    scene = torch.tensor([[[[0, 255, 127]]]], dtype=torch.uint8)  # one pixel, (N, H, W, 3)
+    x = tv.to_pixels(scene)
+    assert x.shape == (1, 3, 2, 2)
+    assert x[0, :, 1, 1].tolist() == pytest.approx([-1.0, 1.0, 127 / 127.5 - 1])
+    assert torch.equal(x[..., 0, 0], x[..., 1, 0])
+
+
+def test_training_lowers_the_reconstruction_error_and_records_it(vae_folder):
+    out, rec = vae_folder
+    first, last = rec["loss_curve"][0]["l1"], rec["loss_curve"][-1]["l1"]
+    assert rec["steps"] == 30 and last < 0.8 * first
+    saved = json.loads((out / "training.json").read_text())
+    assert saved["held_out_l1"] == rec["held_out_l1"] < first
+    assert tm.latent_shape(tm.load_vae(out)) == (4, 8)  # four blocks: 64 / 8 a side
+
+
+def test_latents_come_out_zero_mean_unit_spread_as_sd3_normalises_them(vae_folder):
+    out, rec = vae_folder
+    vae = tm.load_vae(out)
+    assert vae.config.shift_factor == rec["latent"]["shift_factor"]
+    images = torch.from_numpy(tm.generate(32, 0, 32)[0])  # the scenes the statistics were taken on
+    z = tm.encode(vae, images)
+    assert z.shape == (32, 4, 8, 8)
+    assert abs(float(z.mean())) < 1e-4 and float(z.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_kl_term_is_the_posteriors_divergence_per_pixel():
+    vae = tv.build_vae(tv.PRESETS["test"])
+    x = torch.zeros(2, 3, 64, 64)
+    with torch.no_grad():
+        post = vae.encode(x).latent_dist
+        mean, var = post.mean, post.var
+        by_hand = 0.5 * (mean**2 + var - 1 - var.log()).sum((1, 2, 3)).mean() / (3 * 64 * 64)
+        torch.manual_seed(0)
+        out = tv.vae_loss(vae, x, kl_weight=2.0)
+    assert float(out["kl"]) == pytest.approx(float(by_hand), rel=1e-4)
+    assert float(out["total"]) == pytest.approx(float(out["l1"] + 2.0 * out["kl"]), rel=1e-5)
+
+
+def test_an_mmdit_trained_in_the_learned_latent_saves_that_vae_and_renders(vae_folder, tmp_path):
+    from plan_and_render import renderer
+
+    vae_dir, _ = vae_folder
+    out = tmp_path / "m"
+    rec = tm.train("test", out, seed=0, steps=8, overrides={"vae": str(vae_dir), "patch": 1}, **QUIET)
+    assert rec["eval_loss"]["end"] < rec["eval_loss"]["start"]
+    assert "learned VAE" in rec["data"]["latent"]
+    pipe = renderer.load_pipeline(str(out), device="cpu", dtype="fp32")
+    cfg = pipe.transformer.config
+    assert (cfg.in_channels, cfg.sample_size, cfg.patch_size, cfg.pos_embed_max_size) == (4, 8, 1, 16)
+    assert pipe.vae.config.scaling_factor == tm.load_vae(vae_dir).config.scaling_factor
+    assert pipe.vae_scale_factor == 8
+
+
+def test_teacher_and_vae_do_not_go_together(vae_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tm.main(["--preset", "test", "--vae", str(vae_folder[0]), "--teacher", "models/shapes-tiny",
+                 "--out", str(tmp_path / "m")])
+    assert stop.value.code == 2
+    assert "--teacher gives targets in the pixel latent" in capsys.readouterr().err
+
+
+def test_a_folder_without_a_vae_config_is_one_usage_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tm.main(["--preset", "test", "--vae", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert stop.value.code == 2 and "not an AutoencoderKL folder" in capsys.readouterr().err

@@ -1,0 +1,142 @@
+"""Train a small latent autoencoder for the shapes world: ``python3 -m tools.shapes.train_vae --out DIR``.
+
+Why: SD 3 denoises in a learned, compressed latent (its VAE: 8x smaller a side, 16 channels) and leaves the
+pixels to the decoder. The MMDiT shapes model first used the UNet model's *pixel* "VAE" (2x2 average
+pooling), so its transformer had to draw every shape edge itself - and drew blobs (docs/renderer.md). This
+is SD 3's arrangement at the shapes world's scale: a diffusers ``AutoencoderKL`` that takes the 64x64 render
+(a 32x32 scene, each pixel doubled) to an 8x8 latent of ``channels`` channels, trained with an L1
+reconstruction loss and a small KL term (no GAN or perceptual loss: flat-coloured shapes need neither).
+Its ``shift_factor`` and ``scaling_factor`` are set afterwards, as SD 3's are, to the latents' mean and
+inverse spread, so a diffusion model sees zero-mean unit-variance latents.
+
+Made for a CPU: ``--time-budget`` stops training; every random draw comes from ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import vocabulary
+from .train import WIDE_SEEDS, generate, recipe_of
+
+PRESETS: dict[str, dict] = {
+    # the shipped run: 64x64 -> 8x8x8
+    "cpu": dict(blocks=(16, 32, 64, 64), channels=8, batch=32, lr=1e-3, warmup=100, steps=3000, kl=1e-5, n_scenes=20000,
+                n_wide=2000, time_budget_s=3600),
+    # the unit test's few steps
+    "test": dict(blocks=(8, 8, 8, 8), channels=4, batch=4, lr=3e-3, warmup=2, steps=4, kl=1e-5, n_scenes=16, n_wide=4,
+                 time_budget_s=60),
+}
+
+
+def build_vae(p: dict):
+    """A diffusers AutoencoderKL halving the side once per block after the first (64 -> 8 with four)."""
+    from diffusers import AutoencoderKL
+
+    n = len(p["blocks"])
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=p["channels"],
+                         block_out_channels=tuple(p["blocks"]), down_block_types=("DownEncoderBlock2D",) * n,
+                         up_block_types=("UpDecoderBlock2D",) * n, layers_per_block=1,
+                         norm_num_groups=min(8, p["blocks"][0]), sample_size=64, scaling_factor=1.0,
+                         shift_factor=0.0)
+
+
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 scenes (N, H, W, 3) -> the renderer's canvas (N, 3, 2H, 2W) in [-1, 1], each pixel doubled
+    (what the pixel VAE's decoder makes of them, so both shapes models draw on one canvas)."""
+    x = images.permute(0, 3, 1, 2).float() / 127.5 - 1
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
+    post = vae.encode(x).latent_dist
+    rec = vae.decode(post.sample()).sample
+    out = {"l1": (rec - x).abs().mean(), "kl": post.kl().mean() / x[0].numel()}
+    out["total"] = out["l1"] + kl_weight * out["kl"]
+    return out
+
+
+@torch.no_grad()
+def set_latent_stats(vae, images: torch.Tensor, batch: int = 256) -> dict[str, float]:
+    """SD 3's latent normalisation: shift_factor = the latents' mean, scaling_factor = 1 / their spread."""
+    z = torch.cat([vae.encode(to_pixels(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
+    shift, scale = float(z.mean()), float(1 / z.std())
+    vae.register_to_config(shift_factor=shift, scaling_factor=scale)
+    return {"shift_factor": shift, "scaling_factor": scale}
+
+
+@torch.no_grad()
+def reconstruction_error(vae, images: torch.Tensor) -> float:
+    """Mean absolute error (in [-1, 1] units) of decode(mean latent) on held-out scenes."""
+    x = to_pixels(images)
+    return float((vae.decode(vae.encode(x).latent_dist.mean).sample - x).abs().mean())
+
+
+def train(p: dict, out: str | Path, seed: int = 0, log=print) -> dict:
+    torch.manual_seed(seed)
+    recipe = recipe_of(p)
+    square = torch.from_numpy(generate(p["n_scenes"], seed * 10**7, 32, 1, recipe)[0])
+    wide = torch.from_numpy(generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, 1, recipe, width=64)[0])
+    held = torch.from_numpy(generate(64, 10**9 + seed, 32, 1, recipe)[0])
+    vae = build_vae(p)
+    opt = torch.optim.AdamW(vae.parameters(), lr=p["lr"], weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed + 1)
+    curve, t0, step, every = [], time.perf_counter(), 0, max(1, min(100, p["steps"] // 10))
+    while step < p["steps"] and time.perf_counter() - t0 < p["time_budget_s"]:
+        data = wide if float(torch.rand(1, generator=g)) < 0.1 else square
+        idx = torch.randint(0, len(data), (p["batch"],), generator=g)
+        for group in opt.param_groups:
+            group["lr"] = p["lr"] * min(1.0, (step + 1) / p["warmup"]) * (0.1 if step >= 0.8 * p["steps"] else 1.0)
+        loss = vae_loss(vae, to_pixels(data[idx]), p["kl"])
+        opt.zero_grad(set_to_none=True)
+        loss["total"].backward()
+        opt.step()
+        step += 1
+        if step % every == 0 or step == p["steps"]:
+            curve.append({"step": step, "l1": round(loss["l1"].item(), 5), "kl": round(loss["kl"].item(), 4),
+                          "s": round(time.perf_counter() - t0, 1)})
+            log(json.dumps(curve[-1]))
+    vae.eval()
+    record = {"preset": p, "seed": seed, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
+              "held_out_l1": reconstruction_error(vae, held), "latent": set_latent_stats(vae, square[:2048]),
+              "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
+              "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
+              "threads": torch.get_num_threads(),
+              "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                           "diffusers": __import__("diffusers").__version__},
+              "command": " ".join(["python3 -m tools.shapes.train_vae", *sys.argv[1:]])}
+    out = Path(out)
+    vae.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps(record, indent=2))
+    log(f"held-out L1 {record['held_out_l1']:.4f}; saved {out}")
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--out", required=True, help="folder for the AutoencoderKL (config, weights, training.json)")
+    ap.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the preset's)")
+    ap.add_argument("--channels", type=int, default=None, help="latent channels (default: the preset's 8)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds; training stops after them")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    p = dict(PRESETS[a.preset])
+    for key, val in (("steps", a.steps), ("channels", a.channels), ("time_budget_s", a.time_budget)):
+        if val is not None:
+            p[key] = val
+    train(p, a.out, a.seed)
+
+
+if __name__ == "__main__":
+    main()
