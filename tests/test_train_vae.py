@@ -90,3 +90,12 @@ def test_a_folder_without_a_vae_config_is_one_usage_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         tm.main(["--preset", "test", "--vae", str(tmp_path), "--out", str(tmp_path / "m")])
     assert stop.value.code == 2 and "not an AutoencoderKL folder" in capsys.readouterr().err
+
+
+def test_a_continued_run_starts_from_the_saved_weights_and_records_them(vae_folder, tmp_path):
+    first_dir, first = vae_folder
+    p = {**tv.PRESETS["test"], "steps": 1, "lr": 0.0, "n_scenes": 32}  # no update: the weights as loaded
+    rec = tv.train(p, tmp_path / "c", seed=0, init=first_dir, **QUIET)
+    assert rec["held_out_l1"] == pytest.approx(first["held_out_l1"], rel=1e-5)
+    assert rec["init"]["folder"] == str(first_dir) and rec["init"]["record"]["steps"] == 30
+    assert rec["latent"] == pytest.approx(first["latent"], rel=1e-5)  # the same statistics, taken again

@@ -80,13 +80,17 @@ def reconstruction_error(vae, images: torch.Tensor) -> float:
     return float((vae.decode(vae.encode(x).latent_dist.mean).sample - x).abs().mean())
 
 
-def train(p: dict, out: str | Path, seed: int = 0, log=print) -> dict:
+def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path | None = None) -> dict:
+    """Train (from ``init``'s weights when given: a continued run) and save the folder; returns the record."""
     torch.manual_seed(seed)
     recipe = recipe_of(p)
     square = torch.from_numpy(generate(p["n_scenes"], seed * 10**7, 32, 1, recipe)[0])
     wide = torch.from_numpy(generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, 1, recipe, width=64)[0])
     held = torch.from_numpy(generate(64, 10**9 + seed, 32, 1, recipe)[0])
     vae = build_vae(p)
+    if init:
+        vae.load_state_dict(type(vae).from_pretrained(init).state_dict())
+        vae.register_to_config(shift_factor=0.0, scaling_factor=1.0)  # set again from the new weights below
     opt = torch.optim.AdamW(vae.parameters(), lr=p["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
     curve, t0, step, every = [], time.perf_counter(), 0, max(1, min(100, p["steps"] // 10))
@@ -105,7 +109,8 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print) -> dict:
                           "s": round(time.perf_counter() - t0, 1)})
             log(json.dumps(curve[-1]))
     vae.eval()
-    record = {"preset": p, "seed": seed, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
+    before = json.loads((Path(init) / "training.json").read_text()) if init and (Path(init) / "training.json").exists() else None
+    record = {"preset": p, "seed": seed, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
               "held_out_l1": reconstruction_error(vae, held), "latent": set_latent_stats(vae, square[:2048]),
               "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
               "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
@@ -127,15 +132,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the preset's)")
     ap.add_argument("--channels", type=int, default=None, help="latent channels (default: the preset's 8)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds; training stops after them")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
+    ap.add_argument("--init", default=None, help="a trained folder to continue from (same preset)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     p = dict(PRESETS[a.preset])
-    for key, val in (("steps", a.steps), ("channels", a.channels), ("time_budget_s", a.time_budget)):
+    for key, val in (("steps", a.steps), ("channels", a.channels), ("time_budget_s", a.time_budget), ("lr", a.lr)):
         if val is not None:
             p[key] = val
-    train(p, a.out, a.seed)
+    if a.init and not (Path(a.init) / "config.json").is_file():
+        ap.error(f"--init {a.init!r} is not an AutoencoderKL folder (no config.json in it)")
+    train(p, a.out, a.seed, init=a.init)
 
 
 if __name__ == "__main__":
