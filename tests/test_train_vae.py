@@ -99,3 +99,20 @@ def test_a_continued_run_starts_from_the_saved_weights_and_records_them(vae_fold
     assert rec["held_out_l1"] == pytest.approx(first["held_out_l1"], rel=1e-5)
     assert rec["init"]["folder"] == str(first_dir) and rec["init"]["record"]["steps"] == 30
     assert rec["latent"] == pytest.approx(first["latent"], rel=1e-5)  # the same statistics, taken again
+
+
+def test_decoder_only_keeps_the_encoder_so_the_latents_stay_valid(vae_folder, tmp_path):
+    first_dir, first = vae_folder
+    p = {**tv.PRESETS["test"], "steps": 5, "n_scenes": 32}
+    rec = tv.train(p, tmp_path / "d", seed=0, init=first_dir, decoder_only=True, **QUIET)
+    before, after = tm.load_vae(first_dir), tm.load_vae(tmp_path / "d")
+    enc_b, enc_a = before.encoder.state_dict(), after.encoder.state_dict()
+    assert all(torch.equal(enc_b[k], enc_a[k]) for k in enc_b)
+    assert any(not torch.equal(a, b) for a, b in zip(before.decoder.parameters(), after.decoder.parameters()))
+    assert rec["decoder_only"] and rec["latent"] == pytest.approx(first["latent"], rel=1e-5)
+
+
+def test_decoder_only_without_init_is_one_usage_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tv.main(["--preset", "test", "--decoder-only", "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and "give --init" in capsys.readouterr().err

@@ -80,8 +80,12 @@ def reconstruction_error(vae, images: torch.Tensor) -> float:
     return float((vae.decode(vae.encode(x).latent_dist.mean).sample - x).abs().mean())
 
 
-def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path | None = None) -> dict:
-    """Train (from ``init``'s weights when given: a continued run) and save the folder; returns the record."""
+def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path | None = None,
+          decoder_only: bool = False) -> dict:
+    """Train (from ``init``'s weights when given: a continued run) and save the folder; returns the record.
+
+    ``decoder_only`` freezes the encoder (and its quant conv), so the latents - and every diffusion model
+    already trained on them - stay valid while the decoder sharpens (as SD's fine-tuned decoders were made)."""
     torch.manual_seed(seed)
     recipe = recipe_of(p)
     square = torch.from_numpy(generate(p["n_scenes"], seed * 10**7, 32, 1, recipe)[0])
@@ -91,7 +95,10 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     if init:
         vae.load_state_dict(type(vae).from_pretrained(init).state_dict())
         vae.register_to_config(shift_factor=0.0, scaling_factor=1.0)  # set again from the new weights below
-    opt = torch.optim.AdamW(vae.parameters(), lr=p["lr"], weight_decay=0.0)
+    if decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=p["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
     curve, t0, step, every = [], time.perf_counter(), 0, max(1, min(100, p["steps"] // 10))
     while step < p["steps"] and time.perf_counter() - t0 < p["time_budget_s"]:
@@ -110,7 +117,7 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
             log(json.dumps(curve[-1]))
     vae.eval()
     before = json.loads((Path(init) / "training.json").read_text()) if init and (Path(init) / "training.json").exists() else None
-    record = {"preset": p, "seed": seed, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
+    record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
               "held_out_l1": reconstruction_error(vae, held), "latent": set_latent_stats(vae, square[:2048]),
               "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
               "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--time-budget", type=float, default=None, help="seconds; training stops after them")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--init", default=None, help="a trained folder to continue from (same preset)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train the decoder alone (with --init): the latents stay those the MMDiT learned")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -144,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
             p[key] = val
     if a.init and not (Path(a.init) / "config.json").is_file():
         ap.error(f"--init {a.init!r} is not an AutoencoderKL folder (no config.json in it)")
-    train(p, a.out, a.seed, init=a.init)
+    if a.decoder_only and not a.init:
+        ap.error("--decoder-only continues a trained autoencoder: give --init")
+    train(p, a.out, a.seed, init=a.init, decoder_only=a.decoder_only)
 
 
 if __name__ == "__main__":
