@@ -45,13 +45,13 @@ def measure_scene(pipe, scene, seed: int, levels=LEVELS) -> dict:
     from plan_and_render.renderer import joint_attention as J
     from plan_and_render.renderer.schedulers import flow_scale
     from plan_and_render.renderer.tokens import joint_tokens
-    from tools.shapes.train import to_latents
+    from tools.shapes.train_mmdit import scene_latents
 
     plan = scene_plan(scene)
     jt = joint_tokens(plan, plan.prompt, pipe.text_parts())
     layout, _ = guidance.build_layout(plan, None, jt.text, jt.length, token_map=jt)
     cond, _ = pipe.encode_text(layout.text, "")
-    x0 = to_latents(scene.image[None]).to(pipe.dtype)
+    x0 = scene_latents(pipe.vae.float(), scene.image[None]).to(pipe.dtype)
     lat_hw = tuple(x0.shape[-2:])
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(pipe.dtype)
     n_blocks = len(J.joint_modules(pipe.transformer))

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     record = json.loads((Path(a.model) / "training.json").read_text())
+    if record["config"].get("vae"):
+        ap.error(f"{a.model} denoises a learned latent; the teacher speaks the pixel latent only")
     p = {**T.PRESETS["cpu"], **record["config"], "n_scenes": a.scenes, "n_wide": 0, "teacher": a.teacher}
     p.pop("init", None)
     tr = T.Trainer(p, seed=a.seed)

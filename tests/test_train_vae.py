@@ -116,3 +116,12 @@ def test_decoder_only_without_init_is_one_usage_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         tv.main(["--preset", "test", "--decoder-only", "--out", str(tmp_path / "v")])
     assert stop.value.code == 2 and "give --init" in capsys.readouterr().err
+
+
+def test_scene_latents_read_the_folders_vae(vae_folder):
+    from tools.shapes.model import pixel_vae
+
+    images = torch.from_numpy(tm.generate(2, 0, 32)[0])
+    assert torch.equal(tm.scene_latents(pixel_vae(), images), tm.to_latents(images))
+    learned = tm.load_vae(vae_folder[0])
+    assert torch.equal(tm.scene_latents(learned, images), tm.encode(learned, images))

@@ -192,6 +192,14 @@ def encode(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     return (z - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
 
 
+def scene_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """The clean latents a shapes MMDiT denoises for uint8 scenes (N, 32, W, 3), given its folder's VAE: the
+    render itself for the pixel VAE (the one that halves the side once), else the learned VAE's (``encode``)."""
+    if len(vae.config.block_out_channels) == 2:
+        return to_latents(images)
+    return encode(vae, torch.as_tensor(images))
+
+
 class GroundingProcessor(SD3Processor):
     """SD 3's joint attention (the renderer's processor) that also keeps, with gradients, each block's
     image-query x text-key probabilities re-normalised over the text and averaged over heads: (B, N, T)."""

@@ -9,6 +9,11 @@ reconstruction loss and a small KL term (no GAN or perceptual loss: flat-coloure
 Its ``shift_factor`` and ``scaling_factor`` are set afterwards, as SD 3's are, to the latents' mean and
 inverse spread, so a diffusion model sees zero-mean unit-variance latents.
 
+``--init FOLDER`` continues a trained autoencoder; with ``--decoder-only`` the encoder stays frozen, so the
+latents - and any diffusion model already trained on them - stay valid while the decoder sharpens (how
+Stable Diffusion's fine-tuned decoders were made). ``benchmarks/shapes_vae.py`` measures what the shapes
+detector still finds after encode and decode: the ceiling of any model drawing through this latent.
+
 Made for a CPU: ``--time-budget`` stops training; every random draw comes from ``--seed``.
 """
 
