@@ -104,12 +104,12 @@ def test_a_continued_run_starts_from_the_saved_weights_and_records_them(vae_fold
 def test_decoder_only_keeps_the_encoder_so_the_latents_stay_valid(vae_folder, tmp_path):
     first_dir, first = vae_folder
     p = {**tv.PRESETS["test"], "steps": 5, "n_scenes": 32}
-    rec = tv.train(p, tmp_path / "d", seed=0, init=first_dir, decoder_only=True, **QUIET)
+    rec = tv.train(p, tmp_path / "d", seed=1, init=first_dir, decoder_only=True, **QUIET)
     before, after = tm.load_vae(first_dir), tm.load_vae(tmp_path / "d")
     enc_b, enc_a = before.encoder.state_dict(), after.encoder.state_dict()
     assert all(torch.equal(enc_b[k], enc_a[k]) for k in enc_b)
     assert any(not torch.equal(a, b) for a, b in zip(before.decoder.parameters(), after.decoder.parameters()))
-    assert rec["decoder_only"] and rec["latent"] == pytest.approx(first["latent"], rel=1e-5)
+    assert rec["decoder_only"] and rec["latent"] == first["latent"]  # kept, not re-estimated on other scenes
 
 
 def test_decoder_only_without_init_is_one_usage_line(tmp_path, capsys):

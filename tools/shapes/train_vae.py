@@ -78,6 +78,11 @@ def set_latent_stats(vae, images: torch.Tensor, batch: int = 256) -> dict[str, f
     return {"shift_factor": shift, "scaling_factor": scale}
 
 
+def kept_latent_stats(vae) -> dict[str, float]:
+    """A decoder-only run keeps its start's normalisation: the models trained on those latents read them so."""
+    return {"shift_factor": vae.config.shift_factor, "scaling_factor": vae.config.scaling_factor}
+
+
 @torch.no_grad()
 def reconstruction_error(vae, images: torch.Tensor) -> float:
     """Mean absolute error (in [-1, 1] units) of decode(mean latent) on held-out scenes."""
@@ -98,8 +103,10 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     held = torch.from_numpy(generate(64, 10**9 + seed, 32, 1, recipe)[0])
     vae = build_vae(p)
     if init:
-        vae.load_state_dict(type(vae).from_pretrained(init).state_dict())
-        vae.register_to_config(shift_factor=0.0, scaling_factor=1.0)  # set again from the new weights below
+        start = type(vae).from_pretrained(init)
+        vae.load_state_dict(start.state_dict())
+        if decoder_only:  # the encoder stays: so does the normalisation its latents were learned with
+            vae.register_to_config(shift_factor=start.config.shift_factor, scaling_factor=start.config.scaling_factor)
     if decoder_only:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
@@ -123,7 +130,7 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     vae.eval()
     before = json.loads((Path(init) / "training.json").read_text()) if init and (Path(init) / "training.json").exists() else None
     record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
-              "held_out_l1": reconstruction_error(vae, held), "latent": set_latent_stats(vae, square[:2048]),
+              "held_out_l1": reconstruction_error(vae, held), "latent": (kept_latent_stats(vae) if decoder_only else set_latent_stats(vae, square[:2048])),
               "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
               "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
               "threads": torch.get_num_threads(),
