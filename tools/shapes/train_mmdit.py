@@ -34,7 +34,9 @@ the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
 about 2.7 times cheaper on a CPU; ``--init FOLDER`` starts from an earlier
 run's text encoders and joint blocks (a warm start across patch sizes);
 ``--init-weights adaln-zero`` starts a fresh transformer as DiT does (measured no better by step 4,000:
-docs/renderer.md).
+docs/renderer.md). ``--vae FOLDER --patch 1`` denoises a learned autoencoder's 8x8 latent instead
+(``tools.shapes.train_vae``; SD 3's arrangement: the decoder draws the pixels; not better by 6,700 CPU
+steps: docs/renderer.md).
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short
