@@ -287,9 +287,17 @@ def judge_batch(folder: Path, spec: ProtocolSet, detector) -> list[dict]:
 
 
 def write_result(result: dict, out: str | Path) -> None:
-    """Write a benchmark's results JSON and say where (the batch benchmarks share this)."""
+    """Write a benchmark's results JSON (its folder made if need be) and say where."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def provenance(module: str, argv: list[str] | None, threads: int) -> dict:
+    """How a CPU measurement was made: its command line (``argv``, else this process's), threads, machine, date."""
+    args = argv if argv is not None else sys.argv[1:]
+    return {"command": " ".join([f"python3 -m {module}", *args]), "threads": threads,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
 
 
 def machine() -> dict:

@@ -12,12 +12,9 @@ Prints a table and writes benchmarks/results/shapes_vae.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-import time
 from pathlib import Path
+
+from benchmarks.protocol import provenance, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,8 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from tools.shapes.train import generate
-    from tools.shapes.train_mmdit import load_vae
-    from tools.shapes.train_vae import to_pixels
+    from tools.shapes.train_mmdit import latent_shape, load_vae
+    from tools.shapes.train_vae import reconstruct, to_pixels, to_uint8
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vae", default="models/shapes-mmdit/vae", help="an AutoencoderKL folder (tools.shapes.train_vae)")
@@ -55,25 +52,17 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     images, _, objects, _ = generate(a.scenes, a.seed * 10**7, 32)
     vae = load_vae(a.vae)
-    x = to_pixels(torch.from_numpy(images))
-    with torch.no_grad():
-        rec = torch.cat([vae.decode(vae.encode(x[i:i + 50]).latent_dist.mean).sample for i in range(0, len(x), 50)])
-    to_uint8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
-    cfg = vae.config
+    scenes = torch.from_numpy(images)
+    x, rec = to_pixels(scenes), reconstruct(vae, scenes, batch=50)
+    channels, side = latent_shape(vae)
     row = {"l1": round(float((rec - x).abs().mean()), 4), "found_original": round(found_share(to_uint8(x), objects), 4),
            "found_reconstructed": round(found_share(to_uint8(rec), objects), 4),
-           "latent": f"{cfg.latent_channels} x {64 // 2 ** (len(cfg.block_out_channels) - 1)} x "
-                     f"{64 // 2 ** (len(cfg.block_out_channels) - 1)}"}
+           "latent": f"{channels} x {side} x {side}"}
     print(f"{'latent':>10} {'L1':>7} {'found, originals':>17} {'found, reconstructed':>21}")
     print(f"{row['latent']:>10} {row['l1']:>7.4f} {row['found_original']:>17.1%} {row['found_reconstructed']:>21.1%}")
     result = {"vae": a.vae, "scenes": a.scenes, "scene_seeds": f"{a.seed * 10**7} .. {a.seed * 10**7 + a.scenes - 1}",
-              "row": row, "command": " ".join(["python3 -m benchmarks.shapes_vae", *(argv if argv is not None else sys.argv[1:])]),
-              "threads": a.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "date": time.strftime("%Y-%m-%d")}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+              "row": row, **provenance("benchmarks.shapes_vae", argv, a.threads)}
+    write_result(result, a.out)
     return result
 
 

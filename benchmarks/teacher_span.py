@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
-import time
 from pathlib import Path
+
+from benchmarks.protocol import provenance, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TIMES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
@@ -67,12 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{r['t']:>5} {r['mmdit']:>8.4f} {r['teacher']:>8.4f}  {r['nearer']}")
     result = {"model": a.model, "teacher": a.teacher, "scenes": a.scenes,
               "scene_seeds": f"{a.seed * 10**7} .. {a.seed * 10**7 + a.scenes - 1}", "span_used": list(T.TEACHER_SPAN),
-              "rows": rows, "command": " ".join(["python3 -m benchmarks.teacher_span", *(argv if argv is not None else sys.argv[1:])]),
-              "threads": a.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+              "rows": rows, **provenance("benchmarks.teacher_span", argv, a.threads)}
+    write_result(result, a.out)
     return result
 
 

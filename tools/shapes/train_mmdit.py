@@ -187,10 +187,10 @@ def latent_shape(vae) -> tuple[int, int]:
 def encode(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """uint8 scenes (N, H, W, 3) -> SD 3-normalised mean latents ((z - shift_factor) * scaling_factor),
     encoded once before training, as the VAE is frozen (the mean: its KL term leaves the spread tiny)."""
-    from .train_vae import to_pixels
+    from .train_vae import mean_latents
 
     cfg = vae.config
-    z = torch.cat([vae.encode(to_pixels(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
+    z = mean_latents(vae, images, batch)
     return (z - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
 
 

@@ -61,6 +61,23 @@ def to_pixels(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def to_uint8(canvas: torch.Tensor):
+    """A canvas (N, 3, H, W) in [-1, 1] -> uint8 images (N, H, W, 3), as the renderer saves them."""
+    return ((canvas.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def mean_latents(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """uint8 scenes (N, H, W, 3) -> the posterior means (N, C, h, w) of their canvases, un-normalised."""
+    return torch.cat([vae.encode(to_pixels(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def reconstruct(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """uint8 scenes -> decode(mean latent), the canvas (N, 3, 2H, 2W) in about [-1, 1]."""
+    return torch.cat([vae.decode(z).sample for z in mean_latents(vae, images, batch).split(batch)])
+
+
 def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
     post = vae.encode(x).latent_dist
     rec = vae.decode(post.sample()).sample
@@ -72,7 +89,7 @@ def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def set_latent_stats(vae, images: torch.Tensor, batch: int = 256) -> dict[str, float]:
     """SD 3's latent normalisation: shift_factor = the latents' mean, scaling_factor = 1 / their spread."""
-    z = torch.cat([vae.encode(to_pixels(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
+    z = mean_latents(vae, images, batch)
     shift, scale = float(z.mean()), float(1 / z.std())
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     return {"shift_factor": shift, "scaling_factor": scale}
@@ -86,8 +103,7 @@ def kept_latent_stats(vae) -> dict[str, float]:
 @torch.no_grad()
 def reconstruction_error(vae, images: torch.Tensor) -> float:
     """Mean absolute error (in [-1, 1] units) of decode(mean latent) on held-out scenes."""
-    x = to_pixels(images)
-    return float((vae.decode(vae.encode(x).latent_dist.mean).sample - x).abs().mean())
+    return float((reconstruct(vae, images) - to_pixels(images)).abs().mean())
 
 
 def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path | None = None,
