@@ -148,9 +148,13 @@ def render_row(row: dict, model: str, method: str, out: Path, extra: list[str]) 
             "boxes": {o["id"]: o["box"] for o in json.loads((out / "plan.json").read_text())["objects"]}}
 
 
-def sheet(records: list[dict], path: Path, tile_h: int = 128) -> None:
+def follows_label(r: dict) -> str:
+    return f"{r['id']} {'follows' if r['follows'] else 'fails: ' + r['kinds'][0]}"
+
+
+def sheet(records: list[dict], path: Path, tile_h: int = 128, label=follows_label) -> None:
     """The images side by side at ``tile_h`` px high (nearest-neighbour: pixels stay pixels), each on a tile
-    as wide as the widest, captioned with the prompt id and whether it follows."""
+    as wide as the widest, captioned by ``label(record)`` (the prompt id and whether it follows)."""
     tiles, labels = [], []
     width = 2 * tile_h
     for r in records:
@@ -161,7 +165,7 @@ def sheet(records: list[dict], path: Path, tile_h: int = 128) -> None:
         tile = Image.new("RGB", (width, tile_h), "white")
         tile.paste(img, ((width - img.width) // 2, 0))
         tiles.append(tile)
-        labels.append(f"{r['id']} {'follows' if r['follows'] else 'fails: ' + r['kinds'][0]}")
+        labels.append(label(r))
     path.parent.mkdir(parents=True, exist_ok=True)
     contact_sheet(tiles, labels, columns=5).save(path)
 

@@ -268,6 +268,18 @@ def teacher_span(d: dict) -> str:
         source(d, "teacher_span", get(d, "command"))
 
 
+def shape_words(d: dict) -> str:
+    """benchmarks.shape_words: per model, the share of one-shape prompts drawn as the named shape, per shape."""
+    from plan_and_render.scoring.shapes import SHAPES
+
+    rows = [[f"`{get(m, 'model')}`", *(num(get(m, "summary", "per_shape", s), 0, 100, " %") for s in SHAPES),
+             num(get(m, "summary", "drawn_as_asked"), 0, 100, " %"),
+             ", ".join(f"{a} as {b} {n}" for a, row in get(m, "summary", "confusion", default={}).items()
+                       for b, n in row.items() if a != b and n) or "-"]
+             for m in get(d, "models", default=[])]
+    return table(["model", *SHAPES, "all", "drawn instead (times)"], rows) + source(d, "shape_words", get(d, "command"))
+
+
 def shapes_passes(d: dict) -> str:
     c = get(d, "config", default={})
     head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
@@ -340,7 +352,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
-    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
+    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "shape_words": shape_words, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {

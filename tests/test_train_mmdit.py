@@ -377,3 +377,56 @@ def test_fit_budget_shortens_the_run_so_its_decay_ends_inside_the_budget(monkeyp
     assert rec["config"]["fitted_to_budget"] == {"asked": 1000, "timed_steps": 5, "timed_s": 10.0}
     assert rec["loss_curve"][-1]["step"] == 14
     assert rec["loss_curve"][-1]["lr"] == pytest.approx(tm.PRESETS["test"]["lr"] / 3, rel=1e-3)
+
+
+# --align: REPA-style alignment of one block's image states to the scene's label map
+def test_object_classes_number_every_colour_shape_pair_after_the_background():
+    classes = tm.object_classes([["red circle", "blue square"], ["purple ring"]], 4)
+    n_colours = len(tm.COLOURS)  # red 0, ..., blue 4, purple 5; circle 0, square 1, ..., ring 4
+    assert classes.tolist() == [[1, 1 + n_colours + 4, -1, -1], [1 + 4 * n_colours + 5, -1, -1, -1]]
+    assert tm.ALIGN_CLASSES == 1 + 5 * 6 and int(classes.max()) < tm.ALIGN_CLASSES
+
+
+def test_label_map_gives_each_patch_its_objects_shares_and_the_rest_to_the_background():
+    masks = torch.zeros(1, 2, 4, 4)
+    masks[0, 0, :2, :2] = 1.0     # object 0 fills the top-left patch of a 2x2 grid
+    masks[0, 1, 2:, :] = 0.5      # object 1 covers half of each bottom patch
+    target = tm.label_map(masks, torch.tensor([[3, 7]]), (2, 2))
+    assert target.shape == (1, 4, tm.ALIGN_CLASSES) and torch.allclose(target.sum(-1), torch.ones(1, 4))
+    assert target[0, 0, 3] == 1 and target[0, 1, 0] == 1              # top left: all object 0; top right: empty
+    assert target[0, 2, 7] == target[0, 2, 0] == target[0, 3, 7] == 0.5  # bottom: half object 1, half background
+    none = tm.label_map(masks, torch.tensor([[3, -1]]), (2, 2))        # an absent object's mask counts for nothing
+    assert none[0, 2, 0] == 1 and none[0, 2, 7] == 0
+
+
+def test_the_align_head_reads_a_third_of_the_way_down_and_its_loss_falls_when_trained():
+    assert [tm.align_block(n) for n in (2, 6, 24)] == [0, 2, 8]
+    torch.manual_seed(0)
+    tr = tm.Trainer({**GROUNDED, "patch": 4, "align_weight": 0.5, "lr": 3e-3, "ema": 0.0, "batch": 8}, seed=0)
+    assert tr.square.classes.shape == (8, 4) and tr.head[-1].out_features == tm.ALIGN_CLASSES
+    batch = tr.draw(8)
+    before = float(tr.loss(tr.models, *batch)["align"].detach())
+    assert before == pytest.approx(torch.log(torch.tensor(float(tm.ALIGN_CLASSES))).item(), rel=0.2)  # near chance
+    for _ in range(8):
+        tr.opt.zero_grad(set_to_none=True)
+        tr.loss(tr.models, *batch)["align"].backward()
+        tr.opt.step()
+    assert float(tr.loss(tr.models, *batch)["align"].detach()) < 0.9 * before
+
+
+def test_an_aligned_run_resumes_exactly_and_records_its_recipe_but_saves_no_head(tmp_path):
+    over = {"align_weight": 0.5}
+    straight = tm.train("test", tmp_path / "a", seed=1, steps=4, overrides=over, **QUIET)
+    assert "aligned (--align)" in straight["objective"] and "align" in straight["loss_curve"][-1]
+    assert not any("head" in p.name for p in (tmp_path / "a").rglob("*"))
+    ckpt = tmp_path / "state.pt"
+
+    def interrupt_after_step_2(message: str) -> None:
+        if message == "saved step 2":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tm.train("test", None, seed=1, steps=4, save_every=2, checkpoint=ckpt, overrides=over, log=interrupt_after_step_2)
+    assert torch.load(ckpt, weights_only=False)["head"] is not None
+    resumed = tm.train("test", None, seed=1, steps=4, checkpoint=ckpt, resume=True, overrides=over, **QUIET)
+    assert [c["align"] for c in resumed["loss_curve"]] == [c["align"] for c in straight["loss_curve"]]

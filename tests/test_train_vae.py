@@ -92,6 +92,13 @@ def test_a_folder_without_a_vae_config_is_one_usage_line(tmp_path, capsys):
     assert stop.value.code == 2 and "not an AutoencoderKL folder" in capsys.readouterr().err
 
 
+def test_patch_1_without_a_learned_latent_is_one_usage_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tm.main(["--preset", "test", "--patch", "1", "--out", str(tmp_path / "m")])
+    assert stop.value.code == 2 and "--patch 1 is for a learned latent" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_continued_run_starts_from_the_saved_weights_and_records_them(vae_folder, tmp_path):
     first_dir, first = vae_folder
     p = {**tv.PRESETS["test"], "steps": 1, "lr": 0.0, "n_scenes": 32}  # no update: the weights as loaded

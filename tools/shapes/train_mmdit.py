@@ -59,9 +59,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from plan_and_render.renderer.joint_attention import JointState, SD3Processor
 from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
+from plan_and_render.scoring.shapes import COLOURS, SHAPES
 
 from .data import vocabulary
 from .model import pixel_vae
@@ -78,6 +80,9 @@ CAPTION_DROPOUT = 0.1
 # 0.15 <= t <= 0.8 - at t = 0.4 its mean squared error to eps - x0 is 0.022 against the MMDiT's 0.049 - and the
 # further one at t = 0.05 and 0.9, where it reads a barely noisy sample or its noise estimate is divided by 1 - t)
 TEACHER_SPAN = (0.15, 0.8)
+# --align: the classes a joint block's image states are aligned to (background, then each colour-shape pair);
+# the block is the one a third of the way down (``align_block``)
+ALIGN_CLASSES = 1 + len(SHAPES) * len(COLOURS)
 GROUNDING = {**{k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}, "freeze_clip": True}
 
 PRESETS: dict[str, dict] = {
@@ -202,6 +207,37 @@ def scene_latents(vae, images: torch.Tensor) -> torch.Tensor:
     return encode(vae, torch.as_tensor(images))
 
 
+def object_classes(objects: list[list[str]], k: int) -> torch.Tensor:
+    """Each scene's objects ("red circle") as ``--align`` classes (N, k): 1 + shape * colours + colour; -1 = none."""
+    colours = list(COLOURS)
+    rows = [[1 + SHAPES.index(o.split()[1]) * len(colours) + colours.index(o.split()[0]) for o in objs] for objs in objects]
+    return torch.tensor([r + [-1] * (k - len(r)) for r in rows], dtype=torch.long)
+
+
+def label_map(masks: torch.Tensor, classes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """What each patch of a ``grid`` holds, as soft labels (B, gh * gw, ALIGN_CLASSES) in raster order: the share
+    of the patch each object covers under its class, the rest background (class 0). ``masks`` (B, K, H, W) are
+    the scenes' mask shares, ``classes`` (B, K) from ``object_classes``."""
+    cover = F.adaptive_avg_pool2d(masks, grid).flatten(2) * (classes >= 0)[..., None]  # B, K, N
+    target = cover.new_zeros(cover.shape[0], cover.shape[2], ALIGN_CLASSES)
+    target.scatter_add_(2, classes.clamp_min(0)[:, None, :].expand(-1, cover.shape[2], -1), cover.transpose(1, 2))
+    target[..., 0] = (1 - target[..., 1:].sum(-1)).clamp_min(0)
+    return target / target.sum(-1, keepdim=True)
+
+
+def align_block(layers: int) -> int:
+    """The joint block whose output ``--align`` aligns: a third of the way down, as REPA's 8th of SiT-XL's 28
+    (the third of six here)."""
+    return layers // 3
+
+
+def align_head(dim: int) -> torch.nn.Module:
+    """REPA's projector (three linear layers with SiLU between) from a block's image states to class logits;
+    trained with the transformer, never saved in the model folder (REPA discards its projector too)."""
+    return torch.nn.Sequential(torch.nn.Linear(dim, 2 * dim), torch.nn.SiLU(), torch.nn.Linear(2 * dim, 2 * dim),
+                               torch.nn.SiLU(), torch.nn.Linear(2 * dim, ALIGN_CLASSES))
+
+
 class GroundingProcessor(SD3Processor):
     """SD 3's joint attention (the renderer's processor) that also keeps, with gradients, each block's
     image-query x text-key probabilities re-normalised over the text and averaged over heads: (B, N, T)."""
@@ -301,7 +337,8 @@ class Teacher:
 class Scenes:
     """Training scenes of one canvas shape: uint8 images (N, H, W, 3), caption ids of each tokenizer,
     name-token positions (N, 2, K; ``Trainer.name_tokens``), mask shares at half resolution (N, K, H/2, W/2)
-    and, with a teacher, its tokenizer's caption ids; with ``--vae``, the scenes' latents (N, C, h, w), encoded once."""
+    and, with a teacher, its tokenizer's caption ids; with ``--vae``, the scenes' latents (N, C, h, w), encoded once;
+    with ``--align``, each object's class (N, K; ``object_classes``)."""
 
     images: torch.Tensor
     ids: list[torch.Tensor]
@@ -309,6 +346,7 @@ class Scenes:
     masks: torch.Tensor
     teacher_ids: torch.Tensor | None = None
     latents: torch.Tensor | None = None
+    classes: torch.Tensor | None = None
 
     def x0(self, idx: torch.Tensor) -> torch.Tensor:
         """The clean latents of rows ``idx``: the learned VAE's, or the pixel VAE's (the render itself)."""
@@ -331,6 +369,7 @@ class Trainer:
         self.parts = build_parts(p, latent_shape(self.vae))
         if p.get("init_weights") == "adaln-zero":
             adaln_zero_init(self.parts["transformer"])
+        self.head = align_head(p["heads"] * p["head_dim"]).to(self.device) if p.get("align_weight") else None
         self.empty = [self._ids(k, [""]).to(self.device) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")]
         self.square = self.scenes(*square)
         self.wide = self.scenes(*wide) if wide else None
@@ -338,13 +377,17 @@ class Trainer:
                        for k in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")]
         for clip in self.models[1:3] if p.get("freeze_clip") else []:
             clip.requires_grad_(False)
-        params = [q for m in self.models for q in m.parameters() if q.requires_grad]
+        params = [q for m in self.models + [self.head] if m is not None for q in m.parameters() if q.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=0.01, betas=(0.9, 0.99))
         self.ema = [deepcopy(m).eval().requires_grad_(False) for m in self.models] if p["ema"] > 0 else None
         self.maps: list[torch.Tensor] = []  # the live transformer's maps of the current batch (grounding only)
         if p.get("attn_weight", 0) > 0:
             live = self.models[0]
             live.set_attn_processor({k: GroundingProcessor(self.maps) for k in live.attn_processors})
+        self.states: list[torch.Tensor] = []  # the live transformer's align_block image states (--align only)
+        if self.head is not None:  # hooked after the EMA copy was made, so only the live model records
+            self.models[0].transformer_blocks[align_block(p["layers"])].register_forward_hook(
+                lambda module, args, out: self.states.append(out[1]))
         self.gen = torch.Generator().manual_seed(seed + 1)  # on the CPU: every device draws the same batches
         self.n_step = 0
 
@@ -360,7 +403,8 @@ class Trainer:
                       [self._ids(k, captions).to(dev) for k in ("tokenizer", "tokenizer_2", "tokenizer_3")],
                       self.name_tokens(captions, objects).to(dev), torch.from_numpy(masks).to(dev),
                       self.teacher.ids(captions).to(dev) if self.teacher else None,
-                      encode(self.vae, images).to(dev) if self.vae is not None else None)
+                      encode(self.vae, images).to(dev) if self.vae is not None else None,
+                      object_classes(objects, masks.shape[1]).to(dev) if self.head is not None else None)
 
     def name_tokens(self, captions: list[str], objects: list[list[str]]) -> torch.Tensor:
         """Each object's name-token position in the joint text sequence, (N, 2, K): row 0 in the CLIP part
@@ -391,6 +435,7 @@ class Trainer:
         tt = t.view(-1, 1, 1, 1)
         xt = (1 - tt) * x0 + tt * noise
         self.maps.clear()
+        self.states.clear()
         v = models[0](xt, encoder_hidden_states=seq, pooled_projections=pooled, timestep=t * 1000).sample
         target = noise - x0
         if self.teacher is not None and teach:
@@ -401,9 +446,20 @@ class Trainer:
             m = data.masks[idx]
             out["attn"] = (attention_loss(self.maps, names[:, 0], m) + attention_loss(self.maps, names[:, 1], m)) / 2
         self.maps.clear()
+        if self.states:
+            out["align"] = self.align_loss(self.states.pop(), data, idx, drop, xt.shape[-2:])
         out["total"] = (out["flow"] + p.get("attn_weight", 0) * out.get("attn", 0.0)
-                        + p.get("null_weight", 0) * out.get("null", 0.0))
+                        + p.get("null_weight", 0) * out.get("null", 0.0) + p.get("align_weight", 0) * out.get("align", 0.0))
         return out
+
+    def align_loss(self, states, data: Scenes, idx, drop, latent_hw) -> torch.Tensor:
+        """``--align``: cross-entropy of the head's class logits for each patch against the scene's label map
+        (``label_map``), over the samples whose caption was kept (without one, nothing says what is where)."""
+        grid = tuple(n // self.p.get("patch", 2) for n in latent_hw)
+        target = label_map(data.masks[idx], data.classes[idx], grid)
+        ce = -(target * F.log_softmax(self.head(states.float()), -1)).sum(-1).mean(-1)  # B
+        keep = (~drop).float()
+        return (ce * keep).sum() / keep.sum().clamp_min(1)
 
     def isolate(self, models, seq, pooled, names, iso):
         """(sequence, pooled, null loss): for the ``iso`` rows, every state but CLIP's start token and the
@@ -472,7 +528,7 @@ class Trainer:
     def state(self) -> dict:
         return {"step": self.n_step, "models": [m.state_dict() for m in self.models], "opt": self.opt.state_dict(),
                 "ema": [m.state_dict() for m in self.ema] if self.ema else None, "gen": self.gen.get_state(),
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), "head": self.head.state_dict() if self.head is not None else None}
 
     def restore(self, state: dict) -> None:
         self.n_step = state["step"]
@@ -482,6 +538,8 @@ class Trainer:
         if self.ema and state["ema"]:
             for m, s in zip(self.ema, state["ema"]):
                 m.load_state_dict(s)
+        if self.head is not None and state.get("head"):
+            self.head.load_state_dict(state["head"])
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -525,7 +583,10 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
                          f"prompt's), null loss x{tr.p['null_weight']}, attention loss x{tr.p['attn_weight']} on every "
                          "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
                          + ("; CLIP encoders frozen" if tr.p.get("freeze_clip") else "")
-                         if tr.p.get("attn_weight") else "no attention supervision"),
+                         if tr.p.get("attn_weight") else "no attention supervision")
+                     + (f"; aligned (--align): joint block {align_block(tr.p['layers'])}'s image states -> a 3-layer head -> "
+                        f"cross-entropy x{tr.p['align_weight']} against each patch's share of background and of "
+                        "every colour-shape class (captioned samples)" if tr.p.get("align_weight") else ""),
         **({"teacher": f"flow target = the teacher {tr.p['teacher']}'s v = (eps - x_t) / (1 - t) for "
                        f"{TEACHER_SPAN[0]} <= t <= {TEACHER_SPAN[1]} (its eps at the DDPM sample of equal SNR), "
                        "eps - x0 elsewhere"} if tr.p.get("teacher") else {}),
@@ -680,6 +741,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init-weights", choices=("diffusers", "adaln-zero"), default=None,
                     help="a fresh transformer's start: diffusers' layer defaults (the preset's) or DiT's "
                          "adaLN-Zero initialisation (see adaln_zero_init)")
+    ap.add_argument("--align", type=float, default=None, metavar="WEIGHT",
+                    help="REPA-style alignment: one joint block's image states must tell, through a small head, "
+                         "which colour-shape covers each patch (a deviation from SD 3's plain recipe, see the "
+                         "module docstring; REPA's weight is 0.5)")
     ap.add_argument("--ground", action="store_true",
                     help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
                          "a deviation from SD 3's plain recipe, see the module docstring")
@@ -692,6 +757,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--n-wide and --wide-share go together")
     if a.vae and not (Path(a.vae) / "config.json").is_file():
         ap.error(f"--vae {a.vae!r} is not an AutoencoderKL folder (no config.json in it)")
+    if a.patch == 1 and not a.vae:
+        ap.error("--patch 1 is for a learned latent (--vae FOLDER); the 32x32 pixel latent takes 2 or 4")
     if a.vae and a.teacher:
         ap.error("--teacher gives targets in the pixel latent; it does not go with --vae")
     if a.teacher and not (Path(a.teacher) / "unet").is_dir():
@@ -701,7 +768,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--device {a.device}: no CUDA device here")
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("batch", a.batch), ("repeat_share", a.repeat_share),
                                    ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher),
-                                   ("init_weights", a.init_weights), ("vae", a.vae))
+                                   ("init_weights", a.init_weights), ("vae", a.vae), ("align_weight", a.align))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
