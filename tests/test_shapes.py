@@ -436,3 +436,57 @@ def test_shapesbench_merge_joins_a_methods_prompt_shards_and_compares_common_pro
     assert out["summary"]["zest"]["box_iou"] == pytest.approx(0.8)
     out = merge([first, rest, only_two], tmp_path / "m.json", None, log=lambda s: None)
     assert out["config"]["prompts_scored"] == 2 and out["summary"]["zest"]["box_iou"] == pytest.approx(0.7)
+
+
+# the trainers' shared saving and stopping (tools.shapes.model)
+def test_write_folder_replaces_the_folder_whole_and_keeps_hand_written_files(tmp_path):
+    from tools.shapes.model import write_folder
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "weights.bin").write_text("old")
+    (out / "guidance.json").write_text("{}")  # written by hand after training: kept
+
+    def write(folder):
+        folder.mkdir()
+        (folder / "weights.bin").write_text("new")
+        (folder / "training.json").write_text("{}")
+
+    write_folder(out, write)
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"weights.bin": "new", "training.json": "{}",
+                                                             "guidance.json": "{}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_save_that_fails_midway_leaves_the_old_folder_as_it_was(tmp_path):
+    from tools.shapes.model import write_folder
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "weights.bin").write_text("old")
+
+    def write_then_stop(folder):
+        folder.mkdir()
+        (folder / "weights.bin").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_folder(out, write_then_stop)
+    assert (out / "weights.bin").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_sigterm_and_ctrl_c_end_a_trainer_in_one_line_with_exit_130(capsys):
+    import os
+    import signal
+    import time
+
+    from tools.shapes.model import stopped_cleanly
+
+    before = signal.getsignal(signal.SIGTERM)
+    for stop in (lambda: os.kill(os.getpid(), signal.SIGTERM), lambda: (_ for _ in ()).throw(KeyboardInterrupt)):
+        with pytest.raises(SystemExit) as e:
+            with stopped_cleanly("train_x"):
+                stop()
+                time.sleep(1)  # SIGTERM is delivered here at the latest
+        assert e.value.code == 130 and capsys.readouterr().err == "train_x: stopped by Ctrl-C or SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back

@@ -399,7 +399,7 @@ def test_label_map_gives_each_patch_its_objects_shares_and_the_rest_to_the_backg
     assert none[0, 2, 0] == 1 and none[0, 2, 7] == 0
 
 
-def test_the_align_head_reads_a_third_of_the_way_down_and_its_loss_falls_when_trained():
+def test_the_align_head_reads_block_layers_over_three_and_its_loss_falls_when_trained():
     assert [tm.align_block(n) for n in (2, 6, 24)] == [0, 2, 8]
     torch.manual_seed(0)
     tr = tm.Trainer({**GROUNDED, "patch": 4, "align_weight": 0.5, "lr": 3e-3, "ema": 0.0, "batch": 8}, seed=0)

@@ -145,3 +145,22 @@ def test_the_shipped_autoencoder_keeps_most_objects_recognisable():
     assert found_share(tv.to_uint8(tv.reconstruct(vae, torch.from_numpy(images))), objects) >= 0.8
     z = tm.encode(vae, torch.from_numpy(images))
     assert abs(float(z.mean())) < 0.2 and 0.8 < float(z.std()) < 1.2
+
+
+def test_ctrl_c_saves_the_steps_taken_marked_interrupted_and_stops(tmp_path):
+    def interrupt_at_the_second_log_line(message: str, seen=[]) -> None:
+        seen.append(message)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tv.train({**tv.PRESETS["test"], "steps": 20, "n_scenes": 16}, tmp_path / "v", seed=0,
+                 log=interrupt_at_the_second_log_line)
+    saved = json.loads((tmp_path / "v" / "training.json").read_text())
+    assert saved["interrupted"] is True and saved["steps"] == 4  # logged every 2 steps: stopped at the second line
+    assert tm.latent_shape(tm.load_vae(tmp_path / "v")) == (4, 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]  # no half-written sibling left
+
+
+def test_a_finished_run_is_not_marked_interrupted(vae_folder):
+    assert json.loads((vae_folder[0] / "training.json").read_text())["interrupted"] is False

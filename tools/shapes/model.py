@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import AutoencoderKL, DDIMScheduler
+from transformers import CLIPTextConfig
 
 K = 100.0  # the constant channel; relative decoding error <= 3 / (2 K^2)
 
@@ -149,9 +155,13 @@ GUIDANCE = {"_why": "options chosen for this model, with ShapesBench evidence: d
 
 
 def save_pipeline(out: str | Path, unet, vae, text_encoder, tokenizer, sched, meta: dict, fp16: bool = True) -> None:
-    """A standard diffusers folder (model_index.json + one subfolder per part) plus ``training.json``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """A standard diffusers folder (model_index.json + one subfolder per part) plus ``training.json``, written
+    whole (``write_folder``)."""
+    write_folder(out, lambda tmp: _write_pipeline(tmp, unet, vae, text_encoder, tokenizer, sched, meta, fp16))
+
+
+def _write_pipeline(out: Path, unet, vae, text_encoder, tokenizer, sched, meta: dict, fp16: bool) -> None:
+    out.mkdir(parents=True)
     dt = torch.float16 if fp16 else torch.float32
     unet.to(dt).to(memory_format=torch.contiguous_format).save_pretrained(out / "unet")
     vae.to(torch.float32).save_pretrained(out / "vae")  # 15k parameters; K^2 stays exact in fp32
@@ -168,3 +178,47 @@ def save_pipeline(out: str | Path, unet, vae, text_encoder, tokenizer, sched, me
     # GUIDANCE was chosen for the grounded recipe; a plainly trained model (cpu-plain) keeps the official settings
     if meta.get("config", {}).get("attn_weight", 0) > 0:
         (out / "guidance.json").write_text(json.dumps(GUIDANCE, indent=2))
+
+
+# ---------------------------------------------------------------------------
+# what the trainers share: whole folders, and a clean stop
+# ---------------------------------------------------------------------------
+
+def write_folder(out: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write a model folder whole or not at all: ``write(tmp)`` fills a sibling folder, which then takes
+    ``out``'s place. Why: a save can be cut by Ctrl-C, SIGTERM or a full disk, and a folder holding one run's
+    transformer beside another's training.json would load and mislead. Top-level files of the old folder that
+    the writer does not make (a hand-written guidance.json) are kept."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = (out.parent / f".{out.name}.{kind}-{os.getpid()}" for kind in ("partial", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        for kept in (p for p in out.iterdir() if p.is_file() and not (tmp / p.name).exists()) if out.is_dir() else ():
+            shutil.copy2(kept, tmp / kept.name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+@contextmanager
+def stopped_cleanly(tool: str) -> Iterator[None]:
+    """A trainer's ``main``: SIGTERM stops it as Ctrl-C does (the trainer saves what it has on
+    KeyboardInterrupt), and either ends in one line on stderr and exit code 130, not a traceback."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"{tool}: stopped by Ctrl-C or SIGTERM", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

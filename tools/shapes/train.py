@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import RECIPE, make_scene, vocabulary
-from .model import PRESETS, pixel_vae, save_pipeline, scheduler, text_config, unet_config
+from .model import PRESETS, pixel_vae, save_pipeline, scheduler, stopped_cleanly, text_config, unet_config
 
 CAPTION_DROPOUT = 0.1
 WARMUP = 200
@@ -410,7 +410,8 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
         save_pipeline(out, unet, pixel_vae(), text, tr.tok, tr.sched, rec)
 
     every = max(1, min(250, total // 10))
-    while tr.n_step < total and not (budget and time.perf_counter() - t_train > budget):
+
+    def train_step() -> None:
         hist.append(tr.step())
         if tr.n_step % every == 0 or tr.n_step == total:
             avg = {k: round(float(np.mean([h[k] for h in hist[-every:]])), 5) for k in hist[-1]}
@@ -420,6 +421,16 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
         if out is not None and save_every and tr.n_step % save_every == 0:
             save()
             log(f"saved step {tr.n_step} to {out}")
+
+    try:
+        while tr.n_step < total and not (budget and time.perf_counter() - t_train > budget):
+            train_step()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (main): keep what was trained
+        if out is not None:
+            log(f"interrupted at step {tr.n_step}")
+            save()
+            log(f"saved step {tr.n_step} to {out}")
+        raise
     last_eval = tr.eval_loss()
     record = _record(tr, preset_name, preset, seed, t0, t_train, curve, first_eval, last_eval, started_from)
     if out is not None:
@@ -463,8 +474,9 @@ def main(argv: list[str] | None = None) -> None:
     over = {k: v for k, v in {"batch": a.batch, "n_scenes": a.n_scenes, "lr": a.lr, "repeat_share": a.repeat_share,
                               "repeat_row": a.repeat_row, "n_wide": a.n_wide, "wide_share": a.wide_share,
                               "decay_to": a.steps if a.decay else None}.items() if v is not None}
-    rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
-                init=a.init, log=lambda m: print(m, flush=True))
+    with stopped_cleanly("train"):
+        rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.device, a.workers, over, a.save_every,
+                    init=a.init, log=lambda m: print(m, flush=True))
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss_start", "eval_loss_end")}))
 
 

@@ -27,6 +27,17 @@ penultimate states, which no norm bounds, blew up under the grounding terms).
 Why ground at all: a plainly trained MMDiT on a CPU budget places words at
 1.0-1.4x chance (docs/renderer.md), so no guidance method has maps to pull on.
 
+``--align WEIGHT`` (another named deviation, off by default) is REPA's representation alignment (Yu et
+al., 2024: a diffusion transformer learns much faster when the states of an early block - the 8th of SiT-XL's
+28 - are made to predict a pretrained encoder's features of the clean image, through a small MLP head that is
+thrown away after training; its weight 0.5). Here the block is the third of six (``align_block``) and the
+head's width twice the model's (REPA: 2,048). The shapes world has no pretrained image encoder, but every scene says exactly
+what it holds, so the target here is its label map: for each patch, the share covered by each colour-shape
+class and by the background, predicted through REPA's three-layer head with a cross-entropy (REPA: negative
+cosine similarity to DINOv2 features), on the samples whose caption was kept. Why: untrained, the model's
+square and circle come out as one blob (``benchmarks/shape_words.py``); the head makes the middle of the
+network say which shape stands where, from the noisy latent and the words.
+
 Data, tokenizer words, the pixel "VAE"
 (64x64 RGB <-> 32x32 latent) are the UNet shapes model's (``tools.shapes.train``,
 ``tools.shapes.model``); 2x2 patches make the transformer see a 16x16 grid,
@@ -40,7 +51,8 @@ steps: docs/renderer.md).
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short
-resumes (``--resume``) where it stopped; the learning rate is constant after
+resumes (``--resume``) where it stopped (Ctrl-C or SIGTERM saves both at the step
+reached; folders are written whole); the learning rate is constant after
 warm-up and then falls linearly to zero over the last ``decay`` share of the
 steps. Every random draw comes from ``--seed``.
 """
@@ -66,7 +78,7 @@ from plan_and_render.renderer.pipeline_sd3 import sd3_text_embeddings
 from plan_and_render.scoring.shapes import COLOURS, SHAPES
 
 from .data import vocabulary
-from .model import pixel_vae
+from .model import pixel_vae, stopped_cleanly, write_folder
 from .model import PRESETS as UNET_PRESETS
 from .train import (WIDE_SEEDS, _init_record, attention_loss, build_tokenizer, generate, kept_tokens, name_positions,
                     null_state_loss, recipe_of, to_latents)
@@ -80,8 +92,7 @@ CAPTION_DROPOUT = 0.1
 # 0.15 <= t <= 0.8 - at t = 0.4 its mean squared error to eps - x0 is 0.022 against the MMDiT's 0.049 - and the
 # further one at t = 0.05 and 0.9, where it reads a barely noisy sample or its noise estimate is divided by 1 - t)
 TEACHER_SPAN = (0.15, 0.8)
-# --align: the classes a joint block's image states are aligned to (background, then each colour-shape pair);
-# the block is the one a third of the way down (``align_block``)
+# --align: the classes a joint block's image states are aligned to (background, then each colour-shape pair)
 ALIGN_CLASSES = 1 + len(SHAPES) * len(COLOURS)
 GROUNDING = {**{k: UNET_PRESETS["cpu"][k] for k in ("isolate", "null_weight", "attn_weight")}, "freeze_clip": True}
 
@@ -226,8 +237,9 @@ def label_map(masks: torch.Tensor, classes: torch.Tensor, grid: tuple[int, int])
 
 
 def align_block(layers: int) -> int:
-    """The joint block whose output ``--align`` aligns: a third of the way down, as REPA's 8th of SiT-XL's 28
-    (the third of six here)."""
+    """The joint block whose output ``--align`` aligns (0-based): ``layers // 3``, the third of six, so half
+    the depth is done - deeper than REPA's 8 of SiT-XL's 28 blocks (29 %), a choice not measured against it
+    (two blocks of 128 channels are little to gather the words in)."""
     return layers // 3
 
 
@@ -546,9 +558,12 @@ class Trainer:
 
 def save_folder(out: str | Path, tr: Trainer, record: dict) -> None:
     """A diffusers StableDiffusion3Pipeline folder (fp16 weights, fp32 VAE: the pixel one or ``--vae``'s)
-    plus ``training.json``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    plus ``training.json``, written whole (``write_folder``)."""
+    write_folder(out, lambda tmp: _write_folder(tmp, tr, record))
+
+
+def _write_folder(out: Path, tr: Trainer, record: dict) -> None:
+    out.mkdir(parents=True)
     models = tr.ema or tr.models
     names = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
     index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": __import__("diffusers").__version__}
@@ -681,7 +696,7 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
             os.replace(tmp, checkpoint)
         log(f"saved step {tr.n_step}")
 
-    while tr.n_step < p["steps"] and not (budget and time.perf_counter() - t0 > budget):
+    def train_step() -> None:
         hist.append(tr.step())
         if fit_budget and budget and tr.n_step - first == FIT_AFTER:
             timed = time.perf_counter() - t0
@@ -701,6 +716,15 @@ def train(preset_name: str = "cpu", out: str | Path | None = None, seed: int = 0
             evals[f"step_{tr.n_step}"] = tr.eval_loss()
             log(f"eval loss {evals[f'step_{tr.n_step}']:.4f}")
             save()
+
+    try:
+        while tr.n_step < p["steps"] and not (budget and time.perf_counter() - t0 > budget):
+            train_step()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (main): keep what was trained, resumable with the checkpoint
+        if out is not None or checkpoint:
+            log(f"interrupted at step {tr.n_step}")
+            save()
+        raise
     evals["end"] = tr.eval_loss()
     log(f"eval loss {evals['end']:.4f}")
     save(final=True)
@@ -771,9 +795,10 @@ def main(argv: list[str] | None = None) -> None:
                                    ("init_weights", a.init_weights), ("vae", a.vae), ("align_weight", a.align))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
-    rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
-                log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device,
-                fit_budget=a.fit_budget)
+    with stopped_cleanly("train_mmdit"):
+        rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
+                    log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device,
+                    fit_budget=a.fit_budget)
     print(json.dumps({k: rec[k] for k in ("steps", "train_s", "eval_loss")}))
 
 

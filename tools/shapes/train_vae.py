@@ -14,7 +14,8 @@ latents - and any diffusion model already trained on them - stay valid while the
 Stable Diffusion's fine-tuned decoders were made). ``benchmarks/shapes_vae.py`` measures what the shapes
 detector still finds after encode and decode: the ceiling of any model drawing through this latent.
 
-Made for a CPU: ``--time-budget`` stops training; every random draw comes from ``--seed``.
+Made for a CPU: ``--time-budget`` stops training; every random draw comes from ``--seed``. Ctrl-C or SIGTERM
+saves the steps taken so far (``"interrupted": true`` in training.json); a folder is always written whole.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import vocabulary
+from .model import stopped_cleanly, write_folder
 from .train import WIDE_SEEDS, generate, recipe_of
 
 PRESETS: dict[str, dict] = {
@@ -129,23 +131,28 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=p["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
     curve, t0, step, every = [], time.perf_counter(), 0, max(1, min(100, p["steps"] // 10))
-    while step < p["steps"] and time.perf_counter() - t0 < p["time_budget_s"]:
-        data = wide if float(torch.rand(1, generator=g)) < 0.1 else square
-        idx = torch.randint(0, len(data), (p["batch"],), generator=g)
-        for group in opt.param_groups:
-            group["lr"] = p["lr"] * min(1.0, (step + 1) / p["warmup"]) * (0.1 if step >= 0.8 * p["steps"] else 1.0)
-        loss = vae_loss(vae, to_pixels(data[idx]), p["kl"])
-        opt.zero_grad(set_to_none=True)
-        loss["total"].backward()
-        opt.step()
-        step += 1
-        if step % every == 0 or step == p["steps"]:
-            curve.append({"step": step, "l1": round(loss["l1"].item(), 5), "kl": round(loss["kl"].item(), 4),
-                          "s": round(time.perf_counter() - t0, 1)})
-            log(json.dumps(curve[-1]))
+    interrupted = False
+    try:
+        while step < p["steps"] and time.perf_counter() - t0 < p["time_budget_s"]:
+            data = wide if float(torch.rand(1, generator=g)) < 0.1 else square
+            idx = torch.randint(0, len(data), (p["batch"],), generator=g)
+            for group in opt.param_groups:
+                group["lr"] = p["lr"] * min(1.0, (step + 1) / p["warmup"]) * (0.1 if step >= 0.8 * p["steps"] else 1.0)
+            loss = vae_loss(vae, to_pixels(data[idx]), p["kl"])
+            opt.zero_grad(set_to_none=True)
+            loss["total"].backward()
+            opt.step()
+            step += 1
+            if step % every == 0 or step == p["steps"]:
+                curve.append({"step": step, "l1": round(loss["l1"].item(), 5), "kl": round(loss["kl"].item(), 4),
+                              "s": round(time.perf_counter() - t0, 1)})
+                log(json.dumps(curve[-1]))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (main): save the steps taken, marked as such, then stop
+        log(f"interrupted at step {step}")
+        interrupted = True
     vae.eval()
     before = json.loads((Path(init) / "training.json").read_text()) if init and (Path(init) / "training.json").exists() else None
-    record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
+    record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "interrupted": interrupted, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
               "held_out_l1": reconstruction_error(vae, held), "latent": (kept_latent_stats(vae) if decoder_only else set_latent_stats(vae, square[:2048])),
               "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
               "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
@@ -153,10 +160,14 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
               "versions": {"python": platform.python_version(), "torch": torch.__version__,
                            "diffusers": __import__("diffusers").__version__},
               "command": " ".join(["python3 -m tools.shapes.train_vae", *sys.argv[1:]])}
-    out = Path(out)
-    vae.save_pretrained(out)
-    (out / "training.json").write_text(json.dumps(record, indent=2))
-    log(f"held-out L1 {record['held_out_l1']:.4f}; saved {out}")
+    def write(folder: Path) -> None:
+        vae.save_pretrained(folder)
+        (folder / "training.json").write_text(json.dumps(record, indent=2))
+
+    write_folder(out, write)
+    log(f"held-out L1 {record['held_out_l1']:.4f}; saved {out}" + (f" (interrupted at step {step})" if interrupted else ""))
+    if interrupted:
+        raise KeyboardInterrupt
     return record
 
 
@@ -183,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--init {a.init!r} is not an AutoencoderKL folder (no config.json in it)")
     if a.decoder_only and not a.init:
         ap.error("--decoder-only continues a trained autoencoder: give --init")
-    train(p, a.out, a.seed, init=a.init, decoder_only=a.decoder_only)
+    with stopped_cleanly("train_vae"):
+        train(p, a.out, a.seed, init=a.init, decoder_only=a.decoder_only)
 
 
 if __name__ == "__main__":
