@@ -280,6 +280,27 @@ def shape_words(d: dict) -> str:
     return table(["model", *SHAPES, "all", "drawn instead (times)"], rows) + source(d, "shape_words", get(d, "command"))
 
 
+def mmdit_align_runs(d: dict) -> str:
+    """The learned-latent MMDiT trained on, plain vs --align: flow loss, one-shape prompts, the tune prompts."""
+    def pair(r, key):
+        return " / ".join(num(get(r, "tune", m, key), 0, 100, " %") for m in ("refocus", "none"))
+
+    rows = [["start (`BF`)", "-", "-", "-", num(get(d, "start", "shape_words", "drawn_as_asked"), 0, 100, " %"), "-", "-"]]
+    def run_name(folder: str) -> str:  # ".../D/model" -> "D", ".../BF" -> "BF"
+        parts = folder.rstrip("/").split("/")
+        return parts[-2] if parts[-1] == "model" else parts[-1]
+
+    rows += [[f"`{name}`", f"`{run_name(get(r, 'init'))}`" if get(r, "init") else "-",
+              num(get(r, "align_weight"), 1) if get(r, "align_weight") else "-",
+              f"{get(r, 'steps', default='-'):,} ({num(get(r, 'train_s'), 0, 1 / 60)} min), "
+              f"{num(get(r, 'eval_loss', 'start'), 4)} -> {num(get(r, 'eval_loss', 'end'), 4)}",
+              num(get(r, "shape_words", "drawn_as_asked"), 0, 100, " %"), pair(r, "follows"), pair(r, "objects_right")]
+             for name, r in get(d, "runs", default={}).items()]
+    return table(["run", "from", "`--align`", "steps, held-out flow loss", "one shape drawn as asked",
+                  "tune follows, `refocus` / `none`", "objects right, `refocus` / `none`"], rows) + \
+        source(d, "mmdit_align_runs", *(get(r, "command") for r in get(d, "runs", default={}).values()))
+
+
 def shapes_passes(d: dict) -> str:
     c = get(d, "config", default={})
     head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
@@ -352,7 +373,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
-    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "shape_words": shape_words, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
+    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "shape_words": shape_words,
+    "mmdit_align_runs": mmdit_align_runs, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
