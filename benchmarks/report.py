@@ -285,11 +285,11 @@ def mmdit_align_runs(d: dict) -> str:
     def pair(r, key):
         return " / ".join(num(get(r, "tune", m, key), 0, 100, " %") for m in ("refocus", "none"))
 
-    rows = [["start (`BF`)", "-", "-", "-", num(get(d, "start", "shape_words", "drawn_as_asked"), 0, 100, " %"), "-", "-"]]
     def run_name(folder: str) -> str:  # ".../D/model" -> "D", ".../BF" -> "BF"
         parts = folder.rstrip("/").split("/")
         return parts[-2] if parts[-1] == "model" else parts[-1]
 
+    rows = [["start (`BF`)", "-", "-", "-", num(get(d, "start", "shape_words", "drawn_as_asked"), 0, 100, " %"), "-", "-"]]
     rows += [[f"`{name}`", f"`{run_name(get(r, 'init'))}`" if get(r, "init") else "-",
               num(get(r, "align_weight"), 1) if get(r, "align_weight") else "-",
               f"{get(r, 'steps', default='-'):,} ({num(get(r, 'train_s'), 0, 1 / 60)} min), "

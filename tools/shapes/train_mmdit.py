@@ -467,7 +467,7 @@ class Trainer:
     def align_loss(self, states, data: Scenes, idx, drop, latent_hw) -> torch.Tensor:
         """``--align``: cross-entropy of the head's class logits for each patch against the scene's label map
         (``label_map``), over the samples whose caption was kept (without one, nothing says what is where)."""
-        grid = tuple(n // self.p.get("patch", 2) for n in latent_hw)
+        grid = tuple(n // self.models[0].config.patch_size for n in latent_hw)
         target = label_map(data.masks[idx], data.classes[idx], grid)
         ce = -(target * F.log_softmax(self.head(states.float()), -1)).sum(-1).mean(-1)  # B
         keep = (~drop).float()
