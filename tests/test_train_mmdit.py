@@ -414,6 +414,14 @@ def test_the_align_head_reads_block_layers_over_three_and_its_loss_falls_when_tr
     assert float(tr.loss(tr.models, *batch)["align"].detach()) < 0.9 * before
 
 
+@pytest.mark.parametrize("weight", ["0", "-0.5"])
+def test_an_align_weight_that_is_not_positive_is_one_usage_line(weight, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tm.main(["--preset", "test", "--align", weight, "--out", str(tmp_path / "m")])
+    assert stop.value.code == 2 and "the weight must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_an_aligned_run_resumes_exactly_and_records_its_recipe_but_saves_no_head(tmp_path):
     over = {"align_weight": 0.5}
     straight = tm.train("test", tmp_path / "a", seed=1, steps=4, overrides=over, **QUIET)

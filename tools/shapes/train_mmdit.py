@@ -781,6 +781,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--n-wide and --wide-share go together")
     if a.vae and not (Path(a.vae) / "config.json").is_file():
         ap.error(f"--vae {a.vae!r} is not an AutoencoderKL folder (no config.json in it)")
+    if a.align is not None and a.align <= 0:
+        ap.error(f"--align {a.align}: the weight must be positive (leave --align out to train without it)")
     if a.patch == 1 and not a.vae:
         ap.error("--patch 1 is for a learned latent (--vae FOLDER); the 32x32 pixel latent takes 2 or 4")
     if a.vae and a.teacher:
