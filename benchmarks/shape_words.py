@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.demo import render_row, sheet
 from benchmarks.protocol import provenance, write_result
-from plan_and_render.scoring.shapes import SHAPES
+from plan_and_render.scoring.shapes import COLOURS, SHAPES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHEETS = RESULTS.parents[1] / "docs" / "images"
@@ -96,8 +96,13 @@ def main(argv: list[str] | None = None) -> dict:
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     colours = [c.strip() for c in a.colours.split(",") if c.strip()]
     missing = [m for m in models if not (Path(m) / "model_index.json").is_file()]
-    if missing or not colours or a.seeds < 1:
-        ap.error(f"not a model folder: {', '.join(missing)}" if missing else "give at least one colour and seed")
+    unknown = [c for c in colours if c not in COLOURS]
+    if missing:
+        ap.error(f"not a model folder: {', '.join(missing)}")
+    if unknown:
+        ap.error(f"not a palette colour: {', '.join(unknown)} (the palette: {', '.join(COLOURS)})")
+    if not colours or a.seeds < 1:
+        ap.error("give at least one colour and seed")
     work = Path(tempfile.mkdtemp(prefix="shape-words-"))
     try:
         results = [run_model(m, a.method, colours, a.seeds, a.extra, work / str(i),

@@ -60,7 +60,10 @@ def test_a_run_on_the_shipped_unet_model_writes_its_table_and_sheet(tmp_path):
     assert (tmp_path / "shape_words_shapes-tiny.png").is_file()
 
 
-def test_a_folder_that_is_not_a_model_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("args, says", [(["--models", "."], "not a model folder"),
+                                        (["--colours", "red,pink"], "not a palette colour: pink"),
+                                        (["--seeds", "0"], "give at least one colour and seed")])
+def test_bad_arguments_are_one_usage_line(args, says, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        shape_words.main(["--models", str(tmp_path), "--out", str(tmp_path / "x.json")])
-    assert e.value.code == 2 and "not a model folder" in capsys.readouterr().err
+        shape_words.main([*args, "--out", str(tmp_path / "x.json")])
+    assert e.value.code == 2 and says in capsys.readouterr().err and not (tmp_path / "x.json").exists()
