@@ -19,16 +19,17 @@ from benchmarks.protocol import provenance, write_result
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def found_share(images, objects) -> float:
-    """Share of the scenes' objects ("red circle") the detector finds in ``images`` (N, H, W, 3) uint8."""
+def found_share(images, objects, shape: str | None = None) -> float:
+    """Share of the scenes' objects ("red circle"; only ``shape``'s when given) the detector finds in
+    ``images`` (N, H, W, 3) uint8."""
     from plan_and_render.scoring.shapes import detect, find
 
     hits = total = 0
     for image, phrases in zip(images, objects):
-        dets = detect(image)
-        for ph in phrases:
-            colour, shape = ph.split()
-            hits += find(dets, shape, colour) is not None
+        asked = [ph.split() for ph in phrases if shape is None or ph.split()[1] == shape]
+        dets = detect(image) if asked else []
+        for colour, name in asked:
+            hits += find(dets, name, colour) is not None
             total += 1
     return hits / max(1, total)
 
@@ -36,6 +37,7 @@ def found_share(images, objects) -> float:
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
+    from plan_and_render.scoring.shapes import SHAPES
     from tools.shapes.train import generate
     from tools.shapes.train_mmdit import latent_shape, load_vae
     from tools.shapes.train_vae import reconstruct, to_pixels, to_uint8
@@ -57,9 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     channels, side = latent_shape(vae)
     row = {"l1": round(float((rec - x).abs().mean()), 4), "found_original": round(found_share(to_uint8(x), objects), 4),
            "found_reconstructed": round(found_share(to_uint8(rec), objects), 4),
-           "latent": f"{channels} x {side} x {side}"}
-    print(f"{'latent':>10} {'L1':>7} {'found, originals':>17} {'found, reconstructed':>21}")
-    print(f"{row['latent']:>10} {row['l1']:>7.4f} {row['found_original']:>17.1%} {row['found_reconstructed']:>21.1%}")
+           "latent": f"{channels} x {side} x {side}",
+           "found_reconstructed_by_shape": {sh: round(found_share(to_uint8(rec), objects, sh), 4) for sh in SHAPES}}
+    print(f"{'latent':>10} {'L1':>7} {'found, originals':>17} {'found, reconstructed':>21}  "
+          + " ".join(f"{sh:>8}" for sh in SHAPES))
+    print(f"{row['latent']:>10} {row['l1']:>7.4f} {row['found_original']:>17.1%} {row['found_reconstructed']:>21.1%}  "
+          + " ".join(f"{v:>8.1%}" for v in row["found_reconstructed_by_shape"].values()))
     result = {"vae": a.vae, "scenes": a.scenes, "scene_seeds": f"{a.seed * 10**7} .. {a.seed * 10**7 + a.scenes - 1}",
               "row": row, **provenance("benchmarks.shapes_vae", argv, a.threads)}
     write_result(result, a.out)

@@ -164,3 +164,52 @@ def test_ctrl_c_saves_the_steps_taken_marked_interrupted_and_stops(tmp_path):
 
 def test_a_finished_run_is_not_marked_interrupted(vae_folder):
     assert json.loads((vae_folder[0] / "training.json").read_text())["interrupted"] is False
+
+
+def test_the_outline_marks_a_shapes_edge_pixels_and_not_the_background_texture():
+    x = torch.full((1, 3, 8, 8), 0.8)
+    x += 0.03 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # the backgrounds' noise
+    x[:, :, 2:6, 2:6] = torch.tensor([0.7, -0.8, -0.8])[:, None, None]  # a red 4x4 square
+    edge = tv.outline(x)[0, 0]
+    ring = torch.zeros(8, 8, dtype=torch.bool)
+    ring[1:7, 1:7] = True
+    ring[3:5, 3:5] = False  # one pixel either side of the square's border
+    assert torch.equal(edge.bool(), ring)
+
+
+def test_the_edge_weight_counts_each_outline_pixel_1_plus_w_times():
+    x = torch.zeros(1, 3, 4, 4)
+    x[:, :, 0, 0] = 1.0  # one bright pixel: it and its 3 neighbours are the outline (4 pixels)
+    rec = x.clone()
+    rec[:, :, 0, 0] = 0.0  # an error of 1 on the outline, in every channel
+    rec[:, :, 3, 3] = 0.5  # an error of 0.5 off it
+    assert float(tv.weighted_l1(rec, x)) == pytest.approx((1 + 0.5) / 16)  # plain L1
+    assert float(tv.weighted_l1(rec, x, 3.0)) == pytest.approx((4 * 1 + 0.5) / (4 * 4 + 12))
+
+
+def test_a_negative_edge_weight_is_one_usage_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tv.main(["--preset", "test", "--edge-weight", "-1", "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and "--edge-weight must be 0 or more" in capsys.readouterr().err
+
+
+def test_an_edge_weighted_decoder_run_records_its_weight(vae_folder, tmp_path):
+    rec = tv.train({**tv.PRESETS["test"], "steps": 4, "n_scenes": 16, "edge_weight": 8.0}, tmp_path / "v", seed=1,
+                   init=vae_folder[0], decoder_only=True, **QUIET)
+    assert rec["preset"]["edge_weight"] == 8.0
+    assert json.loads((tmp_path / "v" / "training.json").read_text())["preset"]["edge_weight"] == 8.0
+
+
+def test_found_share_counts_one_shape_alone():
+    from benchmarks.shapes_vae import found_share
+    from tools.shapes.data import make_scene
+
+    scenes = [make_scene(s, 64) for s in range(6)]
+    images = [s.image for s in scenes]
+    objects = [[f"{o.colour} {o.shape}" for o in s.objects] for s in scenes]
+    blank = [im * 0 + 200 for im in images]  # nothing to find
+    assert found_share(images, objects) == 1.0 and found_share(blank, objects) == 0.0
+    shape = scenes[0].objects[0].shape
+    mixed = [im if i % 2 == 0 else b for i, (im, b) in enumerate(zip(images, blank))]
+    asked = [(i, o) for i, s in enumerate(scenes) for o in s.objects if o.shape == shape]
+    assert found_share(mixed, objects, shape) == pytest.approx(sum(i % 2 == 0 for i, _ in asked) / len(asked))
