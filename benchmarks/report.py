@@ -301,6 +301,14 @@ def mmdit_align_runs(d: dict) -> str:
         source(d, "mmdit_align_runs", *(get(r, "command") for r in get(d, "runs", default={}).values()))
 
 
+def mmdit_latent_tuning(d: dict) -> str:
+    """Guidance variants on the learned-latent MMDiT: the tune prompts over three seeds, `refocus`."""
+    rows = [[get(v, "label", default=k), f"{get(v, 'follows_of_30', default='-')} / 30",
+             num(get(v, "objects_right"), 0, 100, " %")] for k, v in get(d, "variants", default={}).items()]
+    return table(["guidance.json", "tune prompts followed (3 seeds)", "objects right"], rows) + \
+        source(d, "mmdit_latent_tuning", get(d, "config", "command"))
+
+
 def shapes_passes(d: dict) -> str:
     c = get(d, "config", default={})
     head = f"{get(c, 'prompts_scored', default='-')} prompts, {get(c, 'steps', default='-')} steps\n\n"
@@ -374,7 +382,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
     "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "shape_words": shape_words,
-    "mmdit_align_runs": mmdit_align_runs, "batch_overhead": batch_overhead, "batch_scale": batch_scale,
+    "mmdit_align_runs": mmdit_align_runs, "mmdit_latent_tuning": mmdit_latent_tuning,
+    "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True), "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
