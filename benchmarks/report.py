@@ -305,7 +305,7 @@ def mmdit_latent_tuning(d: dict) -> str:
     """Guidance variants on the learned-latent MMDiT: the tune prompts over three seeds, `refocus`."""
     rows = [[get(v, "label", default=k), f"{get(v, 'follows_of_30', default='-')} / 30",
              num(get(v, "objects_right"), 0, 100, " %")] for k, v in get(d, "variants", default={}).items()]
-    return table(["guidance.json", "tune prompts followed (3 seeds)", "objects right"], rows) + \
+    return table(["variant (`refocus`, 10 tune prompts x 3 render seeds)", "followed", "objects right"], rows) + \
         source(d, "mmdit_latent_tuning", get(d, "config", "command"))
 
 
