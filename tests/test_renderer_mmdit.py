@@ -5,6 +5,7 @@ loading from a folder and from the project's single file, and the CLI / API with
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -430,3 +431,41 @@ def test_native_size_of_transformer_folders(flux_folder):
     shipped = Path(__file__).resolve().parents[1] / "models" / "shapes-mmdit"
     assert api.native_size(shipped) == 64  # 32 latent pixels (the transformer's sample_size) x VAE factor 2
     assert api.native_size(flux_folder) is None  # FLUX's config names no size: the CLI's default
+
+
+LATENT_MODEL = Path(__file__).resolve().parents[1] / "models" / "shapes-mmdit-latent"
+
+
+@pytest.mark.skipif(not (LATENT_MODEL / "model_index.json").exists(), reason="shipped model not present")
+def test_the_shipped_learned_latent_mmdit_is_a_small_sd3_folder_with_its_tuned_options():
+    from plan_and_render.app import api
+
+    pipe = load_pipeline(str(LATENT_MODEL), device="cpu", dtype="fp32")
+    assert pipe.family == "sd3" and api.native_size(LATENT_MODEL) == 64  # 8 latent pixels x the VAE's 8
+    assert pipe.method_defaults["refocus"] == {"temperature": 1.0, "loss_scale": 40.0, "span": "prompt"}
+    assert sum(f.stat().st_size for f in LATENT_MODEL.rglob("*") if f.is_file()) <= 20 * 2**20
+    shipped_vae = LATENT_MODEL.parents[0] / "shapes-vae" / "diffusion_pytorch_model.safetensors"
+    assert (LATENT_MODEL / "vae" / shipped_vae.name).read_bytes() == shipped_vae.read_bytes()  # one decoder
+
+
+@pytest.mark.skipif(not (LATENT_MODEL / "model_index.json").exists(), reason="shipped model not present")
+def test_refocus_puts_the_shipped_latent_mmdits_shapes_in_their_boxes_where_none_does_not():
+    """"a red circle to the left of a blue square", boxes in the left and right halves, the model's 28 steps:
+    with `refocus` the red and the blue region sit in their halves for each of four seeds; without guidance
+    the model puts them anywhere (they swap or stack in some of the same seeds)."""
+    from plan_and_render.scene import Canvas, PlanObject
+    from plan_and_render.scoring.shapes import detect
+
+    pipe = load_pipeline(str(LATENT_MODEL), device="cpu", dtype="fp32")
+    plan = ScenePlan(prompt="a red circle to the left of a blue square", canvas=Canvas(width=64, height=64), objects=[
+        PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.3, 0.45, 0.7)),
+        PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.3, 0.95, 0.7)),
+    ])
+
+    def in_their_halves(method: str, seed: int) -> bool:
+        found = {d.colour: d.box for d in reversed(detect(np.asarray(pipe(plan, method=method, seed=seed, progress=False).images[0])))}
+        centre = {c: (b[0] + b[2]) / 2 for c, b in found.items()}  # the largest region of each colour
+        return "red" in centre and "blue" in centre and centre["red"] < 0.5 < centre["blue"]
+
+    assert all(in_their_halves("refocus", s) for s in range(4))
+    assert not all(in_their_halves("none", s) for s in range(4))
