@@ -252,12 +252,12 @@ def shapes_models(files: dict[str, dict]) -> str:
             "; the commands are under the per-model tables.\n")
 
 
-def layout_blocks_mmdit(d: dict) -> str:
+def layout_blocks_mmdit(d: dict, name: str = "layout_blocks_mmdit") -> str:
     """benchmarks.layout_blocks: in-box share / chance per joint block (rows) and flow noise level (columns)."""
     levels = get(d, "levels", default=[])
     ratios = [get(d, "per_level", str(s), "ratio", default=[]) for s in levels]
     rows = [[str(k), *(num(get(r, k), 2) for r in ratios)] for k in range(max((len(r) for r in ratios), default=0))]
-    return table(["block", *(f"s = {s}" for s in levels)], rows) + source(d, "layout_blocks_mmdit", get(d, "command"))
+    return table(["block", *(f"s = {s}" for s in levels)], rows) + source(d, name, get(d, "command"))
 
 
 def teacher_span(d: dict) -> str:
@@ -381,7 +381,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "chat": chat, "openai_overhead": openai_overhead, "renderer": renderer, "shapes": shapes,
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
-    "layout_blocks_mmdit": layout_blocks_mmdit, "teacher_span": teacher_span, "shape_words": shape_words,
+    "layout_blocks_mmdit": layout_blocks_mmdit,
+    "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"), "teacher_span": teacher_span, "shape_words": shape_words,
     "mmdit_align_runs": mmdit_align_runs, "mmdit_latent_tuning": mmdit_latent_tuning,
     "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True), "batch_overhead": batch_overhead, "batch_scale": batch_scale,
     "batch_distributed": batch_distributed,
