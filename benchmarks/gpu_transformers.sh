@@ -13,10 +13,11 @@
 # shapes model, batch 128 for at most $BUDGET seconds (default 360; the step count fitted to it after 50
 # steps, so the learning-rate decay runs), then the 30 demo prompts through the
 # CLI: $OUT/shapes-mmdit-gpu.tar.gz, $OUT/demo_mmdit_gpu.json and its contact sheet.
-# `train-latent`: the MMDiT in the shipped autoencoder's 8x8x8 latent (`--vae models/shapes-vae --patch 1`,
-# 64 tokens: about four times cheaper a sample than 2x2 patches), grounded and aligned (`--align 0.5`: ahead of
-# the plain recipe in both CPU pairs, docs/renderer.md), from the shipped blocks, lr 1e-3 (the better of two CPU
-# runs), same budget; $OUT/shapes-mmdit-latent-gpu.tar.gz, $OUT/demo_mmdit_latent_gpu.json.
+# `train-latent`: models/shapes-mmdit-latent trained on in the shipped autoencoder's 8x8x8 latent (`--vae
+# models/shapes-vae --patch 1`, 64 tokens: about four times cheaper a sample than 2x2 patches), grounded and
+# aligned (`--align 0.5`: ahead of the plain recipe in both CPU pairs, docs/renderer.md), lr 5e-4 (its last CPU
+# runs'), same budget, read with its tuned guidance.json; $OUT/shapes-mmdit-latent-gpu.tar.gz,
+# $OUT/demo_mmdit_latent_gpu.json.
 #
 # The GPU machine has PyTorch, huggingface_hub and most of the stack but no diffusers or pydantic and no
 # network; `prepare` downloads this checkout's versions of what it lacks for Python 3.12 on x86-64, and
@@ -63,9 +64,9 @@ case "${1:-}" in
     install
     model="$OUT/shapes-mmdit-latent-gpu"
     python3 -m tools.shapes.train_mmdit --preset cpu --device cuda --batch 128 --vae models/shapes-vae --patch 1 \
-      --ground --align 0.5 --repeat-share 0.35 --n-wide 6000 --wide-share 0.3 --init models/shapes-mmdit --lr 1e-3 \
-      --steps 20000 --time-budget "${BUDGET:-360}" --fit-budget --save-every 2000 --out "$model"
-    cp models/shapes-mmdit/guidance.json "$model/"
+      --ground --align 0.5 --repeat-share 0.35 --n-wide 6000 --wide-share 0.3 --init models/shapes-mmdit-latent \
+      --lr 5e-4 --steps 20000 --time-budget "${BUDGET:-360}" --fit-budget --save-every 2000 --out "$model"
+    cp models/shapes-mmdit-latent/guidance.json "$model/"
     python3 -m benchmarks.demo --model "$model" --out "$OUT/demo_mmdit_latent_gpu.json" --sheet "$OUT/demo_mmdit_latent_gpu.png"
     tar -C "$OUT" -czf "$OUT/shapes-mmdit-latent-gpu.tar.gz" shapes-mmdit-latent-gpu && rm -rf "$model"
     ;;
