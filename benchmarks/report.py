@@ -382,10 +382,11 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "shapes_plain": lambda d: shapes(d, "shapes_plain"), "shapes_passes": shapes_passes,
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
     "layout_blocks_mmdit": layout_blocks_mmdit,
-    "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"), "teacher_span": teacher_span, "shape_words": shape_words,
-    "mmdit_align_runs": mmdit_align_runs, "mmdit_latent_tuning": mmdit_latent_tuning,
-    "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True), "batch_overhead": batch_overhead, "batch_scale": batch_scale,
-    "batch_distributed": batch_distributed,
+    "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"),
+    "teacher_span": teacher_span, "shape_words": shape_words, "mmdit_align_runs": mmdit_align_runs,
+    "mmdit_latent_tuning": mmdit_latent_tuning,
+    "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True),
+    "batch_overhead": batch_overhead, "batch_scale": batch_scale, "batch_distributed": batch_distributed,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
     "shapes_models": (tuple(SHAPES_MODELS), shapes_models),  # a table drawn from several results files
