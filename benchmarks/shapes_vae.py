@@ -19,19 +19,28 @@ from benchmarks.protocol import provenance, write_result
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def found_share(images, objects, shape: str | None = None) -> float:
-    """Share of the scenes' objects ("red circle"; only ``shape``'s when given) the detector finds in
-    ``images`` (N, H, W, 3) uint8."""
+def found(images, objects) -> list[tuple[str, bool]]:
+    """(shape, found?) for each of the scenes' objects ("red circle") in ``images`` (N, H, W, 3) uint8: each
+    image detected once, whatever shares are read from it."""
     from plan_and_render.scoring.shapes import detect, find
 
-    hits = total = 0
+    out = []
     for image, phrases in zip(images, objects):
-        asked = [ph.split() for ph in phrases if shape is None or ph.split()[1] == shape]
-        dets = detect(image) if asked else []
-        for colour, name in asked:
-            hits += find(dets, name, colour) is not None
-            total += 1
-    return hits / max(1, total)
+        dets = detect(image)
+        for colour, shape in (ph.split() for ph in phrases):
+            out.append((shape, find(dets, shape, colour) is not None))
+    return out
+
+
+def share(hits: list[tuple[str, bool]], shape: str | None = None) -> float:
+    """The share of ``hits`` found (only ``shape``'s when given)."""
+    picked = [hit for s, hit in hits if shape is None or s == shape]
+    return sum(picked) / max(1, len(picked))
+
+
+def found_share(images, objects, shape: str | None = None) -> float:
+    """Share of the scenes' objects (only ``shape``'s when given) the detector finds in ``images``."""
+    return share(found(images, objects), shape)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,10 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     scenes = torch.from_numpy(images)
     x, rec = to_pixels(scenes), reconstruct(vae, scenes, batch=50)
     channels, side = latent_shape(vae)
+    hits = found(to_uint8(rec), objects)
     row = {"l1": round(float((rec - x).abs().mean()), 4), "found_original": round(found_share(to_uint8(x), objects), 4),
-           "found_reconstructed": round(found_share(to_uint8(rec), objects), 4),
-           "latent": f"{channels} x {side} x {side}",
-           "found_reconstructed_by_shape": {sh: round(found_share(to_uint8(rec), objects, sh), 4) for sh in SHAPES}}
+           "found_reconstructed": round(share(hits), 4), "latent": f"{channels} x {side} x {side}",
+           "found_reconstructed_by_shape": {sh: round(share(hits, sh), 4) for sh in SHAPES}}
     print(f"{'latent':>10} {'L1':>7} {'found, originals':>17} {'found, reconstructed':>21}  "
           + " ".join(f"{sh:>8}" for sh in SHAPES))
     print(f"{row['latent']:>10} {row['l1']:>7.4f} {row['found_original']:>17.1%} {row['found_reconstructed']:>21.1%}  "

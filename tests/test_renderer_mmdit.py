@@ -424,8 +424,6 @@ def test_cli_and_api_take_the_folder_unchanged(flux_folder, two_plan, tmp_path, 
 
 
 def test_native_size_of_transformer_folders(flux_folder):
-    from pathlib import Path
-
     from plan_and_render.app import api
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "shapes-mmdit"
@@ -434,13 +432,19 @@ def test_native_size_of_transformer_folders(flux_folder):
 
 
 LATENT_MODEL = Path(__file__).resolve().parents[1] / "models" / "shapes-mmdit-latent"
+needs_latent_model = pytest.mark.skipif(not (LATENT_MODEL / "model_index.json").exists(), reason="shipped model not present")
 
 
-@pytest.mark.skipif(not (LATENT_MODEL / "model_index.json").exists(), reason="shipped model not present")
-def test_the_shipped_learned_latent_mmdit_is_a_small_sd3_folder_with_its_tuned_options():
+@pytest.fixture(scope="module")
+def latent_pipe(torch_one_thread):
+    return load_pipeline(str(LATENT_MODEL), device="cpu", dtype="fp32")
+
+
+@needs_latent_model
+def test_the_shipped_learned_latent_mmdit_is_a_small_sd3_folder_with_its_tuned_options(latent_pipe):
     from plan_and_render.app import api
 
-    pipe = load_pipeline(str(LATENT_MODEL), device="cpu", dtype="fp32")
+    pipe = latent_pipe
     assert pipe.family == "sd3" and api.native_size(LATENT_MODEL) == 64  # 8 latent pixels x the VAE's 8
     assert pipe.method_defaults["refocus"] == {"temperature": 1.0, "loss_scale": 40.0, "span": "prompt"}
     assert sum(f.stat().st_size for f in LATENT_MODEL.rglob("*") if f.is_file()) <= 20 * 2**20
@@ -448,15 +452,15 @@ def test_the_shipped_learned_latent_mmdit_is_a_small_sd3_folder_with_its_tuned_o
     assert (LATENT_MODEL / "vae" / shipped_vae.name).read_bytes() == shipped_vae.read_bytes()  # one decoder
 
 
-@pytest.mark.skipif(not (LATENT_MODEL / "model_index.json").exists(), reason="shipped model not present")
-def test_refocus_puts_the_shipped_latent_mmdits_shapes_in_their_boxes_where_none_does_not():
+@needs_latent_model
+def test_refocus_puts_the_shipped_latent_mmdits_shapes_in_their_boxes_where_none_does_not(latent_pipe):
     """"a red circle to the left of a blue square", boxes in the left and right halves, the model's 28 steps:
     with `refocus` the red and the blue region sit in their halves for each of four seeds; without guidance
     the model puts them anywhere (they swap or stack in some of the same seeds)."""
     from plan_and_render.scene import Canvas, PlanObject
     from plan_and_render.scoring.shapes import detect
 
-    pipe = load_pipeline(str(LATENT_MODEL), device="cpu", dtype="fp32")
+    pipe = latent_pipe
     plan = ScenePlan(prompt="a red circle to the left of a blue square", canvas=Canvas(width=64, height=64), objects=[
         PlanObject(id="circle-1", name="circle", phrase="a red circle", attributes=["red"], box=(0.05, 0.3, 0.45, 0.7)),
         PlanObject(id="square-1", name="square", phrase="a blue square", attributes=["blue"], box=(0.55, 0.3, 0.95, 0.7)),
