@@ -213,3 +213,104 @@ def test_found_share_counts_one_shape_alone():
     mixed = [im if i % 2 == 0 else b for i, (im, b) in enumerate(zip(images, blank))]
     asked = [(i, o) for i, s in enumerate(scenes) for o in s.objects if o.shape == shape]
     assert found_share(mixed, objects, shape) == pytest.approx(sum(i % 2 == 0 for i, _ in asked) / len(asked))
+
+
+class OracleFlow:
+    """A stand-in MMDiT that knows the clean latents: its velocity at (x, t) is the straight path's,
+    (x - z0) / t, whatever the caption (so guidance changes nothing)."""
+
+    def __init__(self, z0):
+        self.z0 = z0
+
+    def encode_prompt(self, captions, *rest, **kw):
+        n = len(captions)
+        return torch.zeros(n, 3, 4), torch.ones(n, 3, 4), torch.zeros(n, 4), torch.ones(n, 4)
+
+    def transformer(self, hidden_states, encoder_hidden_states, pooled_projections, timestep):
+        t = (timestep / 1000).view(-1, 1, 1, 1)
+        z0 = torch.cat([self.z0, self.z0])
+        return type("Out", (), {"sample": (hidden_states - z0) / t})
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_redraw_follows_the_straight_flow_back_to_the_clean_latent(steps):
+    from tools.shapes.redrawn import redraw
+
+    z0 = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.3, 0.7])
+    out = redraw(OracleFlow(z0), z0, t, ["a red circle", "a blue square"], steps, scale=4.0,
+                 generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out, z0, atol=1e-5)  # Euler is exact on a straight path, at any step count
+
+
+def test_redraw_starts_from_the_scene_noised_to_its_flow_time():
+    from tools.shapes.redrawn import redraw
+
+    z0 = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
+    still = OracleFlow(z0)
+    still.transformer = lambda hidden_states, **kw: type("Out", (), {"sample": torch.zeros_like(hidden_states)})
+    out = redraw(still, z0, torch.tensor([0.25]), ["a red circle"], 2, 4.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(out, 0.75 * z0 + 0.25 * eps)  # a model that never moves keeps x_t = (1 - t) z0 + t eps
+
+
+def test_same_encoder_looks_at_the_encoder_only(vae_folder):
+    from tools.shapes.redrawn import same_encoder
+
+    a, b = tm.load_vae(vae_folder[0]), tm.load_vae(vae_folder[0])
+    with torch.no_grad():
+        next(b.decoder.parameters()).add_(1.0)
+    assert same_encoder(a, b)
+    with torch.no_grad():
+        next(b.encoder.parameters()).add_(1.0)
+    assert not same_encoder(a, b)
+
+
+@pytest.fixture(scope="module")
+def tiny_latent_mmdit(vae_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mmdit") / "m"
+    tm.train("test", out, seed=0, steps=2, overrides={"vae": str(vae_folder[0]), "patch": 1}, **QUIET)
+    return out
+
+
+def test_a_decoder_trained_on_redrawn_latents_keeps_the_encoder_and_records_its_denoiser(vae_folder, tiny_latent_mmdit,
+                                                                                         tmp_path):
+    p = {**tv.PRESETS["test"], "steps": 6, "n_scenes": 32, "redraw_share": 1.0}
+    rec = tv.train(p, tmp_path / "d", seed=1, init=vae_folder[0], decoder_only=True, denoiser=tiny_latent_mmdit,
+                   **QUIET)
+    before, after = tm.load_vae(vae_folder[0]), tm.load_vae(tmp_path / "d")
+    from tools.shapes.redrawn import same_encoder
+
+    assert same_encoder(before, after)
+    assert any(not torch.equal(a, b) for a, b in zip(before.decoder.parameters(), after.decoder.parameters()))
+    assert rec["denoiser"] == str(tiny_latent_mmdit) and rec["preset"]["redraw_pool"] == 8
+    assert all(c["kl"] == 0 for c in rec["loss_curve"])  # every batch was a redrawn one: no KL term
+
+
+def test_redrawn_latents_refuse_another_autoencoders_mmdit(vae_folder, tiny_latent_mmdit):
+    from tools.shapes.redrawn import redrawn_latents
+
+    other = tv.build_vae(tv.PRESETS["test"])  # fresh weights: another encoder
+    scenes = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="encodes differently"):
+        redrawn_latents(tiny_latent_mmdit, other, scenes, ["", ""], (0.1, 0.4), 1, seed=0, log=lambda m: None)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--denoiser", "models/shapes-mmdit-latent"], "give --decoder-only"),
+    (["--decoder-only", "--denoiser", "models/shapes-tiny"], "not an MMDiT folder"),
+    (["--decoder-only", "--denoiser", "models/shapes-mmdit-latent", "--redraw-t", "0.5,0.1"], "0 <= LO <= HI <= 1"),
+    (["--decoder-only", "--denoiser", "models/shapes-mmdit-latent", "--redraw-t", "half"], "LO,HI flow times"),
+])
+def test_bad_denoiser_options_are_one_usage_line(args, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tv.main(["--init", "models/shapes-vae", *args, "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_denoiser_on_another_autoencoders_latents_is_one_usage_line(vae_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tv.main(["--init", str(vae_folder[0]), "--decoder-only", "--denoiser", "models/shapes-mmdit-latent",
+                 "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and "another autoencoder's latents" in capsys.readouterr().err

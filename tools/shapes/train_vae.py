@@ -35,13 +35,16 @@ from .data import vocabulary
 from .model import stopped_cleanly, write_folder
 from .train import WIDE_SEEDS, generate, recipe_of
 
+# --denoiser (tools.shapes.redrawn): how many scenes the MMDiT redraws before training, from which flow times, in
+# how many Euler steps, and the share of training batches decoded from those redrawn latents
+REDRAW = dict(redraw_pool=2048, redraw_t=(0.1, 0.4), redraw_steps=4, redraw_share=0.5)
 PRESETS: dict[str, dict] = {
     # the shipped run: 64x64 -> 8x8x8
     "cpu": dict(blocks=(16, 32, 64, 64), channels=8, batch=32, lr=1e-3, warmup=100, steps=3000, kl=1e-5, n_scenes=20000,
-                n_wide=2000, time_budget_s=3600, edge_weight=0.0),
+                n_wide=2000, time_budget_s=3600, edge_weight=0.0, **REDRAW),
     # the unit test's few steps
     "test": dict(blocks=(8, 8, 8, 8), channels=4, batch=4, lr=3e-3, warmup=2, steps=4, kl=1e-5, n_scenes=16, n_wide=4,
-                 time_budget_s=60, edge_weight=0.0),
+                 time_budget_s=60, edge_weight=0.0, **{**REDRAW, "redraw_pool": 8, "redraw_steps": 2}),
 }
 
 
@@ -110,6 +113,13 @@ def vae_loss(vae, x: torch.Tensor, kl_weight: float, edge_weight: float = 0.0) -
     return out
 
 
+def redrawn_loss(vae, z: torch.Tensor, x: torch.Tensor, edge_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """The decoder's loss on latents the MMDiT redrew (``z``, un-normalised) against the scenes ``x`` they were
+    noised from; no KL term (the encoder is frozen, and did not make ``z``)."""
+    l1 = weighted_l1(vae.decode(z).sample, x, edge_weight)
+    return {"l1": l1, "kl": torch.zeros(()), "total": l1}
+
+
 @torch.no_grad()
 def set_latent_stats(vae, images: torch.Tensor, batch: int = 256) -> dict[str, float]:
     """SD 3's latent normalisation: shift_factor = the latents' mean, scaling_factor = 1 / their spread."""
@@ -131,14 +141,17 @@ def reconstruction_error(vae, images: torch.Tensor) -> float:
 
 
 def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path | None = None,
-          decoder_only: bool = False) -> dict:
+          decoder_only: bool = False, denoiser: str | Path | None = None) -> dict:
     """Train (from ``init``'s weights when given: a continued run) and save the folder; returns the record.
 
     ``decoder_only`` freezes the encoder (and its quant conv), so the latents - and every diffusion model
-    already trained on them - stay valid while the decoder sharpens (as SD's fine-tuned decoders were made)."""
+    already trained on them - stay valid while the decoder sharpens (as SD's fine-tuned decoders were made).
+    ``denoiser`` (an MMDiT folder on this encoder's latents): a ``redraw_share`` of the batches decode latents
+    it redrew from noised scenes (``tools.shapes.redrawn``) into those scenes."""
     torch.manual_seed(seed)
     recipe = recipe_of(p)
-    square = torch.from_numpy(generate(p["n_scenes"], seed * 10**7, 32, 1, recipe)[0])
+    square, captions = generate(p["n_scenes"], seed * 10**7, 32, 1, recipe)[:2]
+    square = torch.from_numpy(square)
     wide = torch.from_numpy(generate(p["n_wide"], seed * 10**7 + WIDE_SEEDS, 32, 1, recipe, width=64)[0])
     held = torch.from_numpy(generate(64, 10**9 + seed, 32, 1, recipe)[0])
     vae = build_vae(p)
@@ -150,6 +163,13 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     if decoder_only:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
+    pool = None
+    if denoiser:
+        from .redrawn import redrawn_latents
+
+        n = min(p["redraw_pool"], len(square))
+        pool = (redrawn_latents(denoiser, vae, square[:n], captions[:n], tuple(p["redraw_t"]), p["redraw_steps"],
+                                seed + 2, log=log), square[:n])
     opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=p["lr"], weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
     curve, t0, step, every = [], time.perf_counter(), 0, max(1, min(100, p["steps"] // 10))
@@ -160,7 +180,11 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
             idx = torch.randint(0, len(data), (p["batch"],), generator=g)
             for group in opt.param_groups:
                 group["lr"] = p["lr"] * min(1.0, (step + 1) / p["warmup"]) * (0.1 if step >= 0.8 * p["steps"] else 1.0)
-            loss = vae_loss(vae, to_pixels(data[idx]), p["kl"], p["edge_weight"])
+            if pool is not None and float(torch.rand(1, generator=g)) < p["redraw_share"]:
+                idx = torch.randint(0, len(pool[0]), (p["batch"],), generator=g)
+                loss = redrawn_loss(vae, pool[0][idx], to_pixels(pool[1][idx]), p["edge_weight"])
+            else:
+                loss = vae_loss(vae, to_pixels(data[idx]), p["kl"], p["edge_weight"])
             opt.zero_grad(set_to_none=True)
             loss["total"].backward()
             opt.step()
@@ -174,7 +198,8 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
         interrupted = True
     vae.eval()
     before = json.loads((Path(init) / "training.json").read_text()) if init and (Path(init) / "training.json").exists() else None
-    record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "interrupted": interrupted, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
+    record = {"preset": p, "seed": seed, "decoder_only": decoder_only, "denoiser": str(denoiser) if denoiser else None,
+              "interrupted": interrupted, "init": {"folder": str(init), "record": before} if init else None, "steps": step, "train_s": round(time.perf_counter() - t0, 1),
               "held_out_l1": reconstruction_error(vae, held), "latent": (kept_latent_stats(vae) if decoder_only else set_latent_stats(vae, square[:2048])),
               "params": sum(q.numel() for q in vae.parameters()), "loss_curve": curve,
               "data": {"recipe": recipe, "vocabulary": vocabulary(), "wide_share": 0.1},
@@ -193,6 +218,17 @@ def train(p: dict, out: str | Path, seed: int = 0, log=print, init: str | Path |
     return record
 
 
+def parse_t_range(text: str, error) -> tuple[float, float]:
+    """"0.1,0.4" -> (0.1, 0.4); ``error`` (the parser's) for anything but 0 <= LO <= HI <= 1."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        error(f"--redraw-t takes LO,HI flow times, e.g. 0.1,0.4, not {text!r}")
+    if not 0 <= lo <= hi <= 1:
+        error(f"--redraw-t needs 0 <= LO <= HI <= 1, not {text!r}")
+    return lo, hi
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -207,6 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--edge-weight", type=float, default=None,
                     help="extra weight of the shapes' outline pixels in the L1 loss (default 0: plain L1); plain L1 "
                          "lets a star's thin points blur, and the detector then reads no star")
+    ap.add_argument("--denoiser", default=None,
+                    help="an MMDiT folder on this autoencoder's latents (with --decoder-only): half the batches decode "
+                         "latents it redrew from noised scenes, so the decoder learns its samples' errors")
+    ap.add_argument("--redraw-t", default=None, help="flow times the scenes are noised to, LO,HI (default 0.1,0.4)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -222,8 +262,20 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--init {a.init!r} is not an AutoencoderKL folder (no config.json in it)")
     if a.decoder_only and not a.init:
         ap.error("--decoder-only continues a trained autoencoder: give --init")
+    if a.denoiser and not a.decoder_only:
+        ap.error("--denoiser trains the decoder on the MMDiT's latents: give --decoder-only (and --init)")
+    if a.denoiser and not (Path(a.denoiser) / "transformer").is_dir():
+        ap.error(f"--denoiser {a.denoiser!r} is not an MMDiT folder (no transformer/ in it)")
+    if a.denoiser:
+        from .redrawn import same_encoder
+        from .train_mmdit import load_vae
+
+        if not same_encoder(load_vae(a.init), load_vae(Path(a.denoiser) / "vae")):
+            ap.error(f"--denoiser {a.denoiser!r} draws in another autoencoder's latents than --init {a.init!r}")
+    if a.redraw_t is not None:
+        p["redraw_t"] = parse_t_range(a.redraw_t, ap.error)
     with stopped_cleanly("train_vae"):
-        train(p, a.out, a.seed, init=a.init, decoder_only=a.decoder_only)
+        train(p, a.out, a.seed, init=a.init, decoder_only=a.decoder_only, denoiser=a.denoiser)
 
 
 if __name__ == "__main__":
