@@ -82,3 +82,36 @@ def test_the_summary_counts_follows_by_canvas_and_failure_kind():
     s = demo.summarise(recs)
     assert (s["follows"], s["objects_right"], s["square_follows"], s["wide_follows"]) == (0.5, 0.75, 1.0, 0.0)
     assert s["failures_by_kind"] == {"missing": 0, "count": 1, "relation": 1, "region": 0} and s["s_per_render"] == 2.0
+
+
+@pytest.mark.parametrize("objects,shape_level,colour_level", [
+    ([("circle", "red", LEFT), ("square", "blue", RIGHT)], True, True),
+    ([("circle", "red", LEFT), ("circle", "blue", RIGHT)], False, True),  # the square drawn as a circle, in place
+    ([("triangle", "red", LEFT), ("star", "blue", RIGHT)], False, True),
+    ([("square", "blue", LEFT), ("circle", "red", RIGHT)], False, False),  # the layout itself is wrong
+    ([("circle", "red", LEFT)], False, False),  # blue nowhere
+    # a second blue object: one region too many of the square's colour (the shape level asks for blue squares only)
+    ([("circle", "red", LEFT), ("square", "blue", RIGHT), ("circle", "blue", (0.6, 0.75, 0.75, 0.9))], True, False),
+])
+def test_the_colour_level_reads_the_layout_whatever_shapes_are_drawn(objects, shape_level, colour_level):
+    want = expect([(1, "red", "circle"), (1, "blue", "square")], [("red circle", "left_of", "blue square")])
+    got = demo.score(scene(*objects), want)
+    assert (got["follows"], got["colour_follows"]) == (shape_level, colour_level)
+
+
+def test_the_colour_level_is_undefined_when_two_objects_share_a_colour():
+    want = expect([(1, "red", "circle"), (1, "red", "square")], [("red circle", "below", "red square")])
+    got = demo.score(scene(("square", "red", (0.35, 0.05, 0.65, 0.35)), ("circle", "red", (0.35, 0.6, 0.65, 0.9))),
+                     want)
+    assert got["follows"] and got["colour_follows"] is None
+
+
+def test_the_summary_reads_the_colour_level_over_the_prompts_that_have_one():
+    recs = [{"follows": False, "colour_follows": True, "kinds": ["missing"], "objects_right": 1, "objects": 2,
+             "wide": False, "seconds": 1.0},
+            {"follows": False, "colour_follows": False, "kinds": ["relation"], "objects_right": 2, "objects": 2,
+             "wide": False, "seconds": 1.0},
+            {"follows": True, "colour_follows": None, "kinds": [], "objects_right": 2, "objects": 2, "wide": False,
+             "seconds": 1.0}]
+    s = demo.summarise(recs)
+    assert (s["colour_follows"], s["colour_prompts"]) == (0.5, 2)
