@@ -301,6 +301,7 @@ def test_redrawn_latents_refuse_another_autoencoders_mmdit(vae_folder, tiny_late
     (["--decoder-only", "--denoiser", "models/shapes-tiny"], "not an MMDiT folder"),
     (["--decoder-only", "--denoiser", "models/shapes-mmdit-latent", "--redraw-t", "0.5,0.1"], "0 <= LO <= HI <= 1"),
     (["--decoder-only", "--denoiser", "models/shapes-mmdit-latent", "--redraw-t", "half"], "LO,HI flow times"),
+    (["--decoder-only", "--redraw-t", "0.1,0.4"], "give --denoiser"),
 ])
 def test_bad_denoiser_options_are_one_usage_line(args, says, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

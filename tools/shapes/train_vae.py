@@ -12,8 +12,11 @@ inverse spread, so a diffusion model sees zero-mean unit-variance latents.
 ``--init FOLDER`` continues a trained autoencoder; with ``--decoder-only`` the encoder stays frozen, so the
 latents - and any diffusion model already trained on them - stay valid while the decoder sharpens (how
 Stable Diffusion's fine-tuned decoders were made); ``--edge-weight W`` makes the shapes' outline pixels count
-1 + W times in the L1, so thin points and corners stay sharp. ``benchmarks/shapes_vae.py`` measures what the shapes
-detector still finds after encode and decode: the ceiling of any model drawing through this latent.
+1 + W times in the L1, so thin points and corners stay sharp; ``--denoiser MMDIT`` also trains the decoder
+on latents that MMDiT redrew from noised scenes (``tools.shapes.redrawn``), paired with those scenes, so
+it meets the sampler's kind of error (tried: it did not lift the demo, docs/renderer.md).
+``benchmarks/shapes_vae.py`` measures what the shapes detector still finds after encode and decode: the
+ceiling of any model drawing through this latent.
 
 Made for a CPU: ``--time-budget`` stops training; every random draw comes from ``--seed``. Ctrl-C or SIGTERM
 saves the steps taken so far (``"interrupted": true`` in training.json); a folder is always written whole.
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if not same_encoder(load_vae(a.init), load_vae(Path(a.denoiser) / "vae")):
             ap.error(f"--denoiser {a.denoiser!r} draws in another autoencoder's latents than --init {a.init!r}")
+    if a.redraw_t is not None and not a.denoiser:
+        ap.error("--redraw-t sets the flow times of --denoiser's redrawn scenes: give --denoiser")
     if a.redraw_t is not None:
         p["redraw_t"] = parse_t_range(a.redraw_t, ap.error)
     with stopped_cleanly("train_vae"):
