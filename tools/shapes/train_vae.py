@@ -247,9 +247,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="extra weight of the shapes' outline pixels in the L1 loss (default 0: plain L1); plain L1 "
                          "lets a star's thin points blur, and the detector then reads no star")
     ap.add_argument("--denoiser", default=None,
-                    help="an MMDiT folder on this autoencoder's latents (with --decoder-only): half the batches decode "
-                         "latents it redrew from noised scenes, so the decoder learns its samples' errors")
-    ap.add_argument("--redraw-t", default=None, help="flow times the scenes are noised to, LO,HI (default 0.1,0.4)")
+                    help=f"an MMDiT folder on this autoencoder's latents (with --decoder-only): a share of "
+                         f"{REDRAW['redraw_share']} of the batches decode latents it redrew from noised scenes, so the "
+                         "decoder learns its samples' errors")
+    ap.add_argument("--redraw-t", default=None, help="flow times the scenes are noised to, LO,HI (default "
+                    f"{','.join(map(str, REDRAW['redraw_t']))})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
