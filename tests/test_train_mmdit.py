@@ -438,3 +438,19 @@ def test_an_aligned_run_resumes_exactly_and_records_its_recipe_but_saves_no_head
     assert torch.load(ckpt, weights_only=False)["head"] is not None
     resumed = tm.train("test", None, seed=1, steps=4, checkpoint=ckpt, resume=True, overrides=over, **QUIET)
     assert [c["align"] for c in resumed["loss_curve"]] == [c["align"] for c in straight["loss_curve"]]
+
+
+def test_attn_weight_sets_the_grounded_runs_attention_loss_weight(tmp_path, capsys):
+    tm.main(["--preset", "test", "--ground", "--attn-weight", "0.2", "--steps", "2", "--save-every", "2",
+             "--out", str(tmp_path / "g")])
+    rec = json.loads((tmp_path / "g" / "training.json").read_text())
+    assert rec["config"]["attn_weight"] == 0.2 != tm.GROUNDING["attn_weight"]
+    assert "attention loss x0.2" in rec["objective"]
+
+
+@pytest.mark.parametrize("args, says", [(["--attn-weight", "0.2"], "give --ground"),
+                                        (["--ground", "--attn-weight", "-1"], "0 or more")])
+def test_bad_attn_weights_are_one_usage_line(args, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tm.main(["--preset", "test", *args, "--out", str(tmp_path / "g")])
+    assert stop.value.code == 2 and says in capsys.readouterr().err

@@ -772,7 +772,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ground", action="store_true",
                     help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
                          "a deviation from SD 3's plain recipe, see the module docstring")
+    ap.add_argument("--attn-weight", type=float, default=None, metavar="WEIGHT",
+                    help=f"with --ground: the attention loss's weight (default {GROUNDING['attn_weight']}, the UNet "
+                         "model's); more ties the name tokens' maps to the objects that guidance moves")
     a = ap.parse_args(argv)
+    if a.attn_weight is not None and not a.ground:
+        ap.error("--attn-weight weighs --ground's attention loss: give --ground")
+    if a.attn_weight is not None and a.attn_weight < 0:
+        ap.error(f"--attn-weight must be 0 or more, not {a.attn_weight}")
     if a.init and not (Path(a.init) / "transformer").is_dir():
         ap.error(f"--init {a.init!r} is not a trained folder (no transformer/ in it)")
     if a.fit_budget and a.time_budget == 0:
@@ -797,6 +804,8 @@ def main(argv: list[str] | None = None) -> None:
                                    ("init_weights", a.init_weights), ("vae", a.vae), ("align_weight", a.align))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
+    if a.attn_weight is not None:
+        overrides["attn_weight"] = a.attn_weight
     with stopped_cleanly("train_mmdit"):
         rec = train(a.preset, a.out, a.seed, a.steps, a.time_budget, a.workers, a.save_every, a.checkpoint, a.resume,
                     log=lambda m: print(m, flush=True), overrides=overrides, init=a.init, device=a.device,
