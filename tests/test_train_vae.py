@@ -315,3 +315,10 @@ def test_a_denoiser_on_another_autoencoders_latents_is_one_usage_line(vae_folder
         tv.main(["--init", str(vae_folder[0]), "--decoder-only", "--denoiser", "models/shapes-mmdit-latent",
                  "--out", str(tmp_path / "v")])
     assert stop.value.code == 2 and "another autoencoder's latents" in capsys.readouterr().err
+
+
+def test_redraws_use_the_guidance_scale_a_render_of_the_folder_uses(tmp_path):
+    from tools.shapes.redrawn import guidance_scale
+
+    assert guidance_scale("models/shapes-mmdit-latent") == 4.0  # its guidance.json's settings
+    assert guidance_scale(tmp_path) == 7.0  # no guidance.json: SD 3's default

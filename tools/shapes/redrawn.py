@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from plan_and_render.renderer.folder import guidance_json
-from plan_and_render.renderer.settings import FAMILY_DEFAULTS
+from plan_and_render.renderer import folder_defaults
+from plan_and_render.renderer.settings import RenderSettings
 
 
 def guidance_scale(folder: str | Path) -> float:
-    """The scale the folder renders with: its guidance.json's, else SD 3's default."""
-    settings = guidance_json(folder).get("settings", {})
-    return float(settings.get("guidance_scale", FAMILY_DEFAULTS["sd3"]["guidance_scale"]))
+    """The scale a render of the folder uses (its checked guidance.json, else SD 3's default), resolved as the
+    renderer resolves it."""
+    return float(RenderSettings().resolved("sd3", folder_defaults(folder)[0]).guidance_scale)
 
 
 def load_denoiser(folder: str | Path):
