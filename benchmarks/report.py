@@ -301,11 +301,20 @@ def mmdit_align_runs(d: dict) -> str:
         source(d, "mmdit_align_runs", *(get(r, "command") for r in get(d, "runs", default={}).values()))
 
 
+def _followed(variant: dict) -> str:
+    """"9 / 30" from a variant over three seeds (``follows_of_30``) or "19 / 60" over six (``follows_of_60``)."""
+    for renders in (30, 60):
+        if f"follows_of_{renders}" in variant:
+            return f"{variant[f'follows_of_{renders}']} / {renders}"
+    return "-"
+
+
 def mmdit_latent_tuning(d: dict) -> str:
     """Guidance variants on the learned-latent MMDiT: the tune prompts over three seeds, `refocus`."""
-    rows = [[get(v, "label", default=k), f"{get(v, 'follows_of_30', default='-')} / 30",
-             num(get(v, "objects_right"), 0, 100, " %")] for k, v in get(d, "variants", default={}).items()]
-    return table(["variant (`refocus`, 10 tune prompts x 3 render seeds)", "followed", "objects right"], rows) + \
+    rows = [[get(v, "label", default=k), _followed(v), num(get(v, "objects_right"), 0, 100, " %")]
+            for k, v in get(d, "variants", default={}).items()]
+    return table(["variant (`refocus`, 10 tune prompts x 3 render seeds, or 6 where it says so)", "followed",
+                  "objects right"], rows) + \
         source(d, "mmdit_latent_tuning", get(d, "config", "command"))
 
 

@@ -230,6 +230,16 @@ def test_the_two_model_shapes_table_compares_models_on_their_common_prompts(tmp_
     assert "| `refocus` | 0.100 | 0.0 | 100 | 0.600 | 100.0 | 100 | - | - | - |" in out
 
 
+def test_the_latent_tuning_table_reads_three_and_six_seed_variants(tmp_path):
+    variants = {"a": {"label": "three seeds", "follows_of_30": 9, "objects_right": 0.667},
+                "b": {"label": "six seeds", "follows_of_60": 19, "objects_right": 0.703},
+                "c": {"label": "not run"}}
+    (tmp_path / "mmdit_latent_tuning.json").write_text(json.dumps({"config": {"command": "x"}, "variants": variants}))
+    out = report.render_table("mmdit_latent_tuning", tmp_path)
+    assert "| three seeds | 9 / 30 | 67 % |" in out and "| six seeds | 19 / 60 | 70 % |" in out
+    assert "| not run | - | - |" in out
+
+
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
