@@ -15,7 +15,7 @@
 # CLI: $OUT/shapes-mmdit-gpu.tar.gz, $OUT/demo_mmdit_gpu.json and its contact sheet.
 # `train-latent`: models/shapes-mmdit-latent trained on in the shipped autoencoder's 8x8x8 latent (`--vae
 # models/shapes-vae --patch 1`, 64 tokens: about four times cheaper a sample than 2x2 patches), grounded and
-# aligned (`--align 0.5`: ahead of the plain recipe in both CPU pairs, docs/renderer.md), lr 5e-4 (its last CPU
+# aligned (`--align 0.5`: ahead of the plain recipe in both CPU pairs, docs/mmdit-shapes.md), lr 5e-4 (its last CPU
 # runs'), same budget, read with its tuned guidance.json; $OUT/shapes-mmdit-latent-gpu.tar.gz,
 # $OUT/demo_mmdit_latent_gpu.json.
 #

@@ -1,4 +1,4 @@
-"""The tables of docs/benchmarks.md (and docs/renderer.md, README.md), generated from benchmarks/results/*.json.
+"""The tables of docs/benchmarks.md (and docs/renderer.md, docs/mmdit-shapes.md, docs/batch.md, README.md), generated from benchmarks/results/*.json.
 
     python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md and README.md
     python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
@@ -24,7 +24,8 @@ from benchmarks.shapes import summarise  # ShapesBench's own scoring, for tables
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # the pages with generated tables
-PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "docs" / "batch.md", ROOT / "README.md")
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "renderer.md", ROOT / "docs" / "mmdit-shapes.md",
+         ROOT / "docs" / "batch.md", ROOT / "README.md")
 MARKER = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -301,6 +302,33 @@ def mmdit_align_runs(d: dict) -> str:
         source(d, "mmdit_align_runs", *(get(r, "command") for r in get(d, "runs", default={}).values()))
 
 
+def _of(records: list, wide: bool) -> str:
+    """"7 / 24": how many of the square (or wide) prompts' records follow."""
+    mine = [r for r in records if bool(get(r, "wide")) == wide]
+    return f"{sum(bool(get(r, 'follows')) for r in mine)} / {len(mine)}" if mine else "-"
+
+
+def demo(d: dict, name: str = "demo") -> str:
+    """One row per method of a ``benchmarks.demo`` run: follows, objects right, square and wide prompts,
+    failures by kind, the colour level, seconds per render. The first method is the folder's default."""
+    rows = []
+    for i, (method, s) in enumerate(get(d, "summary", default={}).items()):
+        n, fails = get(s, "prompts", default=0), get(s, "failures_by_kind", default={})
+        follows = round(get(s, "follows", default=0) * n)
+        row_name = f"`{method}`" + (" (the default)" if i == 0 else "")
+        cell = f"**{follows} / {n} ({num(get(s, 'follows'), 0, 100, ' %')})**" if i == 0 else f"{follows} / {n}"
+        colour_n = get(s, "colour_prompts", default=0)
+        colour = f"{round(get(s, 'colour_follows', default=0) * colour_n)} / {colour_n} " \
+                 f"({num(get(s, 'colour_follows'), 0, 100, ' %')})" if colour_n else "-"
+        rows.append([row_name, cell, num(get(s, "objects_right"), 0, 100, " %"),
+                     _of(get(d, "records", method, default=[]), False), _of(get(d, "records", method, default=[]), True),
+                     " / ".join(str(get(fails, k, default="-")) for k in ("missing", "count", "relation", "region")),
+                     colour, num(get(s, "s_per_render"), 1)])
+    return table(["method", "follows", "objects right", "square prompts", "wide prompts",
+                  "failures (missing / count / relation / region)", "colour level", "s / render"], rows) + \
+        source(d, name, get(d, "config", "command"))
+
+
 def _followed(variant: dict) -> str:
     """"9 / 30" from a variant over three seeds (``follows_of_30``) or "19 / 60" over six (``follows_of_60``)."""
     for renders in (30, 60):
@@ -394,6 +422,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"),
     "teacher_span": teacher_span, "shape_words": shape_words, "mmdit_align_runs": mmdit_align_runs,
     "mmdit_latent_tuning": mmdit_latent_tuning,
+    "demo_mmdit_latent": lambda d: demo(d, "demo_mmdit_latent"),
     "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True),
     "batch_overhead": batch_overhead, "batch_scale": batch_scale, "batch_distributed": batch_distributed,
 }

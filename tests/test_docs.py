@@ -240,6 +240,18 @@ def test_the_latent_tuning_table_reads_three_and_six_seed_variants(tmp_path):
     assert "| not run | - | - |" in out
 
 
+def test_the_demo_table_counts_square_and_wide_prompts_from_the_records(tmp_path):
+    recs = [{"wide": False, "follows": True}, {"wide": False, "follows": False}, {"wide": True, "follows": True}]
+    summary = {"prompts": 3, "follows": 2 / 3, "objects_right": 0.75, "colour_prompts": 2, "colour_follows": 0.5,
+               "failures_by_kind": {"missing": 1, "count": 0, "relation": 0, "region": 0}, "s_per_render": 2.25}
+    data = {"config": {"command": "demo"}, "summary": {"refocus": summary, "none": {"prompts": 3, "follows": 0.0}},
+            "records": {"refocus": recs, "none": []}}
+    (tmp_path / "demo_mmdit_latent.json").write_text(json.dumps(data))
+    out = report.render_table("demo_mmdit_latent", tmp_path)
+    assert "| `refocus` (the default) | **2 / 3 (67 %)** | 75 % | 1 / 2 | 1 / 1 | 1 / 0 / 0 / 0 | 1 / 2 (50 %) | 2.2 |" in out
+    assert "| `none` | 0 / 3 | - | - | - | - / - / - / - | - | - |" in out
+
+
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

@@ -3,7 +3,7 @@
 Why (``train_vae --denoiser``): the learned-latent MMDiT (``models/shapes-mmdit-latent``) puts colours where
 a plan asks, but the autoencoder's decoder, trained on the encoder's clean latents only, turns the small
 errors of a *sampled* latent into ragged shapes: squares with one-pixel "ears" or bites at the corners,
-triangles with notches, which the exact detector then reads as circles and stars (docs/renderer.md). Here
+triangles with notches, which the exact detector then reads as circles and stars (docs/mmdit-shapes.md). Here
 each training scene's latent is noised to a flow time t ~ U(``t_range``) and sampled back to t = 0 by the
 MMDiT itself (Euler in flow time, classifier-free guidance as the folder renders): a latent with the
 sampler's own kind of error whose true image is known - the scene. A decoder trained on such pairs (as

@@ -25,7 +25,7 @@ the renderer reads it) of each name token is pulled onto its object's mask.
 The two CLIP encoders stay frozen, as all of SD 3's text encoders are (their
 penultimate states, which no norm bounds, blew up under the grounding terms).
 Why ground at all: a plainly trained MMDiT on a CPU budget places words at
-1.0-1.4x chance (docs/renderer.md), so no guidance method has maps to pull on.
+1.0-1.4x chance (docs/mmdit-shapes.md), so no guidance method has maps to pull on.
 
 ``--align WEIGHT`` (another named deviation, off by default) is REPA's representation alignment (Yu et
 al., 2024: a diffusion transformer learns much faster when the states of an early block - the 8th of SiT-XL's
@@ -45,9 +45,9 @@ the layout level of the UNet model. ``--patch 4`` (an 8x8 grid) makes a step
 about 2.7 times cheaper on a CPU; ``--init FOLDER`` starts from an earlier
 run's text encoders and joint blocks (a warm start across patch sizes);
 ``--init-weights adaln-zero`` starts a fresh transformer as DiT does (measured no better by step 4,000:
-docs/renderer.md). ``--vae FOLDER --patch 1`` denoises a learned autoencoder's 8x8 latent instead
+docs/mmdit-shapes.md). ``--vae FOLDER --patch 1`` denoises a learned autoencoder's 8x8 latent instead
 (``tools.shapes.train_vae``; SD 3's arrangement: the decoder draws the pixels; not better by 6,700 CPU
-steps: docs/renderer.md).
+steps: docs/mmdit-shapes.md).
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short

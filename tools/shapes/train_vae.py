@@ -2,7 +2,7 @@
 
 Why: SD 3 denoises in a learned, compressed latent (its VAE: 8x smaller a side, 16 channels) and leaves the
 pixels to the decoder. The MMDiT shapes model first used the UNet model's *pixel* "VAE" (2x2 average
-pooling), so its transformer had to draw every shape edge itself - and drew blobs (docs/renderer.md). This
+pooling), so its transformer had to draw every shape edge itself - and drew blobs (docs/mmdit-shapes.md). This
 is SD 3's arrangement at the shapes world's scale: a diffusers ``AutoencoderKL`` that takes the 64x64 render
 (a 32x32 scene, each pixel doubled) to an 8x8 latent of ``channels`` channels, trained with an L1
 reconstruction loss and a small KL term (no GAN or perceptual loss: flat-coloured shapes need neither).
@@ -14,7 +14,7 @@ latents - and any diffusion model already trained on them - stay valid while the
 Stable Diffusion's fine-tuned decoders were made); ``--edge-weight W`` makes the shapes' outline pixels count
 1 + W times in the L1, so thin points and corners stay sharp; ``--denoiser MMDIT`` also trains the decoder
 on latents that MMDiT redrew from noised scenes (``tools.shapes.redrawn``), paired with those scenes, so
-it meets the sampler's kind of error (tried: it did not lift the demo, docs/renderer.md).
+it meets the sampler's kind of error (tried: it did not lift the demo, docs/mmdit-shapes.md).
 ``benchmarks/shapes_vae.py`` measures what the shapes detector still finds after encode and decode: the
 ceiling of any model drawing through this latent.
 
@@ -100,7 +100,7 @@ def weighted_l1(rec: torch.Tensor, x: torch.Tensor, edge_weight: float = 0.0) ->
     """The mean absolute error with each outline pixel counting ``1 + edge_weight`` (0: plain L1).
 
     Plain L1 over a 64x64 canvas lets a star's thin points blur for a sliver of the loss, and the detector then
-    reads no star (``--edge-weight``: stars found after a round trip 74 % -> 93 %, docs/renderer.md)."""
+    reads no star (``--edge-weight``: stars found after a round trip 74 % -> 93 %, docs/mmdit-shapes.md)."""
     if not edge_weight:  # plain L1: no outline to find on every step
         return (rec - x).abs().mean()
     weight = 1 + edge_weight * outline(x)
