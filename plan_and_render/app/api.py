@@ -464,6 +464,47 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
     ``on_event(name, data)`` is called at each stage (planned, rendering, rendered) for progress displays.
     """
     t_start = time.perf_counter()
+    prompt = _check_generate_args(prompt, plan, planner, dry_run, on_event, planner_options)
+    out = check_path_arg(out_dir, "out_dir") if out_dir is not None else None
+    fields = RenderSettings.model_fields
+    settings = RenderSettings.build(settings, **{k: v for k, v in options.items() if k in fields})
+    planner_options = {**(planner_options or {}), **{k: v for k, v in options.items() if k not in fields}}
+    model = model_path(model) if dry_run else find_model(model)  # "not found" before a planner loads
+    if settings.device is not None and not dry_run:
+        renderer.check_device(settings.device)  # imports torch, which the render needs anyway
+
+    run = _RunFolder(out, _first_metadata(prompt, plan, planner, planner_options, model, settings, dry_run))
+    metadata, timings = run.metadata, {}
+    try:
+        # 1. the plan (made here, or given and checked), written with its preview before any rendering
+        t0 = time.perf_counter()
+        the_plan = _the_plan(prompt, plan, planner, model, settings, planner_options, metadata)
+        timings["plan_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run.write_plan(the_plan)
+        timings["preview_s"] = time.perf_counter() - t0
+        run.update(status="dry_run" if dry_run else "planned", timings=dict(timings))
+        _emit(on_event, "planned", plan=the_plan, out_dir=run.dir, warnings=list(metadata["warnings"]),
+              files=dict(metadata["files"]))
+        result = Result(plan=the_plan, out_dir=run.dir, metadata=metadata, timings=timings,
+                        warnings=list(metadata["warnings"]))
+        if dry_run:
+            timings["total_s"] = time.perf_counter() - t_start
+            run.update(timings=dict(timings))
+            return result
+
+        # 2. the image(s), saved as soon as they exist
+        _render_into(result, run, model, settings, progress, on_event, t_start)
+        return result
+    except (Exception, KeyboardInterrupt) as e:  # KeyboardInterrupt: Ctrl-C, or SIGTERM through the CLI
+        timings["total_s"] = time.perf_counter() - t_start
+        run.update(**_stopped(e), timings=dict(timings))
+        raise
+
+
+def _check_generate_args(prompt, plan, planner, dry_run, on_event, planner_options) -> str | None:
+    """``generate``'s arguments that need no model or planner (one UsageError line for the first bad one);
+    the prompt as the planner will see it."""
     if (prompt is None) == (plan is None):
         raise UsageError("give either a prompt or a plan to render, not both" if prompt is not None
                          else "give a prompt (or a plan file) to render")
@@ -478,17 +519,14 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         raise UsageError(f"on_event must be a function on_event(name, data), not {on_event!r}")
     if planner_options is not None and not isinstance(planner_options, dict):
         raise UsageError(f"planner_options must be a dict of planner options, not {type(planner_options).__name__}")
-    out = check_path_arg(out_dir, "out_dir") if out_dir is not None else None
-    fields = RenderSettings.model_fields
-    settings = RenderSettings.build(settings, **{k: v for k, v in options.items() if k in fields})
-    planner_options = {**(planner_options or {}), **{k: v for k, v in options.items() if k not in fields}}
-    width, height, seed = settings.width, settings.height, settings.seed
-    model = model_path(model) if dry_run else find_model(model)  # "not found" before a planner loads
-    if settings.device is not None and not dry_run:
-        renderer.check_device(settings.device)  # imports torch, which the render needs anyway
+    return prompt
 
+
+def _first_metadata(prompt, plan, planner, planner_options: dict, model, settings: RenderSettings,
+                    dry_run: bool) -> dict[str, Any]:
+    """metadata.json as it stands before planning: what was asked, every figure still empty."""
     spec = planner if isinstance(planner, str) else getattr(planner, "name", type(planner).__name__)
-    metadata: dict[str, Any] = {
+    return {
         "prompt": prompt, "status": "planning", "created": output.utc_now(),
         "planner": spec if plan is None else None,
         "planner_options": output.public_options(planner_options) if plan is None else {},
@@ -498,73 +536,61 @@ def generate(prompt: str | None = None, *, plan: ScenePlan | str | Path | None =
         "error": None, "files": {"plan": None, "layout": None, "images": [], "contact_sheet": None},
         "versions": output.package_versions(),
     }
-    run = _RunFolder(out, metadata)
-    timings: dict[str, float] = {}
-    try:
-        # 1. the plan: made here, or given and checked
-        t0 = time.perf_counter()
-        if plan is None:
-            side = native_size(model) or DEFAULT_SIZE
-            the_plan = plan_prompt(prompt, planner, canvas=make_canvas(width, height, default=side), seed=seed,
-                                   for_model=model, **planner_options)
-        else:
-            the_plan = load_plan(plan) if isinstance(plan, (str, os.PathLike)) else parse_plan(plan.model_dump())
-            if width is not None or height is not None:
-                the_plan.canvas = make_canvas(width, height, the_plan.canvas)
-            metadata["violations"] = check(the_plan)
-        timings["plan_s"] = time.perf_counter() - t0
-        metadata["prompt"] = the_plan.prompt
-        metadata["warnings"] = [*the_plan.warnings, *metadata["violations"]]
-        metadata["width"], metadata["height"] = the_plan.canvas.width, the_plan.canvas.height
 
-        t0 = time.perf_counter()
-        run.write_plan(the_plan)
-        timings["preview_s"] = time.perf_counter() - t0
-        run.update(status="dry_run" if dry_run else "planned", timings=dict(timings))
-        _emit(on_event, "planned", plan=the_plan, out_dir=run.dir, warnings=list(metadata["warnings"]),
-              files=dict(metadata["files"]))
-        result = Result(plan=the_plan, out_dir=run.dir, metadata=metadata, timings=timings,
-                        warnings=list(metadata["warnings"]))
-        if dry_run:
-            timings["total_s"] = time.perf_counter() - t_start
-            run.update(timings=dict(timings))
-            return result
 
-        # 2. the image(s)
-        _emit(on_event, "rendering", model=str(model), method=settings.method, steps=settings.steps)
-        run.update(status="rendering")
-        rendered = render(the_plan, model, settings, progress=progress)
-        timings.update({k: float(v) for k, v in rendered.timings.items() if k != "total_s"})
-        timings["render_s"] = float(rendered.timings.get("total_s", 0.0))
-        _emit(on_event, "rendered", scores=dict(rendered.scores), warnings=list(rendered.warnings))
+def _the_plan(prompt, plan, planner, model, settings: RenderSettings, planner_options: dict,
+              metadata: dict[str, Any]) -> ScenePlan:
+    """The plan to render: made from ``prompt`` (a new canvas at the model's native size unless a size is
+    given), or ``plan`` loaded and checked, its violations kept as warnings. ``metadata`` gets its prompt,
+    warnings and size."""
+    width, height = settings.width, settings.height
+    if plan is None:
+        side = native_size(model) or DEFAULT_SIZE
+        the_plan = plan_prompt(prompt, planner, canvas=make_canvas(width, height, default=side), seed=settings.seed,
+                               for_model=model, **planner_options)
+    else:
+        the_plan = load_plan(plan) if isinstance(plan, (str, os.PathLike)) else parse_plan(plan.model_dump())
+        if width is not None or height is not None:
+            the_plan.canvas = make_canvas(width, height, the_plan.canvas)
+        metadata["violations"] = check(the_plan)
+    metadata["prompt"] = the_plan.prompt
+    metadata["warnings"] = [*the_plan.warnings, *metadata["violations"]]
+    metadata["width"], metadata["height"] = the_plan.canvas.width, the_plan.canvas.height
+    return the_plan
 
-        t0 = time.perf_counter()
-        run.write_images(rendered.images, rendered.seeds)
-        timings["save_s"] = time.perf_counter() - t0
-        timings["total_s"] = time.perf_counter() - t_start
-        cfg = rendered.config
-        metadata["warnings"] += rendered.warnings
-        run.update(status="ok", scores={k: round(float(v), 4) for k, v in rendered.scores.items()},
-                   images=_image_records(rendered.images, rendered.seeds, rendered.image_scores),
-                   timings=dict(timings), **_top_level(rendered.settings),
-                   settings=rendered.settings.model_dump(mode="json"), render_config=_jsonable(cfg))
-        result.images, result.scores, result.timings = list(rendered.images), dict(rendered.scores), timings
-        result.seeds, result.image_scores = list(rendered.seeds), list(rendered.image_scores)
-        result.warnings = list(metadata["warnings"])
-        return result
-    except PlanAndRenderError as e:
-        timings["total_s"] = time.perf_counter() - t_start
-        run.update(status="error", error=e.record()["error"], timings=dict(timings))
-        raise
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through the CLI's handler (``Terminated``)
-        timings["total_s"] = time.perf_counter() - t_start
-        run.update(status="terminated" if isinstance(e, Terminated) else "interrupted", timings=dict(timings))
-        raise
-    except Exception as e:
-        timings["total_s"] = time.perf_counter() - t_start
-        run.update(status="error", error={"type": "unexpected", "message": f"{type(e).__name__}: {e}"},
-                   timings=dict(timings))
-        raise
+
+def _render_into(result: Result, run: _RunFolder, model, settings: RenderSettings, progress: bool,
+                 on_event: Event | None, t_start: float) -> None:
+    """Render ``result.plan``, write the images as they come, and fill ``result`` and metadata.json."""
+    metadata, timings = run.metadata, result.timings
+    _emit(on_event, "rendering", model=str(model), method=settings.method, steps=settings.steps)
+    run.update(status="rendering")
+    rendered = render(result.plan, model, settings, progress=progress)
+    timings.update({k: float(v) for k, v in rendered.timings.items() if k != "total_s"})
+    timings["render_s"] = float(rendered.timings.get("total_s", 0.0))
+    _emit(on_event, "rendered", scores=dict(rendered.scores), warnings=list(rendered.warnings))
+
+    t0 = time.perf_counter()
+    run.write_images(rendered.images, rendered.seeds)
+    timings["save_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    metadata["warnings"] += rendered.warnings
+    run.update(status="ok", scores={k: round(float(v), 4) for k, v in rendered.scores.items()},
+               images=_image_records(rendered.images, rendered.seeds, rendered.image_scores),
+               timings=dict(timings), **_top_level(rendered.settings),
+               settings=rendered.settings.model_dump(mode="json"), render_config=_jsonable(rendered.config))
+    result.images, result.scores = list(rendered.images), dict(rendered.scores)
+    result.seeds, result.image_scores = list(rendered.seeds), list(rendered.image_scores)
+    result.warnings = list(metadata["warnings"])
+
+
+def _stopped(e: BaseException) -> dict[str, Any]:
+    """metadata.json's status (and error) for a run that ``e`` stopped."""
+    if isinstance(e, PlanAndRenderError):
+        return {"status": "error", "error": e.record()["error"]}
+    if isinstance(e, KeyboardInterrupt):
+        return {"status": "terminated" if isinstance(e, Terminated) else "interrupted"}
+    return {"status": "error", "error": {"type": "unexpected", "message": f"{type(e).__name__}: {e}"}}
 
 
 def _top_level(settings: RenderSettings) -> dict[str, Any]:
