@@ -992,7 +992,7 @@ def _build(prompt: str, prepared: tuple, choices: Choices) -> SceneGraph:
     """One reading of a prepared prompt, its ambiguous decisions made by ``choices``."""
     toks, comparisons, equal_targets = prepared
     b = _Builder()
-    _walk(toks, b, choices)
+    _Walk(toks, b, choices).run()
 
     # comparisons: "two cats with a few dogs, the number of cats is more than that of dogs"
     for x_text, kind, y_text in comparisons:
@@ -1077,408 +1077,480 @@ def _regions(b: _Builder) -> dict[str, str]:
     return out
 
 
-def _walk(toks: list[Tok], b: _Builder, choices: Choices | None = None) -> None:
-    """The clause-level state machine (see module docstring for the rules)."""
-    choose = (choices or Choices()).choose
-    subjects: list[str] = []  # clause subjects
-    focus: list[str] = []  # what the next relation applies to
-    host: list[str] = []  # the noun before "with" ("a vase with a cat ...")
-    last: list[str] = []  # the latest noun phrase(s)
-    pending: Tok | None = None  # relation waiting for its object
-    rel_objects: list[str] = []  # objects of the pending relation so far
-    rel_subjects: list[str] = []
-    inverted: list[tuple[str, list[str]]] = []  # "next to the dog sits a cat"
-    pending_abs: list[Tok] = []
-    order: Tok | None = None
-    order_nps: list[str] = []
-    clause_nps: list[str] = []
-    mode = "subject"  # subject | with | neg | object | loose
-    void = False  # after "nobody" / "nothing": what they do relates nothing ("nobody sitting on it")
-    pending_depth: list[Tok] = []  # "in the distance, a castle": the depth waits for its noun
-    support_obj: list[str] = []  # the object of an on/inside relation ...
-    support_at = -1  # ... and its token index (see _SUPPORT)
-    after_and = False
-    with_adjacent = False  # the "with" came straight after its noun
-    after_comma = False  # the clause began after a bare comma ("a cottage by a stream, a bridge in front of it")
-    located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
-    comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
-    was_object = False
-    related: list[str] = []  # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
-    filled = False  # the host is filled with the focus ("a bookshelf filled with books")
-    holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
-    placed: list[str] = []  # what the latest region / depth phrase placed
-    prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
+class _Walk:
+    """The clause-level state machine over one prompt's tokens (see module docstring for the rules): one
+    handler a token kind, and the state a clause carries from token to token as attributes."""
 
-    def finish_relation() -> None:
-        nonlocal pending, rel_objects, rel_subjects, related, located_in
-        if pending is None:
+    def __init__(self, toks: list[Tok], b: _Builder, choices: Choices | None = None):
+        self.toks, self.b = toks, b
+        self.choose = (choices or Choices()).choose
+        self.subjects: list[str] = []  # clause subjects
+        self.focus: list[str] = []  # what the next relation applies to
+        self.host: list[str] = []  # the noun before "with" ("a vase with a cat ...")
+        self.last: list[str] = []  # the latest noun phrase(s)
+        self.pending: Tok | None = None  # relation waiting for its object
+        self.rel_objects: list[str] = []  # objects of the pending relation so far
+        self.rel_subjects: list[str] = []
+        self.inverted: list[tuple[str, list[str]]] = []  # "next to the dog sits a cat"
+        self.pending_abs: list[Tok] = []
+        self.order: Tok | None = None
+        self.order_nps: list[str] = []
+        self.clause_nps: list[str] = []
+        self.mode = "subject"  # subject | with | neg | object | loose
+        self.void = False  # after "nobody" / "nothing": what they do relates nothing ("nobody sitting on it")
+        self.pending_depth: list[Tok] = []  # "in the distance, a castle": the depth waits for its noun
+        self.support_obj: list[str] = []  # the object of an on/inside relation ...
+        self.support_at = -1  # ... and its token index (see _SUPPORT)
+        self.after_and = False
+        self.with_adjacent = False  # the "with" came straight after its noun
+        # the clause began after a bare comma ("a cottage by a stream, a bridge in front of it")
+        self.after_comma = False
+        self.located_in: list[str] = []  # the place of the latest "in" relation ("a scarecrow in a cornfield")
+        self.comma_join = False  # the latest conjunction was a bare comma ("a wave, three boats, mount fuji ...")
+        self.was_object = False
+        # the subjects of the latest relation: "a cup on it and a chair ...": the chair is new
+        self.related: list[str] = []
+        self.filled = False  # the host is filled with the focus ("a bookshelf filled with books")
+        self.holder = False  # the host holds or wears the focus ("a man holding an umbrella to the left of a car")
+        self.placed: list[str] = []  # what the latest region / depth phrase placed
+        self.prev_subjects: list[str] = []  # the previous clause's subjects ("a pelican on a post; behind it, a boat")
+        self.fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
+        self.i = 0  # the token being read
+
+    def finish_relation(self) -> None:
+        if self.pending is None:
             return
-        located_in = list(rel_objects) if pending.pred == "inside" else []
-        subs = rel_subjects or focus
-        if pending.kind == "SIZE":
-            _size_hints(b, subs, pending.pred or "", rel_objects)
-        elif pending.kind == "FLANK":
-            if rel_objects:
+        self.located_in = list(self.rel_objects) if self.pending.pred == "inside" else []
+        subs = self.rel_subjects or self.focus
+        if self.pending.kind == "SIZE":
+            _size_hints(self.b, subs, self.pending.pred or "", self.rel_objects)
+        elif self.pending.kind == "FLANK":
+            if self.rel_objects:
                 groups = subs
                 if len(groups) >= 2:
-                    b.relate(rel_objects, "between", [groups[0]], groups[1])
+                    self.b.relate(self.rel_objects, "between", [groups[0]], groups[1])
                 elif len(groups) == 1:
-                    b.relate(rel_objects, "between", [groups[0]], groups[0])
-        elif pending.pred == "between":
-            if len(rel_objects) >= 2:
-                b.relate(subs, "between", [rel_objects[0]], rel_objects[1])
-            elif len(rel_objects) == 1:
-                b.relate(subs, "between", [rel_objects[0]], rel_objects[0])
-        elif rel_objects:
+                    self.b.relate(self.rel_objects, "between", [groups[0]], groups[0])
+        elif self.pending.pred == "between":
+            if len(self.rel_objects) >= 2:
+                self.b.relate(subs, "between", [self.rel_objects[0]], self.rel_objects[1])
+            elif len(self.rel_objects) == 1:
+                self.b.relate(subs, "between", [self.rel_objects[0]], self.rel_objects[0])
+        elif self.rel_objects:
             if subs:
-                b.relate(subs, pending.pred, rel_objects)
-                related = list(subs)
+                self.b.relate(subs, self.pending.pred, self.rel_objects)
+                self.related = list(subs)
             else:
-                inverted.append((pending.pred, list(rel_objects)))
-        elif host and subs and host != subs:  # "a table with a cat underneath"
-            bare = _BARE_TO_HOST.get(pending.text)
+                self.inverted.append((self.pending.pred, list(self.rel_objects)))
+        elif self.host and subs and self.host != subs:  # "a table with a cat underneath"
+            bare = _BARE_TO_HOST.get(self.pending.text)
             if bare:
-                b.relate(subs, bare, host)
-                related = list(subs)
-        pending, rel_objects, rel_subjects = None, [], []
+                self.b.relate(subs, bare, self.host)
+                self.related = list(subs)
+        self.pending, self.rel_objects, self.rel_subjects = None, [], []
 
-    def end_clause(hard: bool) -> None:
-        nonlocal subjects, focus, host, last, mode, order, order_nps, clause_nps, pending_abs, inverted, void
-        nonlocal pending_depth, prev_subjects, after_comma
-        finish_relation()
-        void = False
-        prev_subjects = list(subjects) or prev_subjects
-        if order is not None:
-            chain = order_nps if len(order_nps) >= 2 else clause_nps
-            pred = {"h": "left_of", "v": "above"}[order.axis or "h"]
-            seq = chain if order.forward else list(reversed(chain))
+    def end_clause(self, hard: bool) -> None:
+        self.finish_relation()
+        self.void = False
+        self.prev_subjects = list(self.subjects) or self.prev_subjects
+        if self.order is not None:
+            chain = self.order_nps if len(self.order_nps) >= 2 else self.clause_nps
+            pred = {"h": "left_of", "v": "above"}[self.order.axis or "h"]
+            seq = chain if self.order.forward else list(reversed(chain))
             for a, c in zip(seq, seq[1:]):
-                b.relate([a], pred, [c])
-            order, order_nps = None, []
-        subjects, focus, host, last, mode, clause_nps = [], [], [], [], "subject", []
+                self.b.relate([a], pred, [c])
+            self.order, self.order_nps = None, []
+        self.subjects, self.focus, self.host, self.last, self.mode, self.clause_nps = [], [], [], [], "subject", []
         if hard:
-            pending_abs, inverted, pending_depth = [], [], []
-        after_comma = False
+            self.pending_abs, self.inverted, self.pending_depth = [], [], []
+        self.after_comma = False
 
-    fronted: tuple = ()  # a fronted placement or relation, for the rest of the list it starts
-    i = 0
-    while i < len(toks):
-        t = toks[i]
-        nxt = toks[i + 1] if i + 1 < len(toks) else None
-        if t.kind not in ("NP", "AND") and not (t.kind == "WITH" and t.text == "of"):
-            fronted = ()
+    def run(self) -> None:
+        """Read every token, then close the last clause."""
+        while self.i < len(self.toks):
+            t = self.toks[self.i]
+            nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+            if t.kind not in ("NP", "AND") and not (t.kind == "WITH" and t.text == "of"):
+                self.fronted = ()
+            self.step(t, nxt)
+            self.i += 1
+        self.end_clause(hard=True)
+
+    def step(self, t: Tok, nxt: Tok | None) -> None:
+        """One token: its kind's handler (the order of the tests matters: the first that fits reads it)."""
         if t.kind == "END":
-            end_clause(hard=True)
+            self.end_clause(hard=True)
         elif t.kind == "AND":
-            void = False
-            if pending is not None and (pending.pred == "between") and len(rel_objects) == 1:
-                pass  # "between X and Y"
-            elif pending is not None and pending.kind == "SIZE" and nxt is not None and nxt.kind == "NP":
-                i += 1
-                continue  # "bigger than a dog and a cat"
-            elif mode == "neg":
-                counted = nxt is not None and nxt.kind == "NP" and nxt.np is not None \
-                    and nxt.np.count is not None and not nxt.np.vague
-                after = toks[i + 2] if i + 2 < len(toks) else None
-                # "no students, chalkboard at the front": a noun placed on its own is no longer negated
-                counted = counted or (t.text == "," and nxt is not None and nxt.kind == "NP" and after is not None
-                                      and after.kind in ("ABS", "DEPTH"))
-                if counted and (t.text == "and" or (t.text == "," and after is not None
-                                                    and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
-                    # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
-                    end_clause(hard=False)
-                    i += 1
-                    continue
-                # otherwise "without cats or dogs", "without a cat, a dog or a bird": the list stays negated
-            elif pending is not None and rel_objects and nxt is not None and nxt.kind == "NP":
-                finish_relation()
-                was_object = True
-            elif pending is not None and not rel_objects and t.text == "and" and pending.text in _BARE_TO_HOST:
-                finish_relation()  # "a box with a ball inside and a cat on top of it": inside the box
-            elif pending is not None and not rel_objects:
-                pass
-            between_open = pending is not None and pending.pred == "between" and len(rel_objects) == 1
-            restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
-            back = i - 1
-            while back > 0 and toks[back].kind == "AND":  # ", and a knight ...": look past the comma
-                back -= 1
-            done = back >= 0 and (toks[back].kind in ("ABS", "DEPTH", "PRON") or toks[back].pron)  # "next to it, and"
-            restart = restart or (done and bool(subjects)) or (mode == "loose" and t.text == ",")  # "playing a harp, doves"
-            with_done = mode == "with" and t.text == "," and back >= 0 and toks[back].kind == "PRON"  # "on it, two"
-            if mode == "with" and holder and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
-                    and _is_person(normalize_name(nxt.np.text).name):
-                # "a man in a suit and a woman in a dress": the woman is not worn; she joins the subjects
-                mode, host, focus, holder = "subject", [], list(subjects), False
-            if (was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
-                    and (mode not in ("with", "neg") or with_done) and order is None:
-                end_clause(hard=False)
-                after_comma = t.text == "," and toks[i - 1].kind != "AND"  # "a cat on a mat and a dog under the table": new clause
-            after_and = True
-            comma_join = t.text == "," and not (nxt is not None and nxt.kind == "AND")
-            i += 1
-            continue
+            self._on_and(t, nxt)
         elif t.kind == "NP":
-            np = t.np
-            assert np is not None
-            if _is_frame(np):
-                i += 1
-                continue
-            if mode == "neg":
-                b.excluded.append(normalize_name(np.text).name)
-                i += 1
-                continue
-            void = False
-            placed_next = nxt is not None and (nxt.kind == "DEPTH" or nxt.kind == "ABS" and not nxt.bare)
-            scene = _is_scene(np) and not (placed_next and _is_landmark(np))
-            if pending is not None:
-                if scene and pending.pred in ("inside", "on", "near", "above", "below", "under", "behind", "next_to", "in_front_of", "between") and not (
-                    pending.pred == "between" and rel_objects
-                ):
-                    b.background.append(np.text if not np.definite else np.text)
-                    if pending.pred != "between":
-                        pending, rel_objects, rel_subjects = None, [], []
-                        was_object = True  # "two ducks on a pond, one lamp post ...": the ducks are placed
-                    i += 1
-                    continue
-                oid = b.add(np)
-                rel_objects.append(oid)
-                last, was_object = [oid], True
-                if pending.pred in _SUPPORT:
-                    support_obj, support_at = [oid], i
-                clause_nps.append(oid)
-                if pending.kind == "SIZE":  # "bigger than a dog and a cat": keep collecting
-                    i += 1
-                    after_and = False
-                    continue
-                # the relation is complete unless it is "between X and ..." or followed by "and" + NP in a list
-                open_between = pending.pred == "between" and len(rel_objects) == 1 and nxt is not None \
-                    and nxt.text == "and" and (b.get(oid).count or 1) < 2  # "between two trees, a lake": done
-                if not open_between and pending.kind != "FLANK":
-                    finish_relation()
-                elif pending.kind == "FLANK":
-                    finish_relation()
-                i += 1
-                after_and = False
-                continue
-            if mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG", "VOID")) \
-                    and not pending_abs:
-                b.background.append(np.text)
-                host = []
-                i += 1
-                continue
-            if scene and mode in ("loose", "with"):
-                b.background.append(np.text)
-                i += 1
-                continue
-            oid = b.add(np)
-            clause_nps.append(oid)
-            if order is not None:
-                order_nps.append(oid)
-            own = nxt is not None and nxt.kind in ("REL", "ABS", "DEPTH", "FLANK")  # "and a dog on the right"
-            if fronted and after_and and mode != "neg" and not own:  # "on a table there are a cup and a book"
-                abs_toks, depth_toks, inv = fronted
-                pending_abs, pending_depth, inverted = list(abs_toks), list(depth_toks), list(inv)
-            elif pending_abs or pending_depth or inverted:
-                fronted = (list(pending_abs), list(pending_depth), list(inverted))
-            if pending_abs:
-                for a in pending_abs:
-                    _mark(b, [oid], a)
-                pending_abs = []
-            for d in pending_depth:
-                b.depths[oid] = d.pred or "background"
-            pending_depth = []
-            if inverted:
-                for pred, objs in inverted:
-                    b.relate([oid], pred, objs)
-                inverted = []
-            # "... in front of the monitor and a mug": not joined; "a wave, three boats, mount fuji in the
-            # background": a terse list's items are placed one by one
-            joins = after_and and bool(last) and not was_object and not comma_join
-            if mode == "subject":
-                if oid not in subjects:
-                    subjects.append(oid)
-                focus = list(subjects)
-            elif mode == "with":
-                if after_and and focus and focus != host and not was_object and focus != related and not (comma_join and own):
-                    focus = [*focus, oid]
-                else:
-                    focus = [oid]
-                was_object = False
-                if filled and host and oid not in host:  # "filled with books": the books are in it, and done
-                    b.relate([oid], "inside", host)
-                    related, filled = [oid], False
-            else:  # loose: object of a verb ("a cat chasing a mouse")
-                pass
-            last = [*last, oid] if joins else [oid]
-            after_and = False
-            was_object = False
-        elif void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
+            self._on_np(t, nxt)
+        elif self.void and t.kind in ("REL", "FLANK", "SIZE", "ABS", "DEPTH", "PRON", "EACH"):
             pass  # "a bench with nobody sitting on it": what nobody does places nothing
         elif t.kind == "REL" or t.kind == "FLANK" or t.kind == "SIZE":
-            if t.kind == "REL" and subjects and toks[i - 1].kind == "AND" and i + 2 < len(toks) \
-                    and toks[i + 1].kind == "NP" and toks[i + 2].kind == "NP":
-                end_clause(hard=False)  # ", and behind the fence a horse is grazing": the horse's relation
-            chained = support_obj if support_at == i - 1 and pending is None and t.kind == "REL" and not t.pron \
-                and (t.pred == "on" or t.pred in _CHAINED or t.pred in _CHAINED_MAYBE) else []
-            if chained and t.pred != "on" and focus and focus != chained:  # two readings; see _CHAINED
-                chained = choose([chained, []] if t.pred in _CHAINED else [[], chained])
-            finish_relation()
-            pending = t
-            rel_subjects = chained or (list(focus) if focus else [])
-            if holder and host and focus and focus != host and nxt is not None and nxt.kind == "NP" and not t.pron:
-                rel_subjects = choose([list(host), rel_subjects])  # the man is left of the car, not his umbrella
-            elif mode == "with" and with_adjacent and host and focus and focus != host and t.pred == "on" and not chained \
-                    and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.words[-1] in _SURFACES:
-                # "a vase full of sunflowers on a table", "a glass with a straw on a picnic table": what the
-                # "with" describes stands on the surface (another reading: the sunflowers do); what follows is
-                # about it again ("... on a table next to a window")
-                rel_subjects = choose([list(host), rel_subjects])
-                if rel_subjects == host:
-                    focus, mode = list(host), "object"
-            if t.pron:  # "to its left": the object is the host / antecedent
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, t.text.split()[1], t.pred, prev_subjects,
-                                           after_comma)
-                rel_subjects, target = choose(options) if options else (rel_subjects, [])
-                if target and rel_subjects:
-                    b.relate(rel_subjects, t.pred or "near", target)
-                    related = list(rel_subjects)
-                pending = None
-            elif nxt is not None and nxt.kind == "PRON" and t.kind == "REL" and subjects and toks[i - 1].kind == "AND" \
-                    and i + 2 < len(toks) and toks[i + 2].kind == "NP":
-                # "in the distance a castle, in front of it a moat": "it" is the clause's subject, and the moat
-                # (the next noun) is what stands in front of it
-                target = choose(_distinct([list(subjects), list(last)] if last else [list(subjects)]))
-                end_clause(hard=False)
-                inverted.append((t.pred or "near", list(target)))
-                pending = None
-                i += 1
-            elif nxt is not None and nxt.kind == "PRON" and not rel_subjects and prev_subjects and t.kind == "REL":
-                # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
-                target = choose(_distinct([list(prev_subjects), [o.id for o in b.objects][-1:]]))
-                inverted.append((t.pred or "near", list(target)))
-                pending = None
-                i += 1
-            elif nxt is not None and nxt.kind == "PRON":
-                options = _pronoun_targets(b, host, clause_nps, rel_subjects, nxt.text, t.pred, prev_subjects,
-                                           after_comma)
-                if nxt.np is not None and nxt.np.words[-1] in _BODY_PARTS and prev_subjects:
-                    # "a lion on a throne, a crown on its head": the body is the last clause's subject's
-                    owner = [(rel_subjects, list(prev_subjects))]
-                    options = _distinct([o for o in owner if not set(o[1]) & set(o[0])] + options)
-                rel_subjects, target = choose(options) if options else (rel_subjects, [])
-                if target and rel_subjects:
-                    if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
-                        _size_hints(b, rel_subjects, t.pred or "", target)
-                    elif t.kind == "FLANK":
-                        b.relate(target, "between", [rel_subjects[0]], rel_subjects[-1])
-                    elif t.pred == "between" and len(target) >= 2 and len(rel_subjects) == 1:  # "between the others"
-                        b.relate(rel_subjects, "between", target[:1], target[1])
-                    else:
-                        b.relate(rel_subjects, t.pred or "near", target)
-                    related = list(rel_subjects)
-                pending = None
-                i += 1
-            elif nxt is not None and nxt.kind == "EACH":
-                if holder and len(rel_subjects) < 2 and len(subjects) >= 2:
-                    rel_subjects = list(subjects)  # "a man in a suit and a woman in a dress side by side"
-                if len(rel_subjects) >= 2:
-                    b.relate(rel_subjects[:1], t.pred or "near", rel_subjects[1:2])
-                elif rel_subjects and t.pred in SYMMETRIC_PREDICATES:
-                    o = b.get(rel_subjects[0])
-                    if (o.count or 1) >= 2:
-                        b.relate(rel_subjects, t.pred, rel_subjects)
-                pending = None
-                i += 1
-            if mode in ("subject", "with"):
-                mode = "object" if mode == "subject" else mode
-        elif t.kind in ("ABS", "DEPTH") and i > 0 and toks[i - 1].kind == "AND" and nxt is not None \
-                and nxt.kind == "NP" and subjects and pending is None and not t.bare:
+            self._on_relation(t, nxt)
+        elif t.kind in ("ABS", "DEPTH") and self.i > 0 and self.toks[self.i - 1].kind == "AND" and nxt is not None \
+                and nxt.kind == "NP" and self.subjects and self.pending is None and not t.bare:
             # "a castle in the background, in the foreground a girl" / "..., and up close a helmet": the girl's
-            end_clause(hard=False)
-            (pending_abs if t.kind == "ABS" else pending_depth).append(t)
+            self.end_clause(hard=False)
+            (self.pending_abs if t.kind == "ABS" else self.pending_depth).append(t)
         elif t.kind == "ABS":
-            if t.bare and host and focus and focus != host and t.text in ("on top", "on top of"):
-                b.relate(focus, "on", host)
-            elif mode == "with" and host and focus and focus != host and t.axis is None \
-                    and all(b.get(h).name.split()[-1] in _SURFACES for h in host):
-                b.relate(focus, "on", host)  # "a table with a chessboard in the middle": in the middle of the table
-            elif t.bare and t.text == "on top" and focus:
-                pass
-            elif focus and (last or focus) and not (mode == "subject" and not subjects):
-                options = _placement_targets(last, focus, was_object, lambda o: o in b.positions)
-                if holder and host and host not in options and not any(o in b.positions for o in host):
-                    options.insert(0, list(host))  # "a boy holding its string in the bottom right": the boy
-                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else choose(options)
-                _mark(b, placed, t)
-                last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
-            else:
-                pending_abs.append(t)
+            self._on_absolute(t)
         elif t.kind == "DEPTH":
-            if focus and not (mode == "subject" and not subjects):
-                # "a dog up close in the foreground": phrases in a row place the same noun
-                placed = placed if toks[i - 1].kind in ("ABS", "DEPTH") and placed else \
-                    choose(_placement_targets(last, focus, was_object, lambda o: o in b.depths))
-                for oid in placed:
-                    b.depths[oid] = t.pred or "background"
-                last = []
-            else:
-                pending_depth.append(t)
+            self._on_depth(t)
         elif t.kind == "VOID":
-            finish_relation()
-            if t.pred == "person" and (mode == "neg" or t.text.startswith(("no", "with"))):
-                b.excluded.append("person")  # "with nobody around": no people in the picture
-            void = True
-            mode = "loose" if mode == "neg" else mode
+            self._on_void(t)
         elif t.kind == "RELPRO":  # "a plate that is left of a fork": the plate relates next
-            finish_relation()
-            if last:
-                focus = list(last)
-                was_object = False
+            self.finish_relation()
+            if self.last:
+                self.focus = list(self.last)
+                self.was_object = False
         elif t.kind == "ORDER":
-            order = t
-            order_nps = []
-            if len(clause_nps) >= 2:  # "a, b and c from left to right"
-                end_clause(hard=False)
+            self.order = t
+            self.order_nps = []
+            if len(self.clause_nps) >= 2:  # "a, b and c from left to right"
+                self.end_clause(hard=False)
         elif t.kind == "NEG":
-            finish_relation()
-            mode = "neg"
+            self.finish_relation()
+            self.mode = "neg"
         elif t.kind == "WITH" and t.text == "of" and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
-                and mode != "neg":
+                and self.mode != "neg":
             # "a bowl of cherries": the cherries are drawn, the bowl stays what the clause is about
-            b.contents.add(b.add(nxt.np))
-            i += 1
+            self.b.contents.add(self.b.add(nxt.np))
+            self.i += 1
         elif t.kind == "WITH":
-            finish_relation()
-            void = False
-            holder = t.pred == "holds"
-            filled = t.pred == "inside"
-            with_adjacent = toks[i - 1].kind == "NP"  # "a vase with ...", not "..., with a lamp ..."
-            # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
-            # with the clause's subject; else with the noun just before it
-            comma = i > 0 and toks[i - 1].text == "," and focus and last and focus != last
-            # "a scarecrow in a cornfield with three crows on top of it": the crows go with the scarecrow
-            comma = comma or (t.text == "with" and bool(located_in) and last == located_in and focus and focus != last)
-            host = choose(_distinct([list(focus), list(last)] if comma else [list(last or focus), list(focus)]))
-            mode = "with"
-            after_and = False
-            was_object = False
+            self._on_with(t)
         elif t.kind == "PRON":
             pass
         elif t.kind == "OTHER":
-            if " " in t.text:  # "a lake in the middle distance and a canoe up close": the lake is not up close
-                last = []
-            if mode == "neg" and t.text not in (":",):
-                mode = "loose"
-            elif mode == "subject" and subjects and _is_verb_token(t.text):
-                mode = "loose"
-            elif mode == "with" and host and focus != host and _is_verb_token(t.text) \
-                    and (holder or toks[i - 1].text == ","):
-                # "a man in a robe reading a book", "a snowman with a hat and a scarf, standing next to a tree":
-                # the verb is the host's again
-                focus = [n for n in host if n in subjects] or list(host)
-                mode, host = "loose", []
-        i += 1
-    end_clause(hard=True)
+            self._on_other(t)
+
+    def _on_and(self, t: Tok, nxt: Tok | None) -> None:
+        """A conjunction or a comma: a list goes on, a negation or a clause may end."""
+        self.void = False
+        if self.pending is not None and (self.pending.pred == "between") and len(self.rel_objects) == 1:
+            pass  # "between X and Y"
+        elif self.pending is not None and self.pending.kind == "SIZE" and nxt is not None and nxt.kind == "NP":
+            return  # "bigger than a dog and a cat"
+        elif self.mode == "neg":
+            counted = nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                and nxt.np.count is not None and not nxt.np.vague
+            after = self.toks[self.i + 2] if self.i + 2 < len(self.toks) else None
+            # "no students, chalkboard at the front": a noun placed on its own is no longer negated
+            counted = counted or (t.text == "," and nxt is not None and nxt.kind == "NP" and after is not None
+                                  and after.kind in ("ABS", "DEPTH"))
+            if counted and (t.text == "and" or (t.text == "," and after is not None
+                                                and after.kind in ("REL", "ABS", "DEPTH", "WITH", "END"))):
+                # "no cats and a dog", "a table without plates, a dog under it": the negation ends here
+                self.end_clause(hard=False)
+                return
+            # otherwise "without cats or dogs", "without a cat, a dog or a bird": the list stays negated
+        elif self.pending is not None and self.rel_objects and nxt is not None and nxt.kind == "NP":
+            self.finish_relation()
+            self.was_object = True
+        elif self.pending is not None and not self.rel_objects and t.text == "and" \
+                and self.pending.text in _BARE_TO_HOST:
+            self.finish_relation()  # "a box with a ball inside and a cat on top of it": inside the box
+        elif self.pending is not None and not self.rel_objects:
+            pass
+        between_open = self.pending is not None and self.pending.pred == "between" and len(self.rel_objects) == 1
+        restart = t.text == "," and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.definite
+        back = self.i - 1
+        while back > 0 and self.toks[back].kind == "AND":  # ", and a knight ...": look past the comma
+            back -= 1
+        # "next to it, and"
+        done = back >= 0 and (self.toks[back].kind in ("ABS", "DEPTH", "PRON") or self.toks[back].pron)
+        # "playing a harp, doves"
+        restart = restart or (done and bool(self.subjects)) or (self.mode == "loose" and t.text == ",")
+        # "on it, two"
+        with_done = self.mode == "with" and t.text == "," and back >= 0 and self.toks[back].kind == "PRON"
+        if self.mode == "with" and self.holder and nxt is not None and nxt.kind == "NP" and nxt.np is not None \
+                and _is_person(normalize_name(nxt.np.text).name):
+            # "a man in a suit and a woman in a dress": the woman is not worn; she joins the subjects
+            self.mode, self.host, self.focus, self.holder = "subject", [], list(self.subjects), False
+        if (self.was_object or restart) and not between_open and nxt is not None and nxt.kind == "NP" \
+                and (self.mode not in ("with", "neg") or with_done) and self.order is None:
+            self.end_clause(hard=False)
+            # "a cat on a mat and a dog under the table": new clause
+            self.after_comma = t.text == "," and self.toks[self.i - 1].kind != "AND"
+        self.after_and = True
+        self.comma_join = t.text == "," and not (nxt is not None and nxt.kind == "AND")
+
+    def _on_np(self, t: Tok, nxt: Tok | None) -> None:
+        """A noun phrase: a relation's object, the background, or a new subject or focus."""
+        np = t.np
+        assert np is not None
+        if _is_frame(np):
+            return
+        if self.mode == "neg":
+            self.b.excluded.append(normalize_name(np.text).name)
+            return
+        self.void = False
+        placed_next = nxt is not None and (nxt.kind == "DEPTH" or nxt.kind == "ABS" and not nxt.bare)
+        scene = _is_scene(np) and not (placed_next and _is_landmark(np))
+        if self.pending is not None:
+            self._np_as_object(np, nxt, scene)
+            return
+        if self.mode == "subject" and scene and (nxt is None or nxt.kind in ("WITH", "END", "AND", "NEG", "VOID")) \
+                and not self.pending_abs:
+            self.b.background.append(np.text)
+            self.host = []
+            return
+        if scene and self.mode in ("loose", "with"):
+            self.b.background.append(np.text)
+            return
+        oid = self.b.add(np)
+        self.clause_nps.append(oid)
+        if self.order is not None:
+            self.order_nps.append(oid)
+        own = nxt is not None and nxt.kind in ("REL", "ABS", "DEPTH", "FLANK")  # "and a dog on the right"
+        self._place_fronted(oid, own)
+        # "... in front of the monitor and a mug": not joined; "a wave, three boats, mount fuji in the
+        # background": a terse list's items are placed one by one
+        joins = self.after_and and bool(self.last) and not self.was_object and not self.comma_join
+        if self.mode == "subject":
+            if oid not in self.subjects:
+                self.subjects.append(oid)
+            self.focus = list(self.subjects)
+        elif self.mode == "with":
+            if self.after_and and self.focus and self.focus != self.host and not self.was_object \
+                    and self.focus != self.related and not (self.comma_join and own):
+                self.focus = [*self.focus, oid]
+            else:
+                self.focus = [oid]
+            self.was_object = False
+            if self.filled and self.host and oid not in self.host:  # "filled with books": the books are in it, and done
+                self.b.relate([oid], "inside", self.host)
+                self.related, self.filled = [oid], False
+        else:  # loose: object of a verb ("a cat chasing a mouse")
+            pass
+        self.last = [*self.last, oid] if joins else [oid]
+        self.after_and = False
+        self.was_object = False
+
+    def _np_as_object(self, np: NP, nxt: Tok | None, scene: bool) -> None:
+        """A noun phrase after a relation word: its object, or the background it stands in ("on a pond")."""
+        if scene and self.pending.pred in ("inside", "on", "near", "above", "below", "under", "behind", "next_to",
+                                           "in_front_of", "between") and not (
+            self.pending.pred == "between" and self.rel_objects
+        ):
+            self.b.background.append(np.text if not np.definite else np.text)
+            if self.pending.pred != "between":
+                self.pending, self.rel_objects, self.rel_subjects = None, [], []
+                self.was_object = True  # "two ducks on a pond, one lamp post ...": the ducks are placed
+            return
+        oid = self.b.add(np)
+        self.rel_objects.append(oid)
+        self.last, self.was_object = [oid], True
+        if self.pending.pred in _SUPPORT:
+            self.support_obj, self.support_at = [oid], self.i
+        self.clause_nps.append(oid)
+        if self.pending.kind == "SIZE":  # "bigger than a dog and a cat": keep collecting
+            self.after_and = False
+            return
+        # the relation is complete unless it is "between X and ..." or followed by "and" + NP in a list
+        open_between = self.pending.pred == "between" and len(self.rel_objects) == 1 and nxt is not None \
+            and nxt.text == "and" and (self.b.get(oid).count or 1) < 2  # "between two trees, a lake": done
+        if not open_between and self.pending.kind != "FLANK":
+            self.finish_relation()
+        elif self.pending.kind == "FLANK":
+            self.finish_relation()
+        self.after_and = False
+
+    def _place_fronted(self, oid: str, own: bool) -> None:
+        """Regions, depths and inverted relations said before their noun now place ``oid``; a fronted phrase
+        places every item of the list it starts ("on a table there are a cup and a book")."""
+        if self.fronted and self.after_and and self.mode != "neg" and not own:
+            abs_toks, depth_toks, inv = self.fronted
+            self.pending_abs, self.pending_depth, self.inverted = list(abs_toks), list(depth_toks), list(inv)
+        elif self.pending_abs or self.pending_depth or self.inverted:
+            self.fronted = (list(self.pending_abs), list(self.pending_depth), list(self.inverted))
+        if self.pending_abs:
+            for a in self.pending_abs:
+                _mark(self.b, [oid], a)
+            self.pending_abs = []
+        for d in self.pending_depth:
+            self.b.depths[oid] = d.pred or "background"
+        self.pending_depth = []
+        if self.inverted:
+            for pred, objs in self.inverted:
+                self.b.relate([oid], pred, objs)
+            self.inverted = []
+
+    def _on_relation(self, t: Tok, nxt: Tok | None) -> None:
+        """A relation, a flanking or a size word: it waits for its object, or a pronoun or "each other" closes it."""
+        self._open_relation(t, nxt)
+        if t.pron:  # "to its left": the object is the host / antecedent
+            options = _pronoun_targets(self.b, self.host, self.clause_nps, self.rel_subjects, t.text.split()[1], t.pred,
+                                       self.prev_subjects, self.after_comma)
+            self.rel_subjects, target = self.choose(options) if options else (self.rel_subjects, [])
+            if target and self.rel_subjects:
+                self.b.relate(self.rel_subjects, t.pred or "near", target)
+                self.related = list(self.rel_subjects)
+            self.pending = None
+        elif nxt is not None and nxt.kind == "PRON" and t.kind == "REL" and self.subjects \
+                and self.toks[self.i - 1].kind == "AND" \
+                and self.i + 2 < len(self.toks) and self.toks[self.i + 2].kind == "NP":
+            # "in the distance a castle, in front of it a moat": "it" is the clause's subject, and the moat
+            # (the next noun) is what stands in front of it
+            target = self.choose(_distinct([list(self.subjects), list(self.last)] if self.last
+                                           else [list(self.subjects)]))
+            self.end_clause(hard=False)
+            self.inverted.append((t.pred or "near", list(target)))
+            self.pending = None
+            self.i += 1
+        elif nxt is not None and nxt.kind == "PRON" and not self.rel_subjects and self.prev_subjects \
+                and t.kind == "REL":
+            # fronted: "behind it, a fishing boat" - the next noun, related to the last clause's subject
+            target = self.choose(_distinct([list(self.prev_subjects), [o.id for o in self.b.objects][-1:]]))
+            self.inverted.append((t.pred or "near", list(target)))
+            self.pending = None
+            self.i += 1
+        elif nxt is not None and nxt.kind == "PRON":
+            self._relate_to_pronoun(t, nxt)
+            self.pending = None
+            self.i += 1
+        elif nxt is not None and nxt.kind == "EACH":
+            self._relate_each_other(t)
+            self.pending = None
+            self.i += 1
+        if self.mode in ("subject", "with"):
+            self.mode = "object" if self.mode == "subject" else self.mode
+
+    def _open_relation(self, t: Tok, nxt: Tok | None) -> None:
+        """The relation word becomes the pending one; who it is about: the focus, the object of an "on" just
+        before it (a chain), or the host of a "with"."""
+        if t.kind == "REL" and self.subjects and self.toks[self.i - 1].kind == "AND" and self.i + 2 < len(self.toks) \
+                and self.toks[self.i + 1].kind == "NP" and self.toks[self.i + 2].kind == "NP":
+            self.end_clause(hard=False)  # ", and behind the fence a horse is grazing": the horse's relation
+        chained = self.support_obj if self.support_at == self.i - 1 and self.pending is None and t.kind == "REL" \
+            and not t.pron \
+            and (t.pred == "on" or t.pred in _CHAINED or t.pred in _CHAINED_MAYBE) else []
+        if chained and t.pred != "on" and self.focus and self.focus != chained:  # two readings; see _CHAINED
+            chained = self.choose([chained, []] if t.pred in _CHAINED else [[], chained])
+        self.finish_relation()
+        self.pending = t
+        self.rel_subjects = chained or (list(self.focus) if self.focus else [])
+        if self.holder and self.host and self.focus and self.focus != self.host and nxt is not None \
+                and nxt.kind == "NP" and not t.pron:
+            # the man is left of the car, not his umbrella
+            self.rel_subjects = self.choose([list(self.host), self.rel_subjects])
+        elif self.mode == "with" and self.with_adjacent and self.host and self.focus and self.focus != self.host \
+                and t.pred == "on" and not chained \
+                and nxt is not None and nxt.kind == "NP" and nxt.np is not None and nxt.np.words[-1] in _SURFACES:
+            # "a vase full of sunflowers on a table", "a glass with a straw on a picnic table": what the
+            # "with" describes stands on the surface (another reading: the sunflowers do); what follows is
+            # about it again ("... on a table next to a window")
+            self.rel_subjects = self.choose([list(self.host), self.rel_subjects])
+            if self.rel_subjects == self.host:
+                self.focus, self.mode = list(self.host), "object"
+
+    def _relate_to_pronoun(self, t: Tok, nxt: Tok) -> None:
+        """"next to it", "on its head": the relation's object is what the pronoun stands for."""
+        options = _pronoun_targets(self.b, self.host, self.clause_nps, self.rel_subjects, nxt.text, t.pred,
+                                   self.prev_subjects, self.after_comma)
+        if nxt.np is not None and nxt.np.words[-1] in _BODY_PARTS and self.prev_subjects:
+            # "a lion on a throne, a crown on its head": the body is the last clause's subject's
+            owner = [(self.rel_subjects, list(self.prev_subjects))]
+            options = _distinct([o for o in owner if not set(o[1]) & set(o[0])] + options)
+        self.rel_subjects, target = self.choose(options) if options else (self.rel_subjects, [])
+        if target and self.rel_subjects:
+            if t.kind == "SIZE":  # "a sunflower that is taller than it": sizes, no relation
+                _size_hints(self.b, self.rel_subjects, t.pred or "", target)
+            elif t.kind == "FLANK":
+                self.b.relate(target, "between", [self.rel_subjects[0]], self.rel_subjects[-1])
+            elif t.pred == "between" and len(target) >= 2 and len(self.rel_subjects) == 1:  # "between the others"
+                self.b.relate(self.rel_subjects, "between", target[:1], target[1])
+            else:
+                self.b.relate(self.rel_subjects, t.pred or "near", target)
+            self.related = list(self.rel_subjects)
+
+    def _relate_each_other(self, t: Tok) -> None:
+        """"next to each other": the relation holds among its own subjects."""
+        if self.holder and len(self.rel_subjects) < 2 and len(self.subjects) >= 2:
+            self.rel_subjects = list(self.subjects)  # "a man in a suit and a woman in a dress side by side"
+        if len(self.rel_subjects) >= 2:
+            self.b.relate(self.rel_subjects[:1], t.pred or "near", self.rel_subjects[1:2])
+        elif self.rel_subjects and t.pred in SYMMETRIC_PREDICATES:
+            o = self.b.get(self.rel_subjects[0])
+            if (o.count or 1) >= 2:
+                self.b.relate(self.rel_subjects, t.pred, self.rel_subjects)
+
+    def _on_absolute(self, t: Tok) -> None:
+        """A region ("in the top left corner"): it places the focus, or waits for the next noun."""
+        if t.bare and self.host and self.focus and self.focus != self.host and t.text in ("on top", "on top of"):
+            self.b.relate(self.focus, "on", self.host)
+        elif self.mode == "with" and self.host and self.focus and self.focus != self.host and t.axis is None \
+                and all(self.b.get(h).name.split()[-1] in _SURFACES for h in self.host):
+            # "a table with a chessboard in the middle": in the middle of the table
+            self.b.relate(self.focus, "on", self.host)
+        elif t.bare and t.text == "on top" and self.focus:
+            pass
+        elif self.focus and (self.last or self.focus) and not (self.mode == "subject" and not self.subjects):
+            options = _placement_targets(self.last, self.focus, self.was_object, lambda o: o in self.b.positions)
+            if self.holder and self.host and self.host not in options \
+                    and not any(o in self.b.positions for o in self.host):
+                options.insert(0, list(self.host))  # "a boy holding its string in the bottom right": the boy
+            in_a_row = self.toks[self.i - 1].kind in ("ABS", "DEPTH") and self.placed
+            self.placed = self.placed if in_a_row else self.choose(options)
+            _mark(self.b, self.placed, t)
+            self.last = []  # "a bottle on the left and a dog ...": the next noun starts afresh
+        else:
+            self.pending_abs.append(t)
+
+    def _on_depth(self, t: Tok) -> None:
+        """A depth ("in the foreground"): it places the focus, or waits for the next noun."""
+        if self.focus and not (self.mode == "subject" and not self.subjects):
+            # "a dog up close in the foreground": phrases in a row place the same noun
+            self.placed = self.placed if self.toks[self.i - 1].kind in ("ABS", "DEPTH") and self.placed else \
+                self.choose(_placement_targets(self.last, self.focus, self.was_object, lambda o: o in self.b.depths))
+            for oid in self.placed:
+                self.b.depths[oid] = t.pred or "background"
+            self.last = []
+        else:
+            self.pending_depth.append(t)
+
+    def _on_void(self, t: Tok) -> None:
+        """"nobody" / "nothing": what they do relates nothing; "with nobody" keeps people out."""
+        self.finish_relation()
+        if t.pred == "person" and (self.mode == "neg" or t.text.startswith(("no", "with"))):
+            self.b.excluded.append("person")  # "with nobody around": no people in the picture
+        self.void = True
+        self.mode = "loose" if self.mode == "neg" else self.mode
+
+    def _on_with(self, t: Tok) -> None:
+        """"with" (or holding, filled with): what follows belongs to a host noun."""
+        self.finish_relation()
+        self.void = False
+        self.holder = t.pred == "holds"
+        self.filled = t.pred == "inside"
+        self.with_adjacent = self.toks[self.i - 1].kind == "NP"  # "a vase with ...", not "..., with a lamp ..."
+        # "a cat on a chair next to a window, with a lamp behind it": after a comma, "with" goes
+        # with the clause's subject; else with the noun just before it
+        comma = self.i > 0 and self.toks[self.i - 1].text == "," and self.focus and self.last \
+            and self.focus != self.last
+        # "a scarecrow in a cornfield with three crows on top of it": the crows go with the scarecrow
+        comma = comma or (t.text == "with" and bool(self.located_in) and self.last == self.located_in and self.focus
+                          and self.focus != self.last)
+        readings = [list(self.focus), list(self.last)] if comma else [list(self.last or self.focus), list(self.focus)]
+        self.host = self.choose(_distinct(readings))
+        self.mode = "with"
+        self.after_and = False
+        self.was_object = False
+
+    def _on_other(self, t: Tok) -> None:
+        """Any other word: a verb may loosen the clause or hand it back to the host."""
+        if " " in t.text:  # "a lake in the middle distance and a canoe up close": the lake is not up close
+            self.last = []
+        if self.mode == "neg" and t.text not in (":",):
+            self.mode = "loose"
+        elif self.mode == "subject" and self.subjects and _is_verb_token(t.text):
+            self.mode = "loose"
+        elif self.mode == "with" and self.host and self.focus != self.host and _is_verb_token(t.text) \
+                and (self.holder or self.toks[self.i - 1].text == ","):
+            # "a man in a robe reading a book", "a snowman with a hat and a scarf, standing next to a tree":
+            # the verb is the host's again
+            self.focus = [n for n in self.host if n in self.subjects] or list(self.host)
+            self.mode, self.host = "loose", []
 
 
 # "a cup on a book on a table", "a ring in a box on a shelf": "on" straight after the object of
