@@ -459,12 +459,31 @@ _AFTER_NOUN = frozenset("blurry blurred hazy faint distant misty".split())  # sa
 
 
 def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
-    """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s)."""
+    """A noun phrase starting at ``words[i]``: determiner/count, modifiers, noun(s); and where it ends."""
+    j, count, vague, definite, quantity = _read_determiners(words, i)
+    # "two pandas, one eating bamboo and one sleeping on a rock": "one" stands for a noun said before
+    if quantity and j < len(words) and words[j].endswith("ing") and words[j] not in _ING_NOUNS \
+            and (quantity == "one" or j + 1 == len(words) or not _is_content(words[j + 1])
+                 or words[j + 1] in _DETERMINERS):
+        return None, i
+    content, k = _read_content(words, i, j, count)
+    if not content:
+        return None, i
+    np = NP(words=content, count=count, vague=vague, definite=definite, quantity=quantity)
+    np.text = " ".join(content)
+    return np, k
+
+
+_DEFINITE = ("the", "this", "that", "these", "those", "its", "their", "his", "her", "my", "your", "our")
+
+
+def _read_determiners(words: list[str], i: int) -> tuple[int, int | None, bool, bool, str]:
+    """Determiners and quantities from ``words[i]``: where the content starts, the count, whether it is vague
+    ("a few"), whether the phrase is definite, and the quantity as written."""
     j = i
     count: int | None = None
     vague = definite = False
     quantity = ""
-    # determiners and quantities
     while j < len(words):
         took = 0
         for n in (3, 2, 1):
@@ -487,7 +506,7 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             continue
         w = words[j]
         if w in _DETERMINERS:
-            definite = definite or w in ("the", "this", "that", "these", "those", "its", "their", "his", "her", "my", "your", "our")
+            definite = definite or w in _DEFINITE
             if w in ("a", "an", "another") and count is None:
                 count = 1
             j += 1
@@ -496,11 +515,11 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             j += 1
             continue
         break
-    # "two pandas, one eating bamboo and one sleeping on a rock": "one" stands for a noun said before
-    if quantity and j < len(words) and words[j].endswith("ing") and words[j] not in _ING_NOUNS \
-            and (quantity == "one" or j + 1 == len(words) or not _is_content(words[j + 1]) or words[j + 1] in _DETERMINERS):
-        return None, i
-    # content words
+    return j, count, vague, definite, quantity
+
+
+def _read_content(words: list[str], i: int, j: int, count: int | None) -> tuple[list[str], int]:
+    """The content words of a noun phrase whose determiners span ``words[i:j]``, and where they end."""
     content: list[str] = []
     k = j
     while k < len(words) and len(content) < 5:
@@ -509,35 +528,16 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             tok, _n = _match(words, k)
             if tok is not None and tok.kind not in ("AND",):
                 break
-        if w in ("and", ",") and content and all(c in ADJECTIVES for c in content) and k + 1 < len(words) and words[k + 1] in ADJECTIVES:
+        if w in ("and", ",") and content and all(c in ADJECTIVES for c in content) and k + 1 < len(words) \
+                and words[k + 1] in ADJECTIVES:
             k += 1  # "a grey and white cat"
             continue
         if not _is_content(w) and not (content and f"{content[-1]} {w}" in COMPOUND_NOUNS):  # "parking lot"
             break
-        if content or j == i:  # after a noun, or a bare phrase: verbs and participles end it
-            nxt = words[k + 1] if k + 1 < len(words) else ""
-            only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
-            modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
-                and not _is_verbish(nxt, first=False) and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"}) \
-                and nxt not in ("low", "high")  # "flying low over a field": the participle's adverb
-            modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
-            compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
-            ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
-            # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
-            noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
-            noun_verb = noun_verb or (content and count == 1 and w in _STEM_NOUN_OK and not is_plural(content[-1]))
-            if (_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb:
-                break
-        if content and is_plural(content[-1]) and content[-1] not in ADJECTIVES and _bare_verb(w):
-            break  # "their parents watch from ...", "the students sit at their desks": the verb of a plural
-        if content and content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN or w in _AFTER_NOUN_ADVERBS):
-            break  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
-        if content and k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
-                and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH") \
-                and not (k + 2 < len(words) and words[k + 2] in _DETERMINERS and not _is_verbish(w, first=False)):
-            break  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
-        if content and _high_or_low(words, k):
-            break  # "a moon high in the sky"
+        if (content or j == i) and _verb_ends_noun(words, i, k, content, count):
+            break
+        if _noun_ended(words, k, content):
+            break
         if not content and w.endswith("ly") and len(w) > 4 and w not in _LY_NOUNS and k + 1 < len(words) \
                 and _is_content(words[k + 1]):
             k += 1  # "a colorfully painted bus": drop the adverb
@@ -549,10 +549,8 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
             k += 1
             break
         # "a cup of coffee": keep "of Y" after a container head ("a bowl of oranges": see lex)
-        if (
-            k + 1 < len(words) and words[k] == "of" and singularize(w) in _CONTAINERS | _UNITS
-            and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False)
-        ):
+        if k + 1 < len(words) and words[k] == "of" and singularize(w) in _CONTAINERS | _UNITS \
+                and _is_content(words[k + 1]) and not _is_verbish(words[k + 1], first=False):
             content += ["of", words[k + 1]]
             k += 2
             if k < len(words) and (" ".join(content[-1:] + words[k:k + 1]) in COMPOUND_NOUNS or (
@@ -561,11 +559,43 @@ def _read_np(words: list[str], i: int) -> tuple[NP | None, int]:
                 content.append(words[k])  # "a glass of orange juice", "a dish of soy sauce", "a cup of hot chocolate"
                 k += 1
             break
+    return content, k
+
+
+def _verb_ends_noun(words: list[str], i: int, k: int, content: list[str], count: int | None) -> bool:
+    """After a noun, or in a bare phrase, a verb or participle at ``words[k]`` ends the noun phrase - unless it
+    modifies the noun ("a small fishing boat"), is part of a compound, or is itself the noun ("a huge wave")."""
+    w = words[k]
+    nxt = words[k + 1] if k + 1 < len(words) else ""
+    only_adjectives = all(c in ADJECTIVES for c in content)  # "a small fishing boat"
+    modifier = only_adjectives and _is_verbish(w, first=False) and w not in _VERBS and _is_content(nxt) \
+        and not _is_verbish(nxt, first=False) \
+        and not (not content and i > 0 and words[i - 1] in _AUXILIARIES | {"one"}) \
+        and nxt not in ("low", "high")  # "flying low over a field": the participle's adverb
+    modifier = modifier and parse_count(nxt) is None and not (k + 1 < len(words) and _high_or_low(words, k + 1))
+    compound = " ".join([*content, w]) in COMPOUND_NOUNS or " ".join(words[k:k + 2]) in COMPOUND_NOUNS
+    ing_verb = w in _ING_NOUNS and nxt in _DETERMINERS  # "a tram crossing a bridge", "elephants crossing a"
+    # after adjectives alone a bare verb form is the noun: an adjective has no verb ("a huge wave")
+    noun_verb = _mere_adjectives(content) and w in _VERBS and not w.endswith("s") and not w.endswith("ed")
+    noun_verb = noun_verb or (content and count == 1 and w in _STEM_NOUN_OK and not is_plural(content[-1]))
+    return bool((_is_verbish(w, first=False) or ing_verb) and not modifier and not compound and not noun_verb)
+
+
+def _noun_ended(words: list[str], k: int, content: list[str]) -> bool:
+    """Whether the noun said so far ends before ``words[k]``: a plural's verb, an adjective after the noun, a
+    particle ("set up"), "high" / "low"."""
     if not content:
-        return None, i
-    np = NP(words=content, count=count, vague=vague, definite=definite, quantity=quantity)
-    np.text = " ".join(content)
-    return np, k
+        return False
+    w = words[k]
+    if is_plural(content[-1]) and content[-1] not in ADJECTIVES and _bare_verb(w):
+        return True  # "their parents watch from ...", "the students sit at their desks": the verb of a plural
+    if content[-1] not in ADJECTIVES and (w in SIZE_WORDS or w in _AFTER_NOUN or w in _AFTER_NOUN_ADVERBS):
+        return True  # "the moon small in the corner", "its owner blurry": an adjective after the noun ends it
+    if k + 1 < len(words) and words[k + 1] in _PARTICLES and w not in _CONTAINERS \
+            and getattr(_match(words, k + 1)[0], "kind", None) not in ("ABS", "DEPTH") \
+            and not (k + 2 < len(words) and words[k + 2] in _DETERMINERS and not _is_verbish(w, first=False)):
+        return True  # "an umbrella set up", "a cat curled up" (but "a retriever up close": a depth follows)
+    return _high_or_low(words, k)  # "a moon high in the sky"
 
 
 def _bare_region(words: list[str], i: int, toks: list[Tok]) -> tuple[Tok, int] | None:
@@ -592,131 +622,146 @@ def _bare_region(words: list[str], i: int, toks: list[Tok]) -> tuple[Tok, int] |
 
 
 def lex(text: str) -> list[Tok]:
-    """Words -> tokens; unknown words become OTHER and are ignored by the parser."""
+    """Words -> tokens; unknown words become OTHER and are ignored by the parser. At each word the first
+    rule of ``_LEX_RULES`` that reads it appends its token(s) and says where the next one starts."""
     text = _HYPHENATED_SIDES.sub(r"\1 \2", text.lower())  # "top-left" -> "top left"
     words = re.findall(r"[\w'-]+|[,.;:!?&]", text)
     words = [w.strip("'") or w for w in words]
     toks: list[Tok] = []
     i = 0
     while i < len(words):
-        w = words[i]
-        tok, n = _match(words, i)
-        if tok is not None and tok.kind == "REL" and words[i + n - 1] == "of" and _frame_at(words, i + n):
-            side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
-            if side is not None and side.kind == "ABS" and m == n - 1:
-                tok, n = side, m
-        if tok is not None and tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
-            place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
-            if place is not None and place.kind in ("ABS", "DEPTH", "OTHER", "REL") and m > 1:  # or "in a row"
-                # ... or "sitting on top of it": the longer relation phrase
-                i += n - 1
-                continue
-        if tok is not None and tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" \
-                and _frame_at(words, i + n + 1):
-            n += 3  # "in the top left corner of the image": the frame is the canvas
-        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
-                and _backdrop_at(words, i + n + 1):
-            n = _read_np(words, i + n + 1)[1] - i  # "toward the top of the wall": the wall is the backdrop
-        elif tok is not None and tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of":
-            # "in the center of a forest clearing", "in the middle of the table": a place in a thing
-            tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
-        if tok is not None and tok.kind == "REL" and tok.pred == "inside":
-            place, _k = _read_np(words, i + n)
-            if place is not None and place.words[-1] in _SURFACES:  # "in the middle of the table": on it
-                tok = replace(tok, pred="on")
-        if tok is not None and tok.kind == "REL" and tok.text == "in":
-            worn, _k = _read_np(words, i + 1)
-            if worn is not None and worn.words[-1] in _CLOTHES:
-                tok = Tok("WITH", "wearing", pred="holds")  # "a man in a gray suit": worn, not inside
-        if tok is not None:
-            if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
-                # "not only X but also Y" negates nothing
-                i += 1
-                continue
-            if tok.text == "close up" and i + n < len(words) and words[i + n] in ("of", "photo", "shot", "view"):
-                i += n  # "a close up of a cat" is a frame, not a depth
-                continue
-            toks.append(tok)
-            i += n
-            continue
-        if w == "all" and i + 1 < len(words) and words[i + 1] in COLOURS \
-                and (i + 2 == len(words) or words[i + 2] in (",", ".", ";", "!")):
-            group = next((t for t in reversed(toks) if t.kind == "NP" and t.np is not None
-                          and ((t.np.count or 1) >= 2 or is_plural(t.np.words[-1]))), None)
-            if group is not None:  # "five kayaks on a river, all red": the kayaks are red
-                group.np.words.insert(0, words[i + 1])
-                group.np.text = group.text = " ".join(group.np.words)
-                i += 2
-                continue
-        if w == "as" and i + 1 < len(words) and words[i + 1] in _DETERMINERS and toks:
-            toks.append(Tok("END", "as"))  # "... at a crosswalk as a red bus goes by": a new clause
-            i += 1
-            continue
-        label = _bare_region(words, i, toks)
-        if label is not None:
-            toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
-            i += label[1]
-            continue
-        if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
-            toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
-            i += 1
-            continue
-        prev = next((t for t in reversed(toks) if t.kind == "NP"), None)
-        if words[i:i + 2] in (["another", "one"], ["one", "more"]) and prev is not None and prev.np is not None:
-            again = NP(words=list(prev.np.words), count=1, text=prev.np.text)  # "a balloon ... and another one"
-            toks.append(Tok("NP", again.text, np=again))
-            i += 2
-            continue
-        if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
-            toks.append(Tok("PRON", "them"))  # "the banana between the others"
-            i += 2 if words[i + 1] == "others" else 3
-            continue
-        prev_np = toks[-1].np if toks and toks[-1].kind == "NP" else None
-        if prev_np is not None and (w in _AFTER_NOUN_ADVERBS or is_plural(prev_np.words[-1]) and _bare_verb(w)):
-            toks.append(Tok("OTHER", w))  # "the city far below", "their parents watch from ...": no noun
-            i += 1
-            continue
-        if w == "to" and i + 1 < len(words) and _bare_verb(words[i + 1]):
-            toks.append(Tok("OTHER", f"to {words[i + 1]}"))  # "jumps to stop it": a purpose, no object
-            i += 2
-            continue
-        if w in ("low", "high") and toks and toks[-1].kind != "NP" and not _high_or_low(words, i) \
-                and words[i + 1:i + 2] and words[i + 1] in ("over", "above", "across"):
-            toks.append(Tok("OTHER", w))  # "flying low over a field": how, not where
-            i += 1
-            continue
-        if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
-            toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
-            i += 1
-            continue
-        np, j = _read_np(words, i)
-        if np is not None and len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
-            toks.append(Tok("PRON", "it", np=np))  # "a dog on its roof": on the thing "its" means
-            i = j
-            continue
-        if np is not None and np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
-            whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
-            if whole is not None:
-                np, j = whole, k
-        if np is not None and len(np.words) >= 3 and np.words[-2] == "of" and np.words[-3] in _CONTAINERS \
-                and is_plural(np.words[-1]):
-            # "a bowl of oranges": the bowl, with oranges in it (a cup of coffee stays one thing)
-            inner = NP(words=np.words[-1:], text=np.words[-1])
-            np.words, np.text = np.words[:-2], " ".join(np.words[:-2])
-            toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
-            i = j
-            continue
-        if np is not None and np.count is None and not np.definite and toks and toks[-1].kind == "NP" \
-                and all(x in ADJECTIVES for x in np.words) and (j == len(words) or _match(words, j)[0] is not None):
-            i = j  # "the moon small in the corner": an adjective after its noun says how it looks
-            continue
-        if np is not None:
-            toks.append(Tok("NP", np.text, np=np))
-            i = j
-            continue
-        toks.append(Tok("OTHER", w))
-        i += 1
+        i = next(j for rule in _LEX_RULES if (j := rule(words, i, toks)) is not None)
     return toks
+
+
+def _lex_phrase(words: list[str], i: int, toks: list[Tok]) -> int | None:
+    """A phrase of the vocabulary (relation, region, depth, "with", negation, ...), read in context."""
+    tok, n = _match(words, i)
+    if tok is None:
+        return None
+    if tok.kind == "REL" and words[i + n - 1] == "of" and _frame_at(words, i + n):
+        side, m = _match(words[:i + n - 1], i)  # "on the left of the picture" is a region, not a relation
+        if side is not None and side.kind == "ABS" and m == n - 1:
+            tok, n = side, m
+    if tok.kind == "REL" and n >= 2 and words[i + n - 1] in ("in", "on", "at"):
+        place, m = _match(words, i + n - 1)  # "sitting in the lower left corner": a region, not "sitting in"
+        if place is not None and place.kind in ("ABS", "DEPTH", "OTHER", "REL") and m > 1:  # or "in a row"
+            # ... or "sitting on top of it": the longer relation phrase
+            return i + n - 1
+    if tok.kind == "ABS" and i + n < len(words) and words[i + n] == "of" and _frame_at(words, i + n + 1):
+        n += 3  # "in the top left corner of the image": the frame is the canvas
+    elif tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of" \
+            and _backdrop_at(words, i + n + 1):
+        n = _read_np(words, i + n + 1)[1] - i  # "toward the top of the wall": the wall is the backdrop
+    elif tok.kind == "ABS" and not tok.bare and i + n < len(words) and words[i + n] == "of":
+        # "in the center of a forest clearing", "in the middle of the table": a place in a thing
+        tok, n = Tok("REL", "in", pred="on" if words[i] == "on" else "inside"), n + 1
+    if tok.kind == "REL" and tok.pred == "inside":
+        place, _k = _read_np(words, i + n)
+        if place is not None and place.words[-1] in _SURFACES:  # "in the middle of the table": on it
+            tok = replace(tok, pred="on")
+    if tok.kind == "REL" and tok.text == "in":
+        worn, _k = _read_np(words, i + 1)
+        if worn is not None and worn.words[-1] in _CLOTHES:
+            tok = Tok("WITH", "wearing", pred="holds")  # "a man in a gray suit": worn, not inside
+    if tok.kind == "NEG" and tok.text == "not" and i + 1 < len(words) and words[i + 1] in ("only",):
+        return i + 1  # "not only X but also Y" negates nothing
+    if tok.text == "close up" and i + n < len(words) and words[i + n] in ("of", "photo", "shot", "view"):
+        return i + n  # "a close up of a cat" is a frame, not a depth
+    toks.append(tok)
+    return i + n
+
+
+def _lex_all_colour(words: list[str], i: int, toks: list[Tok]) -> int | None:
+    """"five kayaks on a river, all red": the colour goes to the latest group."""
+    if not (words[i] == "all" and i + 1 < len(words) and words[i + 1] in COLOURS
+            and (i + 2 == len(words) or words[i + 2] in (",", ".", ";", "!"))):
+        return None
+    group = next((t for t in reversed(toks) if t.kind == "NP" and t.np is not None
+                  and ((t.np.count or 1) >= 2 or is_plural(t.np.words[-1]))), None)
+    if group is None:
+        return None
+    group.np.words.insert(0, words[i + 1])
+    group.np.text = group.text = " ".join(group.np.words)
+    return i + 2
+
+
+def _lex_small_words(words: list[str], i: int, toks: list[Tok]) -> int | None:
+    """Clause breaks, bare regions, pronouns and words that stand for an earlier noun."""
+    w = words[i]
+    if w == "as" and i + 1 < len(words) and words[i + 1] in _DETERMINERS and toks:
+        toks.append(Tok("END", "as"))  # "... at a crosswalk as a red bus goes by": a new clause
+        return i + 1
+    label = _bare_region(words, i, toks)
+    if label is not None:
+        toks.append(label[0])  # "sun top right, clouds top left" / "top left: sun."
+        return i + label[1]
+    if w in _PRONOUNS or (w == "both" and (i + 1 == len(words) or not _is_content(words[i + 1]))):
+        toks.append(Tok("PRON", "them" if w == "both" else w))  # "in front of both"
+        return i + 1
+    prev = next((t for t in reversed(toks) if t.kind == "NP"), None)
+    if words[i:i + 2] in (["another", "one"], ["one", "more"]) and prev is not None and prev.np is not None:
+        again = NP(words=list(prev.np.words), count=1, text=prev.np.text)  # "a balloon ... and another one"
+        toks.append(Tok("NP", again.text, np=again))
+        return i + 2
+    if words[i:i + 2] == ["the", "others"] or words[i:i + 3] in (["the", "other", "two"], ["the", "other", "ones"]):
+        toks.append(Tok("PRON", "them"))  # "the banana between the others"
+        return i + (2 if words[i + 1] == "others" else 3)
+    return None
+
+
+def _lex_how_words(words: list[str], i: int, toks: list[Tok]) -> int | None:
+    """Adverbs, purposes and "high" / "low": how something is, or where it is on the canvas."""
+    w = words[i]
+    prev_np = toks[-1].np if toks and toks[-1].kind == "NP" else None
+    if prev_np is not None and (w in _AFTER_NOUN_ADVERBS or is_plural(prev_np.words[-1]) and _bare_verb(w)):
+        toks.append(Tok("OTHER", w))  # "the city far below", "their parents watch from ...": no noun
+        return i + 1
+    if w == "to" and i + 1 < len(words) and _bare_verb(words[i + 1]):
+        toks.append(Tok("OTHER", f"to {words[i + 1]}"))  # "jumps to stop it": a purpose, no object
+        return i + 2
+    if w in ("low", "high") and toks and toks[-1].kind != "NP" and not _high_or_low(words, i) \
+            and words[i + 1:i + 2] and words[i + 1] in ("over", "above", "across"):
+        toks.append(Tok("OTHER", w))  # "flying low over a field": how, not where
+        return i + 1
+    if _high_or_low(words, i):  # "a moon high in the sky": a region, then the place
+        toks.append(Tok("ABS", w, axis="v", level=0 if w == "high" else 2))
+        return i + 1
+    return None
+
+
+def _lex_noun_phrase(words: list[str], i: int, toks: list[Tok]) -> int | None:
+    """A noun phrase: a part stands for its whole, a container of things is the container with them."""
+    np, j = _read_np(words, i)
+    if np is None:
+        return None
+    if len(np.words) == 1 and np.words[0] in _PART_HEADS and words[i] in _POSSESSIVES:
+        toks.append(Tok("PRON", "it", np=np))  # "a dog on its roof": on the thing "its" means
+        return j
+    if np.words[-1] in _PART_HEADS and j + 1 < len(words) and words[j] == "of":
+        whole, k = _read_np(words, j + 1)  # "the arm of a couch" is drawn as the couch
+        if whole is not None:
+            np, j = whole, k
+    if len(np.words) >= 3 and np.words[-2] == "of" and np.words[-3] in _CONTAINERS and is_plural(np.words[-1]):
+        # "a bowl of oranges": the bowl, with oranges in it (a cup of coffee stays one thing)
+        inner = NP(words=np.words[-1:], text=np.words[-1])
+        np.words, np.text = np.words[:-2], " ".join(np.words[:-2])
+        toks += [Tok("NP", np.text, np=np), Tok("WITH", "of"), Tok("NP", inner.text, np=inner)]
+        return j
+    if np.count is None and not np.definite and toks and toks[-1].kind == "NP" \
+            and all(x in ADJECTIVES for x in np.words) and (j == len(words) or _match(words, j)[0] is not None):
+        return j  # "the moon small in the corner": an adjective after its noun says how it looks
+    toks.append(Tok("NP", np.text, np=np))
+    return j
+
+
+def _lex_other(words: list[str], i: int, toks: list[Tok]) -> int:
+    """Any other word: OTHER (verbs among them matter to the parser)."""
+    toks.append(Tok("OTHER", words[i]))
+    return i + 1
+
+
+_LEX_RULES = (_lex_phrase, _lex_all_colour, _lex_small_words, _lex_how_words, _lex_noun_phrase, _lex_other)
 
 
 # --------------------------------------------------------------------------
