@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -342,7 +342,8 @@ def _png(image) -> Response:
 
 
 def create_app(config: UIConfig) -> FastAPI:
-    """The FastAPI app for ``config`` (``app.state.ui`` holds the server's state, for tests)."""
+    """The FastAPI app for ``config`` (``app.state.ui`` holds the server's state, for tests): the page, its
+    static files, and the JSON API's routers (config, sessions, rendering, downloads)."""
     ui = UI(config)
 
     @asynccontextmanager
@@ -353,6 +354,21 @@ def create_app(config: UIConfig) -> FastAPI:
     app = FastAPI(title="plan-and-render", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   lifespan=lifespan)
     app.state.ui = ui
+    _answer_errors(app)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for routes in (_config_routes, _session_routes, _render_routes, _download_routes):
+        app.include_router(routes(ui))
+    return app
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """Every error is one JSON line: the project's own with their status, malformed bodies as usage errors,
+    and anything else as "unexpected" (500) without taking the server down."""
 
     @app.exception_handler(PlanAndRenderError)
     async def _known(_request: Request, exc: PlanAndRenderError) -> JSONResponse:
@@ -380,15 +396,12 @@ def create_app(config: UIConfig) -> FastAPI:
                 log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
             return _error("unexpected", f"unexpected {type(exc).__name__}: {exc}", 500)
 
-    # -- page and config -----------------------------------------------------------
 
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+def _config_routes(ui: UI) -> APIRouter:
+    """What the page needs to start: the server's configuration and health."""
+    router, config = APIRouter(), ui.config
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/api/config")
+    @router.get("/api/config")
     def get_config() -> dict:
         return {"model": str(config.model), "planner": config.planner or api.DEFAULT_PLANNER,
                 "store": str(config.store), "methods": list(available_methods()), "schedulers": list(SCHEDULERS),
@@ -396,26 +409,31 @@ def create_app(config: UIConfig) -> FastAPI:
                 "defaults": {"method": DEFAULT_METHOD, "steps": config.steps, "size": ui.native_size(),
                              "num_images": 1, "seed": 0}}
 
-    @app.get("/api/health")
+    @router.get("/api/health")
     def health() -> dict:
         return {"ok": True, "queue": ui.queue.status()}
 
-    # -- sessions ------------------------------------------------------------------
+    return router
 
-    @app.get("/api/sessions")
+
+def _session_routes(ui: UI) -> APIRouter:
+    """Sessions: list, create, resume; each change of the plan (mouse, chat, undo / redo) is a turn."""
+    router = APIRouter()
+
+    @router.get("/api/sessions")
     def list_sessions(limit: int = 50) -> list[dict]:
         return [{"id": r.id, "prompt": r.prompt, "planner": r.planner, "turns": r.turns, "updated": iso(r.updated)}
                 for r in ui.store().list_sessions(limit=limit)]
 
-    @app.post("/api/sessions")
+    @router.post("/api/sessions")
     def create_session(body: NewSession) -> dict:
         return session_view(ui.new_session(body))
 
-    @app.get("/api/sessions/{sid}")
+    @router.get("/api/sessions/{sid}")
     def get_session(sid: str) -> dict:
         return session_view(ui.resume(sid))
 
-    @app.post("/api/sessions/{sid}/layout")
+    @router.post("/api/sessions/{sid}/layout")
     def layout(sid: str, change: LayoutChange) -> dict:
         with ui.session(sid) as s:
             plan, notes, targets = change_layout(s.plan, change, seed=s.seed)
@@ -424,7 +442,7 @@ def create_app(config: UIConfig) -> FastAPI:
             result = s.set_plan(plan, f"(mouse) {what}", notes=notes, targets=targets)
             return {"result": result_view(result), "session": session_view(s)}
 
-    @app.post("/api/sessions/{sid}/edit")
+    @router.post("/api/sessions/{sid}/edit")
     def edit(sid: str, body: Instruction) -> dict:
         text = body.instruction.strip()
         with ui.session(sid) as s:
@@ -437,19 +455,24 @@ def create_app(config: UIConfig) -> FastAPI:
                     result = s.edit(text)
             return {"result": result_view(result), "session": session_view(s)}
 
-    @app.post("/api/sessions/{sid}/undo")
+    @router.post("/api/sessions/{sid}/undo")
     def undo(sid: str) -> dict:
         with ui.session(sid) as s:
             return {"result": result_view(s.undo()), "session": session_view(s)}
 
-    @app.post("/api/sessions/{sid}/redo")
+    @router.post("/api/sessions/{sid}/redo")
     def redo(sid: str) -> dict:
         with ui.session(sid) as s:
             return {"result": result_view(s.redo()), "session": session_view(s)}
 
-    # -- rendering -----------------------------------------------------------------
+    return router
 
-    @app.post("/api/sessions/{sid}/render")
+
+def _render_routes(ui: UI) -> APIRouter:
+    """Rendering: a job on the queue, polled until its images are there."""
+    router = APIRouter()
+
+    @router.post("/api/sessions/{sid}/render")
     def render(sid: str, body: RenderRequest) -> dict:
         given = {k: v for k, v in body.model_dump().items() if v is not None and v != ""}
         settings = RenderSettings(**given)  # bad values are one UsageError line, before anything is queued
@@ -458,11 +481,16 @@ def create_app(config: UIConfig) -> FastAPI:
             raise UsageError("the scene is empty: add an object before rendering")
         return ui.render_job(s.id, settings)
 
-    @app.get("/api/jobs/{job_id}")
+    @router.get("/api/jobs/{job_id}")
     def job(job_id: str) -> dict:
         return ui.queue.snapshot(job_id)
 
-    # -- downloads -----------------------------------------------------------------
+    return router
+
+
+def _download_routes(ui: UI) -> APIRouter:
+    """Downloads: the plan, the session, each image, a contact sheet and the run folder as a zip."""
+    router = APIRouter()
 
     def turn_images(s: Session, turn: int) -> list[str]:
         rec = next((t for t in s.history if t.turn == turn), None)
@@ -470,19 +498,19 @@ def create_app(config: UIConfig) -> FastAPI:
             raise UsageError(f"session {s.id} has no turn {turn}")
         return rec.images
 
-    @app.get("/api/sessions/{sid}/plan.json")
+    @router.get("/api/sessions/{sid}/plan.json")
     def plan_json(sid: str) -> Response:
         s = ui.resume(sid)
         return Response(s.plan.to_json() + "\n", media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="plan-{s.id}.json"'})
 
-    @app.get("/api/sessions/{sid}/session.json")
+    @router.get("/api/sessions/{sid}/session.json")
     def session_json(sid: str) -> Response:
         s = ui.resume(sid)
         return Response(json.dumps(s.to_dict(), indent=2) + "\n", media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="session-{s.id}.json"'})
 
-    @app.get("/api/sessions/{sid}/turns/{turn}/images/{index}")
+    @router.get("/api/sessions/{sid}/turns/{turn}/images/{index}")
     def image(sid: str, turn: int, index: int) -> FileResponse:
         images = turn_images(ui.resume(sid), turn)
         if not 0 <= index < len(images):
@@ -492,7 +520,7 @@ def create_app(config: UIConfig) -> FastAPI:
             raise UsageError(f"image {path.name} of turn {turn} is no longer on disk")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "max-age=86400, immutable"})
 
-    @app.get("/api/sessions/{sid}/turns/{turn}/sheet.png")
+    @router.get("/api/sessions/{sid}/turns/{turn}/sheet.png")
     def sheet(sid: str, turn: int, first: int = 0, count: int = MAX_IMAGES) -> Response:
         paths = turn_images(ui.resume(sid), turn)[first:first + count]
         if not paths:
@@ -500,12 +528,12 @@ def create_app(config: UIConfig) -> FastAPI:
         images = [Image.open(p) for p in paths]
         return _png(output.contact_sheet(images, labels=[f"#{first + k + 1}" for k in range(len(images))]))
 
-    @app.get("/api/sessions/{sid}/run.zip")
+    @router.get("/api/sessions/{sid}/run.zip")
     def run_zip(sid: str) -> Response:
         return Response(run_folder_zip(ui, ui.resume(sid)), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="run-{sid}.zip"'})
 
-    return app
+    return router
 
 
 def run_folder_zip(ui: UI, s: Session) -> bytes:
