@@ -278,6 +278,24 @@ def place(
 
     # least squares over block centres: rows of (coefficients, wished (dx, dy), weight[, axis])
     index = {id(b): k for k, b in enumerate(blocks)}
+    rows = _relation_rows(relations, of, index, side, between) + _position_rows(blocks, fixed, anchors, index)
+    if rows:
+        _least_squares(blocks, rows)
+
+    boxes: dict[str, Box] = {}
+    for b in blocks:
+        for i, (ox, oy) in zip(b.ids, b.offsets):
+            cx, cy = b.centre[0] + ox, b.centre[1] + oy
+            boxes[i] = (cx - b.w / 2, cy - b.h / 2, cx + b.w / 2, cy + b.h / 2)
+    boxes.update(fixed)
+    _pack(boxes, _components(blocks, rows), fixed, margin, rng, anchors, min_wh)
+    return boxes
+
+
+def _relation_rows(relations: list[PlanRelation], of: dict[str, Block], index: dict[int, int], side, between
+                   ) -> list[tuple]:
+    """One least-squares row per relation between two blocks (two for "between": the subject midway, the
+    objects apart by the subject's width and gaps), each relation once."""
     rows: list[tuple] = []
     seen: set[tuple] = set()
     for r in relations:
@@ -303,6 +321,14 @@ def place(
         seen.add(key)
         s = side(r.subject, r.object) if r.predicate in ("next_to", "near", "in_front_of", "behind") else 0.0
         rows.append(({index[id(S)]: 1.0, index[id(O)]: -1.0}, _displacement(r.predicate, S, O, s), 1.0))
+    return rows
+
+
+def _position_rows(blocks: list[Block], fixed: dict[str, Box], anchors: dict[str, Anchor], index: dict[int, int]
+                   ) -> list[tuple]:
+    """Rows that hold a block where it must be: a fixed box's centre (weight 20), and per axis the centre
+    that puts an anchored instance (a region) on its anchor. Arranges each block's instances first."""
+    rows: list[tuple] = []
     for b in blocks:
         b.arrange()
         if b.fixed:
@@ -312,18 +338,7 @@ def place(
             for axis, (span, off) in enumerate(zip(anchors.get(i, (None, None)), offset)):
                 if span is not None:
                     rows.append(({index[id(b)]: 1.0}, (span[1] - off, span[1] - off), ANCHOR_WEIGHT, axis))
-
-    if rows:
-        _least_squares(blocks, rows)
-
-    boxes: dict[str, Box] = {}
-    for b in blocks:
-        for i, (ox, oy) in zip(b.ids, b.offsets):
-            cx, cy = b.centre[0] + ox, b.centre[1] + oy
-            boxes[i] = (cx - b.w / 2, cy - b.h / 2, cx + b.w / 2, cy + b.h / 2)
-    boxes.update(fixed)
-    _pack(boxes, _components(blocks, rows), fixed, margin, rng, anchors, min_wh)
-    return boxes
+    return rows
 
 
 def _least_squares(blocks: list[Block], rows: list[tuple]) -> None:

@@ -142,28 +142,61 @@ def random_scene(
 ) -> Scene | None:
     """A random satisfiable scene of ``instances`` instances in groups of 1-3, or
     None when this draw's witness breaks a rule (draw again). ``placements``: with
-    regions and depths (see the module docstring)."""
+    regions and depths (see the module docstring). The witness (boxes) is drawn first,
+    then relations that hold on it are chosen, so the scene is satisfiable by construction."""
     W, H = canvas or rng.choice(CANVASES)
-    mw, mh = min_size(W, H)
-    lo, hi = WITNESS_MARGIN, 1 - WITNESS_MARGIN
+    groups = _draw_groups(rng, instances)
+    attached = _draw_attachments(rng, groups)
+    regions = _draw_regions(rng, groups, attached, W, H, placements)
+    if regions is None:
+        return None
+    regions, front = regions
+    drawn = _instances(groups, regions, front, W, H)
+    if drawn is None:
+        return None
+    objects, ids, witness = drawn
+    relations = _true_relations(rng, groups, ids, witness, attached, max_relations)
+    if overlap_violations(witness, relations):
+        return None
+    if placements:
+        objects = _placed(objects, ids, witness, Canvas(width=W, height=H), rng)
+    return Scene(objects, relations, Canvas(width=W, height=H), witness)
+
+
+def _draw_groups(rng: random.Random, instances: int) -> list[tuple[str, int]]:
+    """(name, count) groups of 1-3 instances, ``instances`` in all."""
     groups: list[tuple[str, int]] = []
     total = 0
     while total < instances:
         n = min(rng.choice((1, 1, 1, 2, 3)), instances - total)
         groups.append((rng.choice(NAMES), n))
         total += n
-    # some groups rest on, sit inside or stand in front of an earlier single-instance group
-    attached: list[tuple[str, int, int]] = []  # (predicate, group, reference group)
+    return groups
+
+
+def _draw_attachments(rng: random.Random, groups: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """Some groups rest on, sit inside or stand in front of an earlier single-instance group:
+    (predicate, group, reference group)."""
+    attached: list[tuple[str, int, int]] = []
     for g in range(1, len(groups)):
         ref = rng.randrange(g)
         if groups[ref][1] == 1 and ref not in {a for _, a, _ in attached} and rng.random() < 0.4:
             attached.append((rng.choice(("on", "inside", "in_front_of")), g, ref))
+    return attached
+
+
+def _draw_regions(rng: random.Random, groups: list[tuple[str, int]], attached: list[tuple[str, int, int]],
+                  W: int, H: int, placements: bool) -> tuple[dict[int, Box], int | None] | None:
+    """Each group's region on the canvas, and the group standing in the foreground (with ``placements``:
+    one lone, unattached group, sometimes); None when a region does not fit."""
+    mw, _mh = min_size(W, H)
+    lo, hi = WITNESS_MARGIN, 1 - WITNESS_MARGIN
     refs = {ref for _, _, ref in attached}
+    attached_groups = {a for _, a, _ in attached}
     regions: dict[int, Box] = {}
     front = None
-    if placements:  # one lone, unattached group stands in the foreground
-        lone = [g for g, (_, n) in enumerate(groups) if n == 1 and g not in refs
-                and g not in {a for _, a, _ in attached}]
+    if placements:
+        lone = [g for g, (_, n) in enumerate(groups) if n == 1 and g not in refs and g not in attached_groups]
         if lone and rng.random() < 0.6:
             front = rng.choice(lone)
             box = _front_box(rng, groups[front][0], W, H, lo, hi)
@@ -171,7 +204,7 @@ def random_scene(
                 return None
             regions[front] = box
     for g, (_, n) in enumerate(groups):
-        if g in {a for _, a, _ in attached} or g in regions:
+        if g in attached_groups or g in regions:
             continue
         region = _free_region(rng, n, list(regions.values()), lo, hi, grow=2.0 if g in refs else 1.0)
         if region is None:
@@ -180,6 +213,14 @@ def random_scene(
     for kind, g, ref in attached:
         n = groups[g][1]
         regions[g] = _attached_region(rng, kind, regions[ref], lo, hi, least=1.25 * mw * n)
+    return regions, front
+
+
+def _instances(groups: list[tuple[str, int]], regions: dict[int, Box], front: int | None, W: int, H: int
+               ) -> tuple[list[PlanObject], list[list[str]], dict[str, Box]] | None:
+    """The objects, each group's instance ids, and the witness: a group's instances in a row inside its
+    region (the foreground group fills its own); None when a row does not fit."""
+    mw, mh = min_size(W, H)
     ids: list[list[str]] = []
     objects, witness, counters = [], {}, {}
     for g, (name, n) in enumerate(groups):
@@ -194,7 +235,13 @@ def random_scene(
             witness[iid] = b
             objects.append(PlanObject(id=iid, name=name, phrase=f"a {name}", group=f"g{g}"))
         ids.append(members)
+    return objects, ids, witness
 
+
+def _true_relations(rng: random.Random, groups: list, ids: list[list[str]], witness: dict[str, Box],
+                    attached: list[tuple[str, int, int]], max_relations: int | None) -> list[PlanRelation]:
+    """Relations between groups that hold for every instance on the witness: the attachments, then a random
+    choice of the others (at most ``max_relations``, else 0 to 3 per group)."""
     def holds_for_all(p: str, a: int, b: int, c: int | None = None) -> bool:
         """Holds for every instance triple, even with the subject nudged a little
         (the solver keeps margins, so a barely-true witness would prove nothing)."""
@@ -222,11 +269,7 @@ def random_scene(
                     relations += [PlanRelation(subject=s, predicate=p, object=o, object2=o2) for o2 in ids[c[0]]]
                 else:
                     relations.append(PlanRelation(subject=s, predicate=p, object=o))
-    if overlap_violations(witness, relations):
-        return None
-    if placements:
-        objects = _placed(objects, ids, witness, Canvas(width=W, height=H), rng)
-    return Scene(objects, relations, Canvas(width=W, height=H), witness)
+    return relations
 
 
 def _placed(objects: list[PlanObject], ids: list[list[str]], witness: dict[str, Box], canvas: Canvas,
