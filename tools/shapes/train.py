@@ -136,6 +136,23 @@ def to_latents(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.zeros_like(x[:, :1])], 1)
 
 
+def optimise(opt: torch.optim.Optimizer, total: torch.Tensor, ema: tuple | zip, decay: float | None,
+             n_step: int) -> None:
+    """One optimiser step on ``total`` (gradients clipped to norm 1), then each EMA copy in the
+    (model, copy) pairs ``ema`` moves toward its model, with a decay that warms up to ``decay``
+    over the first steps (as diffusers' EMAModel does), so early copies are not stuck at the init."""
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_([q for g in opt.param_groups for q in g["params"]], 1.0)
+    opt.step()
+    pairs = list(ema)
+    if pairs:
+        d = min(decay, (1 + n_step) / (10 + n_step))
+        with torch.no_grad():
+            for src, dst in pairs:
+                torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
+
+
 def lr_at(step: int, base: float, warmup: int = WARMUP, decay_to: int | None = None) -> float:
     """Linear warm-up, then constant (so any step count is a prefix of a longer run); with ``decay_to``
     the rate falls linearly to zero at that step instead (the annealing phase of a resumed run)."""
@@ -302,15 +319,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.n_step, self.p["lr"], self.p.get("warmup", WARMUP), self.p.get("decay_to"))
         out = self.losses(*self.draw(self.p["batch"]))
-        self.opt.zero_grad(set_to_none=True)
-        out["total"].backward()
-        torch.nn.utils.clip_grad_norm_([q for g in self.opt.param_groups for q in g["params"]], 1.0)
-        self.opt.step()
-        if self.ema is not None:
-            d = min(self.p["ema"], (1 + self.n_step) / (10 + self.n_step))
-            with torch.no_grad():
-                for src, dst in ((self.unet, self.ema[0]), (self.text, self.ema[1])):
-                    torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
+        ema = ((self.unet, self.ema[0]), (self.text, self.ema[1])) if self.ema is not None else ()
+        optimise(self.opt, out["total"], ema, self.p.get("ema"), self.n_step)
         self.n_step += 1
         return {k: float(v.detach()) for k, v in out.items()}
 

@@ -81,7 +81,7 @@ from .data import vocabulary
 from .model import pixel_vae, stopped_cleanly, write_folder
 from .model import PRESETS as UNET_PRESETS
 from .train import (WIDE_SEEDS, _init_record, attention_loss, build_tokenizer, generate, kept_tokens, name_positions,
-                    null_state_loss, recipe_of, to_latents)
+                    null_state_loss, optimise, recipe_of, to_latents)
 
 CAPTION_DROPOUT = 0.1
 # --ground: the UNet shapes model's grounding weights (isolation share, null loss, attention loss), one source
@@ -507,15 +507,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.n_step, self.p)
         out = self.loss(self.models, *self.draw(self.p["batch"]))
-        self.opt.zero_grad(set_to_none=True)
-        out["total"].backward()
-        torch.nn.utils.clip_grad_norm_([q for g in self.opt.param_groups for q in g["params"]], 1.0)
-        self.opt.step()
-        if self.ema is not None:
-            d = min(self.p["ema"], (1 + self.n_step) / (10 + self.n_step))
-            with torch.no_grad():
-                for src, dst in zip(self.models, self.ema):
-                    torch._foreach_lerp_(list(dst.parameters()), list(src.parameters()), 1 - d)
+        optimise(self.opt, out["total"], zip(self.models, self.ema) if self.ema is not None else (), self.p.get("ema"),
+                 self.n_step)
         self.n_step += 1
         return {k: float(v.detach()) for k, v in out.items()}
 
