@@ -108,6 +108,20 @@ def _empty_plan(canvas: Canvas) -> ScenePlan:
     return ScenePlan(prompt="", canvas=canvas)
 
 
+def _check_args(prompt, planner, session_id, plan, render_options) -> None:
+    """A session's arguments that need no store or planner: one UsageError line for the first bad one."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise UsageError(f"the prompt must be text (a str) or None, not {type(prompt).__name__}")
+    if planner is not None:
+        api.check_planner_arg(planner)
+    if session_id is not None and (not isinstance(session_id, str) or not session_id.strip()):
+        raise UsageError(f"give a session id (a str; see 'plan-and-render sessions list'), not {session_id!r}")
+    if plan is not None:
+        api.check_plan_arg(plan)
+    if render_options is not None and not isinstance(render_options, dict):
+        raise UsageError(f"render_options must be a dict of render settings, not {type(render_options).__name__}")
+
+
 class Session:
     """A layout being edited by instructions. Not thread-safe; one Session per thread."""
 
@@ -115,16 +129,7 @@ class Session:
                  None = None, session_id: str | None = None, canvas: Canvas | dict | None = None, seed: int = 0,
                  model: str | None = None, method: str = "refocus", plan: ScenePlan | None = None,
                  render_options: dict | None = None, pipeline: Any = None, **planner_options: Any):
-        if prompt is not None and not isinstance(prompt, str):
-            raise UsageError(f"the prompt must be text (a str) or None, not {type(prompt).__name__}")
-        if planner is not None:
-            api.check_planner_arg(planner)
-        if session_id is not None and (not isinstance(session_id, str) or not session_id.strip()):
-            raise UsageError(f"give a session id (a str; see 'plan-and-render sessions list'), not {session_id!r}")
-        if plan is not None:
-            api.check_plan_arg(plan)
-        if render_options is not None and not isinstance(render_options, dict):
-            raise UsageError(f"render_options must be a dict of render settings, not {type(render_options).__name__}")
+        _check_args(prompt, planner, session_id, plan, render_options)
         self.store = _store(store)
         self.pipeline = pipeline  # an already-loaded renderer pipeline, used instead of ``model``
         self._given_backend = planner if planner is not None and not isinstance(planner, str) else None
@@ -139,20 +144,29 @@ class Session:
         self.last_render = None
         self.last_parser: str | None = None
         if session_id is not None:
-            if self.store is None:
-                raise UsageError("resuming a session needs a store (a database path)")
-            rec = self.store.get_session(session_id)
-            self.id, self.seed, self.model, self.method = rec.id, rec.seed, rec.model, rec.method or method
-            if model is not None:
-                self.model = api.model_path(model)
-            self.canvas = Canvas.model_validate(rec.canvas)
-            self.prompt = rec.prompt
-            self.render_options = {**rec.meta.get("render_options", {}), **(render_options or {})}
-            self.planner = self.planner or rec.planner
-            self._sync()
-            if not self._turns:
-                raise UsageError(f"session {rec.id} has no turns (it was never completed)")
-            return
+            self._resume(session_id, model, method, render_options)
+        else:
+            self._start(prompt, canvas, seed, model, method, plan, render_options)
+
+    def _resume(self, session_id: str, model, method: str, render_options: dict | None) -> None:
+        """The stored session ``session_id``, as it was left; ``model`` and ``render_options`` given now win."""
+        if self.store is None:
+            raise UsageError("resuming a session needs a store (a database path)")
+        rec = self.store.get_session(session_id)
+        self.id, self.seed, self.model, self.method = rec.id, rec.seed, rec.model, rec.method or method
+        if model is not None:
+            self.model = api.model_path(model)
+        self.canvas = Canvas.model_validate(rec.canvas)
+        self.prompt = rec.prompt
+        self.render_options = {**rec.meta.get("render_options", {}), **(render_options or {})}
+        self.planner = self.planner or rec.planner
+        self._sync()
+        if not self._turns:
+            raise UsageError(f"session {rec.id} has no turns (it was never completed)")
+
+    def _start(self, prompt, canvas, seed: int, model, method: str, plan: ScenePlan | None,
+               render_options: dict | None) -> None:
+        """A new session whose first turn is ``plan``, the prompt's plan, or an empty scene; stored at once."""
         self.planner = self.planner or api.DEFAULT_PLANNER
         native = api.native_size(model) if isinstance(model, (str, os.PathLike)) else None  # 64 for shapes-tiny
         self.canvas = api.make_canvas(canvas=canvas, default=native or Canvas().width)
