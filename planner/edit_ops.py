@@ -769,7 +769,7 @@ def _place(s: _State, free: list[str], everything: bool = False) -> None:
         except ConflictError as exc:
             error = exc
             continue
-        for oid in loose:
+        for oid in (o.id for o in s.plan.objects if o.id in loose):  # plan order: "it" next time is reproducible
             s.set_box(oid, layout.boxes[oid])
         if extra:
             s.notes.append(f"also moved {', '.join(sorted(loose - free_set))} to make room")

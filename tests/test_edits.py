@@ -8,6 +8,9 @@ was told; relations hold afterwards or were updated / dropped with a note.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -721,3 +724,14 @@ def test_edit_schema_takes_regions_and_depths_in_words():
         MoveOp(target="cat-1", region="somewhere")
     with pytest.raises(ValidationError, match="a region or a depth"):
         MoveOp(target="cat-1")
+
+
+def test_the_objects_an_edit_moved_come_in_plan_order_whatever_the_hash_seed():
+    """``touched`` becomes what "it" means next; it once followed a set's order, so "make it bigger" listed its
+    notes differently from one process to the next."""
+    code = ("from plan_and_render.app.api import plan; from plan_and_render.planner.edit_ops import apply, RelateOp\n"
+            "p = plan('five cats to the left of a dog', planner='rules')\n"
+            "print(apply(p, [RelateOp(subject='cats', predicate='above', object='dog-1')]).touched)")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in range(4)}
+    assert runs == {"['cat-1', 'cat-2', 'cat-3', 'cat-4', 'cat-5']\n"}

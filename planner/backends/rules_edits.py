@@ -22,6 +22,7 @@ asking which; a name not in the scene is an ``EditError`` listing the objects.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from ..edit_ops import (
     AddOp,
@@ -45,6 +46,7 @@ from ...scene import PlanObject, ScenePlan
 from ...vocab import (ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASES, SIZE_WORDS, canonical_depth,
                       canonical_region, is_plural, parse_count)
 from ...vocab import singularize
+
 
 
 class Ambiguous(Exception):
@@ -180,6 +182,45 @@ def _name_matches(words: str, o: PlanObject) -> bool:
             or (len(name.split()) > 1 and sing == name.split()[-1]))
 
 
+@dataclass
+class _Reference:
+    """How a noun phrase picks objects: its words from the noun on, and what came before them."""
+
+    words: list[str]
+    many: bool = False  # "all", "both", "every", "each"
+    quantity: int | None = None  # "a" / "one" 1, "two" 2; "some": None
+    ordinal: int | None = None  # "the second": 1
+    position: str | None = None  # "the left one", "... on the left"
+
+
+def _read_reference(t: str) -> _Reference:
+    """Determiners, counts, ordinals and positions of a cleaned noun phrase, then the rest of its words."""
+    ref = _Reference(words=[])
+    m = _POS_SUFFIX.search(t)
+    if m:
+        ref.position, t = m.group(1), t[:m.start()]
+    words = t.split()
+    while words:
+        w = words[0]
+        if w in ("all", "both", "every", "each") or (w == "of" and ref.many):
+            ref.many = True
+        elif w in ("the", "that", "this", "these", "those", "my", "our", "your", "its", "their", "of"):
+            pass
+        elif w in ("a", "an", "any", "some", "one"):
+            ref.quantity = 1 if w != "some" else None
+        elif parse_count(w) is not None and w not in ("a", "an"):
+            ref.quantity = parse_count(w)
+        elif w in _ORDINALS:
+            ref.ordinal = _ORDINALS[w]
+        elif w in _POSITION and len(words) > 1:
+            ref.position = w
+        else:
+            break
+        words = words[1:]
+    ref.words = words
+    return ref
+
+
 class Resolver:
     """Resolves noun phrases against a plan, remembering what the last clause talked about."""
 
@@ -212,6 +253,35 @@ class Resolver:
         t = re.sub(r"^(?:to|on|at|in|with|of|for|from)\s+", "", t)
         if not self.plan.objects:
             raise EditError("the scene is empty: add something first, e.g. 'add a cat'")
+        named = self._named_outright(t)
+        if named is not None:
+            return named
+        ref = _read_reference(t)
+        if not ref.words:
+            raise EditError(f"which object? {text!r} does not name one; the scene has {self.listing()}")
+        attrs, words = self._leading_attributes(ref.words)
+        noun = " ".join(words)
+        many = ref.many or (is_plural(words[-1]) and ref.quantity is None)
+        cands = self._narrowed([o for o in self.plan.objects if _name_matches(noun, o)], attrs, noun)
+        ids = self.all_ids()
+        if ref.position and len(cands) > 1:
+            cands = [self._by_position(ref.position, cands)]
+        if ref.ordinal is not None and len(cands) > 1:
+            if ref.ordinal >= len(cands):
+                raise EditError(f"there are only {len(cands)} {noun}s")
+            cands = [sorted(cands, key=lambda c: ids.index(c.id))[ref.ordinal]]
+        if ref.quantity is not None and ref.quantity > 1:
+            if ref.quantity > len(cands):
+                raise EditError(f"there are only {len(cands)} {noun!r} in the scene, not {ref.quantity}")
+            return [c.id for c in cands[-ref.quantity:]]
+        if len(cands) > 1 and not many:
+            if ref.quantity == 1 and allow_indefinite_many:
+                return [cands[-1].id]
+            raise Ambiguous(_which(singularize(noun), cands))
+        return [c.id for c in cands]
+
+    def _named_outright(self, t: str) -> list[str] | None:
+        """A pronoun (the latest objects), "everything", or an explicit id ("cat-2", "cat 2", "cat #2")."""
         if t in _PRONOUNS or re.fullmatch(r"(?:it|them|that|this)(?:\s+(?:one|thing|object))?", t):
             if self.last:
                 return list(self.last)
@@ -220,48 +290,24 @@ class Resolver:
             raise Ambiguous(f"Which object do you mean by {t!r}? The scene has {self.listing()}.")
         if t in _EVERYTHING:
             return self.all_ids()
-        ids = self.all_ids()
-        for i in ids:  # explicit id: "cat-2", "cat 2", "cat #2"
+        for i in self.all_ids():
             name, _, num = i.rpartition("-")
             spoken = re.escape(name.replace("_", " "))
             if re.fullmatch(rf"(?:the\s+)?{re.escape(i)}|(?:the\s+)?{spoken}\s*#?\s*{num}", t):
                 return [i]
-        many = False
-        ordinal = None
-        position: str | None = None
-        m = _POS_SUFFIX.search(t)
-        if m:
-            position, t = m.group(1), t[:m.start()]
-        words = t.split()
-        quantity: int | None = None
-        while words:
-            w = words[0]
-            if w in ("all", "both", "every", "each") or (w == "of" and many):
-                many = True
-            elif w in ("the", "that", "this", "these", "those", "my", "our", "your", "its", "their", "of"):
-                pass
-            elif w in ("a", "an", "any", "some", "one"):
-                quantity = 1 if w != "some" else None
-            elif parse_count(w) is not None and w not in ("a", "an"):
-                quantity = parse_count(w)
-            elif w in _ORDINALS:
-                ordinal = _ORDINALS[w]
-            elif w in _POSITION and len(words) > 1:
-                position = w
-            else:
-                break
-            words = words[1:]
-        if not words:
-            raise EditError(f"which object? {text!r} does not name one; the scene has {self.listing()}")
-        # attributes before the noun filter the candidates
-        attrs: list[str] = []
+        return None
+
+    def _leading_attributes(self, words: list[str]) -> tuple[list[str], list[str]]:
+        """Adjectives and size words before the noun, and the noun's words ("teddy bear" keeps its adjective)."""
+        words, attrs = list(words), []
         while len(words) > 1 and (words[0] in _ADJ or words[0] in SIZE_WORDS):
             if any(_name_matches(" ".join(words), o) for o in self.plan.objects):
                 break  # "teddy bear": the adjective belongs to the name
             attrs.append(words.pop(0))
-        noun = " ".join(words)
-        many = many or (is_plural(words[-1]) and quantity is None)
-        cands = [o for o in self.plan.objects if _name_matches(noun, o)]
+        return attrs, words
+
+    def _narrowed(self, cands: list[PlanObject], attrs: list[str], noun: str) -> list[PlanObject]:
+        """The objects named ``noun`` that have every attribute; a size word keeps the largest or smallest."""
         if not cands:
             raise EditError(f"there is no {noun!r} in the scene; it has {self.listing()}")
         for a in attrs:
@@ -275,21 +321,7 @@ class Resolver:
             if not kept:
                 raise EditError(f"there is no {a} {noun} in the scene; it has {self.listing()}")
             cands = kept
-        if position and len(cands) > 1:
-            cands = [self._by_position(position, cands)]
-        if ordinal is not None and len(cands) > 1:
-            if ordinal >= len(cands):
-                raise EditError(f"there are only {len(cands)} {noun}s")
-            cands = [sorted(cands, key=lambda c: ids.index(c.id))[ordinal]]
-        if quantity is not None and quantity > 1:
-            if quantity > len(cands):
-                raise EditError(f"there are only {len(cands)} {noun!r} in the scene, not {quantity}")
-            return [c.id for c in cands[-quantity:]]
-        if len(cands) > 1 and not many:
-            if quantity == 1 and allow_indefinite_many:
-                return [cands[-1].id]
-            raise Ambiguous(_which(singularize(noun), cands))
-        return [c.id for c in cands]
+        return cands
 
     @staticmethod
     def _by_position(word: str, cands: list[PlanObject]) -> PlanObject:
