@@ -27,6 +27,13 @@ refused as a conflict only when every reading contradicts itself.
 
 Anything it does not understand is skipped, so any text (including
 non-English) gives a best-effort graph rather than a crash.
+
+How it reads a prompt: ``_prepare`` strips style words and frames; ``lex``
+turns words into tokens, the first of ``_LEX_RULES`` that reads a word
+winning (a vocabulary phrase, a noun phrase via ``_read_np``, ...); ``_Walk``
+then reads the tokens clause by clause, one handler per token kind, and
+builds objects and relations on a ``_Builder``; ``_build`` adds the
+comparisons and returns one reading's graph.
 """
 
 from __future__ import annotations
