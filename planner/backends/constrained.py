@@ -259,7 +259,6 @@ class ConstrainedDecoder:
             hidden, cache = self._start(prefix_ids, prompt_ids)
             out: list[int] = []
             steps = forced_count = 0
-            pending: list[int] = []  # forced tokens to feed with the next forward
             while True:
                 if timeout is not None and time.monotonic() - t0 > timeout:
                     raise LLMError(f"the model did not finish its answer within {timeout:g} s (option timeout)")
@@ -271,25 +270,32 @@ class ConstrainedDecoder:
                 out.append(token)
                 if matcher.is_terminated():
                     break
-                pending = [token]
-                forced = matcher.find_jump_forward_string()
-                if forced:
-                    ids = self.encode(forced)
-                    if ids and not self.tokenizer.decode(ids[-1:]).endswith('"'):
-                        ids = ids[:-1]  # let the model pick the token that spans the boundary
-                    accepted = []
-                    for t in ids:
-                        if not matcher.accept_token(t):
-                            break
-                        accepted.append(t)
-                    pending += accepted
-                    out += accepted
-                    forced_count += len(accepted)
-                    if matcher.is_terminated():
-                        break
+                accepted = self._forced_tokens(matcher)
+                pending = [token, *accepted]  # fed with the next forward
+                out += accepted
+                forced_count += len(accepted)
+                if accepted and matcher.is_terminated():
+                    break
                 hidden, cache = self._hidden(pending, cache)
         text = self.tokenizer.decode(out, skip_special_tokens=True)
         return Generation(text, steps, forced_count, time.monotonic() - t0)
+
+    def _forced_tokens(self, matcher) -> list[int]:
+        """The tokens the grammar leaves no choice about (xgrammar's jump-forward string), accepted by the
+        matcher; the last is left to the model unless it closes a string, since it may span the boundary
+        with what the model writes next."""
+        forced = matcher.find_jump_forward_string()
+        if not forced:
+            return []
+        ids = self.encode(forced)
+        if ids and not self.tokenizer.decode(ids[-1:]).endswith('"'):
+            ids = ids[:-1]
+        accepted = []
+        for t in ids:
+            if not matcher.accept_token(t):
+                break
+            accepted.append(t)
+        return accepted
 
     def _choose(self, hidden, matcher, bitmask, keep_idx) -> int:
         """The best token the grammar allows (greedy)."""
