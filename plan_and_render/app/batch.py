@@ -125,6 +125,40 @@ def _line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
+def _still_to_plan(prompts: list[str], records: list[dict]) -> list[tuple[int, str]]:
+    """(index, prompt) of the prompts no record answers yet; a prompt given twice needs two records."""
+    have = Counter(prompt_key(r["prompt"]) for r in records)
+    todo: list[tuple[int, str]] = []
+    for i, p in enumerate(prompts):
+        if have[p] > 0:
+            have[p] -= 1
+        else:
+            todo.append((i, p))
+    return todo
+
+
+def _plan_record(prompt: str, backend, canvas: Canvas | None, seed: int, stats: BatchStats) -> dict:
+    """The JSONL record of one prompt: its plan, or an error record (a planner that cannot be reached at
+    all, ``ModelUnavailableError``, stops the batch instead); ``stats`` counts it."""
+    from plan_and_render.planner import make_plan
+
+    try:
+        rec = make_plan(prompt, backend, canvas=canvas, seed=seed).model_dump(mode="json")
+        rec["prompt"] = prompt  # the resume key, whatever the planner did to the text
+        stats.planned += 1
+        return rec
+    except ModelUnavailableError:
+        raise
+    except PlanAndRenderError as e:
+        rec, kind = e.record(prompt), e.type
+    except Exception as e:  # a backend bug must not lose the rest of the batch
+        rec, kind = {"prompt": prompt, "error": {"type": "unexpected", "message": f"{type(e).__name__}: {e}"}}, \
+            "unexpected"
+    stats.errors += 1
+    stats.error_types[kind] += 1
+    return rec
+
+
 def plan_batch(prompts_file: str | Path, out: str | Path, planner: "str | Planner" = "local", *,
                canvas: Canvas | None = None, seed: int = 0, retry_errors: bool = False,
                on_start: Callable[[int, int], None] | None = None, on_progress: Progress | None = None,
@@ -135,8 +169,6 @@ def plan_batch(prompts_file: str | Path, out: str | Path, planner: "str | Planne
     error records; a planner that cannot be reached at all (``ModelUnavailableError``) stops the batch.
     ``retry_errors`` plans again the prompts whose line is an error record.
     """
-    from plan_and_render.planner import make_plan
-
     from .api import get_planner
 
     prompts = read_prompts(prompts_file)
@@ -150,34 +182,15 @@ def plan_batch(prompts_file: str | Path, out: str | Path, planner: "str | Planne
         output.atomic_write(out, "".join(_line(r) for r in records))
     stats = BatchStats(total=len(prompts), repaired=repaired, out=out)
 
-    have = Counter(prompt_key(r["prompt"]) for r in records)
-    todo: list[tuple[int, str]] = []
-    for i, p in enumerate(prompts):
-        if have[p] > 0:
-            have[p] -= 1
-            stats.skipped += 1
-        else:
-            todo.append((i, p))
+    todo = _still_to_plan(prompts, records)
+    stats.skipped = len(prompts) - len(todo)
     if on_start:
         on_start(len(prompts), stats.skipped)
     if todo:
         backend = get_planner(planner, **planner_options) if isinstance(planner, str) else planner
         with open(out, "a", encoding="utf-8") as f:
             for i, p in todo:
-                try:
-                    rec = make_plan(p, backend, canvas=canvas, seed=seed).model_dump(mode="json")
-                    rec["prompt"] = p  # the resume key, whatever the planner did to the text
-                    stats.planned += 1
-                except ModelUnavailableError:
-                    raise
-                except PlanAndRenderError as e:
-                    rec = e.record(p)
-                    stats.errors += 1
-                    stats.error_types[e.type] += 1
-                except Exception as e:  # a backend bug must not lose the rest of the batch
-                    rec = {"prompt": p, "error": {"type": "unexpected", "message": f"{type(e).__name__}: {e}"}}
-                    stats.errors += 1
-                    stats.error_types["unexpected"] += 1
+                rec = _plan_record(p, backend, canvas, seed, stats)
                 f.write(_line(rec))  # one write per line: an interrupt leaves whole lines only
                 f.flush()
                 os.fsync(f.fileno())
