@@ -121,7 +121,8 @@ class Guider:
     (1, M, D) text-encoder states of single words (ZestGuide's negative classes). ``attention``: the
     model's layers and processors (default ``attention.UNetAttention(unet)``; joint transformers give
     ``joint_attention.JointAttention``); ``cfg=False``: the model samples without a classifier-free
-    guidance pass (FLUX), so the conditional rows are the whole batch.
+    guidance pass (FLUX), so the conditional rows are the whole batch. ``box_cells``: how the boxes
+    become map cells (``masks.box_cells``; the setting of that name).
 
     Every latent the methods see and return is the DDIM-scaled one, x = sqrt(abar) x0 +
     sqrt(1 - abar) eps, which is the UNet's input: the pipelines map the scheduler's own latent
@@ -132,7 +133,7 @@ class Guider:
     def __init__(self, methods: list[str], unet, layout: Layout, steps: int, latent_hw: tuple[int, int],
                  batch: int, overrides: dict | None = None, n_ctx: int = 77, *, scheduler=None,
                  early_stop: bool = True, image_hw: tuple[int, int] | None = None, embed_words=None,
-                 attention=None, cfg: bool = True) -> None:
+                 attention=None, cfg: bool = True, box_cells: str = "truncate") -> None:
         overrides = overrides or {}
         self.unet, self.layout, self.steps, self.batch = unet, layout, steps, batch
         self.latent_hw, self.n_ctx, self.scheduler, self.early_stop = latent_hw, n_ctx, scheduler, early_stop
@@ -143,7 +144,8 @@ class Guider:
         self.layers = self.attention.layers
         self.grid = A.downsampled(latent_hw, self.attention.level)
         self.masks = MaskSet(layout.boxes, layout.group_of, self.grid, layout.ids,
-                             image_hw=image_hw or (8 * latent_hw[0], 8 * latent_hw[1]), order=layout.order or None)
+                             image_hw=image_hw or (8 * latent_hw[0], 8 * latent_hw[1]), order=layout.order or None,
+                             rounding=box_cells)
         self.warnings: list[str] = list(self.masks.warnings)
         self.active = bool(layout.guided)
         if methods and not self.active:

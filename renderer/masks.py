@@ -3,7 +3,8 @@
 Two kinds, as the official code of each method builds them (docs/guidance.md):
 
 - **box masks** (refocus, backward guidance, scores): ``mask[int(y0*H):int(y1*H), int(x0*W):int(x1*W)] = 1``,
-  truncation on both edges (Attention Refocusing ``loss.py``, layout-guidance ``utils.py``);
+  truncation on both edges (Attention Refocusing ``loss.py``, layout-guidance ``utils.py``); the setting
+  ``box_cells: "nearest"`` rounds each edge instead (a named deviation, for coarse maps: ``box_cells``);
 - **label maps** (RCA, ZestGuide): the boxes painted into one label per *image pixel* (back to front:
   background objects, then the others, then foreground ones, each in plan order), then resized to the
   layer's grid - nearest for RCA (FreestyleNet's ``attention_FLIS.py``), area for ZestGuide's
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .settings import BOX_CELLS
 
 Box = tuple[float, float, float, float]
 MIN_CELLS = 2.0
@@ -43,9 +46,13 @@ def enlarge_box(box: Box, h: int, w: int, min_cells: float = MIN_CELLS) -> Box:
     return x0, y0, x1, y1
 
 
-def box_cells(box: Box, h: int, w: int) -> tuple[slice, slice]:
-    """(rows, columns) of an h x w grid a box covers: ``int()`` of each edge (the official rule)."""
+def box_cells(box: Box, h: int, w: int, rounding: str = "truncate") -> tuple[slice, slice]:
+    """(rows, columns) of an h x w grid a box covers. "truncate": ``int()`` of each edge (the official
+    rule), which shifts a box up and left by up to one cell - nothing on a 64x64 map, an eighth of the
+    image on an 8x8 one; "nearest" (a named deviation): each edge to its nearest cell boundary."""
     x0, y0, x1, y1 = box
+    if rounding == "nearest":
+        return (slice(int(y0 * h + 0.5), int(y1 * h + 0.5)), slice(int(x0 * w + 0.5), int(x1 * w + 0.5)))
     return slice(int(y0 * h), int(y1 * h)), slice(int(x0 * w), int(x1 * w))
 
 
@@ -61,7 +68,10 @@ class MaskSet:
 
     def __init__(self, boxes: Sequence[Box], group_of: Sequence[int], grid: tuple[int, int],
                  ids: Sequence[str] = (), min_cells: float = MIN_CELLS, image_hw: tuple[int, int] | None = None,
-                 order: Sequence[int] | None = None) -> None:
+                 order: Sequence[int] | None = None, rounding: str = "truncate") -> None:
+        if rounding not in BOX_CELLS:
+            raise ValueError(f"rounding must be one of {', '.join(BOX_CELLS)}, not {rounding!r}")
+        self.rounding = rounding
         h, w = grid
         self.boxes: list[Box] = [enlarge_box(tuple(b), h, w, min_cells) for b in boxes]
         self.group_of = list(group_of)
@@ -98,7 +108,7 @@ class MaskSet:
         def make() -> torch.Tensor:
             m = torch.zeros(len(self.boxes), h, w)
             for k, b in enumerate(self.boxes):
-                m[(k, *box_cells(b, h, w))] = 1.0
+                m[(k, *box_cells(b, h, w, self.rounding))] = 1.0
             return m.to(device)
 
         return self._cached(("obj", h, w, str(device)), make)
@@ -114,7 +124,7 @@ class MaskSet:
             H, W = self.image_hw
             lab = torch.full((H, W), -1, dtype=torch.long)
             for k in self.order:
-                lab[box_cells(self.boxes[k], H, W)] = k
+                lab[box_cells(self.boxes[k], H, W, self.rounding)] = k
             return lab
 
         return self._cached(("labels",), make)

@@ -174,7 +174,7 @@ class LayoutPipeline:
         height, width = canvas_size(plan, self.size_multiple)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
                           device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler),
-                          threads=torch.get_num_threads(), encode="prompt")
+                          threads=torch.get_num_threads(), encode="prompt", box_cells="truncate")
 
     def make_scheduler(self, name: str | None):
         """A fresh scheduler for one render: the named kind built from the model's own config, or a
@@ -219,7 +219,7 @@ class LayoutPipeline:
         sched.set_timesteps(s.steps, device=self.device)
         guider = guidance.Guider(s.methods, self.unet, layout, len(sched.timesteps), (lat_h, lat_w), s.num_images,
                                  s.method_options, n_ctx=cond.shape[1], scheduler=sched, early_stop=early_stop,
-                                 image_hw=(s.height, s.width), embed_words=self.encode_words)
+                                 image_hw=(s.height, s.width), embed_words=self.encode_words, box_cells=s.box_cells)
         warnings += guider.warnings
         try:  # the maps those processors will make must fit in memory: say so before any is made
             memory.check_memory(self.unet, (lat_h, lat_w), s.num_images, cond.shape[1], (s.width, s.height))

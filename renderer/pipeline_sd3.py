@@ -214,7 +214,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         attention = J.JointAttention(self.transformer, self.layout_blocks, jt.order, jt.length)
         guider = guidance.Guider(s.methods, self.transformer, layout, len(timesteps), lat_hw, s.num_images,
                                  s.method_options, n_ctx=jt.length, scheduler=sched, early_stop=early_stop,
-                                 image_hw=(s.height, s.width), attention=attention, cfg=cfg)
+                                 image_hw=(s.height, s.width), attention=attention, cfg=cfg, box_cells=s.box_cells)
         warnings += guider.warnings
 
         # 3. initial noise, one seed per image; the conditioning batched as the passes need it

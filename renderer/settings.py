@@ -34,8 +34,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "flux-schnell": {"steps": 4, "guidance_scale": 0.0},
 }
 OFFLOAD_MODES = ("none", "model", "sequential")
-MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler", "encode")  # what a model folder may set
+MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler", "encode", "box_cells")  # a folder may set
 ENCODINGS = ("prompt", "objects")
+BOX_CELLS = ("truncate", "nearest")  # how a box edge becomes an attention-map cell boundary (masks.box_cells)
 MAX_STEPS = 1000  # the training noise schedule's length
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -84,6 +85,11 @@ class RenderSettings(BaseModel):
         "What the text encoder reads: prompt (the plan's prompt as written) or objects (the plan's object "
         "phrases, 'a red circle and a blue square': for models trained on captions without position words). "
         "Default: the model folder's guidance.json, else prompt."))
+    box_cells: str | None = Field(None, description=(
+        "How a box becomes attention-map cells: truncate (the published methods' rule, int() of each edge: "
+        "boxes shift up and left by up to one cell) or nearest (each edge to its nearest cell boundary; for "
+        "models whose maps are coarse, such as 8x8). Default: the model folder's guidance.json, else "
+        "truncate. docs/guidance.md"))
     dtype: str | None = Field(None, description=(
         "Precision: fp16, bf16 or fp32. Default: fp16 on a GPU (bf16 for SD 3 / FLUX), fp32 on the CPU."))
     device: str | None = Field(None, description="Torch device: cpu, cuda, cuda:1, mps... Default: cuda if available.")
@@ -145,6 +151,11 @@ class RenderSettings(BaseModel):
     @classmethod
     def _encode(cls, v: Any) -> str | None:
         return _choice("encode", v, ENCODINGS)
+
+    @field_validator("box_cells", mode="before")
+    @classmethod
+    def _box_cells(cls, v: Any) -> str | None:
+        return _choice("box_cells", v, BOX_CELLS)
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -97,6 +97,24 @@ def test_a_folder_that_says_objects_renders_like_asking_for_it(tiny_pipe, two_pl
     assert p(two_plan, method="none", steps=2, encode="prompt", progress=False).config["prompt"] == two_plan.prompt
 
 
+def test_box_cells_is_a_setting_a_model_folder_may_choose(tiny_pipe, two_plan, tmp_path):
+    from plan_and_render.renderer import load_pipeline
+
+    assert RenderSettings(box_cells=" Nearest ").box_cells == "nearest" and RenderSettings().box_cells is None
+    with pytest.raises(UsageError, match="unknown box_cells 'round'; choose from truncate, nearest"):
+        RenderSettings(box_cells="round")
+    tiny_pipe.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "guidance.json").write_text(json.dumps({"settings": {"box_cells": "nearest"}}))
+    p = load_pipeline(str(tmp_path / "m"), device="cpu")
+    folder = p(two_plan, method="refocus", steps=2, progress=False)
+    asked = p(two_plan, method="refocus", steps=2, box_cells="nearest", progress=False)
+    overridden = p(two_plan, method="refocus", steps=2, box_cells="truncate", progress=False)
+    assert folder.settings.box_cells == asked.settings.box_cells == "nearest"
+    assert overridden.settings.box_cells == overridden.config["box_cells"] == "truncate"
+    assert np.array_equal(np.asarray(folder.images[0]), np.asarray(asked.images[0]))
+    assert tiny_pipe(two_plan, method="none", steps=1, progress=False).settings.box_cells == "truncate"
+
+
 # ---------------------------------------------------------------------------
 # size_prior: the planner sizes objects as the model draws them
 # ---------------------------------------------------------------------------

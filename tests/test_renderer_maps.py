@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plan_and_render.errors import UsageError
 from plan_and_render.renderer import attention as A
@@ -14,7 +16,7 @@ from plan_and_render.renderer import losses as L
 from plan_and_render.renderer.methods import config_for
 from plan_and_render.renderer.methods.excite import ExciteConfig
 from plan_and_render.renderer.methods.refocus import RefocusConfig
-from plan_and_render.renderer.masks import MaskSet, enlarge_box
+from plan_and_render.renderer.masks import MaskSet, box_cells, enlarge_box
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny models: a second thread only spins
 
@@ -181,6 +183,28 @@ def test_masks_follow_the_int_rule_and_groups_share_unions():
     g = ms.group_masks(4, 4)
     assert torch.equal(g[0], m[0]) and torch.equal(g[1], g[2]) and torch.equal(g[1], torch.maximum(m[1], m[2]))
     assert ms.masks(4, 4) is m and ms.warnings == []  # cached per resolution; nothing enlarged at 4x4
+
+
+def test_nearest_box_cells_round_each_edge_where_truncation_shifts_up_and_left():
+    corner = (0.6058, 0.6058, 0.98, 0.98)  # "in the bottom right corner" on the demo's canvas
+    # on an 8x8 map: int(4.85) = 4 .. int(7.84) = 7 (exclusive), cells 4-6, centre 0.69 for a box centred at 0.79
+    assert box_cells(corner, 8, 8) == (slice(4, 7), slice(4, 7))
+    assert box_cells(corner, 8, 8, "nearest") == (slice(5, 8), slice(5, 8))  # cells 5-7, centre 0.81
+    m = MaskSet([corner], [0], grid=(8, 8), rounding="nearest").masks(8, 8)
+    assert m[0, 5:, 5:].sum() == 9 and m.sum() == 9
+    assert box_cells((0.02, 0.02, 0.394, 0.394), 8, 8, "nearest") == box_cells((0.02, 0.02, 0.394, 0.394), 8, 8)
+    with pytest.raises(ValueError, match="rounding must be one of truncate, nearest, not 'round'"):
+        MaskSet([corner], [0], grid=(8, 8), rounding="round")
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(2, 64))
+def test_nearest_cells_are_centred_on_the_box_within_half_a_cell(a, b, n):
+    lo, hi = enlarge_box((min(a, b), 0.0, max(a, b), 1.0), n, n)[0::2]  # at least 2 cells wide, as guidance has it
+    _, cols = box_cells((lo, 0.0, hi, 1.0), n, n, "nearest")
+    assert cols.stop > cols.start
+    assert abs((cols.start + cols.stop) / 2 / n - (lo + hi) / 2) <= 0.5 / n + 1e-9
+    _, cut = box_cells((lo, 0.0, hi, 1.0), n, n)  # truncation: off by up to a whole cell, never to the right
+    assert -1.0 / n - 1e-9 <= (cut.start + cut.stop) / 2 / n - (lo + hi) / 2 <= 1e-9
 
 
 def test_small_boxes_are_enlarged_with_a_warning():
