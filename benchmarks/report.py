@@ -1,6 +1,7 @@
-"""The tables of docs/benchmarks.md (and docs/renderer.md, docs/mmdit-shapes.md, docs/batch.md, README.md), generated from benchmarks/results/*.json.
+"""The tables of docs/benchmarks.md (and docs/renderer.md, docs/mmdit-shapes.md, docs/batch.md, README.md),
+generated from benchmarks/results/*.json.
 
-    python3 -m benchmarks.report            # rewrite the tables in docs/benchmarks.md and README.md
+    python3 -m benchmarks.report            # rewrite the tables on every page of PAGES
     python3 -m benchmarks.report --check    # exit 1 if the committed tables differ from the JSON
 
 Each table sits between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; everything outside the

@@ -150,12 +150,11 @@ def _plan_record(prompt: str, backend, canvas: Canvas | None, seed: int, stats: 
     except ModelUnavailableError:
         raise
     except PlanAndRenderError as e:
-        rec, kind = e.record(prompt), e.type
+        rec = e.record(prompt)
     except Exception as e:  # a backend bug must not lose the rest of the batch
-        rec, kind = {"prompt": prompt, "error": {"type": "unexpected", "message": f"{type(e).__name__}: {e}"}}, \
-            "unexpected"
+        rec = {"prompt": prompt, "error": {"type": "unexpected", "message": f"{type(e).__name__}: {e}"}}
     stats.errors += 1
-    stats.error_types[kind] += 1
+    stats.error_types[rec["error"]["type"]] += 1
     return rec
 
 

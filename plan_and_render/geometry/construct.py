@@ -278,6 +278,8 @@ def place(
 
     # least squares over block centres: rows of (coefficients, wished (dx, dy), weight[, axis])
     index = {id(b): k for k, b in enumerate(blocks)}
+    for b in blocks:
+        b.arrange()  # instance offsets from each block's centre: the anchor rows and the boxes read them
     rows = _relation_rows(relations, of, index, side, between) + _position_rows(blocks, fixed, anchors, index)
     if rows:
         _least_squares(blocks, rows)
@@ -327,10 +329,9 @@ def _relation_rows(relations: list[PlanRelation], of: dict[str, Block], index: d
 def _position_rows(blocks: list[Block], fixed: dict[str, Box], anchors: dict[str, Anchor], index: dict[int, int]
                    ) -> list[tuple]:
     """Rows that hold a block where it must be: a fixed box's centre (weight 20), and per axis the centre
-    that puts an anchored instance (a region) on its anchor. Arranges each block's instances first."""
+    that puts an anchored instance (a region) on its anchor (the blocks arranged)."""
     rows: list[tuple] = []
     for b in blocks:
-        b.arrange()
         if b.fixed:
             x0, y0, x1, y1 = fixed[b.ids[0]]
             rows.append(({index[id(b)]: 1.0}, ((x0 + x1) / 2, (y0 + y1) / 2), 20.0))

@@ -35,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass
@@ -136,8 +137,8 @@ def to_latents(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.zeros_like(x[:, :1])], 1)
 
 
-def optimise(opt: torch.optim.Optimizer, total: torch.Tensor, ema: tuple | zip, decay: float | None,
-             n_step: int) -> None:
+def optimise(opt: torch.optim.Optimizer, total: torch.Tensor, ema: Iterable[tuple[torch.nn.Module, torch.nn.Module]],
+             decay: float | None, n_step: int) -> None:
     """One optimiser step on ``total`` (gradients clipped to norm 1), then each EMA copy in the
     (model, copy) pairs ``ema`` moves toward its model, with a decay that warms up to ``decay``
     over the first steps (as diffusers' EMAModel does), so early copies are not stuck at the init."""
