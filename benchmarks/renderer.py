@@ -103,6 +103,28 @@ def transformer_components(cfg: dict, device: str, dtype: torch.dtype) -> dict:
     return comps
 
 
+def shrink(cfg: dict) -> dict:
+    """A transformer suite's config at toy sizes with the same structure (dual attention, QK norm, guidance
+    embedding, 16 latent channels): what the tests run on the CPU through the code a GPU run takes."""
+    small = json.loads(json.dumps(cfg))
+    small["transformer"].update(num_layers=2, attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32)
+    if cfg["family"] == "sd3":
+        small["transformer"].update(sample_size=32, caption_projection_dim=16, pooled_projection_dim=32,
+                                    pos_embed_max_size=32, dual_attention_layers=[0])
+    else:
+        small["transformer"].update(num_single_layers=1, pooled_projection_dim=16, axes_dims_rope=[2, 2, 4])
+    clip = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, projection_dim=16)
+    for key in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        if key in small and "d_model" in small[key]:
+            small[key].update(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1)
+        elif key in small:
+            small[key].update(clip)
+    small["vae"].update(block_out_channels=[8, 8], down_block_types=["DownEncoderBlock2D"] * 2,
+                        up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1, norm_num_groups=4, sample_size=64)
+    small["t5_max_length"] = 32
+    return small
+
+
 def peak_reset(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -34,31 +34,10 @@ def test_published_configs_build_models_of_the_published_size(suite, transformer
         assert comps["transformer"].config.guidance_embeds and comps["scheduler"].config.use_dynamic_shifting
 
 
-def shrink(cfg: dict) -> dict:
-    """The same structure (dual attention, QK norm, guidance embedding, 16 latent channels) at toy sizes."""
-    small = json.loads(json.dumps(cfg))
-    small["transformer"].update(num_layers=2, attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32)
-    if cfg["family"] == "sd3":
-        small["transformer"].update(sample_size=32, caption_projection_dim=16, pooled_projection_dim=32,
-                                    pos_embed_max_size=32, dual_attention_layers=[0])
-    else:
-        small["transformer"].update(num_single_layers=1, pooled_projection_dim=16, axes_dims_rope=[2, 2, 4])
-    clip = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, projection_dim=16)
-    for key in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-        if key in small and "d_model" in small[key]:
-            small[key].update(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1)
-        elif key in small:
-            small[key].update(clip)
-    small["vae"].update(block_out_channels=[8, 8], down_block_types=["DownEncoderBlock2D"] * 2,
-                        up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1, norm_num_groups=4, sample_size=64)
-    small["t5_max_length"] = 32
-    return small
-
-
 @pytest.mark.parametrize("suite", bench.TRANSFORMER_SUITES)
 def test_the_transformer_suites_time_every_method_against_none(suite, tmp_path):
     published = json.loads((bench.CONFIGS / f"{suite}.json").read_text())
-    (tmp_path / f"{suite}.json").write_text(json.dumps(shrink(published)))
+    (tmp_path / f"{suite}.json").write_text(json.dumps(bench.shrink(published)))
     res = bench.run_suite(suite, "cpu", 2, ["none", "refocus", "rca"], size=64, configs=tmp_path)
     rows = res["methods"]
     assert list(rows) == ["none", "refocus", "rca"] and rows["none"]["time_x"] == 1.0

@@ -1,0 +1,80 @@
+"""benchmarks/memory.py: the GPU memory estimate made with fake tensors. Its byte counting by hand, and a
+fake render of a small SD 3.5-shaped model counts the bytes a real render of it allocates (to a kilobyte)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from benchmarks import memory as M
+from benchmarks import renderer as bench
+from plan_and_render.renderer import pipeline_from_components
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_live_bytes_counts_each_storage_once_while_it_lives():
+    weight = torch.ones(500)
+    live = M.LiveBytes(known=[weight])
+    with live:
+        a = torch.zeros(1000)  # 4,000 bytes
+        view = a.view(10, 100)  # the same storage: nothing
+        b = a * 2  # 4,000 more
+        assert live.now == 8000
+        del b
+        c = weight[:100] + 1  # a view of a known tensor adds nothing; the sum adds 400 bytes
+        assert (view.shape, live.now, live.peak) == ((10, 100), 4400, 8000)
+        with live.entered("loop"):
+            d = torch.empty(250, dtype=torch.float16)  # 500 bytes
+        assert live.phase_peak == {"setup": 8000, "loop": 4900} and live.phase == "setup"
+    assert c.sum() == 200 and d.numel() == 250
+
+
+def test_host_reads_of_fake_values_read_zero():
+    with FakeTensorMode():
+        x = torch.empty(2, 3)
+        flag = torch.empty((), dtype=torch.bool)
+    with M.host_reads_as_zeros(), M.LiveBytes():
+        assert float(x.sum()) == 0.0 and bool(flag) is False
+        assert x.tolist() == [[0.0] * 3] * 2 and x.numpy().shape == (2, 3)
+    assert torch.tensor([1.5]).tolist() == [1.5]  # real tensors read their values, and the patch is gone
+
+
+@pytest.fixture(scope="module")
+def small_sd35(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("configs")
+    published = json.loads((bench.CONFIGS / "sd35_medium.json").read_text())
+    (folder / "sd35_medium.json").write_text(json.dumps(bench.shrink(published)))
+    return folder
+
+
+@pytest.mark.parametrize("method", ["none", "refocus", "zest", "rca"])
+def test_a_fake_render_counts_what_a_real_render_allocates(small_sd35, method):
+    fake, fake_weights = M.fake_pipeline("sd35_medium", small_sd35)
+    comps = bench.full_components("sd35_medium", "cpu", torch.bfloat16, small_sd35)
+    real = pipeline_from_components(comps, device="cpu", dtype=torch.bfloat16)
+    real_weights = {name: sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
+                    for name, m in real.modules().items()}
+    assert real_weights == fake_weights
+    estimated = M.estimate(fake, fake_weights, method, 64, 3)
+    measured = M.estimate(real, real_weights, method, 64, 3)
+    # the same to a kilobyte: a few small real tensors (index lists the code builds) become fake copies
+    kib = 2**10 / M.GIB
+    for key in ("peak_gib", "loop_peak_gib", "model_offload_peak_gib"):
+        assert estimated[key] == pytest.approx(measured[key], abs=kib)
+    for phase, alive in measured["alive_gib"].items():
+        assert estimated["alive_gib"][phase] == pytest.approx(alive, abs=kib)
+    assert set(estimated["alive_gib"]) == {"encode", "loop", "decode"}
+    assert estimated["weights_gib"] < estimated["loop_peak_gib"] <= estimated["peak_gib"]
+    # with model offload only one part is on the device at a time: less than all of them, more than the transformer
+    assert fake_weights["transformer"] / M.GIB < estimated["model_offload_peak_gib"] < estimated["peak_gib"]
+
+
+def test_guidance_that_keeps_a_graph_needs_more_memory_than_none(small_sd35):
+    rows = M.run_suite("sd35_medium", ["none", "refocus", "rca"], size=64, steps=2, configs=small_sd35)["methods"]
+    assert rows["none"]["peak_x"] == rows["none"]["loop_peak_x"] == 1.0
+    assert rows["refocus"]["loop_peak_x"] > 1.0  # the graph of a conditional pass, kept for its backward
+    assert rows["rca"]["loop_peak_x"] > 1.0  # its masks (at toy sizes they weigh as much as the model's states)
