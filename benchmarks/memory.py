@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 import weakref
 from pathlib import Path
 
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = ["none"] + [m for m in args.methods if m != "none"]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    results.update(date=time.strftime("%Y-%m-%d"), command="python3 -m benchmarks.memory --suite sd15 sdxl sd35_medium flux1_dev")
     for suite in args.suite:
         results[suite] = run_suite(suite, methods, args.size, args.steps)
         print(table(results[suite]), flush=True)

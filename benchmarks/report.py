@@ -185,6 +185,25 @@ def renderer(d: dict) -> str:
                "python3 -m benchmarks.renderer --suite sd15 sdxl --device cuda")
 
 
+def memory_estimate(d: dict) -> str:
+    """benchmarks.memory: per suite and method, the estimated peak (and with model offload), beside the
+    GPU-measured peak where a GPU run recorded one (benchmarks/results/renderer_gpu.json)."""
+    gpu = json.loads((RESULTS / "renderer_gpu.json").read_text()) if (RESULTS / "renderer_gpu.json").is_file() else {}
+    rows = []
+    for suite, run in d.items():
+        if not isinstance(run, dict) or "methods" not in run:
+            continue
+        measured = get(gpu, f"{suite}-gpu", "methods", default={})
+        for m, r in run["methods"].items():
+            rows.append([f"{suite} ({get(run, 'size')} px)" if m == "none" else "", f"`{m}`",
+                         num(get(r, "peak_gib"), 2), num(get(r, "peak_x"), 2), num(get(r, "loop_peak_gib"), 2),
+                         num(get(r, "loop_peak_x"), 2), num(get(r, "model_offload_peak_gib"), 2),
+                         num(get(measured, m, "peak_gib"), 2), num(get(measured, m, "loop_peak_gib"), 2)])
+    return table(["suite", "method", "peak GiB", "x none", "loop peak GiB", "x none", "model offload: peak GiB",
+                  "GPU-measured peak", "GPU loop peak"], rows) + \
+        source(d, "memory_estimate", get(d, "command") or "python3 -m benchmarks.memory --suite sd15 sdxl sd35_medium flux1_dev")
+
+
 def _shapes_rows(summary: dict, passes: bool = False, colour: bool = False) -> list[list[str]]:
     rows = []
     for m, s in summary.items():
@@ -426,6 +445,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "demo_mmdit_latent": lambda d: demo(d, "demo_mmdit_latent"),
     "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True),
     "batch_overhead": batch_overhead, "batch_scale": batch_scale, "batch_distributed": batch_distributed,
+    "memory_estimate": memory_estimate,
 }
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, dict]], str]]] = {
     "shapes_models": (tuple(SHAPES_MODELS), shapes_models),  # a table drawn from several results files

@@ -102,7 +102,15 @@ class Capture:
     items: list[torch.Tensor] = field(default_factory=list)
 
     def add(self, x: torch.Tensor, h: int, w: int) -> None:
-        r = self.reduce(x, h, w)
+        self.keep(self.reduce(x, h, w))
+
+    def add_probs(self, scores_of: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], h: int, w: int) -> None:
+        """``add`` of the softmax of ``scores_of(*inputs)``, recomputed in the backward pass rather than
+        kept for it (``recomputed``)."""
+        self.keep(recomputed(lambda *t: self.reduce(scores_of(*t).softmax(-1), h, w), *inputs))
+
+    def keep(self, r: torch.Tensor) -> None:
+        """Add one layer's reduction to what the capture holds."""
         if self.mode == "list":
             self.items.append(r)
         else:
@@ -116,6 +124,21 @@ class Capture:
 
     def clear(self) -> None:
         self.total, self.count, self.items = None, 0, []
+
+
+RECOMPUTE = True  # tests turn it off to check the gradients are the same
+
+
+def recomputed(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``fn(*inputs)``, with what its backward needs recomputed then instead of kept (torch's non-reentrant
+    checkpoint) when a gradient will flow. A layer's fp32 attention probabilities (batch x heads x N x keys:
+    1.5 GiB for one SD 3.5 Medium block at 1024 px) are the largest thing a guidance pass would keep, one per
+    captured layer; recomputing them costs one matmul and softmax per layer, and the gradient is the same."""
+    if not (RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        return fn(*inputs)
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(fn, *inputs, use_reentrant=False)
 
 
 class StopForward(Exception):
@@ -198,15 +221,16 @@ class LayoutAttnProcessor:
         if want_cap:
             # unmasked fp32 maps: losses and scores see where the image puts each word, even
             # where RCA masks the layer's output (masked maps would read 1.0 in every box)
-            scores = (q.float() @ k.float().transpose(-1, -2)) * attn.scale
-            probs = None
+            rows, scale = st.cond_rows, attn.scale
             for cap in st.captures.values():
-                if self.name in cap.layers:
-                    if cap.logits:
-                        cap.add(_with_extra_keys(attn, q, scores, cap.extra_keys)[st.cond_rows], h, w)
-                    else:
-                        probs = scores.softmax(-1) if probs is None else probs
-                        cap.add(probs[st.cond_rows], h, w)
+                if self.name not in cap.layers:
+                    continue
+                if cap.logits:
+                    scores = (q.float() @ k.float().transpose(-1, -2)) * scale
+                    cap.add(_with_extra_keys(attn, q, scores, cap.extra_keys)[rows], h, w)
+                else:
+                    cap.add_probs(lambda qc, kc: (qc.float() @ kc.float().transpose(-1, -2)) * scale,
+                                  (q[rows], k[rows]), h, w)
             st.seen += 1
             if st.stop_after is not None and st.seen >= st.stop_after:
                 raise StopForward

@@ -165,20 +165,19 @@ class JointLayoutProcessor:
         txt = slice(n_img, n_img + n_txt) if image_first else slice(0, n_txt)
         if self.wanted()[0]:
             h, w = st.grid(n_img)
-            qi = q[:, :, img].float() * q.shape[-1] ** -0.5
-            cross_logits = st.on_axis(qi @ k[:, :, txt].float().transpose(-1, -2))  # (B, H, N, T)
-            probs = {}
+            rows, on_axis = st.cond_rows, st.on_axis
+            qi = q[rows, :, img].float() * q.shape[-1] ** -0.5
+            keys = {"cross": k[rows, :, txt], "self": k[rows, :, img]}
             for cap in st.captures.values():
                 for name, half in self.names.items():
                     if name not in cap.layers:
                         continue
                     if half == "cross" and cap.logits:
-                        cap.add(cross_logits[st.cond_rows], h, w)
-                        continue
-                    if half not in probs:
-                        probs[half] = (cross_logits if half == "cross"
-                                       else qi @ k[:, :, img].float().transpose(-1, -2)).softmax(-1)
-                    cap.add(probs[half][st.cond_rows], h, w)
+                        cap.add(on_axis(qi @ keys["cross"].float().transpose(-1, -2)), h, w)
+                    elif half == "cross":  # re-normalised over the prompt's tokens only
+                        cap.add_probs(lambda a, b: on_axis(a @ b.float().transpose(-1, -2)), (qi, keys["cross"]), h, w)
+                    else:  # re-normalised over the image
+                        cap.add_probs(lambda a, b: a @ b.float().transpose(-1, -2), (qi, keys["self"]), h, w)
             st.seen += sum(any(n in c.layers for c in st.captures.values()) for n in self.names)
             if st.stop_after is not None and st.seen >= st.stop_after:
                 raise StopForward

@@ -1,8 +1,8 @@
 """Will a render fit in memory? Checked before the noise is drawn, so a too-large request is one line.
 
 Most of a guided render's memory beyond the weights is the attention maps the guidance processors
-materialise (``attention.LayoutAttnProcessor``): fp32 scores and probabilities of every capturing layer,
-queries x keys per head and image. Self-attention maps grow with the square of the layer's pixels - a
+materialise (``attention.LayoutAttnProcessor``): fp32 scores and probabilities of a capturing layer,
+queries x keys per head and image, and their averages over heads. Self-attention maps grow with the square of the layer's pixels - a
 model trained at 64 px asked for 512 px needs 4096 times the memory per map - so this counts them and
 compares with the memory the device has free. A fixed pixel budget (``settings.MAX_PIXELS``) cannot: it
 does not know the model.
@@ -24,16 +24,22 @@ HEADROOM = 0.8  # the maps may take this share of the free memory; the rest is a
 
 
 def attention_map_bytes(unet, latent_hw: tuple[int, int], images: int, n_ctx: int) -> int:
-    """Bytes of the maps the installed capturing processors make in one pass (scores and probabilities)."""
-    total = 0
+    """Bytes of attention maps alive at once in one guidance pass. Each capturing layer makes fp32 scores and
+    probabilities (images x heads x queries x keys each) and hands on their average over heads; the full
+    maps are freed once reduced and recomputed one layer at a time in the backward pass
+    (``attention.recomputed``), so one layer's (the largest) plus every layer's average are alive at
+    most - without recomputation (``attention.RECOMPUTE`` off), every layer's scores and probabilities."""
+    layer_maps, averaged = [], 0
     for layer in A.unet_layers(unet):
         proc = unet.attn_processors.get(f"{layer.name}.processor")
         if not getattr(proc, "capture", False):
             continue
         queries = math.ceil(latent_hw[0] / 2**layer.level) * math.ceil(latent_hw[1] / 2**layer.level)
-        keys = n_ctx if layer.cross else queries
-        total += 2 * images * unet.get_submodule(layer.name).heads * queries * keys * 4
-    return total
+        maps = images * queries * (n_ctx if layer.cross else queries) * 4
+        layer_maps.append(unet.get_submodule(layer.name).heads * maps)
+        averaged += maps
+    # recomputed: the backward holds one layer's probabilities, their gradient and the scores' gradient
+    return 3 * max(layer_maps, default=0) + averaged if A.RECOMPUTE else 2 * sum(layer_maps)
 
 
 def free_bytes(device: torch.device) -> int | None:

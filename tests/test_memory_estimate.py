@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -78,3 +79,37 @@ def test_guidance_that_keeps_a_graph_needs_more_memory_than_none(small_sd35):
     assert rows["none"]["peak_x"] == rows["none"]["loop_peak_x"] == 1.0
     assert rows["refocus"]["loop_peak_x"] > 1.0  # the graph of a conditional pass, kept for its backward
     assert rows["rca"]["loop_peak_x"] > 1.0  # its masks (at toy sizes they weigh as much as the model's states)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipes(torch_one_thread):
+    from tools.tiny import tiny_flux_components, tiny_sd3_components, tiny_sd_components
+
+    return {name: pipeline_from_components(make(), device="cpu")
+            for name, make in (("sd", tiny_sd_components), ("sd3", tiny_sd3_components), ("flux", tiny_flux_components))}
+
+
+@pytest.mark.parametrize("family", ["sd", "sd3", "flux"])
+@pytest.mark.parametrize("method", ["refocus", "backward", "excite", "zest"])
+def test_recomputing_the_maps_in_the_backward_pass_changes_no_gradient(tiny_pipes, two_plan, family, method, monkeypatch):
+    from plan_and_render.renderer import attention
+
+    def render():
+        res = tiny_pipes[family](two_plan, method=method, steps=3, seed=2, progress=False, early_stop=False)
+        return np.asarray(res.images[0]), res.losses
+
+    kept_image, kept_losses = (monkeypatch.setattr(attention, "RECOMPUTE", False), render())[1]
+    monkeypatch.setattr(attention, "RECOMPUTE", True)
+    image, losses = render()
+    assert np.array_equal(image, kept_image) and losses == kept_losses
+
+
+def test_recomputing_the_maps_lowers_the_estimated_peak(small_sd35, monkeypatch):
+    from plan_and_render.renderer import attention
+
+    pipe, weights = M.fake_pipeline("sd35_medium", small_sd35)
+    monkeypatch.setattr(attention, "RECOMPUTE", False)
+    kept = M.estimate(pipe, weights, "refocus", 64, 2)
+    monkeypatch.setattr(attention, "RECOMPUTE", True)
+    recomputed = M.estimate(pipe, weights, "refocus", 64, 2)
+    assert recomputed["loop_peak_gib"] < kept["loop_peak_gib"]
