@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 
 from plan_and_render.scene import ScenePlan
-from plan_and_render.renderer import pipeline_from_components
+from plan_and_render.renderer import attention, pipeline_from_components
 from tools.tiny import build_clip_tokenizer, build_t5_tokenizer, sd_scheduler, tiny_sd_components
 
 METHODS = ["none", "refocus", "zest", "excite", "rca", "backward", "refocus+rca"]
@@ -268,11 +268,14 @@ def main() -> None:
                     "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
     ap.add_argument("--count-ops", action="store_true", help="count operators and host reads instead of timing")
+    ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's attention maps for the "
+                    "backward pass instead of recomputing them (the renderer before recomputation; for comparison)")
     ap.add_argument("--scheduler", default=None, help="sampler: ddim, pndm, euler, euler_a, dpmpp_2m, "
                     "dpmpp_2m_karras, unipc (default: the model's own)")
     ap.add_argument("--out", default=str(ROOT / "results" / "renderer.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    attention.RECOMPUTE = not args.keep_maps
     methods = ["none"] + [m for m in args.methods if m != "none"]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -286,7 +289,8 @@ def main() -> None:
                         scheduler=args.scheduler, offload=args.offload)
         print(table(res), flush=True)
         key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "") \
-            + (f"-{args.scheduler}" if args.scheduler else "") + (f"-offload-{args.offload}" if args.offload else "")
+            + (f"-{args.scheduler}" if args.scheduler else "") + (f"-offload-{args.offload}" if args.offload else "") \
+            + ("-keep-maps" if args.keep_maps else "")
         results[key] = res
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))

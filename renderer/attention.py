@@ -81,6 +81,14 @@ def select_layers(layers: list[LayerInfo], which: str) -> list[str]:
     return [li.name for li in layers if pick(li)]
 
 
+def head_mean(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A capture's default reduction: a layer's maps averaged over its heads (each query row on its own)."""
+    return x.mean(1)
+
+
+CHUNK_BYTES = 2**28  # recomputed head-averaged maps are made in pieces of at most this many bytes of probabilities
+
+
 @dataclass
 class Capture:
     """One reduction over layers of the current pass.
@@ -93,7 +101,7 @@ class Capture:
     """
 
     layers: set[str]
-    reduce: Callable[[torch.Tensor, int, int], torch.Tensor] = lambda x, h, w: x.mean(1)
+    reduce: Callable[[torch.Tensor, int, int], torch.Tensor] = head_mean
     mode: str = "mean"  # "mean" or "list"
     logits: bool = False
     extra_keys: torch.Tensor | None = None
@@ -104,10 +112,19 @@ class Capture:
     def add(self, x: torch.Tensor, h: int, w: int) -> None:
         self.keep(self.reduce(x, h, w))
 
-    def add_probs(self, scores_of: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], h: int, w: int) -> None:
-        """``add`` of the softmax of ``scores_of(*inputs)``, recomputed in the backward pass rather than
-        kept for it (``recomputed``)."""
-        self.keep(recomputed(lambda *t: self.reduce(scores_of(*t).softmax(-1), h, w), *inputs))
+    def add_probs(self, scores_of: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
+        """``add`` of the softmax of ``scores_of(q, k)`` (queries (B, heads, N, D)), recomputed in the backward
+        pass rather than kept for it (``recomputed``). Averaged over heads, each query row stands alone, so
+        the rows go in pieces of at most ``CHUNK_BYTES`` of probabilities, each recomputed on its own: the
+        backward holds one piece's probabilities and gradients at a time, and the values are the whole's."""
+        def maps(qc: torch.Tensor, kc: torch.Tensor) -> torch.Tensor:
+            return self.reduce(scores_of(qc, kc).softmax(-1), h, w)
+
+        if not (RECOMPUTE and self.reduce is head_mean):
+            return self.keep(recomputed(maps, q, k))
+        rows = max(1, CHUNK_BYTES // (q.shape[0] * q.shape[1] * k.shape[-2] * 4))
+        pieces = [recomputed(maps, q[:, :, i:i + rows], k) for i in range(0, q.shape[2], rows)]
+        self.keep(torch.cat(pieces, dim=-2) if len(pieces) > 1 else pieces[0])
 
     def keep(self, r: torch.Tensor) -> None:
         """Add one layer's reduction to what the capture holds."""
@@ -230,7 +247,7 @@ class LayoutAttnProcessor:
                     cap.add(_with_extra_keys(attn, q, scores, cap.extra_keys)[rows], h, w)
                 else:
                     cap.add_probs(lambda qc, kc: (qc.float() @ kc.float().transpose(-1, -2)) * scale,
-                                  (q[rows], k[rows]), h, w)
+                                  q[rows], k[rows], h, w)
             st.seen += 1
             if st.stop_after is not None and st.seen >= st.stop_after:
                 raise StopForward

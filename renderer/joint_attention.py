@@ -175,9 +175,9 @@ class JointLayoutProcessor:
                     if half == "cross" and cap.logits:
                         cap.add(on_axis(qi @ keys["cross"].float().transpose(-1, -2)), h, w)
                     elif half == "cross":  # re-normalised over the prompt's tokens only
-                        cap.add_probs(lambda a, b: on_axis(a @ b.float().transpose(-1, -2)), (qi, keys["cross"]), h, w)
+                        cap.add_probs(lambda a, b: on_axis(a @ b.float().transpose(-1, -2)), qi, keys["cross"], h, w)
                     else:  # re-normalised over the image
-                        cap.add_probs(lambda a, b: a @ b.float().transpose(-1, -2), (qi, keys["self"]), h, w)
+                        cap.add_probs(lambda a, b: a @ b.float().transpose(-1, -2), qi, keys["self"], h, w)
             st.seen += sum(any(n in c.layers for c in st.captures.values()) for n in self.names)
             if st.stop_after is not None and st.seen >= st.stop_after:
                 raise StopForward
