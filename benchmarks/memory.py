@@ -2,6 +2,7 @@
 
     python3 -m benchmarks.memory --suite sd35_medium flux1_dev     # bf16, 1024 px, 28 steps
     python3 -m benchmarks.memory --suite sd15 sdxl                 # fp16; set beside the GPU-measured peaks
+    python3 -m benchmarks.memory --suite sd35_medium --methods refocus --keep-maps   # without recomputed maps
 
 The real pipeline renders on FakeTensors (``torch._subclasses``): tensors with a shape, a dtype and
 a device but no data, so every operator of a render - the text encoders, each sampling step with its
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -36,7 +38,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorConverter, FakeT
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from plan_and_render.renderer import pipeline_from_components
+from plan_and_render.renderer import attention, pipeline_from_components
 from plan_and_render.scene import ScenePlan
 
 from .renderer import CONFIGS, METHODS, PLAN, ROOT, TRANSFORMER_SUITES, full_components
@@ -208,15 +210,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15, else 1024)")
     ap.add_argument("--steps", type=int, default=None, help="default 28 for SD 3.5 / FLUX, 50 for the UNets")
+    ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's maps for the backward "
+                    "pass instead of recomputing them (the renderer before recomputation; for comparison)")
     ap.add_argument("--out", default=str(ROOT / "results" / "memory_estimate.json"))
     args = ap.parse_args(argv)
+    attention.RECOMPUTE = not args.keep_maps
     methods = ["none"] + [m for m in args.methods if m != "none"]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
-    results.update(date=time.strftime("%Y-%m-%d"), command="python3 -m benchmarks.memory --suite sd15 sdxl sd35_medium flux1_dev")
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for i, a in enumerate(given) if a != "--out" and (i == 0 or given[i - 1] != "--out")]
+    command = " ".join(["python3 -m benchmarks.memory", *shown])  # where it was written is not how to make it
+    results["date"] = time.strftime("%Y-%m-%d")
+    results["commands"] = [c for c in results.get("commands", []) if c != command] + [command]
     for suite in args.suite:
-        results[suite] = run_suite(suite, methods, args.size, args.steps)
-        print(table(results[suite]), flush=True)
+        key = suite + ("-keep-maps" if args.keep_maps else "")
+        results[key] = run_suite(suite, methods, args.size, args.steps)
+        print(table(results[key]), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")

@@ -186,22 +186,23 @@ def renderer(d: dict) -> str:
 
 
 def memory_estimate(d: dict) -> str:
-    """benchmarks.memory: per suite and method, the estimated peak (and with model offload), beside the
-    GPU-measured peak where a GPU run recorded one (benchmarks/results/renderer_gpu.json)."""
+    """benchmarks.memory: per suite and method, the estimated peak (and with model offload); the runs with
+    ``--keep-maps`` (the renderer the GPU measured) beside the GPU-measured peaks (renderer_gpu.json)."""
     gpu = json.loads((RESULTS / "renderer_gpu.json").read_text()) if (RESULTS / "renderer_gpu.json").is_file() else {}
     rows = []
-    for suite, run in d.items():
+    for key, run in d.items():
         if not isinstance(run, dict) or "methods" not in run:
             continue
-        measured = get(gpu, f"{suite}-gpu", "methods", default={})
-        for m, r in run["methods"].items():
-            rows.append([f"{suite} ({get(run, 'size')} px)" if m == "none" else "", f"`{m}`",
-                         num(get(r, "peak_gib"), 2), num(get(r, "peak_x"), 2), num(get(r, "loop_peak_gib"), 2),
-                         num(get(r, "loop_peak_x"), 2), num(get(r, "model_offload_peak_gib"), 2),
+        measured = get(gpu, f"{run['suite']}-gpu", "methods", default={}) if key.endswith("-keep-maps") else {}
+        label = f"{run['suite']}, {get(run, 'size')} px" + (", maps kept" if key.endswith("-keep-maps") else "")
+        for i, (m, r) in enumerate(run["methods"].items()):
+            rows.append([label if i == 0 else "", f"`{m}`", num(get(r, "peak_gib"), 2), num(get(r, "peak_x"), 2),
+                         num(get(r, "loop_peak_gib"), 2), num(get(r, "loop_peak_x"), 2),
+                         num(get(r, "model_offload_peak_gib"), 2),
                          num(get(measured, m, "peak_gib"), 2), num(get(measured, m, "loop_peak_gib"), 2)])
     return table(["suite", "method", "peak GiB", "x none", "loop peak GiB", "x none", "model offload: peak GiB",
                   "GPU-measured peak", "GPU loop peak"], rows) + \
-        source(d, "memory_estimate", get(d, "command") or "python3 -m benchmarks.memory --suite sd15 sdxl sd35_medium flux1_dev")
+        source(d, "memory_estimate", *(get(d, "commands") or ["python3 -m benchmarks.memory"]))
 
 
 def _shapes_rows(summary: dict, passes: bool = False, colour: bool = False) -> list[list[str]]:

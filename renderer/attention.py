@@ -113,15 +113,16 @@ class Capture:
         self.keep(self.reduce(x, h, w))
 
     def add_probs(self, scores_of: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
-        """``add`` of the softmax of ``scores_of(q, k)`` (queries (B, heads, N, D)), recomputed in the backward
-        pass rather than kept for it (``recomputed``). Averaged over heads, each query row stands alone, so
-        the rows go in pieces of at most ``CHUNK_BYTES`` of probabilities, each recomputed on its own: the
-        backward holds one piece's probabilities and gradients at a time, and the values are the whole's."""
+        """``add`` of the softmax of ``scores_of(q, k)`` (queries (B, heads, N, D)). Averaged over heads (the
+        default reduction) the full maps are not kept for the backward pass but recomputed there
+        (``recomputed``), and as each query row stands alone they go in pieces of rows of at most
+        ``CHUNK_BYTES`` of probabilities, each recomputed on its own: the backward holds one piece's
+        probabilities and gradients at a time. A reduction that keeps the full maps gains nothing from it."""
         def maps(qc: torch.Tensor, kc: torch.Tensor) -> torch.Tensor:
             return self.reduce(scores_of(qc, kc).softmax(-1), h, w)
 
         if not (RECOMPUTE and self.reduce is head_mean):
-            return self.keep(recomputed(maps, q, k))
+            return self.keep(maps(q, k))
         rows = max(1, CHUNK_BYTES // (q.shape[0] * q.shape[1] * k.shape[-2] * 4))
         pieces = [recomputed(maps, q[:, :, i:i + rows], k) for i in range(0, q.shape[2], rows)]
         self.keep(torch.cat(pieces, dim=-2) if len(pieces) > 1 else pieces[0])
@@ -143,7 +144,7 @@ class Capture:
         self.total, self.count, self.items = None, 0, []
 
 
-RECOMPUTE = True  # tests turn it off to check the gradients are the same
+RECOMPUTE = True  # off: every layer's maps kept for the backward (tests compare; benchmarks' --keep-maps)
 
 
 def recomputed(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
@@ -151,7 +152,7 @@ def recomputed(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.
     checkpoint) when a gradient will flow. A layer's fp32 attention probabilities (batch x heads x N x keys:
     1.5 GiB for one SD 3.5 Medium block at 1024 px) are the largest thing a guidance pass would keep, one per
     captured layer; recomputing them costs one matmul and softmax per layer, and the gradient is the same."""
-    if not (RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
         return fn(*inputs)
     from torch.utils.checkpoint import checkpoint
 
