@@ -163,12 +163,13 @@ def estimate(pipe, weights: dict, method: str, size: int, steps: int) -> dict:
     with host_reads_as_zeros(), live:
         pipe(plan, method=method, steps=steps, progress=False, early_stop=False, callback=at_step)
     total = sum(weights.values())
+    phases = {p: n for p, n in live.phase_peak.items() if p != "setup"}
     row = {"weights_gib": total / GIB, "peak_gib": (total + live.peak) / GIB,
            "loop_peak_gib": (total + loop_peak["bytes"]) / GIB,
-           "alive_gib": {p: n / GIB for p, n in live.phase_peak.items() if p != "setup"}}
+           "alive_gib": {p: n / GIB for p, n in phases.items()}}
     if hasattr(pipe, "placed"):
-        row["model_offload_peak_gib"] = max(
-            (sum(weights.get(k, 0) for k in PHASE_PARTS[p]) + n) / GIB for p, n in live.phase_peak.items() if p != "setup")
+        row["model_offload_peak_gib"] = max(sum(weights.get(k, 0) for k in PHASE_PARTS[p]) + n
+                                            for p, n in phases.items()) / GIB
     return row
 
 
@@ -181,7 +182,8 @@ def run_suite(suite: str, methods: list[str], size: int | None = None, steps: in
     for r in rows.values():
         r["peak_x"], r["loop_peak_x"] = (r[k] / rows["none"][k] for k in ("peak_gib", "loop_peak_gib"))
     return {"suite": suite, "dtype": str(DTYPES.get(suite, torch.float32)), "size": size, "steps": steps,
-            "worst_case": True, "weights_gib": {k: v / GIB for k, v in weights.items()}, "methods": rows}
+            "worst_case": True, "recomputed_maps": attention.RECOMPUTE,
+            "weights_gib": {k: v / GIB for k, v in weights.items()}, "methods": rows}
 
 
 def measured_peaks(suite: str, path: Path = ROOT / "results" / "renderer_gpu.json") -> dict:
@@ -191,7 +193,8 @@ def measured_peaks(suite: str, path: Path = ROOT / "results" / "renderer_gpu.jso
 
 
 def table(res: dict) -> str:
-    gpu = measured_peaks(res["suite"])
+    """The run as text; the GPU-measured peaks beside it when the maps were kept, as in the GPU run."""
+    gpu = {} if res.get("recomputed_maps", True) else measured_peaks(res["suite"])
     lines = [f"\n{res['suite']} ({res['dtype']}, {res['size']} px, {res['steps']} steps, worst case): "
              f"weights {sum(res['weights_gib'].values()):.2f} GiB",
              f"{'method':<13}{'peak GiB':>10}{'x none':>8}{'loop peak':>11}{'x none':>8}{'offload':>9}"

@@ -112,7 +112,8 @@ class Capture:
     def add(self, x: torch.Tensor, h: int, w: int) -> None:
         self.keep(self.reduce(x, h, w))
 
-    def add_probs(self, scores_of: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
+    def add_probs(self, scores_of: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor,
+                  h: int, w: int) -> None:
         """``add`` of the softmax of ``scores_of(q, k)`` (queries (B, heads, N, D)). Averaged over heads (the
         default reduction) the full maps are not kept for the backward pass but recomputed there
         (``recomputed``), and as each query row stands alone they go in pieces of rows of at most

@@ -85,13 +85,14 @@ def test_guidance_that_keeps_a_graph_needs_more_memory_than_none(small_sd35):
 def tiny_pipes(torch_one_thread):
     from tools.tiny import tiny_flux_components, tiny_sd3_components, tiny_sd_components
 
-    return {name: pipeline_from_components(make(), device="cpu")
-            for name, make in (("sd", tiny_sd_components), ("sd3", tiny_sd3_components), ("flux", tiny_flux_components))}
+    makers = {"sd": tiny_sd_components, "sd3": tiny_sd3_components, "flux": tiny_flux_components}
+    return {name: pipeline_from_components(make(), device="cpu") for name, make in makers.items()}
 
 
 @pytest.mark.parametrize("family", ["sd", "sd3", "flux"])
 @pytest.mark.parametrize("method", ["refocus", "backward", "excite", "zest"])
-def test_recomputing_the_maps_in_the_backward_pass_changes_no_gradient(tiny_pipes, two_plan, family, method, monkeypatch):
+def test_recomputing_the_maps_in_the_backward_pass_changes_no_gradient(tiny_pipes, two_plan, family, method,
+                                                                       monkeypatch):
     from plan_and_render.renderer import attention
 
     def render(recompute: bool, piece_bytes: int = attention.CHUNK_BYTES):
