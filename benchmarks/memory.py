@@ -1,21 +1,21 @@
 """Peak GPU memory of each guidance method, estimated without a GPU (fake tensors).
 
     python3 -m benchmarks.memory --suite sd35_medium flux1_dev     # bf16, 1024 px, 28 steps
-    python3 -m benchmarks.memory --suite sd15 sdxl                 # fp16; set beside the GPU-measured peaks
+    python3 -m benchmarks.memory --suite sd15 sdxl --keep-maps     # fp16; beside the GPU-measured peaks
     python3 -m benchmarks.memory --suite sd35_medium --methods refocus --keep-maps   # without recomputed maps
 
 The real pipeline renders on FakeTensors (``torch._subclasses``): tensors with a shape, a dtype and
 a device but no data, so every operator of a render - the text encoders, each sampling step with its
 guidance iterations and backward passes, the VAE decode - runs as it would, and a 12 B-parameter
-FLUX.1-dev renders 1024 px in a minute on any CPU. A dispatch mode (``LiveBytes``) adds up the bytes
+FLUX.1-dev renders 1024 px in about three minutes a method on one CPU thread. A dispatch mode (``LiveBytes``) adds up the bytes
 of every tensor storage alive after each operator, which is what torch's allocator holds; its peak
 plus the weights is the estimate of ``torch.cuda.max_memory_allocated`` that benchmarks/renderer.py
 measures on a GPU. Values being absent, every read of one (a loss for an early-stop test, a score)
 reads zero, so the estimate is of the worst case (no early stops), as the GPU benchmark's default.
 
 Left out: kernels' own workspaces (cuBLAS, attention), the allocator's rounding and cached blocks,
-and the CUDA context. The sd15 / sdxl rows are set beside the peaks the GPU run measured (which
-includes all of these) to show how close the estimate comes.
+and the CUDA context. The sd15 / sdxl runs with ``--keep-maps`` (the renderer as the GPU run had it)
+print the peaks that run measured, which include all of these, to show how close the estimate comes.
 
 With ``model`` offload only the part that runs is on the GPU (``renderer/offload.py``): the text
 encoders, then the transformer, then the VAE; the estimate for it is the largest of the three
