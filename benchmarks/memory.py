@@ -3,15 +3,17 @@
     python3 -m benchmarks.memory --suite sd35_medium flux1_dev     # bf16, 1024 px, 28 steps
     python3 -m benchmarks.memory --suite sd15 sdxl --keep-maps     # fp16; beside the GPU-measured peaks
     python3 -m benchmarks.memory --suite sd35_medium --methods refocus --keep-maps   # without recomputed maps
+    python3 -m benchmarks.memory --suite flux1_dev --methods none refocus --memory low  # blocks recomputed too
 
 The real pipeline renders on FakeTensors (``torch._subclasses``): tensors with a shape, a dtype and
 a device but no data, so every operator of a render - the text encoders, each sampling step with its
 guidance iterations and backward passes, the VAE decode - runs as it would, and a 12 B-parameter
-FLUX.1-dev renders 1024 px in about three minutes a method on one CPU thread. A dispatch mode (``LiveBytes``) adds up the bytes
-of every tensor storage alive after each operator, which is what torch's allocator holds; its peak
-plus the weights is the estimate of ``torch.cuda.max_memory_allocated`` that benchmarks/renderer.py
-measures on a GPU. Values being absent, every read of one (a loss for an early-stop test, a score)
-reads zero, so the estimate is of the worst case (no early stops), as the GPU benchmark's default.
+FLUX.1-dev renders 1024 px in about three minutes a method on one CPU thread. A dispatch mode
+(``LiveBytes``) adds up the bytes of every tensor storage alive after each operator, which is what
+torch's allocator holds; its peak plus the weights is the estimate of ``torch.cuda.max_memory_allocated``
+that benchmarks/renderer.py measures on a GPU. Values being absent, every read of one (a loss for an
+early-stop test, a score) reads zero, so the estimate is of the worst case (no early stops), as the GPU
+benchmark's default.
 
 Left out: kernels' own workspaces (cuBLAS, attention), the allocator's rounding and cached blocks,
 and the CUDA context. The sd15 / sdxl runs with ``--keep-maps`` (the renderer as the GPU run had it)
@@ -147,9 +149,10 @@ def phase_of(names) -> str:
     return next(p for p, parts in PHASE_PARTS.items() if set(names) & set(parts))
 
 
-def estimate(pipe, weights: dict, method: str, size: int, steps: int) -> dict:
-    """One worst-case render of ``method`` at ``size`` px: GiB of weights, of the peak (weights +
-    the most alive at once), of the peak with model offload, and of what is alive at most per phase."""
+def estimate(pipe, weights: dict, method: str, size: int, steps: int, **settings) -> dict:
+    """One worst-case render of ``method`` at ``size`` px (and render ``settings``): GiB of weights, of the
+    peak (weights + the most alive at once), of the peak with model offload, and of what is alive at most
+    per phase."""
     plan = ScenePlan(canvas={"width": size, "height": size}, **PLAN)
     live = LiveBytes(t for m in pipe.modules().values() for t in [*m.parameters(), *m.buffers()])
     if hasattr(pipe, "placed"):
@@ -161,7 +164,7 @@ def estimate(pipe, weights: dict, method: str, size: int, steps: int) -> dict:
             loop_peak["bytes"] = live.peak
 
     with host_reads_as_zeros(), live:
-        pipe(plan, method=method, steps=steps, progress=False, early_stop=False, callback=at_step)
+        pipe(plan, method=method, steps=steps, progress=False, early_stop=False, callback=at_step, **settings)
     total = sum(weights.values())
     phases = {p: n for p, n in live.phase_peak.items() if p != "setup"}
     row = {"weights_gib": total / GIB, "peak_gib": (total + live.peak) / GIB,
@@ -174,15 +177,15 @@ def estimate(pipe, weights: dict, method: str, size: int, steps: int) -> dict:
 
 
 def run_suite(suite: str, methods: list[str], size: int | None = None, steps: int | None = None,
-              configs: Path = CONFIGS) -> dict:
+              configs: Path = CONFIGS, **settings) -> dict:
     size = size or (512 if suite == "sd15" else 1024)
     steps = steps or (28 if suite in TRANSFORMER_SUITES else 50)
     pipe, weights = fake_pipeline(suite, configs)
-    rows = {m: estimate(pipe, weights, m, size, steps) for m in methods}
+    rows = {m: estimate(pipe, weights, m, size, steps, **settings) for m in methods}
     for r in rows.values():
         r["peak_x"], r["loop_peak_x"] = (r[k] / rows["none"][k] for k in ("peak_gib", "loop_peak_gib"))
     return {"suite": suite, "dtype": str(DTYPES.get(suite, torch.float32)), "size": size, "steps": steps,
-            "worst_case": True, "recomputed_maps": attention.RECOMPUTE,
+            "worst_case": True, "recomputed_maps": attention.RECOMPUTE, **settings,
             "weights_gib": {k: v / GIB for k, v in weights.items()}, "methods": rows}
 
 
@@ -215,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="default 28 for SD 3.5 / FLUX, 50 for the UNets")
     ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's maps for the backward "
                     "pass instead of recomputing them (the renderer before recomputation; for comparison)")
+    ap.add_argument("--memory", choices=["speed", "low"], default=None,
+                    help="the render setting (low: SD 3 / FLUX recompute the blocks without layout in the backward)")
     ap.add_argument("--out", default=str(ROOT / "results" / "memory_estimate.json"))
     args = ap.parse_args(argv)
     attention.RECOMPUTE = not args.keep_maps
@@ -227,8 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     results["date"] = time.strftime("%Y-%m-%d")
     results["commands"] = [c for c in results.get("commands", []) if c != command] + [command]
     for suite in args.suite:
-        key = suite + ("-keep-maps" if args.keep_maps else "")
-        results[key] = run_suite(suite, methods, args.size, args.steps)
+        key = suite + ("-keep-maps" if args.keep_maps else "") + (f"-memory-{args.memory}" if args.memory else "")
+        settings = {"memory": args.memory} if args.memory else {}
+        results[key] = run_suite(suite, methods, args.size, args.steps, **settings)
         print(table(results[key]), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))

@@ -23,6 +23,7 @@ FLUX's rotary embedding) and differ from them only while capturing or masking.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -291,3 +292,36 @@ class JointAttention:
 
     def install(self, state: JointState, capture_layers: set[str], rca_layers: set[str]) -> int:
         return install(self.model, state, capture_layers, rca_layers)
+
+    @contextlib.contextmanager
+    def blocks_recomputed(self, on: bool = True):
+        """Context (``memory: "low"``): in passes that build a gradient, every block but the layout blocks
+        runs under torch's checkpoint, so the backward recomputes its activations instead of finding them
+        kept. Layout blocks are left as they are: their processors capture maps and may stop the pass, which
+        a recomputation would repeat. Gradients are the same; each guidance iteration costs one more forward
+        of the recomputed blocks (before the last layout block: the pass stops there)."""
+        blocks = [*self.model.transformer_blocks, *getattr(self.model, "single_transformer_blocks", [])]
+        layout = {li.block for li in self.layers if li.layout}
+        chosen = [b for k, b in enumerate(blocks) if on and k not in layout]
+        own = [b.__dict__.get("forward") for b in chosen]  # a forward set on the block itself (accelerate's hooks)
+        for block in chosen:
+            block.forward = _recomputed_forward(block.forward)
+        try:
+            yield
+        finally:
+            for block, forward in zip(chosen, own):
+                if forward is None:
+                    del block.forward  # the class's own forward again
+                else:
+                    block.forward = forward
+
+
+def _recomputed_forward(forward):
+    from torch.utils.checkpoint import checkpoint
+
+    def run(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run

@@ -174,7 +174,8 @@ class LayoutPipeline:
         height, width = canvas_size(plan, self.size_multiple)
         return s.resolved(self.family, self.settings_defaults, self.method_defaults, height=height, width=width,
                           device=device, dtype=dtype, scheduler=schedulers.scheduler_name(self.scheduler),
-                          threads=torch.get_num_threads(), encode="prompt", box_cells="truncate")
+                          threads=torch.get_num_threads(), encode="prompt", box_cells="truncate",
+                          memory="speed")
 
     def make_scheduler(self, name: str | None):
         """A fresh scheduler for one render: the named kind built from the model's own config, or a

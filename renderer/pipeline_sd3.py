@@ -234,7 +234,7 @@ class LayoutPipelineSD3(LayoutPipeline):
         # 4. sampling loop
         t_loop = time.perf_counter()
         try:
-            with self.placed("transformer"):
+            with self.placed("transformer"), attention.blocks_recomputed(s.memory == "low"):
                 for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="render")):
                     r = now["r"] = flow_scale(sigmas[i])
                     # 4a. gradient steps (refocus, excite, backward) on x = z / r

@@ -170,7 +170,7 @@ def test_unset_guidance_scale_is_the_models_through_the_api(tiny_xl_pipe, tmp_pa
     assert meta["settings"] == res.metadata["settings"] == {
         "method": "none", "method_options": {}, "steps": 2, "guidance_scale": 5.0, "width": 64, "height": 64,
         "num_images": 1, "seed": 0, "scheduler": "ddim", "dtype": "fp32", "device": "cpu", "offload": None,
-        "threads": default_threads(), "encode": "prompt", "box_cells": "truncate"}
+        "threads": default_threads(), "encode": "prompt", "box_cells": "truncate", "memory": "speed"}
 
 
 def test_render_and_generate_take_a_settings_object(tmp_path):

@@ -492,6 +492,7 @@ def test_non_english_prompt_is_a_best_effort_plan_with_a_warning(run_cli):
         (["a cat", "--steps", "0"], 2, "--steps"),
         (["a cat", "--dtype", "fp8"], 2, "unknown dtype 'fp8'; use fp16, bf16 or fp32"),
         (["a cat", "-p", "rules", "--box-cells", "round"], 2, "unknown box_cells 'round'; choose from truncate, nearest"),
+        (["a cat", "-p", "rules", "--memory", "tiny"], 2, "unknown memory 'tiny'; choose from speed, low"),
         (["a cat", "-p", "rules", "--method-options", "{bad"], 2, "--method-options is not valid JSON"),
         (["a cat", "-p", "rules", "--method-options", '{"sparkle": {}}'], 2, "unknown method(s) sparkle"),
         (["a cat", "-p", "rules", "--method-options", '{"refocus": {"los": 1}}'], 2, "unknown option(s) los"),

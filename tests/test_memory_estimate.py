@@ -12,7 +12,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from benchmarks import memory as M
 from benchmarks import renderer as bench
-from plan_and_render.renderer import pipeline_from_components
+from plan_and_render.renderer import joint_attention as J, pipeline_from_components
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -118,3 +118,38 @@ def test_recomputing_the_maps_lowers_the_estimated_peak(small_sd35, monkeypatch)
     monkeypatch.setattr(attention, "RECOMPUTE", True)
     recomputed = M.estimate(pipe, weights, "refocus", 64, 2)
     assert recomputed["loop_peak_gib"] < kept["loop_peak_gib"]
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+@pytest.mark.parametrize("method", ["refocus", "zest", "refocus+rca"])
+def test_low_memory_recomputes_the_blocks_without_layout_and_changes_nothing(tiny_pipes, two_plan, family, method,
+                                                                              monkeypatch):
+    from torch.utils import checkpoint as C
+
+    pipe, blocks = tiny_pipes[family], []
+    real = C.checkpoint
+
+    def counted(fn, *args, **kwargs):  # which transformer blocks went through a checkpoint
+        blocks.append(getattr(fn, "__self__", None))
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(C, "checkpoint", counted)
+    fast = pipe(two_plan, method=method, steps=3, seed=2, progress=False, early_stop=False)
+    recomputed_blocks = [b for b in blocks if b is not None]
+    low = pipe(two_plan, method=method, steps=3, seed=2, progress=False, early_stop=False, memory="low")
+    assert np.array_equal(np.asarray(low.images[0]), np.asarray(fast.images[0])) and low.losses == fast.losses
+    mods = J.joint_modules(pipe.transformer)
+    every = [*pipe.transformer.transformer_blocks, *getattr(pipe.transformer, "single_transformer_blocks", [])]
+    layout = {every[k] for k in J.default_layout_blocks(len(mods))}  # blocks 1 and 2 of the tiny models' 4
+    ran = {b for b in blocks if b is not None}
+    assert not recomputed_blocks and ran and not ran & layout  # only with memory low, never a layout block
+    assert every[0] in ran and low.config["memory"] == "low" and fast.config["memory"] == "speed"
+    assert all("forward" not in b.__dict__ for b in every)  # the blocks' own forward again
+
+
+def test_low_memory_lowers_the_estimated_peak(small_sd35):
+    pipe, weights = M.fake_pipeline("sd35_medium", small_sd35)
+    pipe.layout_blocks = [1]  # of the shrunk model's 2: block 0 may be recomputed
+    speed = M.estimate(pipe, weights, "refocus", 64, 2)
+    low = M.estimate(pipe, weights, "refocus", 64, 2, memory="low")
+    assert low["loop_peak_gib"] < speed["loop_peak_gib"]
