@@ -194,7 +194,8 @@ def memory_estimate(d: dict) -> str:
         if not isinstance(run, dict) or "methods" not in run:
             continue
         measured = get(gpu, f"{run['suite']}-gpu", "methods", default={}) if key.endswith("-keep-maps") else {}
-        label = f"{run['suite']}, {get(run, 'size')} px" + (", maps kept" if key.endswith("-keep-maps") else "")
+        label = f"{run['suite']}, {get(run, 'size')} px" + (", maps kept" if key.endswith("-keep-maps") else "") \
+            + (f", memory {run['memory']}" if "memory" in run else "")
         for i, (m, r) in enumerate(run["methods"].items()):
             rows.append([label if i == 0 else "", f"`{m}`", num(get(r, "peak_gib"), 2), num(get(r, "peak_x"), 2),
                          num(get(r, "loop_peak_gib"), 2), num(get(r, "loop_peak_x"), 2),
