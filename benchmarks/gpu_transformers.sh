@@ -8,7 +8,8 @@
 #
 # `run`: SD 3.5 Medium- and FLUX.1-dev-sized transformers with random weights from their published configs,
 # bf16, 1024x1024, 28 steps - each method's time and peak memory against `none` - then FLUX.1-dev with
-# model offload (what a 24 GB card runs): $OUT/renderer_gpu.json. About 10 minutes.
+# model offload (what a 24 GB card runs), then both with `--memory low` (time against its memory estimate,
+# docs/benchmarks.md): $OUT/renderer_gpu.json. About 12 minutes.
 # `train`: the MMDiT shapes model from the shipped weights on 2x2 patches, grounded, taught by the UNet
 # shapes model, batch 128 for at most $BUDGET seconds (default 360; the step count fitted to it after 50
 # steps, so the learning-rate decay runs), then the 30 demo prompts through the
@@ -49,6 +50,8 @@ case "${1:-}" in
     python3 -m benchmarks.renderer --suite sd35_medium flux1_dev --device cuda --out "$OUT/renderer_gpu.json"
     python3 -m benchmarks.renderer --suite flux1_dev --device cuda --offload model --methods none refocus \
       --out "$OUT/renderer_gpu.json"
+    python3 -m benchmarks.renderer --suite sd35_medium flux1_dev --device cuda --memory low \
+      --methods none refocus zest --out "$OUT/renderer_gpu.json"
     ;;
   train)
     install

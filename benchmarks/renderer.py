@@ -149,7 +149,7 @@ def suite_dtype(suite: str, device: str) -> torch.dtype:
 
 def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int | None = None,
               early_stop: bool = False, scheduler: str | None = None, offload: str | None = None,
-              configs: Path = CONFIGS) -> dict:
+              configs: Path = CONFIGS, memory: str | None = None) -> dict:
     dtype = suite_dtype(suite, device)
     if suite == "tiny":
         pipe, size = pipeline_from_components(tiny_sd_components(), device=device, dtype=dtype), size or 64
@@ -171,7 +171,8 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
                 loop_peak["gib"] = peak_gib(device)
 
         t0, c0 = time.perf_counter(), time.process_time()
-        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb, early_stop=early_stop, scheduler=scheduler)
+        r = pipe(plan, method=m, steps=steps, progress=False, callback=cb, early_stop=early_stop, scheduler=scheduler,
+                 memory=memory)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows[m] = {"wall_s": wall, "cpu_s": cpu, "loop_s": r.timings["loop_s"], "peak_gib": peak_gib(device),
                    "loop_peak_gib": loop_peak.get("gib", float("nan")), "scores": r.scores, "losses": r.losses}
@@ -184,7 +185,7 @@ def run_suite(suite: str, device: str, steps: int, methods: list[str], size: int
         r["loop_peak_x"] = r["loop_peak_gib"] / base["loop_peak_gib"]
     dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     return {"suite": suite, "device": dev_name, "dtype": str(dtype), "size": size, "steps": steps, "clock": clock,
-            "scheduler": scheduler or "the model's own", "offload": offload or "none",
+            "scheduler": scheduler or "the model's own", "offload": offload or "none", "memory": memory or "speed",
             "worst_case": not early_stop, "measured_by": "this code (renderer after the cleanup session)",
             "methods": rows}
 
@@ -268,6 +269,8 @@ def main() -> None:
                     "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
     ap.add_argument("--count-ops", action="store_true", help="count operators and host reads instead of timing")
+    ap.add_argument("--memory", choices=["speed", "low"], default=None,
+                    help="the render setting (low: SD 3 / FLUX recompute the blocks without layout in the backward)")
     ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's attention maps for the "
                     "backward pass instead of recomputing them (the renderer before recomputation; for comparison)")
     ap.add_argument("--scheduler", default=None, help="sampler: ddim, pndm, euler, euler_a, dpmpp_2m, "
@@ -286,11 +289,11 @@ def main() -> None:
             out.write_text(json.dumps(results, indent=2))
             continue
         res = run_suite(s, args.device, steps, methods, args.size, early_stop=args.no_worst_case,
-                        scheduler=args.scheduler, offload=args.offload)
+                        scheduler=args.scheduler, offload=args.offload, memory=args.memory)
         print(table(res), flush=True)
         key = f"{s}-{'gpu' if args.device.startswith('cuda') else 'cpu'}" + (f"-{args.size}" if args.size else "") \
             + (f"-{args.scheduler}" if args.scheduler else "") + (f"-offload-{args.offload}" if args.offload else "") \
-            + ("-keep-maps" if args.keep_maps else "")
+            + ("-keep-maps" if args.keep_maps else "") + (f"-memory-{args.memory}" if args.memory else "")
         results[key] = res
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))

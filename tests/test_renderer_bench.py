@@ -44,3 +44,12 @@ def test_the_transformer_suites_time_every_method_against_none(suite, tmp_path):
     assert "refocus" in rows["refocus"]["losses"] and "refocus" not in rows["none"]["losses"]  # its loss, its steps
     assert res["dtype"] == "torch.float32" and res["offload"] == "none" and res["size"] == 64
     assert bench.suite_dtype(suite, "cuda") == torch.bfloat16 and bench.suite_dtype("sdxl", "cuda") == torch.float16
+
+
+def test_the_transformer_suites_run_with_memory_low(tmp_path):
+    published = json.loads((bench.CONFIGS / "flux1_dev.json").read_text())
+    (tmp_path / "flux1_dev.json").write_text(json.dumps(bench.shrink(published)))
+    speed, low = (bench.run_suite("flux1_dev", "cpu", 2, ["none", "refocus"], size=64, configs=tmp_path, memory=m)
+                  for m in (None, "low"))
+    assert (speed["memory"], low["memory"]) == ("speed", "low")  # the same gradients: tests/test_memory_estimate.py
+    assert "refocus" in low["methods"]["refocus"]["losses"] and low["methods"]["none"]["time_x"] == 1.0
