@@ -15,7 +15,8 @@ import os
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from plan_and_render.errors import UsageError
 
@@ -38,6 +39,8 @@ MODEL_FIELDS = ("steps", "guidance_scale", "width", "height", "scheduler", "enco
 ENCODINGS = ("prompt", "objects")
 BOX_CELLS = ("truncate", "nearest")  # how a box edge becomes an attention-map cell boundary (masks.box_cells)
 MEMORY = ("speed", "low")  # low: a guidance pass recomputes the transformer blocks it need not keep (SD 3 / FLUX)
+# the settings that take one name from a fixed list (scheduler's names have spellings of their own)
+NAMED_CHOICES = {"encode": ENCODINGS, "box_cells": BOX_CELLS, "memory": MEMORY, "offload": OFFLOAD_MODES}
 MAX_STEPS = 1000  # the training noise schedule's length
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -153,20 +156,10 @@ class RenderSettings(BaseModel):
     def _scheduler(cls, v: Any) -> str | None:
         return _choice("scheduler", v, SCHEDULERS, lambda name: name.replace("-", "_").replace("+", "p"))
 
-    @field_validator("encode", mode="before")
+    @field_validator(*NAMED_CHOICES, mode="before")
     @classmethod
-    def _encode(cls, v: Any) -> str | None:
-        return _choice("encode", v, ENCODINGS)
-
-    @field_validator("box_cells", mode="before")
-    @classmethod
-    def _box_cells(cls, v: Any) -> str | None:
-        return _choice("box_cells", v, BOX_CELLS)
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, v: Any) -> str | None:
-        return _choice("memory", v, MEMORY)
+    def _named(cls, v: Any, info: ValidationInfo) -> str | None:
+        return _choice(info.field_name, v, NAMED_CHOICES[info.field_name])
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -175,11 +168,6 @@ class RenderSettings(BaseModel):
             return None if v is None else dtype_name(v)
         except UsageError as e:
             raise ValueError(e.message) from None
-
-    @field_validator("offload", mode="before")
-    @classmethod
-    def _offload(cls, v: Any) -> str | None:
-        return _choice("offload", v, OFFLOAD_MODES)
 
     @field_validator("device", mode="before")
     @classmethod
