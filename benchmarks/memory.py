@@ -41,12 +41,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from plan_and_render.renderer import attention, pipeline_from_components
+from plan_and_render.renderer.settings import MEMORY
 from plan_and_render.scene import ScenePlan
 
-from .renderer import CONFIGS, METHODS, PLAN, ROOT, TRANSFORMER_SUITES, full_components
+from .renderer import CONFIGS, METHODS, PLAN, ROOT, TRANSFORMER_SUITES, full_components, suite_dtype
 
 GIB = 2**30
-DTYPES = {"sd15": torch.float16, "sdxl": torch.float16, "sd35_medium": torch.bfloat16, "flux1_dev": torch.bfloat16}
+SUITES = ("sd15", "sdxl", *TRANSFORMER_SUITES)
 
 
 class LiveBytes(TorchDispatchMode):
@@ -120,7 +121,7 @@ def host_reads_as_zeros():
 def fake_pipeline(suite: str, configs: Path = CONFIGS):
     """The suite's pipeline built on the meta device (published sizes, nothing allocated), then every
     weight made a fake CPU tensor, so the pipeline runs. Returns (pipeline, weight bytes per part)."""
-    dtype = DTYPES.get(suite, torch.float32)
+    dtype = suite_dtype(suite, "cuda")  # what a GPU run renders in
     pipe = pipeline_from_components(full_components(suite, "meta", dtype, configs), device="meta", dtype=dtype)
     mode, convert, made = FakeTensorMode(allow_non_fake_inputs=True), FakeTensorConverter(), {}
 
@@ -137,8 +138,13 @@ def fake_pipeline(suite: str, configs: Path = CONFIGS):
                 for k, t in table.items():
                     if t is not None:
                         table[k] = fake(t, param)
-        weights[name] = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+        weights[name] = weight_bytes(module)
     return pipe, weights
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (a tied weight once)."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
 
 PHASE_PARTS = {"encode": ("text_encoder", "text_encoder_2", "text_encoder_3"), "loop": ("transformer", "unet"),
@@ -184,7 +190,7 @@ def run_suite(suite: str, methods: list[str], size: int | None = None, steps: in
     rows = {m: estimate(pipe, weights, m, size, steps, **settings) for m in methods}
     for r in rows.values():
         r["peak_x"], r["loop_peak_x"] = (r[k] / rows["none"][k] for k in ("peak_gib", "loop_peak_gib"))
-    return {"suite": suite, "dtype": str(DTYPES.get(suite, torch.float32)), "size": size, "steps": steps,
+    return {"suite": suite, "dtype": str(suite_dtype(suite, "cuda")), "size": size, "steps": steps,
             "worst_case": True, "recomputed_maps": attention.RECOMPUTE, **settings,
             "weights_gib": {k: v / GIB for k, v in weights.items()}, "methods": rows}
 
@@ -212,13 +218,13 @@ def table(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", nargs="+", default=list(TRANSFORMER_SUITES), choices=list(DTYPES))
+    ap.add_argument("--suite", nargs="+", default=list(TRANSFORMER_SUITES), choices=SUITES)
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15, else 1024)")
     ap.add_argument("--steps", type=int, default=None, help="default 28 for SD 3.5 / FLUX, 50 for the UNets")
     ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's maps for the backward "
                     "pass instead of recomputing them (the renderer before recomputation; for comparison)")
-    ap.add_argument("--memory", choices=["speed", "low"], default=None,
+    ap.add_argument("--memory", choices=MEMORY, default=None,
                     help="the render setting (low: SD 3 / FLUX recompute the blocks without layout in the backward)")
     ap.add_argument("--out", default=str(ROOT / "results" / "memory_estimate.json"))
     args = ap.parse_args(argv)

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent
 
 from plan_and_render.scene import ScenePlan
 from plan_and_render.renderer import attention, pipeline_from_components
+from plan_and_render.renderer.settings import MEMORY
 from tools.tiny import build_clip_tokenizer, build_t5_tokenizer, sd_scheduler, tiny_sd_components
 
 METHODS = ["none", "refocus", "zest", "excite", "rca", "backward", "refocus+rca"]
@@ -269,7 +270,7 @@ def main() -> None:
                     "from more, and a shared machine loses a lot)")
     ap.add_argument("--no-worst-case", action="store_true", help="keep the methods' early-stop tests")
     ap.add_argument("--count-ops", action="store_true", help="count operators and host reads instead of timing")
-    ap.add_argument("--memory", choices=["speed", "low"], default=None,
+    ap.add_argument("--memory", choices=MEMORY, default=None,
                     help="the render setting (low: SD 3 / FLUX recompute the blocks without layout in the backward)")
     ap.add_argument("--keep-maps", action="store_true", help="keep every captured layer's attention maps for the "
                     "backward pass instead of recomputing them (the renderer before recomputation; for comparison)")

@@ -190,11 +190,12 @@ def memory_estimate(d: dict) -> str:
     ``--keep-maps`` (the renderer the GPU measured) beside the GPU-measured peaks (renderer_gpu.json)."""
     gpu = json.loads((RESULTS / "renderer_gpu.json").read_text()) if (RESULTS / "renderer_gpu.json").is_file() else {}
     rows = []
-    for key, run in d.items():
+    for run in d.values():
         if not isinstance(run, dict) or "methods" not in run:
             continue
-        measured = get(gpu, f"{run['suite']}-gpu", "methods", default={}) if key.endswith("-keep-maps") else {}
-        label = f"{run['suite']}, {get(run, 'size')} px" + (", maps kept" if key.endswith("-keep-maps") else "") \
+        kept = run.get("recomputed_maps") is False  # the renderer as the GPU run had it
+        measured = get(gpu, f"{run['suite']}-gpu", "methods", default={}) if kept else {}
+        label = f"{run['suite']}, {get(run, 'size')} px" + (", maps kept" if kept else "") \
             + (f", memory {run['memory']}" if "memory" in run else "")
         for i, (m, r) in enumerate(run["methods"].items()):
             rows.append([label if i == 0 else "", f"`{m}`", num(get(r, "peak_gib"), 2), num(get(r, "peak_x"), 2),

@@ -57,8 +57,7 @@ def test_a_fake_render_counts_what_a_real_render_allocates(small_sd35, method):
     fake, fake_weights = M.fake_pipeline("sd35_medium", small_sd35)
     comps = bench.full_components("sd35_medium", "cpu", torch.bfloat16, small_sd35)
     real = pipeline_from_components(comps, device="cpu", dtype=torch.bfloat16)
-    real_weights = {name: sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
-                    for name, m in real.modules().items()}
+    real_weights = {name: M.weight_bytes(m) for name, m in real.modules().items()}
     assert real_weights == fake_weights
     estimated = M.estimate(fake, fake_weights, method, 64, 3)
     measured = M.estimate(real, real_weights, method, 64, 3)
