@@ -48,7 +48,6 @@ from ...vocab import (ALIASES, COLOURS, DESCRIPTIVE, MATERIALS, PREDICATE_PHRASE
 from ...vocab import singularize
 
 
-
 class Ambiguous(Exception):
     """A reference that fits several objects (or none is in focus): ask, do not guess."""
 
