@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python3 -m benchmarks.demo                    # the 30 reported prompts, default method and none
     OMP_NUM_THREADS=1 python3 -m benchmarks.demo --split tune --methods refocus --guidance-json variant.json
+    OMP_NUM_THREADS=1 python3 -m benchmarks.demo --split tune --methods refocus --seeds 0-5   # 60 renders
 
 Prompts: ``benchmarks/data/demo_prompts.jsonl``, written (with what each should show) before anything
 was rendered: 2-4 shapes of the shapes world, colours of its palette, left of / right of / above /
@@ -23,6 +24,10 @@ A failure is named: missing (colour and shape nowhere together), count, relation
 the colour level (``colour_follows``, a diagnostic, not the figure): the same checks on each object's
 colour whatever shape was drawn, for prompts whose objects all differ in colour - a layout that holds
 there and fails above is a drawing the detector does not recognise.
+``--seeds 0-5`` renders every prompt once per render seed and pools the renders: one seed's 10 or 30
+renders put a share within about +-15 to 30 points (``follows_interval``, Wilson's 95 % interval,
+treating renders as independent - repeats of one prompt are not, so the true spread is a little wider),
+so a setting is chosen on several seeds or not at all.
 Prints a table, writes benchmarks/results/demo.json and a contact sheet of the first method's
 images (docs/images/demo_contact_sheet.png).
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -123,15 +129,40 @@ def _instead(dets, o) -> str:
 
 
 def summarise(records: list[dict]) -> dict:
+    """Shares over the renders (one per prompt, or one per prompt and seed with ``--seeds``)."""
     n = len(records)
     kinds = {k: sum(k in r["kinds"] for r in records) for k in ("missing", "count", "relation", "region")}
     colour = [r["colour_follows"] for r in records if r.get("colour_follows") is not None]
-    return {"prompts": n, "follows": sum(r["follows"] for r in records) / n if n else 0.0,
+    follows = sum(r["follows"] for r in records)
+    return {"prompts": len({r["id"] for r in records}), "renders": n, "follows": follows / n if n else 0.0,
+            "follows_interval": wilson(follows, n),
             "colour_follows": sum(colour) / len(colour) if colour else None, "colour_prompts": len(colour),
             "objects_right": sum(r["objects_right"] for r in records) / max(1, sum(r["objects"] for r in records)),
             "wide_follows": _share([r for r in records if r["wide"]]),
             "square_follows": _share([r for r in records if not r["wide"]]),
             "failures_by_kind": kinds, "s_per_render": float(np.mean([r["seconds"] for r in records])) if n else 0.0}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """Wilson's 95 % interval [low, high] of a share k / n: how far a figure from n renders can sit from
+    what the settings do. Why Wilson: near 0 or 1 and at n = 10 the normal approximation leaves [0, 1]."""
+    if n == 0:
+        return [0.0, 1.0]
+    p, q = k / n, z * z / n
+    centre, half = (p + q / 2) / (1 + q), z * math.sqrt(p * (1 - p) / n + q / (4 * n)) / (1 + q)
+    # at k = 0 or k = n the bound is exactly 0 or 1; set it, so rounding cannot leave the share outside
+    return [0.0 if k == 0 else centre - half, 1.0 if k == n else centre + half]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-5" -> [0, 1, 2, 3, 4, 5]; "0,2,7" -> [0, 2, 7] (argparse reports a ValueError as a usage error)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        seeds += range(int(lo), int(hi or lo) + 1)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise ValueError(text)
+    return seeds
 
 
 def _share(records: list[dict]) -> float | None:
@@ -155,6 +186,14 @@ def variant_folder(model: Path, guidance_json: Path, into: Path) -> Path:
 def cli_args(row: dict, model: str, method: str, out: Path, extra: list[str]) -> list[str]:
     size = ["--width", str(row["width"]), "--height", str(row["height"])] if "width" in row else []
     return [row["prompt"], "--planner", "rules", "--model", model, *size, "--method", method, "--out", str(out), *extra]
+
+
+def render_one(row: dict, model: str, method: str, seed: int | None, work: Path, extra: list[str]) -> dict:
+    """``render_row`` with ``--seed seed`` (None: the CLI's default seed), into its own folder under ``work``."""
+    if seed is None:
+        return render_row(row, model, method, work / method / row["id"], extra)
+    return {**render_row(row, model, method, work / method / f"s{seed}" / row["id"], [*extra, "--seed", str(seed)]),
+            "seed": seed}
 
 
 def render_row(row: dict, model: str, method: str, out: Path, extra: list[str]) -> dict:
@@ -200,12 +239,14 @@ def sheet(records: list[dict], path: Path, tile_h: int = 128, label=follows_labe
 
 
 def print_table(summary: dict, per_prompt: dict[str, list[dict]], log=print) -> None:
-    log(f"{'method':10s} {'prompts':>7s} {'follows':>8s} {'objects':>8s} {'square':>7s} {'wide':>6s} "
+    log(f"{'method':10s} {'renders':>7s} {'follows':>8s} {'95 % interval':>14s} {'objects':>8s} {'square':>7s} {'wide':>6s} "
         f"{'missing':>8s} {'count':>6s} {'relation':>9s} {'region':>7s} {'s/render':>9s} {'colour':>7s}")
     for m, s in summary.items():
         k = s["failures_by_kind"]
         wide = "-" if s["wide_follows"] is None else f"{s['wide_follows']:.0%}"
-        log(f"{m:10s} {s['prompts']:7d} {s['follows']:8.0%} {s['objects_right']:8.0%} {s['square_follows'] or 0:7.0%} "
+        lo, hi = s["follows_interval"]
+        log(f"{m:10s} {s['renders']:7d} {s['follows']:8.0%} {f'{lo:.0%}-{hi:.0%}':>14s} {s['objects_right']:8.0%} "
+            f"{s['square_follows'] or 0:7.0%} "
             f"{wide:>6s} {k['missing']:8d} {k['count']:6d} {k['relation']:9d} {k['region']:7d} {s['s_per_render']:9.1f} "
             f"{'-' if s.get('colour_follows') is None else format(s['colour_follows'], '.0%'):>7s}")
     methods = list(per_prompt)
@@ -214,7 +255,8 @@ def print_table(summary: dict, per_prompt: dict[str, list[dict]], log=print) -> 
     for i, r in enumerate(per_prompt[methods[0]]):
         marks = " ".join(f"{'yes' if per_prompt[m][i]['follows'] else 'no':10s}" for m in methods)
         why = f"  [{r['problems'][0]}]" if r["problems"] else ""
-        log(f"{r['id']:4s} {marks}  {r['prompt']}{why}")
+        seed = f" s{r['seed']}" if "seed" in r else ""
+        log(f"{r['id']:4s}{seed} {marks}  {r['prompt']}{why}")
 
 
 def _shown(path: str) -> str:
@@ -234,6 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=0, help="first N prompts only (0: all)")
     ap.add_argument("--out", default=str(RESULTS / "demo.json"))
     ap.add_argument("--sheet", default=str(SHEET), help="contact sheet PNG ('' for none)")
+    ap.add_argument("--seeds", type=parse_seeds, default=None, help="render every prompt with each of these seeds "
+                    "(0-5 or 0,2,7) and pool the renders; default: the CLI's own seed, one render a prompt")
     ap.add_argument("extra", nargs="*", help="more CLI options after --, e.g. -- --steps 25")
     a = ap.parse_args(argv)
 
@@ -247,15 +291,16 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for m in methods:
             per[m] = []
-            for row in rows:
-                rec = render_row(row, str(model), m, work / m / row["id"], a.extra)
-                per[m].append(rec)
-                print(f"{m:8s} {row['id']} {'yes' if rec['follows'] else 'no '} {rec['seconds']:5.1f}s "
-                      f"{'; '.join(rec['problems'])}", flush=True)
+            for seed in a.seeds or [None]:
+                for row in rows:
+                    rec = render_one(row, str(model), m, seed, work, a.extra)
+                    per[m].append(rec)
+                    print(f"{m:8s} {row['id']}{'' if seed is None else f' s{seed}'} {'yes' if rec['follows'] else 'no '} "
+                          f"{rec['seconds']:5.1f}s {'; '.join(rec['problems'])}", flush=True)
         summary = {m: summarise(recs) for m, recs in per.items()}
         print_table(summary, per)
         if a.sheet:
-            sheet(per[methods[0]], Path(a.sheet))
+            sheet(per[methods[0]][: len(rows)], Path(a.sheet))  # the first seed's renders
     finally:
         for rec in (r for recs in per.values() for r in recs):
             rec.pop("image")  # pixels: in the contact sheet, not in the results JSON
@@ -265,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
         json.loads((Path(a.model) / "guidance.json").read_text())
     config = {"command": " ".join(["python3 -m benchmarks.demo", *(argv if argv is not None else sys.argv[1:])]),
               "cli": "plan-and-render PROMPT --planner rules --model MODEL [--width 128 --height 64] --method M",
-              "model": a.model, "guidance_json": guidance, "split": a.split, "methods": methods,
+              "model": a.model, "guidance_json": guidance, "split": a.split, "methods": methods, "seeds": a.seeds,
               "default_method": DEFAULT_METHOD, "threads": threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
               "prompts_file": str(PROMPTS.relative_to(ROOT)), "sheet": _shown(a.sheet) if a.sheet else None}

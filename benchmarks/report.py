@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmarks.demo import wilson  # a share's 95 % interval
 from benchmarks.shapes import summarise  # ShapesBench's own scoring, for tables that rescore common prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,22 +333,24 @@ def _of(records: list, wide: bool) -> str:
 
 
 def demo(d: dict, name: str = "demo") -> str:
-    """One row per method of a ``benchmarks.demo`` run: follows, objects right, square and wide prompts,
-    failures by kind, the colour level, seconds per render. The first method is the folder's default."""
+    """One row per method of a ``benchmarks.demo`` run: follows (with Wilson's 95 % interval: the noise of
+    30 renders), objects right, square and wide prompts, failures by kind, the colour level, seconds per
+    render. The first method is the folder's default."""
     rows = []
     for i, (method, s) in enumerate(get(d, "summary", default={}).items()):
-        n, fails = get(s, "prompts", default=0), get(s, "failures_by_kind", default={})
+        n, fails = get(s, "renders", default=get(s, "prompts", default=0)), get(s, "failures_by_kind", default={})
         follows = round(get(s, "follows", default=0) * n)
+        low, high = wilson(follows, n)
         row_name = f"`{method}`" + (" (the default)" if i == 0 else "")
         cell = f"**{follows} / {n} ({num(get(s, 'follows'), 0, 100, ' %')})**" if i == 0 else f"{follows} / {n}"
         colour_n = get(s, "colour_prompts", default=0)
         colour = f"{round(get(s, 'colour_follows', default=0) * colour_n)} / {colour_n} " \
                  f"({num(get(s, 'colour_follows'), 0, 100, ' %')})" if colour_n else "-"
-        rows.append([row_name, cell, num(get(s, "objects_right"), 0, 100, " %"),
+        rows.append([row_name, cell, f"{low * 100:.0f}-{high * 100:.0f} %", num(get(s, "objects_right"), 0, 100, " %"),
                      _of(get(d, "records", method, default=[]), False), _of(get(d, "records", method, default=[]), True),
                      " / ".join(str(get(fails, k, default="-")) for k in ("missing", "count", "relation", "region")),
                      colour, num(get(s, "s_per_render"), 1)])
-    return table(["method", "follows", "objects right", "square prompts", "wide prompts",
+    return table(["method", "follows", "95 % interval", "objects right", "square prompts", "wide prompts",
                   "failures (missing / count / relation / region)", "colour level", "s / render"], rows) + \
         source(d, name, get(d, "config", "command"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks import demo
 from plan_and_render.scoring.shapes import COLOURS, SHAPES
@@ -76,8 +78,8 @@ def test_counts_and_regions_hold_for_every_instance():
 
 
 def test_the_summary_counts_follows_by_canvas_and_failure_kind():
-    recs = [{"follows": True, "kinds": [], "objects_right": 2, "objects": 2, "wide": False, "seconds": 1.0},
-            {"follows": False, "kinds": ["count", "relation"], "objects_right": 1, "objects": 2, "wide": True,
+    recs = [{"id": "t01", "follows": True, "kinds": [], "objects_right": 2, "objects": 2, "wide": False, "seconds": 1.0},
+            {"id": "t02", "follows": False, "kinds": ["count", "relation"], "objects_right": 1, "objects": 2, "wide": True,
              "seconds": 3.0}]
     s = demo.summarise(recs)
     assert (s["follows"], s["objects_right"], s["square_follows"], s["wide_follows"]) == (0.5, 0.75, 1.0, 0.0)
@@ -107,11 +109,48 @@ def test_the_colour_level_is_undefined_when_two_objects_share_a_colour():
 
 
 def test_the_summary_reads_the_colour_level_over_the_prompts_that_have_one():
-    recs = [{"follows": False, "colour_follows": True, "kinds": ["missing"], "objects_right": 1, "objects": 2,
+    recs = [{"id": "t01", "follows": False, "colour_follows": True, "kinds": ["missing"], "objects_right": 1, "objects": 2,
              "wide": False, "seconds": 1.0},
-            {"follows": False, "colour_follows": False, "kinds": ["relation"], "objects_right": 2, "objects": 2,
+            {"id": "t02", "follows": False, "colour_follows": False, "kinds": ["relation"], "objects_right": 2, "objects": 2,
              "wide": False, "seconds": 1.0},
-            {"follows": True, "colour_follows": None, "kinds": [], "objects_right": 2, "objects": 2, "wide": False,
+            {"id": "t03", "follows": True, "colour_follows": None, "kinds": [], "objects_right": 2, "objects": 2, "wide": False,
              "seconds": 1.0}]
     s = demo.summarise(recs)
     assert (s["colour_follows"], s["colour_prompts"]) == (0.5, 2)
+
+
+def test_the_wilson_interval_matches_hand_computed_values():
+    # 18 of 30: centre (0.6 + 1.96^2 / 60) / (1 + 1.96^2 / 30) = 0.5887, half-width 0.1655
+    low, high = demo.wilson(18, 30)
+    assert low == pytest.approx(0.4232, abs=1e-4) and high == pytest.approx(0.7541, abs=1e-4)
+    assert demo.wilson(0, 10)[0] == 0.0 and demo.wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert demo.wilson(10, 10)[1] == 1.0 and demo.wilson(0, 0) == [0.0, 1.0]
+
+
+@given(st.integers(0, 200), st.integers(1, 200))
+def test_the_interval_holds_the_share_and_narrows_with_more_renders(k, n):
+    k = min(k, n)
+    low, high = demo.wilson(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    low4, high4 = demo.wilson(4 * k, 4 * n)
+    assert high4 - low4 < high - low
+
+
+@pytest.mark.parametrize("text,seeds", [("0-5", [0, 1, 2, 3, 4, 5]), ("0,2,7", [0, 2, 7]), ("3", [3]),
+                                        ("0-1, 6-7", [0, 1, 6, 7])])
+def test_seeds_are_read_as_ranges_and_lists(text, seeds):
+    assert demo.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "a", "5-3", "0,0", "-1", "1-2-3"])
+def test_bad_seed_lists_are_refused(text):
+    with pytest.raises(ValueError):
+        demo.parse_seeds(text)
+
+
+def test_a_summary_over_seeds_counts_renders_and_prompts_apart():
+    rec = {"kinds": [], "objects_right": 1, "objects": 1, "wide": False, "seconds": 1.0}
+    recs = [{**rec, "id": i, "seed": s, "follows": s == 0} for s in (0, 1, 2) for i in ("t01", "t02")]
+    s = demo.summarise(recs)
+    assert (s["prompts"], s["renders"], s["follows"]) == (2, 6, pytest.approx(1 / 3))
+    assert s["follows_interval"] == demo.wilson(2, 6)
