@@ -39,6 +39,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     threads = next((r["settings"]["threads"] for recs in per.values() for r in recs if "settings" in r), None)
     guidance = json.loads(Path(a.guidance_json).read_text()) if a.guidance_json else \
         json.loads((Path(a.model) / "guidance.json").read_text())
-    config = {"command": " ".join(["python3 -m benchmarks.demo", *(argv if argv is not None else sys.argv[1:])]),
+    config = {"command": "python3 -m benchmarks.demo " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "cli": "plan-and-render PROMPT --planner rules --model MODEL [--width 128 --height 64] --method M",
               "model": a.model, "guidance_json": guidance, "split": a.split, "methods": methods, "seeds": a.seeds,
               "default_method": DEFAULT_METHOD, "threads": threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

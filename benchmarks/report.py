@@ -367,7 +367,8 @@ def mmdit_latent_tuning(d: dict) -> str:
     """Guidance variants on the learned-latent MMDiT: the tune prompts over three seeds, `refocus`."""
     rows = [[get(v, "label", default=k), _followed(v), num(get(v, "objects_right"), 0, 100, " %")]
             for k, v in get(d, "variants", default={}).items()]
-    return table(["variant (`refocus`, 10 tune prompts x 3 render seeds, or 6 where it says so)", "followed",
+    return table(["variant (`refocus` unless it names a method; 10 tune prompts x 3 render seeds, or 6 where it says so)",
+                  "followed",
                   "objects right"], rows) + \
         source(d, "mmdit_latent_tuning", get(d, "config", "command"))
 
@@ -449,6 +450,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "teacher_span": teacher_span, "shape_words": shape_words, "mmdit_align_runs": mmdit_align_runs,
     "mmdit_latent_tuning": mmdit_latent_tuning,
     "demo_mmdit_latent": lambda d: demo(d, "demo_mmdit_latent"),
+    "demo_mmdit_latent_seeds": lambda d: demo(d, "demo_mmdit_latent_seeds"),
+    "demo_tiny_seeds": lambda d: demo(d, "demo_tiny_seeds"),
     "shapes_mmdit_latent": lambda d: shapes(d, "shapes_mmdit_latent", colour=True),
     "batch_overhead": batch_overhead, "batch_scale": batch_scale, "batch_distributed": batch_distributed,
     "memory_estimate": memory_estimate,

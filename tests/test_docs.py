@@ -248,8 +248,19 @@ def test_the_demo_table_counts_square_and_wide_prompts_from_the_records(tmp_path
             "records": {"refocus": recs, "none": []}}
     (tmp_path / "demo_mmdit_latent.json").write_text(json.dumps(data))
     out = report.render_table("demo_mmdit_latent", tmp_path)
-    assert "| `refocus` (the default) | **2 / 3 (67 %)** | 75 % | 1 / 2 | 1 / 1 | 1 / 0 / 0 / 0 | 1 / 2 (50 %) | 2.2 |" in out
-    assert "| `none` | 0 / 3 | - | - | - | - / - / - / - | - | - |" in out
+    # Wilson's 95 % interval of 2 / 3: 0.573 -+ 0.365; of 0 / 3: 0 to 0.562
+    assert "| `refocus` (the default) | **2 / 3 (67 %)** | 21-94 % | 75 % | 1 / 2 | 1 / 1 | 1 / 0 / 0 / 0 | 1 / 2 (50 %) | 2.2 |" \
+        in out
+    assert "| `none` | 0 / 3 | 0-56 % | - | - | - | - / - / - / - | - | - |" in out
+
+
+def test_the_demo_table_counts_renders_when_seeds_were_pooled(tmp_path):
+    recs = [{"wide": False, "follows": s == 0, "seed": s} for s in (0, 1, 2) for _ in range(2)]
+    summary = {"prompts": 2, "renders": 6, "follows": 2 / 6, "failures_by_kind": {}}
+    data = {"config": {"command": "demo --seeds 0-2"}, "summary": {"refocus": summary}, "records": {"refocus": recs}}
+    (tmp_path / "demo_mmdit_latent_seeds.json").write_text(json.dumps(data))
+    out = report.render_table("demo_mmdit_latent_seeds", tmp_path)
+    assert "| `refocus` (the default) | **2 / 6 (33 %)** | 10-70 % | - | 2 / 6 | - |" in out
 
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
