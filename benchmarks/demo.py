@@ -156,13 +156,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"0-5" -> [0, 1, 2, 3, 4, 5]; "0,2,7" -> [0, 2, 7] (argparse reports a ValueError as a usage error)."""
+    """"0-5" -> [0, 1, 2, 3, 4, 5]; "0,2,7" -> [0, 2, 7]; anything else is argparse's usage error (exit 2)."""
     seeds: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        seeds += range(int(lo), int(hi or lo) + 1)
-    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
-        raise ValueError(text)
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds are a range or a list of distinct seeds, e.g. 0-5 or 0,2,7; "
+                                         f"not {text!r}")
     return seeds
 
 
