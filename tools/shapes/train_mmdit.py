@@ -497,7 +497,7 @@ class Trainer:
         wide = self.wide is not None and float(torch.rand(1, generator=g)) < self.p["wide_share"]
         data = self.wide if wide else self.square
         idx = torch.randint(0, len(data.images), (b,), generator=g)
-        t = torch.sigmoid(torch.randn(b, generator=g))  # logit-normal(0, 1)
+        t = torch.sigmoid(self.p.get("t_location", 0.0) + torch.randn(b, generator=g))  # logit-normal(m, 1)
         noise = torch.randn(b, *data.x0(idx[:1]).shape[1:], generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
         drawn = [idx, t, noise, drop] + ([torch.rand(b, generator=g) < self.p["isolate"]] if self.p.get("isolate") else [])
@@ -585,8 +585,8 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
         "preset": preset_name, "config": tr.p, "seed": seed, "steps": tr.n_step, "device": str(tr.device),
         "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "params": n, "eval_loss": evals,
         "loss_curve": curve,
-        "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, t ~ logit-normal(0, 1), "
-                     f"plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; " + (
+        "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, "
+                     f"t ~ logit-normal({tr.p.get('t_location', 0.0)}, 1), plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; " + (
                          f"grounded (--ground): isolation {tr.p['isolate']} (non-name states and pooled -> empty "
                          f"prompt's), null loss x{tr.p['null_weight']}, attention loss x{tr.p['attn_weight']} on every "
                          "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
@@ -762,6 +762,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="REPA-style alignment: one joint block's image states must tell, through a small head, "
                          "which colour-shape covers each patch (a deviation from SD 3's plain recipe, see the "
                          "module docstring; REPA's weight is 0.5)")
+    ap.add_argument("--t-location", type=float, default=None, metavar="M",
+                    help="draw flow times from logit-normal(M, 1) (SD 3's lognorm(m, s); its recipe and the default: "
+                         "0). Below 0 trains the low-noise end more, where fine shape (a square's corners) is "
+                         "decided; SD 3's paper compared m = -0.5, 0, 0.5, 1")
     ap.add_argument("--ground", action="store_true",
                     help="add the UNet shapes model's grounding (token isolation, null and attention losses): "
                          "a deviation from SD 3's plain recipe, see the module docstring")
@@ -794,7 +798,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--device {a.device}: no CUDA device here")
     overrides = {k: v for k, v in (("patch", a.patch), ("lr", a.lr), ("batch", a.batch), ("repeat_share", a.repeat_share),
                                    ("n_wide", a.n_wide), ("wide_share", a.wide_share), ("teacher", a.teacher),
-                                   ("init_weights", a.init_weights), ("vae", a.vae), ("align_weight", a.align))
+                                   ("init_weights", a.init_weights), ("vae", a.vae), ("align_weight", a.align),
+                                   ("t_location", a.t_location))
                  if v is not None}
     overrides.update(GROUNDING if a.ground else {})
     if a.attn_weight is not None:
