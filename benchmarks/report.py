@@ -305,6 +305,18 @@ def shape_words(d: dict) -> str:
     return table(["model", *SHAPES, "all", "drawn instead (times)"], rows) + source(d, "shape_words", get(d, "command"))
 
 
+def shape_settling(d: dict) -> str:
+    """benchmarks.shape_settling: per shape, drawn as asked at the end and at the best step's clean estimate,
+    the noise level from which the final reading holds, renders that had the shape late and lost it."""
+    rows = [[shape, str(get(s, "renders")), num(get(s, "final"), 0, 100, " %"),
+             f"{num(get(s, 'best'), 0, 100, ' %')} (noise {num(get(s, 'best_sigma'), 2)})",
+             num(get(s, "settled_sigma_median"), 2), str(get(s, "lost_late"))]
+            for shape, s in get(d, "summary", default={}).items()]
+    return table(["shape", "renders", "drawn as asked", "best step's estimate", "settled from noise (median)",
+                  "had it below noise 0.5, lost it"], rows) + \
+        source(get(d, "config", default={}), "shape_settling", get(d, "config", "command"))
+
+
 def mmdit_align_runs(d: dict) -> str:
     """The learned-latent MMDiT trained on, plain vs --align: flow loss, one-shape prompts, the tune prompts."""
     def pair(r, key):
@@ -447,7 +459,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
     "layout_blocks_mmdit": layout_blocks_mmdit,
     "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"),
-    "teacher_span": teacher_span, "shape_words": shape_words, "mmdit_align_runs": mmdit_align_runs,
+    "teacher_span": teacher_span, "shape_words": shape_words, "shape_settling": shape_settling, "mmdit_align_runs": mmdit_align_runs,
     "mmdit_latent_tuning": mmdit_latent_tuning,
     "demo_mmdit_latent": lambda d: demo(d, "demo_mmdit_latent"),
     "demo_mmdit_latent_seeds": lambda d: demo(d, "demo_mmdit_latent_seeds"),

@@ -287,3 +287,12 @@ def test_every_relative_link_reaches_a_file_and_its_heading(page):
         elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
             broken.append(f"{target} (no such heading)")
     assert not broken, broken
+
+
+def test_the_shape_settling_table_reads_each_shapes_summary(tmp_path):
+    summary = {"square": {"renders": 18, "final": 0.5, "best": 0.5556, "best_sigma": 0.179,
+                          "settled_sigma_median": 0.3, "lost_late": 3}}
+    data = {"config": {"command": "python3 -m benchmarks.shape_settling", "date": "2026-12-02"}, "summary": summary}
+    (tmp_path / "shape_settling.json").write_text(json.dumps(data))
+    out = report.render_table("shape_settling", tmp_path)
+    assert "| square | 18 | 50 % | 56 % (noise 0.18) | 0.30 | 3 |" in out and "; 2026-12-02." in out
