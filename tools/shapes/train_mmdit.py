@@ -47,7 +47,9 @@ run's text encoders and joint blocks (a warm start across patch sizes);
 ``--init-weights adaln-zero`` starts a fresh transformer as DiT does (measured no better by step 4,000:
 docs/mmdit-shapes.md). ``--vae FOLDER --patch 1`` denoises a learned autoencoder's 8x8 latent instead
 (``tools.shapes.train_vae``; SD 3's arrangement: the decoder draws the pixels; not better by 6,700 CPU
-steps: docs/mmdit-shapes.md).
+steps: docs/mmdit-shapes.md). ``--t-location M`` draws the flow times from logit-normal(M, 1), SD 3's
+lognorm(m, s) family (its paper compared m from -0.5 to 1 and chose 0, the default here); below 0 the
+low-noise end, where a square's corners are decided (``benchmarks.shape_settling``), is trained more.
 
 Made for one CPU thread: ``--time-budget`` stops training, ``--checkpoint`` keeps
 optimiser, EMA and random state every ``--save-every`` steps so a run cut short
