@@ -315,7 +315,7 @@ def score_lmd(layout: Any, record: dict) -> bool:
             for colour, noun in record["objects"]
         )
     if kind == "spatial":
-        (a, side_a), (b, _side_b) = record["objects"][0], record["objects"][1]
+        (a, side_a), (b, _) = record["objects"][0], record["objects"][1]
         first, second = matching(items, a), matching(items, b)
         axis = 0 if side_a in ("left", "right") else 1
         before = side_a in ("left", "top")

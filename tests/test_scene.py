@@ -126,7 +126,7 @@ def test_plan_size_is_limited_before_anything_is_read():
     assert refused(ScenePlan, plan([obj(f"cat-{i}") for i in range(MAX_PLAN_OBJECTS + 1)])) == \
         f"objects: List should have at most {MAX_PLAN_OBJECTS} items after validation, not {MAX_PLAN_OBJECTS + 1}"
     too_many = [rel("cat-1", "near", "dog-1")] * (MAX_PLAN_RELATIONS + 1)
-    assert refused(ScenePlan, plan(CAT_DOG, too_many)).startswith(f"relations: List should have at most")
+    assert refused(ScenePlan, plan(CAT_DOG, too_many)).startswith("relations: List should have at most")
     # the file of issue 11: 600,000 objects, each of them invalid - refused for its length alone
     text = json.dumps({"prompt": "cats", "objects": [{"id": "c"}] * 600_000})
     with pytest.raises(UsageError, match=r"^big.json is not a valid scene plan: objects: List should have at most"):

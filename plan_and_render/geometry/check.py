@@ -114,17 +114,6 @@ def relation_holds(predicate: str, subject_box: Box, object_box: Box, object2_bo
     raise ValueError(f"unknown predicate {predicate!r}")
 
 
-def region_holds(region: str, box: Box) -> bool:
-    """Does ``box`` lie in ``region`` of the canvas? (plan-format.md: its centre is in that part of the
-    canvas, thirds of width and height; ``center`` is the middle third both ways, ``top_left`` both.)"""
-    cx, cy = centre(box)
-    column = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "center"
-    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "center"
-    if region == "center":
-        return column == row == "center"
-    return all(part in (column, row) for part in region.split("_"))
-
-
 def why_not(predicate: str, s: Box, o: Box, o2: Box | None = None) -> str:
     """A short human reason for a failed relation (used in Violation.reason)."""
     dx, dy = _d(s, o)
@@ -180,7 +169,8 @@ def third(v: float) -> int:
 
 
 def region_holds(region: str, box: Box) -> bool:
-    """Is ``box``'s centre in the thirds ``region`` names?"""
+    """Is ``box``'s centre in the thirds ``region`` names? (plan-format.md: thirds of width and height;
+    ``center`` is the middle third both ways, ``top`` the top third at any column; ``vocab.REGION_THIRDS``.)"""
     column, row = REGION_THIRDS[region]
     cx, cy = centre(box)
     return (column is None or third(cx) == column) and (row is None or third(cy) == row)
