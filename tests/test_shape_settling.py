@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks import shape_settling as ss
@@ -16,14 +16,16 @@ from benchmarks import shape_settling as ss
 MODEL = "models/shapes-mmdit-latent"
 
 
+@settings(deadline=None)  # the first example pays for torch's warm-up
 @given(st.integers(2, 30), st.integers(0, 2**16))
 def test_on_a_straight_flow_every_step_estimates_the_clean_latent_exactly(n, seed):
     g = torch.Generator().manual_seed(seed)
-    x0, eps = torch.randn(1, 4, 3, 3, generator=g), torch.randn(1, 4, 3, 3, generator=g)
+    # float64: in float32 a step's difference of latents loses digits that 1 / (s_i+1 - s_i) then multiplies
+    x0, eps = (torch.randn(1, 4, 3, 3, generator=g, dtype=torch.float64) for _ in range(2))
     sigmas = [*np.linspace(1.0, 1 / n, n).tolist(), 0.0]
     latents = [(1 - s) * x0 + s * eps for s in sigmas]  # the Euler path of the constant velocity eps - x0
     for est in ss.x0_estimates(latents, sigmas):
-        assert torch.allclose(est, x0, atol=1e-5)
+        assert torch.allclose(est, x0, atol=1e-9)
     assert len(ss.x0_estimates(latents, sigmas)) == n
 
 
