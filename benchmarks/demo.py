@@ -193,6 +193,11 @@ def cli_args(row: dict, model: str, method: str, out: Path, extra: list[str]) ->
     return [row["prompt"], "--planner", "rules", "--model", model, *size, "--method", method, "--out", str(out), *extra]
 
 
+def seed_label(record: dict) -> str:
+    """" s3" for a render made with ``--seeds``, "" for one made with the CLI's own seed."""
+    return f" s{record['seed']}" if "seed" in record else ""
+
+
 def render_one(row: dict, model: str, method: str, seed: int | None, work: Path, extra: list[str]) -> dict:
     """``render_row`` with ``--seed seed`` (None: the CLI's default seed), into its own folder under ``work``."""
     if seed is None:
@@ -244,8 +249,8 @@ def sheet(records: list[dict], path: Path, tile_h: int = 128, label=follows_labe
 
 
 def print_table(summary: dict, per_prompt: dict[str, list[dict]], log=print) -> None:
-    log(f"{'method':10s} {'renders':>7s} {'follows':>8s} {'95 % interval':>14s} {'objects':>8s} {'square':>7s} {'wide':>6s} "
-        f"{'missing':>8s} {'count':>6s} {'relation':>9s} {'region':>7s} {'s/render':>9s} {'colour':>7s}")
+    log(f"{'method':10s} {'renders':>7s} {'follows':>8s} {'95 % interval':>14s} {'objects':>8s} {'square':>7s} "
+        f"{'wide':>6s} {'missing':>8s} {'count':>6s} {'relation':>9s} {'region':>7s} {'s/render':>9s} {'colour':>7s}")
     for m, s in summary.items():
         k = s["failures_by_kind"]
         wide = "-" if s["wide_follows"] is None else f"{s['wide_follows']:.0%}"
@@ -260,8 +265,7 @@ def print_table(summary: dict, per_prompt: dict[str, list[dict]], log=print) -> 
     for i, r in enumerate(per_prompt[methods[0]]):
         marks = " ".join(f"{'yes' if per_prompt[m][i]['follows'] else 'no':10s}" for m in methods)
         why = f"  [{r['problems'][0]}]" if r["problems"] else ""
-        seed = f" s{r['seed']}" if "seed" in r else ""
-        log(f"{r['id']:4s}{seed} {marks}  {r['prompt']}{why}")
+        log(f"{r['id']:4s}{seed_label(r)} {marks}  {r['prompt']}{why}")
 
 
 def _shown(path: str) -> str:
@@ -300,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for row in rows:
                     rec = render_one(row, str(model), m, seed, work, a.extra)
                     per[m].append(rec)
-                    print(f"{m:8s} {row['id']}{'' if seed is None else f' s{seed}'} {'yes' if rec['follows'] else 'no '} "
+                    print(f"{m:8s} {row['id']}{seed_label(rec)} {'yes' if rec['follows'] else 'no '} "
                           f"{rec['seconds']:5.1f}s {'; '.join(rec['problems'])}", flush=True)
         summary = {m: summarise(recs) for m, recs in per.items()}
         print_table(summary, per)

@@ -379,9 +379,8 @@ def mmdit_latent_tuning(d: dict) -> str:
     """Guidance variants on the learned-latent MMDiT: the tune prompts over three seeds, `refocus`."""
     rows = [[get(v, "label", default=k), _followed(v), num(get(v, "objects_right"), 0, 100, " %")]
             for k, v in get(d, "variants", default={}).items()]
-    return table(["variant (`refocus` unless it names a method; 10 tune prompts x 3 render seeds, or 6 where it says so)",
-                  "followed",
-                  "objects right"], rows) + \
+    return table(["variant (`refocus` unless it names a method; 10 tune prompts x 3 render seeds, or 6 where it "
+                  "says so)", "followed", "objects right"], rows) + \
         source(d, "mmdit_latent_tuning", get(d, "config", "command"))
 
 
@@ -459,7 +458,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "renderer_sweep": renderer_sweep, "shapes_mmdit": lambda d: shapes(d, "shapes_mmdit", colour=True),
     "layout_blocks_mmdit": layout_blocks_mmdit,
     "layout_blocks_mmdit_latent": lambda d: layout_blocks_mmdit(d, "layout_blocks_mmdit_latent"),
-    "teacher_span": teacher_span, "shape_words": shape_words, "shape_settling": shape_settling, "mmdit_align_runs": mmdit_align_runs,
+    "teacher_span": teacher_span, "shape_words": shape_words, "shape_settling": shape_settling,
+    "mmdit_align_runs": mmdit_align_runs,
     "mmdit_latent_tuning": mmdit_latent_tuning,
     "demo_mmdit_latent": lambda d: demo(d, "demo_mmdit_latent"),
     "demo_mmdit_latent_seeds": lambda d: demo(d, "demo_mmdit_latent_seeds"),

@@ -57,10 +57,11 @@ def reading(image: np.ndarray, colour: str) -> str:
 def trajectory(pipe, plan, colour: str, seed: int, size: int) -> tuple[list[str], list[float]]:
     """The detector's reading of every step's clean estimate (the last is the image itself), and the
     noise level of each step."""
-    sched = pipe.make_scheduler(None)
-    pipe.set_timesteps(sched, pipe.resolve(plan).steps, (size // pipe.vae_scale_factor,) * 2)
+    lat_hw = (size // pipe.vae_scale_factor,) * 2
+    sched = pipe.make_scheduler(None)  # the schedule the render's own (fresh) scheduler will have
+    pipe.set_timesteps(sched, pipe.resolve(plan).steps, lat_hw)
     sigmas = [float(s) for s in sched.sigmas]
-    latents = [pipe.initial_latent([seed], (size // pipe.vae_scale_factor,) * 2)]
+    latents = [pipe.initial_latent([seed], lat_hw)]  # the callback reports the latent after each step
     pipe(plan, method="none", seed=seed, width=size, height=size, progress=False,
          callback=lambda i, t, z: latents.append(z.detach().clone()))
     images = [np.asarray(pipe.decode(x)[0].convert("RGB")) for x in x0_estimates(latents, sigmas)]

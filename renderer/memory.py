@@ -4,8 +4,8 @@ Most of a guided render's memory beyond the weights is the attention maps the gu
 materialise (``attention.LayoutAttnProcessor``): fp32 scores and probabilities of a capturing layer,
 queries x keys per head and image, and their averages over heads. Self-attention maps grow with the
 square of the layer's pixels - a model trained at 64 px asked for 512 px needs 4096 times the memory per
-map - so this counts them and compares with the memory the device has free. A fixed pixel budget (``settings.MAX_PIXELS``) cannot: it
-does not know the model.
+map - so this counts them and compares with the memory the device has free. A fixed pixel budget
+(``settings.MAX_PIXELS``) cannot: it does not know the model.
 """
 
 from __future__ import annotations

@@ -102,11 +102,11 @@ PRESETS: dict[str, dict] = {
     # every shipped run (with --patch / --ground as models/shapes-mmdit/training.json records); one CPU thread
     "cpu": dict(layers=6, heads=4, head_dim=32, clip_hidden=64, clip_layers=2, t5_dim=128, t5_layers=2,
                 clip_length=24, t5_length=24, batch=16, lr=5e-4, warmup=200, decay=0.2, steps=4800,
-                time_budget_s=10800, n_scenes=20000, ema=0.999, shift=1.0),
+                time_budget_s=10800, n_scenes=20000, ema=0.999, shift=1.0, t_location=0.0),
     # the unit test's few steps
     "test": dict(layers=2, heads=2, head_dim=8, clip_hidden=16, clip_layers=1, t5_dim=32, t5_layers=1,
                  clip_length=24, t5_length=24, batch=4, lr=2e-3, warmup=2, decay=0.2, steps=6,
-                 time_budget_s=120, n_scenes=16, ema=0.0, shift=1.0),
+                 time_budget_s=120, n_scenes=16, ema=0.0, shift=1.0, t_location=0.0),
 }
 
 
@@ -499,7 +499,7 @@ class Trainer:
         wide = self.wide is not None and float(torch.rand(1, generator=g)) < self.p["wide_share"]
         data = self.wide if wide else self.square
         idx = torch.randint(0, len(data.images), (b,), generator=g)
-        t = torch.sigmoid(self.p.get("t_location", 0.0) + torch.randn(b, generator=g))  # logit-normal(m, 1)
+        t = torch.sigmoid(self.p["t_location"] + torch.randn(b, generator=g))  # logit-normal(m, 1)
         noise = torch.randn(b, *data.x0(idx[:1]).shape[1:], generator=g)
         drop = torch.rand(b, generator=g) < CAPTION_DROPOUT
         drawn = [idx, t, noise, drop] + ([torch.rand(b, generator=g) < self.p["isolate"]] if self.p.get("isolate") else [])
@@ -588,7 +588,8 @@ def _record(tr: Trainer, preset_name: str, seed: int, curve: list, train_s: floa
         "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "params": n, "eval_loss": evals,
         "loss_curve": curve,
         "objective": "rectified flow (SD 3): x_t = (1 - t) x0 + t eps, predict eps - x0, "
-                     f"t ~ logit-normal({tr.p.get('t_location', 0.0)}, 1), plain MSE; {CAPTION_DROPOUT:.0%} empty captions; EMA {tr.p['ema']}; " + (
+                     f"t ~ logit-normal({tr.p['t_location']}, 1), plain MSE; {CAPTION_DROPOUT:.0%} empty captions; "
+                     f"EMA {tr.p['ema']}; " + (
                          f"grounded (--ground): isolation {tr.p['isolate']} (non-name states and pooled -> empty "
                          f"prompt's), null loss x{tr.p['null_weight']}, attention loss x{tr.p['attn_weight']} on every "
                          "joint block's name-token maps (CLIP and T5 positions) vs the object masks"
