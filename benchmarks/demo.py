@@ -50,7 +50,9 @@ import numpy as np
 from PIL import Image
 
 from plan_and_render.app.output import contact_sheet
+from plan_and_render.errors import PlanAndRenderError
 from plan_and_render.geometry import region_holds, relation_holds
+from plan_and_render.renderer.folder import guidance_json
 from plan_and_render.renderer.settings import DEFAULT_METHOD
 from plan_and_render.scoring.shapes import detect
 
@@ -289,6 +291,12 @@ def main(argv: list[str] | None = None) -> dict:
                     "(0-5 or 0,2,7) and pool the renders; default: the CLI's own seed, one render a prompt")
     ap.add_argument("extra", nargs="*", help="more CLI options after --, e.g. -- --steps 25")
     a = ap.parse_args(argv)
+    if not (Path(a.model) / "model_index.json").is_file():
+        ap.error(f"not a model folder: {a.model}")  # before any render, not after them all
+    try:
+        guidance = json.loads(Path(a.guidance_json).read_text()) if a.guidance_json else guidance_json(a.model)
+    except (OSError, ValueError, PlanAndRenderError) as e:
+        ap.error(f"--guidance-json {a.guidance_json}: {e}" if a.guidance_json else str(e))
 
     rows = load_prompts(a.split)[: a.limit or None]
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
@@ -315,8 +323,6 @@ def main(argv: list[str] | None = None) -> dict:
             rec.pop("image")  # pixels: in the contact sheet, not in the results JSON
         shutil.rmtree(work, ignore_errors=True)
     threads = next((r["settings"]["threads"] for recs in per.values() for r in recs if "settings" in r), None)
-    guidance = json.loads(Path(a.guidance_json).read_text()) if a.guidance_json else \
-        json.loads((Path(a.model) / "guidance.json").read_text())
     config = {"command": "python3 -m benchmarks.demo " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "cli": "plan-and-render PROMPT --planner rules --model MODEL [--width 128 --height 64] --method M",
               "model": a.model, "guidance_json": guidance, "split": a.split, "methods": methods, "seeds": a.seeds,

@@ -105,8 +105,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not set(shapes) <= set(SHAPES) or not set(colours) <= set(COLOURS) or a.seeds < 1:
         ap.error(f"shapes come from {', '.join(SHAPES)}, colours from {', '.join(COLOURS)}, seeds >= 1")
     from plan_and_render.app import api
+    from plan_and_render.errors import PlanAndRenderError
 
-    pipe, size = api.get_pipeline(a.model), api.native_size(a.model) or 64
+    try:
+        pipe, size = api.get_pipeline(a.model), api.native_size(a.model) or 64
+    except PlanAndRenderError as e:  # a missing or broken model: one line, as the CLI says it
+        ap.error(str(e).splitlines()[0])
     if pipe.family not in ("sd3", "flux"):
         ap.error(f"{a.model} is a {pipe.family} model; the clean estimate here is a flow model's (sd3, flux)")
     records = []

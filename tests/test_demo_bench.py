@@ -156,3 +156,13 @@ def test_a_summary_over_seeds_counts_renders_and_prompts_apart():
     s = demo.summarise(recs)
     assert (s["prompts"], s["renders"], s["follows"]) == (2, 6, pytest.approx(1 / 3))
     assert s["follows_interval"] == demo.wilson(2, 6)
+
+
+@pytest.mark.parametrize("argv,says", [(["--model", "no/such/folder"], "not a model folder: no/such/folder"),
+                                       (["--guidance-json", "no/such.json"], "--guidance-json no/such.json")])
+def test_a_bad_model_or_variant_stops_before_any_render(argv, says, capsys, monkeypatch):
+    monkeypatch.setattr(demo, "render_row", lambda *a: pytest.fail("rendered"))
+    with pytest.raises(SystemExit) as e:
+        demo.main([*argv, "--sheet", ""])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "Traceback" not in err

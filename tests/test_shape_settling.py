@@ -62,8 +62,12 @@ def test_a_real_run_reads_every_step_and_ends_on_the_image_a_plain_render_draws(
     assert rec["sigmas"] == sorted(rec["sigmas"], reverse=True) and json.loads(out.read_text())["summary"]["square"]
 
 
-@pytest.mark.parametrize("argv", [["--shapes", "hexagon"], ["--colours", "pink"], ["--seeds", "0"]])
-def test_bad_arguments_are_one_usage_line(argv, capsys):
+@pytest.mark.parametrize("argv,says", [(["--shapes", "hexagon"], "shapes come from"),
+                                       (["--colours", "pink"], "shapes come from"), (["--seeds", "0"], "shapes come from"),
+                                       (["--model", "no/such/folder"], "model not found"),
+                                       (["--model", "models/shapes-tiny"], "is a sd model")])
+def test_bad_arguments_are_one_usage_line(argv, says, capsys):
     with pytest.raises(SystemExit) as e:
         ss.main(argv)
-    assert e.value.code == 2 and "shapes come from" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "Traceback" not in err
